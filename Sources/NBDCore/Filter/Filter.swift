@@ -1,0 +1,69 @@
+/// A layer that wraps the next layer of one connection's stack and may rewrite any operation or
+/// capability. Everything a filter does not implement passes straight through to ``next``.
+///
+/// Write a filter as a generic type over its `Next`, so that a stack fixed in code is one concrete,
+/// nested type the compiler can inline:
+///
+/// ```swift
+/// struct ReadOnlyFilter<Next: BlockBackend>: Filter {
+///     let next: Next
+///     var capabilities: Capabilities { next.capabilities.readOnly }
+/// }
+/// ```
+///
+/// To offer the filter to stacks built at run time, also provide a ``FilterLayer``.
+public protocol Filter: BlockBackend {
+    /// The layer this filter wraps.
+    associatedtype Next: BlockBackend
+    /// The layer this filter wraps.
+    var next: Next { get }
+}
+
+extension Filter {
+    @inlinable
+    public var capabilities: Capabilities { next.capabilities }
+
+    @inlinable
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags)
+        async throws(NBDError)
+    {
+        try await next.read(into: buffer, at: offset, flags: flags)
+    }
+
+    @inlinable
+    public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags)
+        async throws(NBDError)
+    {
+        try await next.write(data, at: offset, flags: flags)
+    }
+
+    @inlinable
+    public func zero(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+        try await next.zero(count: count, at: offset, flags: flags)
+    }
+
+    @inlinable
+    public func trim(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+        try await next.trim(count: count, at: offset, flags: flags)
+    }
+
+    @inlinable
+    public func flush(flags: CommandFlags) async throws(NBDError) {
+        try await next.flush(flags: flags)
+    }
+
+    @inlinable
+    public func cache(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+        try await next.cache(count: count, at: offset, flags: flags)
+    }
+
+    @inlinable
+    public func extents(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) -> [Extent] {
+        try await next.extents(count: count, at: offset, flags: flags)
+    }
+
+    @inlinable
+    public func close() async {
+        await next.close()
+    }
+}

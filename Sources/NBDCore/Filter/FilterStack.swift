@@ -1,0 +1,45 @@
+/// An export whose filters are chosen at run time: a base provider and a list of ``FilterLayer``s,
+/// **outermost first**, as nbdkit orders `--filter` options.
+///
+/// ```swift
+/// let stack = FilterStack(
+///     [MultiConnLayer(), StatsLayer(collector)],   // client → multi-conn → stats → memory
+///     over: MemoryBackendProvider(size: 1 << 30)
+/// )
+/// ```
+///
+/// The base backend is wrapped in ``FeatureEmulation`` first, so a backend that reports emulated FUA
+/// or cache gets them emulated below every filter, as nbdkit does at its plugin layer.
+public struct FilterStack<Base: BackendProvider>: BackendProvider {
+    /// The filters, outermost first.
+    public let layers: [any FilterLayer]
+    /// The export the filters wrap.
+    public let base: Base
+
+    /// Creates a stack; `layers[0]` is the outermost filter (the one the client talks to).
+    public init(_ layers: [any FilterLayer], over base: Base) {
+        self.layers = layers
+        self.base = base
+    }
+
+    public func open(_ connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+        var current = AnyBlockBackend(FeatureEmulation(wrapping: try await base.open(connection)))
+        for layer in layers.reversed() {
+            do {
+                current = try await layer.wrap(current, for: connection)
+            } catch {
+                // The layers below were opened for this connection; release them before refusing it.
+                await current.close()
+                throw error
+            }
+        }
+        return current
+    }
+
+    public func shutdown() async {
+        for layer in layers {
+            await layer.shutdown()
+        }
+        await base.shutdown()
+    }
+}

@@ -1,0 +1,216 @@
+import Synchronization
+
+/// Coordinates the multi-conn filter across connections: registers each connection in its group,
+/// and runs the emulate-mode flush fan-out.
+///
+/// One `MultiConn` serves one export (one server). The request path never hops to it: reads and
+/// writes only touch atomic dirty bits. Flushes in emulate mode come here, where they are
+/// **coalesced**: a flush that arrives while a fan-out is under way waits for the next fan-out, which
+/// starts when the current one ends and serves every flush that arrived meanwhile. Each fan-out
+/// flushes the selected connections **concurrently**, not one after another as nbdkit does.
+///
+/// ```swift
+/// let multiConn = MultiConn(MultiConnConfiguration(mode: .emulate))
+/// let export = provider.wrapped { next, connection in
+///     try await multiConn.filter(wrapping: next, for: connection)
+/// }
+/// ```
+public actor MultiConn {
+    /// The filter's parameters, shared by every connection.
+    public nonisolated let configuration: MultiConnConfiguration
+    /// Where the fan-out runs the other connections' flushes; `nil` for the global executor. Give a
+    /// dedicated executor when flushes block in system calls (a file's `fdatasync`).
+    public nonisolated let flushExecutor: (any TaskExecutor)?
+
+    private enum GroupKey: Hashable {
+        case all
+        case export(String)
+    }
+
+    private struct GroupState {
+        let group: MultiConnGroup
+        /// Flush requests waiting for the next fan-out round.
+        var pending: [CheckedContinuation<Result<Void, NBDError>, Never>] = []
+        var running = false
+        /// Members taking part in the round under way; they may not close until it ends.
+        var roundMembers: Set<UInt64> = []
+        var roundEnded: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private var groups: [GroupKey: GroupState] = [:]
+
+    /// Creates a coordinator with the given parameters.
+    public init(_ configuration: MultiConnConfiguration = MultiConnConfiguration(), flushExecutor: (any TaskExecutor)? = nil) {
+        self.configuration = configuration
+        self.flushExecutor = flushExecutor
+    }
+
+    /// Wraps one connection's stack in the multi-conn filter and registers the connection in its
+    /// group. Throws, refusing the connection, when emulation is needed but the layer below cannot
+    /// flush.
+    public func filter<Next: BlockBackend>(
+        wrapping next: Next,
+        for connection: ConnectionInfo
+    ) throws(NBDError) -> MultiConnFilter<Next> {
+        let below = next.capabilities
+        let mode: MultiConnConfiguration.Mode
+        if configuration.mode == .auto {
+            mode = below.canMultiConn ? .plugin : .emulate
+        } else {
+            mode = configuration.mode
+        }
+        if mode == .emulate && !below.canFlush {
+            throw NBDError(
+                .invalidArgument,
+                "emulating multi-conn requires working flush: the layer below cannot flush "
+                    + "(use multi-conn-mode=plugin or disable, or a backend with flush)")
+        }
+        let key: GroupKey = configuration.groupsByExportName ? .export(connection.exportName) : .all
+        let group = groups[key]?.group ?? MultiConnGroup(exportName: configuration.groupsByExportName ? connection.exportName : nil)
+        if groups[key] == nil {
+            groups[key] = GroupState(group: group)
+        }
+        let member = MultiConnMember(id: connection.id) { () async throws(NBDError) in
+            try await next.flush(flags: [])
+        }
+        group.members.withLock { $0.append(member) }
+        return MultiConnFilter(
+            next: next, coordinator: self, group: group, member: member, mode: mode,
+            tracking: configuration.dirtyTracking)
+    }
+
+    /// The number of connections registered in each group, keyed by export name (`nil` when
+    /// connections are not grouped by name). For tests and diagnostics.
+    public func connectionCounts() -> [String?: Int] {
+        var counts: [String?: Int] = [:]
+        for state in groups.values {
+            counts[state.group.exportName] = state.group.memberList.count
+        }
+        return counts
+    }
+
+    /// Removes a closing connection from its group, first waiting for a fan-out that is flushing it.
+    func unregister(_ member: MultiConnMember, from group: MultiConnGroup) async {
+        let key: GroupKey = group.exportName.map { .export($0) } ?? .all
+        while let state = groups[key], state.roundMembers.contains(member.id) {
+            await withCheckedContinuation { continuation in
+                groups[key]?.roundEnded.append(continuation)
+            }
+        }
+        let remaining = group.members.withLock { members in
+            members.removeAll { $0 === member }
+            return members.count
+        }
+        if remaining == 0, let state = groups[key], state.group === group, !state.running {
+            groups[key] = nil
+        }
+    }
+
+    /// Flushes every connection of `group` that needs it, coalescing with other flush requests, and
+    /// returns when a fan-out that started after this call has finished.
+    @usableFromInline
+    func flushGroup(_ group: MultiConnGroup) async throws(NBDError) {
+        let key: GroupKey = group.exportName.map { .export($0) } ?? .all
+        let result = await withCheckedContinuation { continuation in
+            groups[key, default: GroupState(group: group)].pending.append(continuation)
+            if groups[key]?.running == false {
+                groups[key]?.running = true
+                Task { await self.runRounds(key) }
+            }
+        }
+        try result.get()
+    }
+
+    private func runRounds(_ key: GroupKey) async {
+        while var state = groups[key], !state.pending.isEmpty {
+            let waiters = state.pending
+            state.pending = []
+            let members = state.group.memberList
+            state.roundMembers = Set(members.map(\.id))
+            groups[key] = state
+            let result = await Self.fanOut(
+                group: state.group, members: members, tracking: configuration.dirtyTracking,
+                executor: flushExecutor)
+            groups[key]?.roundMembers = []
+            for continuation in groups[key]?.roundEnded ?? [] {
+                continuation.resume()
+            }
+            groups[key]?.roundEnded = []
+            for waiter in waiters {
+                waiter.resume(returning: result)
+            }
+        }
+        groups[key]?.running = false
+        if let state = groups[key], state.group.memberList.isEmpty, state.pending.isEmpty {
+            groups[key] = nil
+        }
+    }
+
+    /// One fan-out round: choose the members that need a flush (nbdkit's rules), flush them
+    /// concurrently, and restore the dirty state of any that failed so the next flush retries them.
+    @concurrent
+    private static func fanOut(
+        group: MultiConnGroup,
+        members: [MultiConnMember],
+        tracking: MultiConnConfiguration.DirtyTracking,
+        executor: (any TaskExecutor)?
+    ) async -> Result<Void, NBDError> {
+        // Taking the bits (rather than clearing them after the flush) means a write that completes
+        // while the round runs leaves its bit set for the next flush instead of being forgotten.
+        let groupWasDirty = group.dirty.exchange(false, ordering: .sequentiallyConsistent)
+        var selected: [(member: MultiConnMember, bits: UInt8)] = []
+        for member in members {
+            let bits = member.dirty.exchange(0, ordering: .sequentiallyConsistent)
+            let needsFlush =
+                tracking == .off
+                || (groupWasDirty && (tracking == .fast || bits & MultiConnMember.read != 0))
+                || bits & MultiConnMember.wrote != 0
+            if needsFlush {
+                selected.append((member, bits))
+            } else if bits != 0 {
+                member.dirty.bitwiseOr(bits, ordering: .sequentiallyConsistent)
+            }
+        }
+        guard !selected.isEmpty else { return .success(()) }
+
+        var outcomes: [Result<Void, NBDError>]
+        if selected.count == 1 {
+            outcomes = [await flushResult(selected[0].member)]
+        } else {
+            outcomes = Array(repeating: .success(()), count: selected.count)
+            await withTaskGroup(of: (Int, Result<Void, NBDError>).self) { tasks in
+                for (index, entry) in selected.enumerated() {
+                    tasks.addTask(executorPreference: executor) {
+                        (index, await flushResult(entry.member))
+                    }
+                }
+                for await (index, outcome) in tasks {
+                    outcomes[index] = outcome
+                }
+            }
+        }
+        var firstError: NBDError?
+        for (index, outcome) in outcomes.enumerated() {
+            if case .failure(let error) = outcome {
+                // Leave the connection dirty so the next flush tries it again.
+                selected[index].member.dirty.bitwiseOr(
+                    selected[index].bits | MultiConnMember.wrote, ordering: .sequentiallyConsistent)
+                if groupWasDirty { group.dirty.store(true, ordering: .sequentiallyConsistent) }
+                if firstError == nil {
+                    firstError = NBDError(error.code, "multi-conn flush of connection \(selected[index].member.id) failed: \(error.message)")
+                }
+            }
+        }
+        if let firstError { return .failure(firstError) }
+        return .success(())
+    }
+
+    private static func flushResult(_ member: MultiConnMember) async -> Result<Void, NBDError> {
+        do throws(NBDError) {
+            try await member.flushNext()
+            return .success(())
+        } catch {
+            return .failure(error)
+        }
+    }
+}

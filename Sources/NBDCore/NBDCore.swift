@@ -1,0 +1,1 @@
+// NBDCore: the contracts of swift-nbd-middleware. See NBDCore.docc for the getting-started article.

@@ -1,0 +1,1 @@
+print("nbd-serve: not yet implemented")

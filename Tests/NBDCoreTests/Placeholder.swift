@@ -1,0 +1,5 @@
+import XCTest
+
+final class NBDCoreTestsPlaceholder: XCTestCase {
+    func testPlaceholder() { XCTAssertTrue(true) }
+}

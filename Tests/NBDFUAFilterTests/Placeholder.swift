@@ -1,0 +1,5 @@
+import XCTest
+
+final class NBDFUAFilterTestsPlaceholder: XCTestCase {
+    func testPlaceholder() { XCTAssertTrue(true) }
+}
