@@ -62,6 +62,11 @@ let package = Package(
             dependencies: ["NBDCore", "NBDServer", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
+        .testTarget(
+            name: "NBDInteropTests",
+            dependencies: ["NBDCore", "NBDServer", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

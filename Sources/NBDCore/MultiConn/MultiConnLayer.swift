@@ -13,3 +13,34 @@ public struct MultiConnLayer: FilterLayer {
         AnyBlockBackend(try await coordinator.filter(wrapping: next, for: connection))
     }
 }
+
+extension MultiConnLayer: ConfigurableFilterLayer {
+    public static var filterName: String { "multi-conn" }
+    public static var summary: String {
+        "enable, emulate or disable NBD_FLAG_CAN_MULTI_CONN (flush consistency across connections)"
+    }
+    public static var parameters: [ParameterDescription] {
+        [
+            ParameterDescription(
+                "multi-conn-mode", "auto (default), emulate, plugin, disable or unsafe"),
+            ParameterDescription(
+                "multi-conn-track-dirty", "connection (default, alias conn), fast or off: when a flush may be skipped"),
+            ParameterDescription(
+                "multi-conn-exportname", "true to group connections by export name (default false: one group)"),
+        ]
+    }
+
+    public init(parameters: [String: String]) throws(NBDError) {
+        var configuration = MultiConnConfiguration()
+        if let mode = parameters["multi-conn-mode"] {
+            configuration.mode = try MultiConnConfiguration.parseMode(mode)
+        }
+        if let tracking = parameters["multi-conn-track-dirty"] {
+            configuration.dirtyTracking = try MultiConnConfiguration.parseDirtyTracking(tracking)
+        }
+        if let byName = parameters["multi-conn-exportname"] ?? parameters["multi-conn-export-name"] {
+            configuration.groupsByExportName = try parseBoolean(byName, for: "multi-conn-exportname")
+        }
+        self.init(configuration)
+    }
+}
