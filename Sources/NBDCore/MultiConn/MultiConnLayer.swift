@@ -27,6 +27,7 @@ extension MultiConnLayer: ConfigurableFilterLayer {
                 "multi-conn-track-dirty", "connection (default, alias conn), fast or off: when a flush may be skipped"),
             ParameterDescription(
                 "multi-conn-exportname", "true to group connections by export name (default false: one group)"),
+            ParameterDescription("multi-conn-export-name", "alias of multi-conn-exportname"),
         ]
     }
 
