@@ -55,7 +55,7 @@ public actor MultiConn {
         let below = next.capabilities
         let mode: MultiConnConfiguration.Mode
         if configuration.mode == .auto {
-            mode = below.canMultiConn ? .plugin : .emulate
+            mode = configuration.connectionsAreSerialized ? .disable : below.canMultiConn ? .plugin : .emulate
         } else {
             mode = configuration.mode
         }

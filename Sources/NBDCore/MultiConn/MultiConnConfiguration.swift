@@ -34,11 +34,22 @@ public struct MultiConnConfiguration: Sendable, Hashable {
     /// group (`false`, the default). Flushes are copied only within a group.
     public var groupsByExportName: Bool
 
+    /// Whether the server accepts only one connection at a time. Then nothing can be shared between
+    /// connections, so ``Mode/auto`` resolves to ``Mode/disable`` and costs nothing (as in nbdkit under
+    /// its serialize-connections thread model). Servers set this; it is not a command-line parameter.
+    public var connectionsAreSerialized: Bool
+
     /// Creates a configuration; the defaults are nbdkit's.
-    public init(mode: Mode = .auto, dirtyTracking: DirtyTracking = .connection, groupsByExportName: Bool = false) {
+    public init(
+        mode: Mode = .auto,
+        dirtyTracking: DirtyTracking = .connection,
+        groupsByExportName: Bool = false,
+        connectionsAreSerialized: Bool = false
+    ) {
         self.mode = mode
         self.dirtyTracking = dirtyTracking
         self.groupsByExportName = groupsByExportName
+        self.connectionsAreSerialized = connectionsAreSerialized
     }
 
     /// Parses a `multi-conn-mode` value.

@@ -108,14 +108,24 @@ public final class MultiConnFilter<Next: BlockBackend>: Filter {
         try await endWrite(flags)
     }
 
+    /// Whether flushes are skipped by the per-connection rule (plugin-like modes over a layer without
+    /// multi-conn, connection tracking).
+    @inlinable
+    var usesPerConnectionRule: Bool {
+        !emulating && tracking == .connection && !nextIsMultiConn
+    }
+
     /// Marks the connection dirty before a write-like request and returns the flags to pass down.
-    /// As in nbdkit, a FUA request outside emulate mode does not dirty anything.
+    /// As in nbdkit, a FUA request outside emulate mode does not dirty the group. Under the
+    /// per-connection rule it still dirties the connection: the layer below may keep the FUA data
+    /// in its cache as well (a strict-FUA cache does), and skipping its next flush would lose that.
     @inlinable
     func beginWrite(_ flags: CommandFlags) -> CommandFlags {
         guard flags.contains(.fua) else {
             markWrite()
             return flags
         }
+        if usesPerConnectionRule { member.mark(MultiConnMember.wrote) }
         guard emulating else { return flags }
         markWrite()
         return flags.subtracting(.fua)
@@ -133,8 +143,9 @@ public final class MultiConnFilter<Next: BlockBackend>: Filter {
         if emulating {
             markWrite()
             try await coordinator.flushGroup(group)
-        } else if tracking == .connection && !nextIsMultiConn {
+        } else if usesPerConnectionRule {
             // The FUA made this connection's data durable, so others' cached reads may be stale.
+            member.mark(MultiConnMember.wrote)
             group.markReadersStale(except: member)
         }
     }

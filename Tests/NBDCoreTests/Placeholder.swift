@@ -1,5 +1,0 @@
-import XCTest
-
-final class NBDCoreTestsPlaceholder: XCTestCase {
-    func testPlaceholder() { XCTAssertTrue(true) }
-}
