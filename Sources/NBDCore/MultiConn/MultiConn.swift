@@ -38,6 +38,8 @@ public actor MultiConn {
     }
 
     private var groups: [GroupKey: GroupState] = [:]
+    /// Fan-out rounds completed, for tests and diagnostics.
+    public private(set) var completedFanOuts = 0
 
     /// Creates a coordinator with the given parameters.
     public init(_ configuration: MultiConnConfiguration = MultiConnConfiguration(), flushExecutor: (any TaskExecutor)? = nil) {
@@ -89,6 +91,11 @@ public actor MultiConn {
         return counts
     }
 
+    /// Flush requests waiting for a fan-out round that has not started yet, for tests and diagnostics.
+    public func waitingFlushCount() -> Int {
+        groups.values.reduce(0) { $0 + $1.pending.count }
+    }
+
     /// Removes a closing connection from its group, first waiting for a fan-out that is flushing it.
     func unregister(_ member: MultiConnMember, from group: MultiConnGroup) async {
         let key: GroupKey = group.exportName.map { .export($0) } ?? .all
@@ -132,6 +139,7 @@ public actor MultiConn {
                 group: state.group, members: members, tracking: configuration.dirtyTracking,
                 executor: flushExecutor)
             groups[key]?.roundMembers = []
+            completedFanOuts += 1
             for continuation in groups[key]?.roundEnded ?? [] {
                 continuation.resume()
             }
