@@ -1,5 +1,0 @@
-import XCTest
-
-final class NBDFUAFilterTestsPlaceholder: XCTestCase {
-    func testPlaceholder() { XCTAssertTrue(true) }
-}
