@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "NBDBackends", targets: ["NBDBackends"]),
         .library(name: "NBDFUAFilter", targets: ["NBDFUAFilter"]),
         .library(name: "NBDStatsFilter", targets: ["NBDStatsFilter"]),
+        .library(name: "NBDErrorFilter", targets: ["NBDErrorFilter"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
@@ -25,9 +26,10 @@ let package = Package(
         .target(name: "NBDBackends", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDFUAFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDStatsFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDErrorFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(
             name: "NBDServer",
-            dependencies: ["NBDCore", "NBDBackends", "NBDFUAFilter", "NBDStatsFilter"],
+            dependencies: ["NBDCore", "NBDBackends", "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter"],
             swiftSettings: upcomingFeatures
         ),
         .executableTarget(name: "nbd-serve", dependencies: ["NBDServer"], swiftSettings: upcomingFeatures),
@@ -55,6 +57,11 @@ let package = Package(
         .testTarget(
             name: "NBDStatsFilterTests",
             dependencies: ["NBDCore", "NBDStatsFilter", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDErrorFilterTests",
+            dependencies: ["NBDCore", "NBDErrorFilter", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(
