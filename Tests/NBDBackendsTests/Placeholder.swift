@@ -1,5 +1,0 @@
-import XCTest
-
-final class NBDBackendsTestsPlaceholder: XCTestCase {
-    func testPlaceholder() { XCTAssertTrue(true) }
-}
