@@ -1,0 +1,100 @@
+import NBDCore
+import Synchronization
+
+/// The statistics of one export, shared by every connection's ``StatsFilter``.
+///
+/// Each connection counts into its own block of atomic counters, registered here when the filter is
+/// created; the hot path touches nothing shared with other connections. The collector's lock is taken
+/// only when a connection opens or closes and when a snapshot is taken. A closing connection's counts are
+/// folded into a retained total, so a snapshot always covers every request since the collector started.
+///
+/// ```swift
+/// let stats = StatsCollector()
+/// let export = provider.wrapped { next, _ in StatsFilter(wrapping: next, collector: stats) }
+/// // ... later, at any time:
+/// print(stats.report())          // nbdkit's text format
+/// let reads = stats.snapshot()[.read].count
+/// ```
+public final class StatsCollector: Sendable {
+    /// The `statsthreshold` percentage (0...100): the share of requests whose sizes the report lists
+    /// individually. 0 turns the size and alignment histograms off, and they are then not collected.
+    public let threshold: Int
+    /// The clock requests are timed with.
+    public let clock: StatsClock
+    /// When the collector started, on ``clock``.
+    public let startNanoseconds: UInt64
+
+    private struct Registry {
+        var live: [ObjectIdentifier: ConnectionCounters] = [:]
+        var retired: [OperationStats] = StatsOperation.allCases.map { OperationStats(operation: $0) }
+    }
+
+    private let registry = Mutex(Registry())
+
+    /// Creates a collector and starts its clock.
+    ///
+    /// - Precondition: `threshold` is in 0...100 (use ``parseThreshold(_:)`` for user input).
+    public init(threshold: Int = 95, clock: StatsClock = .monotonic) {
+        precondition((0...100).contains(threshold), "statsthreshold must be between 0 and 100 (percent)")
+        self.threshold = threshold
+        self.clock = clock
+        self.startNanoseconds = clock.now()
+    }
+
+    /// Parses a `statsthreshold` value: an integer percentage from 0 to 100.
+    public static func parseThreshold(_ text: String) throws(NBDError) -> Int {
+        guard let value = Int(text) else {
+            throw NBDError(.invalidArgument, "statsthreshold=\(text): expected an integer percentage from 0 to 100")
+        }
+        guard (0...100).contains(value) else {
+            throw NBDError(.invalidArgument, "statsthreshold must be between 0 and 100 (percent)")
+        }
+        return value
+    }
+
+    /// Registers a new connection's counters.
+    func register() -> ConnectionCounters {
+        let counters = ConnectionCounters(histograms: threshold != 0)
+        registry.withLock { $0.live[ObjectIdentifier(counters)] = counters }
+        return counters
+    }
+
+    /// Folds a closed connection's counters into the retained total. Calling it twice is harmless.
+    func retire(_ counters: ConnectionCounters) {
+        registry.withLock { registry in
+            guard registry.live.removeValue(forKey: ObjectIdentifier(counters)) != nil else { return }
+            for operation in StatsOperation.allCases {
+                let counts = OperationStats(operation: operation, counters: counters.operations[operation.index])
+                registry.retired[operation.index].merge(counts)
+            }
+        }
+    }
+
+    /// The number of connections whose filters are open.
+    public var openConnections: Int { registry.withLock { $0.live.count } }
+
+    /// Everything counted so far. Requests under way while the snapshot is taken may be partly counted
+    /// (their operation count but not yet their bytes, for instance); finished requests are complete.
+    public func snapshot() -> StatsSnapshot {
+        let now = clock.now()
+        let operations: [OperationStats] = registry.withLock { registry in
+            var operations = registry.retired
+            for counters in registry.live.values {
+                for operation in StatsOperation.allCases {
+                    operations[operation.index].merge(
+                        OperationStats(operation: operation, counters: counters.operations[operation.index]))
+                }
+            }
+            return operations
+        }
+        return StatsSnapshot(
+            elapsedNanoseconds: now >= startNanoseconds ? now - startNanoseconds : 0,
+            threshold: threshold, operations: operations)
+    }
+
+    /// The report in nbdkit's text format (see ``StatsSnapshot/report()``), as of now.
+    public func report() -> String { snapshot().report() }
+
+    /// The statistics as JSON (see ``StatsSnapshot/json()``), as of now.
+    public func json() -> String { snapshot().json() }
+}

@@ -1,0 +1,66 @@
+import NBDCore
+
+/// The stats filter as a run-time ``FilterLayer``, buildable from nbdkit's parameters:
+/// `nbd-serve --filter=stats memory 1G statsfile=/tmp/stats.txt statsthreshold=90`.
+///
+/// Every connection counts into one ``collector``. With a ``file``, the nbdkit-format report is written
+/// to it once, at ``shutdown()``; the collector can also be read at any time in code.
+public struct StatsLayer: FilterLayer {
+    public var name: String { Self.filterName }
+    /// The statistics of every connection this layer wraps.
+    public let collector: StatsCollector
+    /// Where the report goes at shutdown, if anywhere.
+    public let file: StatsFile?
+
+    /// Creates a layer that counts into `collector` and writes the report to `file` at shutdown.
+    public init(collector: StatsCollector = StatsCollector(), file: StatsFile? = nil) {
+        self.collector = collector
+        self.file = file
+    }
+
+    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+        AnyBlockBackend(StatsFilter(wrapping: next, collector: collector))
+    }
+
+    /// Writes the report to ``file`` (once; later calls do nothing). A write error cannot be returned
+    /// from shutdown, so it is written to standard error instead of being lost.
+    public func shutdown() async {
+        guard let file else { return }
+        do {
+            try file.writeOnce(collector.report())
+        } catch {
+            reportToStandardError("stats filter: \(error.message)\n")
+        }
+    }
+}
+
+extension StatsLayer: ConfigurableFilterLayer {
+    public static var filterName: String { "stats" }
+    public static var summary: String {
+        "count requests, bytes, time, request sizes and alignment; write nbdkit's report at shutdown"
+    }
+    public static var parameters: [ParameterDescription] {
+        [
+            ParameterDescription("statsfile", "(required) the file the report is written to when the server stops"),
+            ParameterDescription("statsappend", "true to append to the statsfile instead of replacing it (default false)"),
+            ParameterDescription(
+                "statsthreshold", "percentage of requests whose sizes are listed, 0 to 100 (default 95; 0: no histograms)"),
+        ]
+    }
+
+    /// Creates the layer and opens (creates or truncates) the statsfile now, so a bad path is reported
+    /// before the server starts listening.
+    public init(parameters: [String: String]) throws(NBDError) {
+        guard let path = parameters["statsfile"] else {
+            throw NBDError(.invalidArgument, "stats filter requires the statsfile parameter")
+        }
+        let append = try parameters["statsappend"].map { (text) throws(NBDError) in
+            try parseBoolean(text, for: "statsappend")
+        } ?? false
+        let threshold = try parameters["statsthreshold"].map { (text) throws(NBDError) in
+            try StatsCollector.parseThreshold(text)
+        } ?? 95
+        let file = try StatsFile(path: path, append: append)
+        self.init(collector: StatsCollector(threshold: threshold), file: file)
+    }
+}

@@ -1,5 +1,0 @@
-import XCTest
-
-final class NBDStatsFilterTestsPlaceholder: XCTestCase {
-    func testPlaceholder() { XCTAssertTrue(true) }
-}
