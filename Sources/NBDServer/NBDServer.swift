@@ -1,1 +1,124 @@
 import NBDCore
+import Synchronization
+
+/// An NBD server that serves one export, a ``NBDCore/BackendProvider`` (typically a
+/// ``NBDCore/FilterStack``), to any number of clients over Unix or TCP sockets.
+///
+/// ```swift
+/// let server = NBDServer(provider: FilterStack([MultiConnLayer()], over: MemoryBackendProvider(size: 1 << 30)))
+/// let address = try server.listen(on: .unix(path: "/tmp/nbd.sock"))
+/// print("serving on", address.uri)
+/// // ... later, e.g. on SIGTERM:
+/// await server.shutdown()
+/// ```
+///
+/// Every connection opens its own backend with `provider.open(_:)` during the handshake and closes
+/// it once after its last request. Every export name is accepted and passed to the provider.
+///
+/// Each connection runs on a thread of its own; see `Documentation/Server.md` for the threading
+/// design.
+public final class NBDServer: Sendable {
+    private struct State {
+        var listeners: [Listener] = []
+        var stopping = false
+        var finished = false
+        var finishedWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    /// The configuration the server was created with.
+    public let configuration: ServerConfiguration
+    private let context: ServerContext
+    private let startConnection: @Sendable (UInt64, Socket, ServerContext) -> Bool
+    private let shutdownProvider: @Sendable () async -> Void
+    private let state = Mutex(State())
+
+    /// Creates a server for `provider`. Nothing listens until ``listen(on:)``.
+    public init<Provider: BackendProvider>(provider: Provider, configuration: ServerConfiguration = ServerConfiguration()) {
+        self.configuration = configuration
+        self.context = ServerContext(configuration: configuration)
+        self.startConnection = { id, socket, context in
+            Connection.start(id: id, socket: socket, provider: provider, context: context)
+        }
+        self.shutdownProvider = { await provider.shutdown() }
+    }
+
+    /// Binds `address` and starts accepting connections on it. May be called more than once to
+    /// listen on several addresses.
+    ///
+    /// - Returns: The bound address; for TCP port 0, the port the system picked.
+    /// - Throws: ``NBDCore/NBDError`` if the address cannot be bound or the server is shutting down.
+    @discardableResult
+    public func listen(on address: ListenAddress) throws(NBDError) -> ListenAddress {
+        let listener = try Listener(address)
+        let registered = state.withLock { state -> Bool in
+            guard !state.stopping else { return false }
+            state.listeners.append(listener)
+            return true
+        }
+        guard registered else {
+            listener.closeWithoutStarting()
+            throw NBDError(.shutdown, "the server is shutting down")
+        }
+        let context = self.context
+        let startConnection = self.startConnection
+        try listener.start { socket in
+            guard let id = context.register(socket) else {
+                context.log("refused a connection: the server is stopping or has \(context.configuration.maximumConnections) connections")
+                socket.shutdownBoth()
+                return
+            }
+            if !startConnection(id, socket, context) {
+                context.log("refused a connection: no thread could be started for it")
+                socket.shutdownBoth()
+                context.connectionEnded(id)
+            }
+        }
+        context.log("listening on \(listener.address)")
+        return listener.address
+    }
+
+    /// The addresses the server listens on, with real port numbers.
+    public var addresses: [ListenAddress] {
+        state.withLock { $0.listeners.map(\.address) }
+    }
+
+    /// Returns when the server has shut down (after ``shutdown()`` completed its work).
+    public func run() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let finished = state.withLock { state -> Bool in
+                if state.finished { return true }
+                state.finishedWaiters.append(continuation)
+                return false
+            }
+            if finished { continuation.resume() }
+        }
+    }
+
+    /// Stops the server gracefully and returns when it is done: stops accepting, lets every
+    /// connection finish the requests it has already received (their replies are sent), closes every
+    /// backend, then calls the provider's `shutdown()` (which runs the filter layers' shutdown, such as
+    /// writing a statistics report). Calling it again waits for the first call to finish.
+    public func shutdown() async {
+        let (first, listeners) = state.withLock { state -> (Bool, [Listener]) in
+            if state.stopping { return (false, []) }
+            state.stopping = true
+            return (true, state.listeners)
+        }
+        guard first else {
+            await run()
+            return
+        }
+        for listener in listeners { listener.stop() }
+        context.beginStopping()
+        await context.waitUntilDrained()
+        await shutdownProvider()
+        context.pool.stop()
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.finished = true
+            defer { state.finishedWaiters = [] }
+            return state.finishedWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+        context.log("server stopped")
+    }
+}

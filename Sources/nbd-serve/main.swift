@@ -1,1 +1,151 @@
-print("nbd-serve: not yet implemented")
+import Dispatch
+import NBDCore
+import NBDServer
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// nbd-serve: serve a backend behind nbdkit-style filters over NBD. See Documentation/CommandLine.md.
+
+let options: ServeOptions
+do {
+    options = try ServeOptions.parse(Array(CommandLine.arguments.dropFirst()))
+} catch {
+    printToStandardError("nbd-serve: \(error.message)")
+    exit(1)
+}
+if options.showsHelp {
+    print(HelpText.usage, terminator: "")
+    exit(0)
+}
+if options.showsVersion {
+    print(HelpText.version)
+    exit(0)
+}
+
+// A client that vanishes must not kill the server; sends use MSG_NOSIGNAL as well.
+signal(SIGPIPE, SIG_IGN)
+
+var configuration = ServerConfiguration()
+if options.isVerbose {
+    configuration.logger = { message in printToStandardError("nbd-serve: debug: \(message)") }
+}
+
+let server: NBDServer
+let plan: ExportPlan
+do {
+    plan = try ExportPlan(options)
+    server = try plan.makeServer(configuration: configuration)
+} catch {
+    printToStandardError("nbd-serve: \(error.message)")
+    exit(1)
+}
+
+// -U - : a private directory that only this process uses, removed at exit.
+let privateDirectory: String?
+let address: ListenAddress
+switch options.listen {
+case .unix(let path):
+    address = .unix(path: path)
+    privateDirectory = nil
+case .tcp(let host, let port):
+    address = .tcp(host: host, port: port)
+    privateDirectory = nil
+case .privateUnix:
+    var template = Array("/tmp/nbd-serve.XXXXXX".utf8CString)
+    guard let directory = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+        printToStandardError("nbd-serve: cannot create a private directory in /tmp: \(String(cString: strerror(errno)))")
+        exit(1)
+    }
+    let path = String(cString: directory)
+    privateDirectory = path
+    address = .unix(path: path + "/socket")
+}
+
+@MainActor func removePrivateDirectory() {
+    if let privateDirectory {
+        if case .unix(let path) = address { unlink(path) }
+        rmdir(privateDirectory)
+    }
+}
+
+let bound: ListenAddress
+do {
+    bound = try server.listen(on: address)
+} catch {
+    printToStandardError("nbd-serve: \(error.message)")
+    removePrivateDirectory()
+    await server.shutdown()
+    exit(1)
+}
+
+if options.isVerbose {
+    let filters = plan.filters.isEmpty ? "no filters" : "filters " + plan.filters.map(\.name).joined(separator: " → ")
+    printToStandardError(
+        "nbd-serve: serving the \(plan.backend.name) backend (\(filters)\(plan.isReadOnly ? ", read-only" : "")) on \(bound.uri)")
+}
+
+/// Resumed once, by whichever comes first: a signal or the end of the --run command.
+final class ExitSignal: Sendable {
+    private let state = Mutex<(code: Int32?, waiter: CheckedContinuation<Int32, Never>?)>((nil, nil))
+
+    func finish(_ code: Int32) {
+        let waiter = state.withLock { state -> CheckedContinuation<Int32, Never>? in
+            guard state.code == nil else { return nil }
+            state.code = code
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: code)
+    }
+
+    func wait() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            let code = state.withLock { state -> Int32? in
+                if let code = state.code { return code }
+                state.waiter = continuation
+                return nil
+            }
+            if let code { continuation.resume(returning: code) }
+        }
+    }
+}
+
+let exitSignal = ExitSignal()
+let signalQueue = DispatchQueue(label: "nbd-serve.signals")
+var signalSources: [any DispatchSourceSignal] = []
+for number in [SIGINT, SIGTERM] {
+    signal(number, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: number, queue: signalQueue)
+    source.setEventHandler {
+        printToStandardError("nbd-serve: stopping (signal \(number))")
+        exitSignal.finish(0)
+    }
+    source.resume()
+    signalSources.append(source)
+}
+
+if let command = options.runCommand {
+    var environment = ["uri": bound.uri]
+    switch bound {
+    case .unix(let path):
+        environment["unixsocket"] = path
+        environment["port"] = ""
+    case .tcp(_, let port):
+        environment["port"] = String(port)
+        environment["unixsocket"] = ""
+    }
+    do {
+        let pid = try RunCommand.spawn(command, environment: environment)
+        RunCommand.wait(for: pid) { status in exitSignal.finish(status) }
+    } catch {
+        printToStandardError("nbd-serve: \(error.message)")
+        exitSignal.finish(1)
+    }
+}
+
+let code = await exitSignal.wait()
+await server.shutdown()
+removePrivateDirectory()
+exit(code)

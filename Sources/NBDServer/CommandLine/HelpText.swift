@@ -1,0 +1,58 @@
+import NBDCore
+
+/// The text of `nbd-serve --help` and `--version`.
+public enum HelpText {
+    /// The version `--version` prints.
+    public static let version = "nbd-serve 0.1.0 (swift-nbd-middleware)"
+
+    /// The usage, backends, filters and their parameters.
+    public static var usage: String {
+        var text = """
+            Usage: nbd-serve [-U PATH | -U - | -p PORT [-i ADDR]] [-r] [-f] [-v] [--run CMD]
+                             [--filter=NAME]... BACKEND [ARG] [KEY=VALUE]...
+
+            Serves BACKEND over NBD, behind the filters given with --filter (the first is the
+            outermost, nearest the client). Options may come before or after the backend.
+
+            Options:
+              -U PATH        listen on a unix socket at PATH
+              -U -           listen on a unix socket in a new private temporary directory
+              -p PORT        listen on TCP PORT (default 10809) of 127.0.0.1, or of ADDR with -i
+              -i ADDR        the numeric address to listen on with -p
+              -r             serve read-only
+              -f             stay in the foreground (always the case; accepted for nbdkit compatibility)
+              -v             print debug messages on standard error
+              --run CMD      run CMD with /bin/sh once listening, with $uri, $unixsocket and $port set;
+                             stop when it exits and exit with its status
+              --filter=NAME  add a filter (repeatable)
+              --help         show this text
+              --version      show the version
+
+            Each KEY=VALUE goes to the first filter (outermost first) that accepts KEY, otherwise to the
+            backend. Sizes take K, M, G, T, P or E suffixes (powers of 1024).
+
+            Backends:
+
+            """
+        for backend in BackendKind.all {
+            text += "  \(backend.name): \(backend.summary)\n"
+            for parameter in backend.parameters {
+                text += "      \(parameter.name)=...  \(parameter.summary)\n"
+            }
+        }
+        text += "\nFilters:\n"
+        for filter in FilterRegistry.all {
+            text += "  --filter=\(filter.filterName): \(filter.summary)\n"
+            for parameter in filter.parameters {
+                text += "      \(parameter.name)=...  \(parameter.summary)\n"
+            }
+        }
+        text += """
+
+            Example:
+              nbd-serve -U - --filter=stats memory 1G statsfile=/tmp/stats.txt --run 'nbdinfo "$uri"'
+
+            """
+        return text
+    }
+}

@@ -1,0 +1,168 @@
+/// The parsed command line of `nbd-serve`:
+///
+/// ```
+/// nbd-serve [-U PATH | -U - | -p PORT [-i ADDR]] [-r] [-f] [-v] [--run CMD] [--filter=NAME]...
+///           BACKEND [ARG] [KEY=VALUE]...
+/// ```
+///
+/// Options may stand before or after the backend, as with nbdkit. Parsing checks only the shape of
+/// the command line; ``ExportPlan`` checks backends, filters and parameters.
+public struct ServeOptions: Sendable, Hashable {
+    /// Where to listen.
+    public enum Listen: Sendable, Hashable {
+        /// `-U PATH`.
+        case unix(path: String)
+        /// `-U -`: a socket in a new private temporary directory, removed at exit.
+        case privateUnix
+        /// `-p PORT [-i ADDR]`, or the default `127.0.0.1:10809`.
+        case tcp(host: String, port: UInt16)
+    }
+
+    /// One `KEY=VALUE` argument.
+    public struct Parameter: Sendable, Hashable {
+        public var key: String
+        public var value: String
+        public init(key: String, value: String) {
+            self.key = key
+            self.value = value
+        }
+    }
+
+    /// The default TCP port of NBD.
+    public static let defaultPort: UInt16 = 10809
+
+    public var listen: Listen = .tcp(host: "127.0.0.1", port: ServeOptions.defaultPort)
+    /// `-r`: serve read-only.
+    public var isReadOnly = false
+    /// `-v`: debug messages on standard error.
+    public var isVerbose = false
+    /// `--run CMD`: the command to run once the server listens.
+    public var runCommand: String?
+    /// `--filter=NAME`, outermost first.
+    public var filters: [String] = []
+    /// The backend name, such as `memory`.
+    public var backend: String?
+    /// The backend's positional argument (`memory 1G`, `file disk.img`).
+    public var backendArgument: String?
+    /// Every `KEY=VALUE`, in order.
+    public var parameters: [Parameter] = []
+    /// `--help`.
+    public var showsHelp = false
+    /// `--version`.
+    public var showsVersion = false
+
+    public init() {}
+
+    /// Parses `arguments` (without the program name).
+    public static func parse(_ arguments: [String]) throws(CommandLineError) -> ServeOptions {
+        var options = ServeOptions()
+        var unixPath: String?
+        var port: UInt16?
+        var address: String?
+        var index = 0
+
+        func value(for option: String, inline: String?) throws(CommandLineError) -> String {
+            if let inline { return inline }
+            index += 1
+            guard index < arguments.count else {
+                throw CommandLineError("option \(option) needs a value; run 'nbd-serve --help' for the usage")
+            }
+            return arguments[index]
+        }
+
+        var onlyPositional = false
+        while index < arguments.count {
+            let argument = arguments[index]
+            defer { index += 1 }
+            if onlyPositional || !argument.hasPrefix("-") || argument == "-" {
+                try options.addPositional(argument)
+                continue
+            }
+            if argument == "--" {
+                onlyPositional = true
+                continue
+            }
+            // --name=value or --name value; -x value; -xyz for flags.
+            var name = argument
+            var inline: String?
+            if argument.hasPrefix("--"), let equals = argument.firstIndex(of: "=") {
+                name = String(argument[..<equals])
+                inline = String(argument[argument.index(after: equals)...])
+            }
+            switch name {
+            case "-U", "--unix":
+                unixPath = try value(for: name, inline: inline)
+            case "-p", "--port":
+                let text = try value(for: name, inline: inline)
+                guard let number = UInt16(text) else {
+                    throw CommandLineError("-p \(text): the port must be a number from 0 to 65535")
+                }
+                port = number
+            case "-i", "--ipaddr":
+                address = try value(for: name, inline: inline)
+            case "-r", "--readonly", "--read-only":
+                options.isReadOnly = true
+            case "-f", "--foreground", "--no-fork":
+                break
+            case "-v", "--verbose":
+                options.isVerbose = true
+            case "--run":
+                options.runCommand = try value(for: name, inline: inline)
+            case "--filter":
+                options.filters.append(try value(for: name, inline: inline))
+            case "-h", "--help":
+                options.showsHelp = true
+            case "-V", "--version":
+                options.showsVersion = true
+            default:
+                let letters = argument.dropFirst()
+                if !argument.hasPrefix("--") && letters.allSatisfy({ "rfv".contains($0) }) {
+                    // Combined short flags such as -rv.
+                    if letters.contains("r") { options.isReadOnly = true }
+                    if letters.contains("v") { options.isVerbose = true }
+                    continue
+                }
+                throw CommandLineError("unknown option '\(argument)'; run 'nbd-serve --help' for the usage")
+            }
+        }
+
+        if options.showsHelp || options.showsVersion { return options }
+        if let unixPath {
+            guard port == nil && address == nil else {
+                throw CommandLineError("-U cannot be combined with -p or -i: choose a unix socket or a TCP port")
+            }
+            options.listen = unixPath == "-" ? .privateUnix : .unix(path: unixPath)
+        } else if port != nil || address != nil {
+            options.listen = .tcp(host: address ?? "127.0.0.1", port: port ?? defaultPort)
+        }
+        guard options.backend != nil else {
+            throw CommandLineError(
+                "no backend given: name one, for example 'nbd-serve -U - memory 1G'; run 'nbd-serve --help' for the list")
+        }
+        return options
+    }
+
+    private mutating func addPositional(_ argument: String) throws(CommandLineError) {
+        if backend == nil {
+            guard !argument.contains("=") else {
+                throw CommandLineError(
+                    "'\(argument)' comes before the backend name: write the backend first, for example 'memory size=1G'")
+            }
+            backend = argument
+            return
+        }
+        if let equals = argument.firstIndex(of: "=") {
+            let key = String(argument[..<equals])
+            guard !key.isEmpty else {
+                throw CommandLineError("'\(argument)' has no key before '='; parameters are written KEY=VALUE")
+            }
+            parameters.append(Parameter(key: key, value: String(argument[argument.index(after: equals)...])))
+            return
+        }
+        guard backendArgument == nil && parameters.isEmpty else {
+            throw CommandLineError(
+                "unexpected argument '\(argument)': after the backend, only one plain argument is allowed, and it must come first; write the others as KEY=VALUE")
+        }
+        backendArgument = argument
+    }
+}

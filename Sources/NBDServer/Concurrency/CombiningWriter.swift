@@ -1,0 +1,91 @@
+import Synchronization
+
+/// Serializes replies from several threads onto one socket without holding a lock across `send`.
+///
+/// A writer appends its bytes under a short lock; whoever finds nobody sending becomes the flusher
+/// and sends outside the lock until the pending bytes run out. When nothing is pending (the common
+/// case: only the connection thread replies), the caller's buffer is sent directly, without a copy.
+/// Two reused buffers swap roles, so steady state allocates nothing.
+final class CombiningWriter: Sendable {
+    private struct State {
+        var pending: [UInt8] = []
+        var spare: [UInt8] = []
+        var flushing = false
+        var failed = false
+    }
+
+    private let socket: Socket
+    private let state = Mutex(State())
+
+    init(socket: Socket) {
+        self.socket = socket
+    }
+
+    /// Whether a send failed (the peer went away); later writes are dropped.
+    var hasFailed: Bool { state.withLock { $0.failed } }
+
+    /// Sends `bytes` as one unit, never interleaved with another writer's. Returns `false` once the
+    /// connection has failed.
+    @discardableResult
+    func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        enum Action { case sendDirectly, flush, done, failed }
+        let action = state.withLock { state -> Action in
+            if state.failed { return .failed }
+            if state.flushing {
+                state.pending.append(contentsOf: bytes)
+                return .done
+            }
+            state.flushing = true
+            if state.pending.isEmpty { return .sendDirectly }
+            state.pending.append(contentsOf: bytes)
+            return .flush
+        }
+        switch action {
+        case .failed:
+            return false
+        case .done:
+            return true
+        case .sendDirectly:
+            if !socket.sendAll(bytes) {
+                fail()
+                return false
+            }
+            return drain()
+        case .flush:
+            return drain()
+        }
+    }
+
+    /// Sends what others appended while this thread was the flusher, then stops being the flusher.
+    private func drain() -> Bool {
+        while true {
+            let taken = state.withLock { state -> [UInt8]? in
+                if state.pending.isEmpty {
+                    state.flushing = false
+                    return nil
+                }
+                let out = state.pending
+                state.pending = state.spare
+                state.spare = []
+                return out
+            }
+            guard var buffer = taken else { return true }
+            let ok = buffer.withUnsafeBytes { socket.sendAll($0) }
+            if !ok {
+                fail()
+                return false
+            }
+            buffer.removeAll(keepingCapacity: true)
+            state.withLock { $0.spare = buffer }
+        }
+    }
+
+    private func fail() {
+        state.withLock { state in
+            state.failed = true
+            state.flushing = false
+            state.pending = []
+            state.spare = []
+        }
+    }
+}

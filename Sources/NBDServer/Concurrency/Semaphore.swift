@@ -1,0 +1,35 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A counting semaphore on a POSIX `sem_t`: the one primitive a blocking thread waits on.
+///
+/// Only threads the server owns wait on it (connection and pool threads), never cooperative-pool
+/// threads.
+final class Semaphore: @unchecked Sendable {
+    // @unchecked Sendable: sem_t is designed for concurrent use; the pointer never changes.
+    private let handle: UnsafeMutablePointer<sem_t>
+
+    init(value: UInt32 = 0) {
+        handle = .allocate(capacity: 1)
+        sem_init(handle, 0, value)
+    }
+
+    deinit {
+        sem_destroy(handle)
+        handle.deallocate()
+    }
+
+    func signal() {
+        sem_post(handle)
+    }
+
+    func wait() {
+        while sem_wait(handle) != 0 && errno == EINTR {}
+    }
+
+    /// Takes one count if available without waiting.
+    func tryWait() -> Bool {
+        sem_trywait(handle) == 0
+    }
+}

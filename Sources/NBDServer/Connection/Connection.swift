@@ -1,0 +1,236 @@
+import NBDCore
+
+/// One client connection: handshake, then the transmission loop, then closing the backend.
+///
+/// ## Threading
+/// A connection is one long-lived task pinned to a thread of its own (``ConnectionExecutor``). The
+/// task blocks in `recv` and `send` on that thread and awaits the stack inline, so a backend that does
+/// not suspend costs no thread hop. Requests whose operation the stack lists in
+/// ``NBDCore/Capabilities/slowOperations`` run instead as tasks on the server's
+/// ``SlowOperationPool``, at most ``ServerConfiguration/maximumSlowRequestsPerConnection`` at once,
+/// and reply out of order through the ``CombiningWriter``.
+struct Connection<Provider: BackendProvider>: Sendable {
+    let id: UInt64
+    let socket: Socket
+    let provider: Provider
+    let context: ServerContext
+
+    private var configuration: ServerConfiguration { context.configuration }
+
+    /// Starts the connection's thread and task. Returns `false` if no thread could be created.
+    static func start(id: UInt64, socket: Socket, provider: Provider, context: ServerContext) -> Bool {
+        guard let executor = ConnectionExecutor(name: "nbd-conn-\(id)") else { return false }
+        let connection = Connection(id: id, socket: socket, provider: provider, context: context)
+        Task(executorPreference: executor) {
+            await connection.run()
+            context.connectionEnded(id)
+            executor.stop()
+        }
+        return true
+    }
+
+    private func log(_ message: @autoclosure () -> String) {
+        configuration.logger?("connection \(id): \(message())")
+    }
+
+    func run() async {
+        log("accepted")
+        var reader = BufferedReader(socket: socket, capacity: configuration.receiveBufferSize)
+        var output = OutputBuffer(capacity: 64 << 10)
+        let context = self.context
+        var handshake = Handshake(
+            provider: provider, configuration: configuration, connectionID: id, socket: socket,
+            acceptsMultipleConnections: context.acceptsMultipleConnections,
+            isShuttingDown: { context.isShuttingDown })
+        guard let export = await handshake.run(reader: &reader, output: &output) else {
+            log("closed during the handshake")
+            socket.shutdownBoth()
+            return
+        }
+        await transmit(export, reader: &reader, output: &output)
+        // The backend is closed exactly once, after the last request (inline or slow) finished.
+        await export.backend.close()
+        socket.shutdownBoth()
+        log("closed")
+    }
+
+    /// The transmission phase: read, validate, serve, reply; until DISC, end of stream, a protocol
+    /// violation or a failed send.
+    private func transmit(
+        _ export: NegotiatedExport<Provider.Backend>, reader: inout BufferedReader, output: inout OutputBuffer
+    ) async {
+        let caps = export.capabilities
+        var validated = caps
+        // Block status is valid only once base:allocation was selected, whatever the stack tracks.
+        validated.canExtents = export.baseAllocation
+        let validator = RequestValidator(capabilities: validated, structuredReplies: export.structuredReplies)
+        let executor = RequestExecutor(
+            backend: export.backend, structuredReplies: export.structuredReplies,
+            stackReportsExtents: caps.canExtents, connectionID: id, logger: configuration.logger)
+        let writer = CombiningWriter(socket: socket)
+        let slowOperations = caps.slowOperations
+        let slowLimit = max(1, configuration.maximumSlowRequestsPerConnection)
+        let slots = Semaphore(value: UInt32(slowLimit))
+        let pool = context.pool
+        let batchSize = configuration.sendBatchSize
+        var scratch = OutputBuffer(capacity: 0)
+
+        loop: while true {
+            if output.count >= batchSize || !Self.hasCompleteRequest(in: reader) {
+                guard flush(&output, to: writer) else { break loop }
+            }
+            guard reader.fill(atLeast: ProtocolConstants.requestHeaderSize) else { break loop }
+            let header = RequestHeader(parsing: reader.unread)
+            reader.consume(ProtocolConstants.requestHeaderSize)
+            guard header.magic == ProtocolConstants.requestMagic else {
+                log("bad request magic 0x\(String(header.magic, radix: 16)); disconnecting")
+                break loop
+            }
+            let flags = CommandFlags(rawValue: header.flags)
+            guard let command = Command(rawValue: header.type) else {
+                // An unknown command has no payload we know of; the protocol asks for EINVAL.
+                log("unknown command \(header.type)")
+                output.appendSimpleReply(cookie: header.cookie, error: NBDError.Code.invalidArgument.wireValue)
+                continue loop
+            }
+            if command == .disconnect {
+                log("client disconnected")
+                break loop
+            }
+            let length = UInt64(header.length)
+            do {
+                try validator.validate(command, offset: header.offset, length: length, flags: flags)
+            } catch {
+                log("refused \(command): \(error)")
+                if command == .write {
+                    guard length <= configuration.maximumDiscardedPayload else {
+                        log("write payload of \(length) bytes is too large to discard; disconnecting")
+                        break loop
+                    }
+                    guard reader.discard(length) else { break loop }
+                }
+                output.appendErrorReply(
+                    cookie: header.cookie, error: error, flags: flags,
+                    structured: export.structuredReplies && (command == .read || command == .blockStatus))
+                continue loop
+            }
+
+            if Self.isSlow(command, flags: flags, slowOperations: slowOperations) {
+                if !slots.tryWait() {
+                    // Back-pressure: stop reading until a slow request finishes. This thread is the
+                    // connection's own, so waiting here blocks nobody else.
+                    guard flush(&output, to: writer) else { break loop }
+                    slots.wait()
+                }
+                let payload = OwnedPayload(count: command == .write ? Int(length) : 0)
+                if command == .write {
+                    guard reader.read(into: payload.buffer) else {
+                        payload.release()
+                        slots.signal()
+                        break loop
+                    }
+                }
+                let request = SlowRequest(command: command, flags: flags, header: header, payload: payload)
+                Task(executorPreference: pool) {
+                    var reply = OutputBuffer(capacity: request.command == .read ? 64 + Int(request.header.length) : 256)
+                    await executor.perform(
+                        request.command, flags: request.flags, cookie: request.header.cookie,
+                        offset: request.header.offset, length: request.header.length,
+                        payload: UnsafeRawBufferPointer(request.payload.buffer), into: &reply)
+                    request.payload.release()
+                    writer.write(reply.bytes)
+                    slots.signal()
+                }
+                continue loop
+            }
+
+            if command == .write {
+                let count = Int(length)
+                if count <= reader.capacity {
+                    // The payload is already (or soon) in the receive buffer: hand the backend a
+                    // pointer into it, no copy.
+                    guard reader.fill(atLeast: count) else { break loop }
+                    let payload = UnsafeRawBufferPointer(rebasing: reader.unread[0..<count])
+                    await executor.perform(
+                        command, flags: flags, cookie: header.cookie, offset: header.offset, length: header.length,
+                        payload: payload, into: &output)
+                    reader.consume(count)
+                } else {
+                    scratch.removeAll()
+                    let buffer = scratch.append(uninitialized: count)
+                    guard reader.read(into: buffer) else { break loop }
+                    await executor.perform(
+                        command, flags: flags, cookie: header.cookie, offset: header.offset, length: header.length,
+                        payload: UnsafeRawBufferPointer(buffer), into: &output)
+                }
+            } else {
+                await executor.perform(
+                    command, flags: flags, cookie: header.cookie, offset: header.offset, length: header.length,
+                    payload: UnsafeRawBufferPointer(start: nil, count: 0), into: &output)
+            }
+        }
+
+        // DISC, end of stream or an error: complete every outstanding request before closing. Taking
+        // every slot means no slow request is left running.
+        for _ in 0..<slowLimit { slots.wait() }
+        _ = flush(&output, to: writer)
+    }
+
+    private func flush(_ output: inout OutputBuffer, to writer: CombiningWriter) -> Bool {
+        guard !output.isEmpty else { return !writer.hasFailed }
+        let ok = writer.write(output.bytes)
+        output.removeAll()
+        return ok
+    }
+
+    /// Whether a whole request (header and, for a write, its payload) is already buffered, so its
+    /// reply can join the current batch instead of the batch being sent first.
+    private static func hasCompleteRequest(in reader: borrowing BufferedReader) -> Bool {
+        let available = reader.buffered
+        guard available >= ProtocolConstants.requestHeaderSize else { return false }
+        let header = RequestHeader(parsing: reader.unread)
+        guard header.type == Command.write.rawValue else { return true }
+        return available - ProtocolConstants.requestHeaderSize >= Int(header.length)
+    }
+
+    private static func isSlow(_ command: Command, flags: CommandFlags, slowOperations: Operations) -> Bool {
+        guard !slowOperations.isEmpty else { return false }
+        let operation: Operations
+        switch command {
+        case .read: operation = .read
+        case .write: operation = .write
+        case .writeZeroes: operation = .zero
+        case .trim: operation = .trim
+        case .flush: operation = .flush
+        case .cache: operation = .cache
+        case .blockStatus: operation = .extents
+        case .disconnect: return false
+        }
+        if slowOperations.contains(operation) { return true }
+        return flags.contains(.fua) && slowOperations.contains(.fuaRequests)
+            && (command == .write || command == .writeZeroes || command == .trim)
+    }
+}
+
+/// A write payload copied out of the receive buffer for a request that runs on the slow pool.
+struct OwnedPayload: @unchecked Sendable {
+    // @unchecked Sendable: the memory is handed from the connection task to exactly one pool task,
+    // which releases it; nothing else touches it.
+    let buffer: UnsafeMutableRawBufferPointer
+
+    init(count: Int) {
+        buffer = count > 0 ? .allocate(byteCount: count, alignment: 16) : UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    }
+
+    func release() {
+        if buffer.count > 0 { buffer.deallocate() }
+    }
+}
+
+/// A request handed to the slow pool.
+struct SlowRequest: Sendable {
+    let command: Command
+    let flags: CommandFlags
+    let header: RequestHeader
+    let payload: OwnedPayload
+}

@@ -1,0 +1,76 @@
+import NBDCore
+import Synchronization
+
+/// What every connection of a server shares: the configuration, the slow-operation pool and the
+/// registry of live connections (so shutdown can wake them and wait for them).
+final class ServerContext: Sendable {
+    struct State {
+        var connections: [UInt64: Socket] = [:]
+        var stopping = false
+        var drainedWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    let configuration: ServerConfiguration
+    let pool: SlowOperationPool
+    let state = Mutex(State())
+
+    init(configuration: ServerConfiguration) {
+        self.configuration = configuration
+        self.pool = SlowOperationPool(threads: configuration.slowOperationThreads)
+    }
+
+    /// Whether `NBD_FLAG_CAN_MULTI_CONN` may be advertised at all: only if a second connection can
+    /// actually be accepted.
+    var acceptsMultipleConnections: Bool { configuration.maximumConnections > 1 }
+
+    var isShuttingDown: Bool { state.withLock { $0.stopping } }
+
+    func log(_ message: @autoclosure () -> String) {
+        configuration.logger?(message())
+    }
+
+    /// Registers an accepted socket. Returns its connection ID, or `nil` if the server is stopping
+    /// or already serves the maximum number of connections.
+    func register(_ socket: Socket) -> UInt64? {
+        let id = ConnectionInfo.nextID()
+        let accepted = state.withLock { state -> Bool in
+            guard !state.stopping, state.connections.count < configuration.maximumConnections else { return false }
+            state.connections[id] = socket
+            return true
+        }
+        return accepted ? id : nil
+    }
+
+    /// Called once per registered connection, after its backend was closed.
+    func connectionEnded(_ id: UInt64) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.connections[id] = nil
+            guard state.stopping, state.connections.isEmpty else { return [] }
+            defer { state.drainedWaiters = [] }
+            return state.drainedWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Stops new connections and wakes every live one: a blocked `recv` returns end of stream, so
+    /// each connection finishes the requests it already read, replies, and closes its backend.
+    func beginStopping() {
+        let sockets = state.withLock { state -> [Socket] in
+            state.stopping = true
+            return Array(state.connections.values)
+        }
+        for socket in sockets { socket.shutdownReading() }
+    }
+
+    /// Waits until every connection has ended. Call after ``beginStopping()``.
+    func waitUntilDrained() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = state.withLock { state -> Bool in
+                if state.connections.isEmpty { return true }
+                state.drainedWaiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+}

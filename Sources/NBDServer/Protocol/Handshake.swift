@@ -1,0 +1,274 @@
+import NBDCore
+
+/// The fixed-newstyle handshake and option haggling for one connection, run on the connection's
+/// thread before transmission.
+///
+/// The backend stack is opened at `NBD_OPT_INFO`/`NBD_OPT_GO` (or `NBD_OPT_EXPORT_NAME`) time. If
+/// opening fails, the client gets `NBD_REP_ERR_UNKNOWN` (or a better-fitting error) with the message,
+/// and haggling continues, as nbdkit does; a backend opened only for `NBD_OPT_INFO` is closed again.
+struct Handshake<Provider: BackendProvider> {
+    let provider: Provider
+    let configuration: ServerConfiguration
+    let connectionID: UInt64
+    let socket: Socket
+    let acceptsMultipleConnections: Bool
+    let isShuttingDown: @Sendable () -> Bool
+
+    private var structuredReplies = false
+    private var baseAllocation = false
+    private var noZeroes = false
+
+    init(
+        provider: Provider, configuration: ServerConfiguration, connectionID: UInt64, socket: Socket,
+        acceptsMultipleConnections: Bool, isShuttingDown: @escaping @Sendable () -> Bool
+    ) {
+        self.provider = provider
+        self.configuration = configuration
+        self.connectionID = connectionID
+        self.socket = socket
+        self.acceptsMultipleConnections = acceptsMultipleConnections
+        self.isShuttingDown = isShuttingDown
+    }
+
+    private func log(_ message: @autoclosure () -> String) {
+        configuration.logger?("connection \(connectionID): \(message())")
+    }
+
+    /// Runs the handshake. Returns the negotiated export, or `nil` when the connection should close
+    /// (the client aborted or disconnected, or broke the protocol).
+    mutating func run(reader: inout BufferedReader, output: inout OutputBuffer) async -> NegotiatedExport<Provider.Backend>? {
+        output.removeAll()
+        output.append(ProtocolConstants.nbdMagic)
+        output.append(ProtocolConstants.optionMagic)
+        output.append(ProtocolConstants.flagFixedNewstyle | ProtocolConstants.flagNoZeroes)
+        guard send(&output) else { return nil }
+
+        guard reader.fill(atLeast: 4) else { return nil }
+        let clientFlags = UInt32(bigEndian: reader.unread.loadUnaligned(as: UInt32.self))
+        reader.consume(4)
+        let known = ProtocolConstants.clientFixedNewstyle | ProtocolConstants.clientNoZeroes
+        guard clientFlags & ~known == 0 else {
+            // The protocol requires dropping a client that sets flags the server did not offer.
+            log("unknown client flags 0x\(String(clientFlags, radix: 16)); disconnecting")
+            return nil
+        }
+        noZeroes = clientFlags & ProtocolConstants.clientNoZeroes != 0
+
+        while true {
+            guard reader.fill(atLeast: 16) else { return nil }
+            let header = reader.unread
+            let magic = UInt64(bigEndian: header.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+            let option = UInt32(bigEndian: header.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+            let length = UInt32(bigEndian: header.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
+            reader.consume(16)
+            guard magic == ProtocolConstants.optionMagic else {
+                log("bad option magic 0x\(String(magic, radix: 16)); disconnecting")
+                return nil
+            }
+            guard length <= configuration.maximumOptionLength else {
+                log("option \(option) has \(length) bytes of data, above the limit \(configuration.maximumOptionLength); disconnecting")
+                return nil
+            }
+            var bytes = [UInt8](repeating: 0, count: Int(length))
+            let complete = bytes.withUnsafeMutableBytes { reader.read(into: $0) }
+            guard complete else { return nil }
+            let data = OptionData(bytes)
+
+            output.removeAll()
+            switch option {
+            case OptionCode.exportName:
+                // No error reply exists for EXPORT_NAME: failure means disconnecting.
+                guard let export = await open(name: String(decoding: bytes, as: UTF8.self), option: option, output: &output)
+                else {
+                    return nil
+                }
+                output.removeAll()
+                output.append(export.capabilities.size)
+                output.append(flags(for: export.capabilities).rawValue)
+                if !noZeroes {
+                    _ = output.append(uninitialized: 124).initializeMemory(as: UInt8.self, repeating: 0)
+                }
+                guard send(&output) else {
+                    await export.backend.close()
+                    return nil
+                }
+                return export
+            case OptionCode.abort:
+                output.appendOptionReply(option: option, type: OptionReply.ack)
+                _ = send(&output)
+                return nil
+            case OptionCode.list:
+                guard length == 0 else {
+                    output.appendOptionError(option: option, type: OptionReply.errInvalid, message: "NBD_OPT_LIST takes no data")
+                    break
+                }
+                // Any name is accepted; the default export "" is the one listed.
+                var server = OutputBuffer(capacity: 64)
+                server.append(UInt32(0))
+                server.append(configuration.exportDescription)
+                output.appendOptionReply(option: option, type: OptionReply.server, data: server.bytes)
+                output.appendOptionReply(option: option, type: OptionReply.ack)
+            case OptionCode.info, OptionCode.go:
+                if let export = await infoOrGo(option: option, data: data, output: &output) {
+                    guard send(&output) else {
+                        await export.backend.close()
+                        return nil
+                    }
+                    return export
+                }
+            case OptionCode.structuredReply:
+                if length != 0 {
+                    output.appendOptionError(option: option, type: OptionReply.errInvalid, message: "NBD_OPT_STRUCTURED_REPLY takes no data")
+                } else {
+                    structuredReplies = true
+                    output.appendOptionReply(option: option, type: OptionReply.ack)
+                }
+            case OptionCode.listMetaContext, OptionCode.setMetaContext:
+                metaContext(option: option, data: data, output: &output)
+            case OptionCode.startTLS:
+                output.appendOptionError(option: option, type: OptionReply.errUnsupported, message: "TLS is not supported by this server")
+            default:
+                log("unsupported option \(option)")
+                output.appendOptionError(option: option, type: OptionReply.errUnsupported, message: "option \(option) is not supported")
+            }
+            guard send(&output) else { return nil }
+        }
+    }
+
+    private func send(_ output: inout OutputBuffer) -> Bool {
+        defer { output.removeAll() }
+        return socket.sendAll(output.bytes)
+    }
+
+    private func flags(for capabilities: Capabilities) -> TransmissionFlags {
+        TransmissionFlags(
+            capabilities: capabilities, structuredReplies: structuredReplies,
+            acceptsMultipleConnections: acceptsMultipleConnections)
+    }
+
+    /// The limits the server enforces: the backend's, with the server's payload limit applied.
+    private func effectiveCapabilities(_ backend: Provider.Backend) -> Capabilities {
+        var caps = backend.capabilities
+        if configuration.isReadOnly { caps = caps.readOnly }
+        caps.blockSize.maximumPayload = min(caps.blockSize.maximumPayload, configuration.maximumPayload)
+        caps.size = min(caps.size, UInt64(Int64.max))
+        caps.blockSize.minimum = max(caps.blockSize.minimum, 1)
+        caps.blockSize.preferred = max(caps.blockSize.preferred, caps.blockSize.minimum)
+        return caps
+    }
+
+    /// Opens the stack for `name`. On failure appends the error reply (for INFO/GO) and returns nil.
+    private func open(name: String, option: UInt32, output: inout OutputBuffer) async -> NegotiatedExport<Provider.Backend>? {
+        if isShuttingDown() {
+            output.appendOptionError(option: option, type: OptionReply.errShutdown, message: "the server is shutting down")
+            return nil
+        }
+        let info = ConnectionInfo(id: connectionID, exportName: name, isReadOnly: configuration.isReadOnly)
+        do {
+            let backend = try await provider.open(info)
+            let caps = effectiveCapabilities(backend)
+            return NegotiatedExport(
+                backend: backend, exportName: name, capabilities: caps,
+                structuredReplies: structuredReplies, baseAllocation: baseAllocation && structuredReplies)
+        } catch {
+            log("opening export '\(name)' failed: \(error)")
+            let type: UInt32
+            switch error.code {
+            case .shutdown: type = OptionReply.errShutdown
+            case .notPermitted: type = OptionReply.errPolicy
+            default: type = OptionReply.errUnknown
+            }
+            output.appendOptionError(option: option, type: type, message: "cannot open export '\(name)': \(error.message)")
+            return nil
+        }
+    }
+
+    /// Handles INFO and GO. Returns the export when GO succeeded; the replies are in `output`.
+    private func infoOrGo(option: UInt32, data: OptionData, output: inout OutputBuffer) async -> NegotiatedExport<Provider.Backend>? {
+        var data = data
+        guard let name = data.readLengthPrefixedString(), let count = data.readUInt16(), data.remaining == Int(count) * 2 else {
+            output.appendOptionError(option: option, type: OptionReply.errInvalid, message: "malformed NBD_OPT_INFO/NBD_OPT_GO data")
+            return nil
+        }
+        var requests: [UInt16] = []
+        for _ in 0..<count {
+            if let request = data.readUInt16() { requests.append(request) }
+        }
+        guard let export = await open(name: name, option: option, output: &output) else { return nil }
+        let caps = export.capabilities
+
+        var item = OutputBuffer(capacity: 64)
+        item.append(InfoType.export)
+        item.append(caps.size)
+        item.append(flags(for: caps).rawValue)
+        output.appendOptionReply(option: option, type: OptionReply.info, data: item.bytes)
+        if requests.contains(InfoType.name) {
+            item.removeAll()
+            item.append(InfoType.name)
+            item.append(name)
+            output.appendOptionReply(option: option, type: OptionReply.info, data: item.bytes)
+        }
+        if requests.contains(InfoType.description) && !configuration.exportDescription.isEmpty {
+            item.removeAll()
+            item.append(InfoType.description)
+            item.append(configuration.exportDescription)
+            output.appendOptionReply(option: option, type: OptionReply.info, data: item.bytes)
+        }
+        if requests.contains(InfoType.blockSize) {
+            item.removeAll()
+            item.append(InfoType.blockSize)
+            item.append(caps.blockSize.minimum)
+            item.append(min(caps.blockSize.preferred, caps.blockSize.maximumPayload))
+            item.append(caps.blockSize.maximumPayload)
+            output.appendOptionReply(option: option, type: OptionReply.info, data: item.bytes)
+        }
+        output.appendOptionReply(option: option, type: OptionReply.ack)
+        if option == OptionCode.info {
+            await export.backend.close()
+            return nil
+        }
+        log("export '\(name)' opened: \(caps.size) bytes, flags 0x\(String(flags(for: caps).rawValue, radix: 16))")
+        return export
+    }
+
+    /// Handles LIST_META_CONTEXT and SET_META_CONTEXT. Only `base:allocation` exists.
+    private mutating func metaContext(option: UInt32, data: OptionData, output: inout OutputBuffer) {
+        guard structuredReplies else {
+            output.appendOptionError(
+                option: option, type: OptionReply.errInvalid,
+                message: "meta contexts need NBD_OPT_STRUCTURED_REPLY to be negotiated first")
+            return
+        }
+        var data = data
+        guard data.readLengthPrefixedString() != nil, let count = data.readUInt32() else {
+            output.appendOptionError(option: option, type: OptionReply.errInvalid, message: "malformed meta context request")
+            return
+        }
+        var queries: [String] = []
+        for _ in 0..<count {
+            guard let query = data.readLengthPrefixedString() else {
+                output.appendOptionError(option: option, type: OptionReply.errInvalid, message: "malformed meta context query")
+                return
+            }
+            queries.append(query)
+        }
+        guard data.remaining == 0 else {
+            output.appendOptionError(option: option, type: OptionReply.errInvalid, message: "trailing bytes after meta context queries")
+            return
+        }
+        let matches: Bool
+        if option == OptionCode.listMetaContext {
+            matches = queries.isEmpty || queries.contains { $0 == "base:" || $0 == baseAllocationContextName }
+        } else {
+            matches = queries.contains(baseAllocationContextName)
+            baseAllocation = matches
+        }
+        if matches {
+            var item = OutputBuffer(capacity: 64)
+            item.append(baseAllocationContextID)
+            item.append(baseAllocationContextName)
+            output.appendOptionReply(option: option, type: OptionReply.metaContext, data: item.bytes)
+        }
+        output.appendOptionReply(option: option, type: OptionReply.ack)
+    }
+}

@@ -1,0 +1,119 @@
+import NBDCore
+
+/// Magic numbers and codes of the NBD protocol (doc/proto.md of NetworkBlockDevice/nbd).
+enum ProtocolConstants {
+    static let nbdMagic: UInt64 = 0x4e42_444d_4147_4943  // "NBDMAGIC"
+    static let optionMagic: UInt64 = 0x4948_4156_454F_5054  // "IHAVEOPT"
+    static let optionReplyMagic: UInt64 = 0x3_e889_0455_65a9
+    static let requestMagic: UInt32 = 0x2560_9513
+    static let simpleReplyMagic: UInt32 = 0x6744_6698
+    static let structuredReplyMagic: UInt32 = 0x668e_33ef
+
+    /// Handshake flags the server sends.
+    static let flagFixedNewstyle: UInt16 = 1 << 0
+    static let flagNoZeroes: UInt16 = 1 << 1
+
+    /// Client flags.
+    static let clientFixedNewstyle: UInt32 = 1 << 0
+    static let clientNoZeroes: UInt32 = 1 << 1
+
+    /// Request header size in bytes (magic, flags, type, cookie, offset, length).
+    static let requestHeaderSize = 28
+    static let simpleReplyHeaderSize = 16
+    static let structuredReplyHeaderSize = 20
+}
+
+/// Option codes (`NBD_OPT_*`).
+enum OptionCode {
+    static let exportName: UInt32 = 1
+    static let abort: UInt32 = 2
+    static let list: UInt32 = 3
+    static let startTLS: UInt32 = 5
+    static let info: UInt32 = 6
+    static let go: UInt32 = 7
+    static let structuredReply: UInt32 = 8
+    static let listMetaContext: UInt32 = 9
+    static let setMetaContext: UInt32 = 10
+}
+
+/// Option reply types (`NBD_REP_*`).
+enum OptionReply {
+    static let ack: UInt32 = 1
+    static let server: UInt32 = 2
+    static let info: UInt32 = 3
+    static let metaContext: UInt32 = 4
+
+    static let errorBit: UInt32 = 1 << 31
+    static let errUnsupported: UInt32 = errorBit | 1
+    static let errPolicy: UInt32 = errorBit | 2
+    static let errInvalid: UInt32 = errorBit | 3
+    static let errPlatform: UInt32 = errorBit | 4
+    static let errTLSRequired: UInt32 = errorBit | 5
+    static let errUnknown: UInt32 = errorBit | 6
+    static let errShutdown: UInt32 = errorBit | 7
+    static let errBlockSizeRequired: UInt32 = errorBit | 8
+    static let errTooBig: UInt32 = errorBit | 9
+}
+
+/// Information types of `NBD_OPT_INFO` / `NBD_OPT_GO` (`NBD_INFO_*`).
+enum InfoType {
+    static let export: UInt16 = 0
+    static let name: UInt16 = 1
+    static let description: UInt16 = 2
+    static let blockSize: UInt16 = 3
+}
+
+/// Structured reply chunk types and flags.
+enum ChunkType {
+    static let none: UInt16 = 0
+    static let offsetData: UInt16 = 1
+    static let offsetHole: UInt16 = 2
+    static let blockStatus: UInt16 = 5
+    static let error: UInt16 = (1 << 15) | 1
+    static let errorOffset: UInt16 = (1 << 15) | 2
+
+    static let flagDone: UInt16 = 1 << 0
+}
+
+/// Transmission flags (`NBD_FLAG_*`), sent as a 16-bit field.
+struct TransmissionFlags: OptionSet, Sendable, Hashable {
+    let rawValue: UInt16
+
+    static let hasFlags = TransmissionFlags(rawValue: 1 << 0)
+    static let readOnly = TransmissionFlags(rawValue: 1 << 1)
+    static let sendFlush = TransmissionFlags(rawValue: 1 << 2)
+    static let sendFUA = TransmissionFlags(rawValue: 1 << 3)
+    static let rotational = TransmissionFlags(rawValue: 1 << 4)
+    static let sendTrim = TransmissionFlags(rawValue: 1 << 5)
+    static let sendWriteZeroes = TransmissionFlags(rawValue: 1 << 6)
+    static let sendDF = TransmissionFlags(rawValue: 1 << 7)
+    static let canMultiConn = TransmissionFlags(rawValue: 1 << 8)
+    static let sendCache = TransmissionFlags(rawValue: 1 << 10)
+    static let sendFastZero = TransmissionFlags(rawValue: 1 << 11)
+
+    /// The flags for a connection, derived only from the outermost layer's capabilities, as nbdkit
+    /// computes its eflags.
+    ///
+    /// - `SEND_DF` only when structured replies were negotiated (the flag is meaningless otherwise).
+    /// - `CAN_MULTI_CONN` only when the stack says so *and* the server accepts more than one
+    ///   connection (with one, a client gains nothing, as in nbdkit and qemu-nbd).
+    /// - `SEND_FAST_ZERO` only together with `SEND_WRITE_ZEROES`, as the protocol requires.
+    init(capabilities caps: Capabilities, structuredReplies: Bool, acceptsMultipleConnections: Bool) {
+        var flags: TransmissionFlags = .hasFlags
+        if !caps.isWritable { flags.insert(.readOnly) }
+        if caps.canFlush { flags.insert(.sendFlush) }
+        if caps.fua != .none { flags.insert(.sendFUA) }
+        if caps.isRotational { flags.insert(.rotational) }
+        if caps.isWritable && caps.canTrim { flags.insert(.sendTrim) }
+        if caps.isWritable && caps.canZero {
+            flags.insert(.sendWriteZeroes)
+            if caps.canFastZero { flags.insert(.sendFastZero) }
+        }
+        if structuredReplies { flags.insert(.sendDF) }
+        if caps.canMultiConn && acceptsMultipleConnections { flags.insert(.canMultiConn) }
+        if caps.cache != .none { flags.insert(.sendCache) }
+        self = flags
+    }
+
+    init(rawValue: UInt16) { self.rawValue = rawValue }
+}

@@ -1,0 +1,66 @@
+/// The limits and policies of an ``NBDServer``.
+///
+/// ```swift
+/// var configuration = ServerConfiguration()
+/// configuration.isReadOnly = true
+/// configuration.exportDescription = "golden image"
+/// configuration.logger = { message in print(message) }
+/// ```
+public struct ServerConfiguration: Sendable {
+    /// Whether every connection is read-only: `NBD_FLAG_READ_ONLY` is advertised and writes fail
+    /// with `EPERM`. Backends see it in ``NBDCore/ConnectionInfo/isReadOnly``.
+    public var isReadOnly: Bool
+    /// The text sent as `NBD_INFO_DESCRIPTION` and in `NBD_OPT_LIST` replies; empty sends none.
+    public var exportDescription: String
+    /// The largest read or write payload accepted, advertised with `NBD_INFO_BLOCK_SIZE` when the
+    /// client asks. The default is 32 MiB, what every interoperable client stays within. The
+    /// backend's own ``NBDCore/BlockSizeConstraints/maximumPayload`` applies too; the smaller wins.
+    /// Larger requests get `EINVAL` (a write's payload is read and discarded first).
+    public var maximumPayload: UInt32
+    /// A write whose payload exceeds this is not worth discarding: the connection is dropped.
+    public var maximumDiscardedPayload: UInt64
+    /// The longest option accepted during the handshake; a longer one drops the connection.
+    public var maximumOptionLength: UInt32
+    /// The largest number of connections served at once; more are closed straight after `accept`.
+    /// With 1, `NBD_FLAG_CAN_MULTI_CONN` is never advertised.
+    public var maximumConnections: Int
+    /// The largest number of slow requests (see ``NBDCore/Capabilities/slowOperations``) running at
+    /// once per connection. When reached, the connection stops reading requests until one finishes:
+    /// back-pressure that also bounds the memory a client can tie up.
+    public var maximumSlowRequestsPerConnection: Int
+    /// The number of threads that run slow requests, shared by every connection.
+    public var slowOperationThreads: Int
+    /// The size of each connection's receive buffer; one `recv` picks up everything that fits.
+    public var receiveBufferSize: Int
+    /// Replies are batched until this many bytes are pending (or no request is buffered).
+    public var sendBatchSize: Int
+    /// Receives debug messages (connections opening and closing, refused requests), or `nil`.
+    public var logger: (@Sendable (String) -> Void)?
+
+    /// Creates a configuration with the defaults described on each property.
+    public init(
+        isReadOnly: Bool = false,
+        exportDescription: String = "",
+        maximumPayload: UInt32 = 32 << 20,
+        maximumDiscardedPayload: UInt64 = 256 << 20,
+        maximumOptionLength: UInt32 = 64 << 10,
+        maximumConnections: Int = 64,
+        maximumSlowRequestsPerConnection: Int = 16,
+        slowOperationThreads: Int = 4,
+        receiveBufferSize: Int = 256 << 10,
+        sendBatchSize: Int = 256 << 10,
+        logger: (@Sendable (String) -> Void)? = nil
+    ) {
+        self.isReadOnly = isReadOnly
+        self.exportDescription = exportDescription
+        self.maximumPayload = maximumPayload
+        self.maximumDiscardedPayload = maximumDiscardedPayload
+        self.maximumOptionLength = maximumOptionLength
+        self.maximumConnections = maximumConnections
+        self.maximumSlowRequestsPerConnection = maximumSlowRequestsPerConnection
+        self.slowOperationThreads = slowOperationThreads
+        self.receiveBufferSize = receiveBufferSize
+        self.sendBatchSize = sendBatchSize
+        self.logger = logger
+    }
+}

@@ -1,0 +1,191 @@
+import NBDCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A listening socket whose accept loop runs on a thread of its own (a blocking `accept` must not
+/// occupy the cooperative pool).
+final class Listener: Sendable {
+    /// The address actually bound (with the real port when port 0 was asked for).
+    let address: ListenAddress
+    private let descriptor: Int32
+    private let stopped = Atomic<Bool>(false)
+    private let closed = Atomic<Bool>(false)
+    private let exited = Semaphore()
+
+    /// Creates the socket, binds and listens.
+    init(_ requested: ListenAddress, backlog: Int32 = 128) throws(NBDError) {
+        switch requested {
+        case .unix(let path):
+            descriptor = try Self.bindUnix(path: path, backlog: backlog)
+            address = requested
+        case .tcp(let host, let port):
+            let (fd, bound) = try Self.bindTCP(host: host, port: port, backlog: backlog)
+            descriptor = fd
+            address = .tcp(host: host, port: bound)
+        }
+    }
+
+    deinit {
+        closeDescriptor()
+    }
+
+    /// Starts accepting; `handler` receives every accepted socket on the accept thread.
+    func start(_ handler: @escaping @Sendable (Socket) -> Void) throws(NBDError) {
+        let started = ThreadStarter.start(name: "nbd-accept") { [self] in
+            acceptLoop(handler)
+            exited.signal()
+        }
+        if !started {
+            throw NBDError(.outOfMemory, "cannot start the accept thread for \(address)")
+        }
+    }
+
+    /// Stops accepting, waits for the accept thread to leave and removes a Unix socket file.
+    /// Call only after ``start(_:)``.
+    func stop() {
+        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        // On Linux, shutting down a listening socket makes a blocked accept() return EINVAL.
+        _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR))
+        exited.wait()
+        closeDescriptor()
+    }
+
+    /// Closes the socket without accepting (for a listener that was never started).
+    func closeWithoutStarting() {
+        stopped.store(true, ordering: .releasing)
+        closeDescriptor()
+    }
+
+    private func closeDescriptor() {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        close(descriptor)
+        if case .unix(let path) = address {
+            unlink(path)
+        }
+    }
+
+    private func acceptLoop(_ handler: @Sendable (Socket) -> Void) {
+        while !stopped.load(ordering: .acquiring) {
+            let fd = accept(descriptor, nil, nil)
+            if fd < 0 {
+                switch errno {
+                case EINTR, ECONNABORTED, EPROTO, EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                    continue
+                default:
+                    return
+                }
+            }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            if stopped.load(ordering: .acquiring) {
+                close(fd)
+                return
+            }
+            if case .tcp = address {
+                var one: Int32 = 1
+                _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            }
+            handler(Socket(adopting: fd))
+        }
+    }
+
+    private static func bindUnix(path: String, backlog: Int32) throws(NBDError) -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        let bytes = Array(path.utf8)
+        guard !bytes.isEmpty, bytes.count < capacity else {
+            throw NBDError(.invalidArgument, "unix socket path '\(path)' is empty or longer than \(capacity - 1) bytes")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        // Replace a stale socket left by an earlier run, but never another kind of file.
+        var info = stat()
+        if lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK {
+            unlink(path)
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw NBDError(errno: errno, "cannot create a unix socket") }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard result == 0 else {
+            let code = errno
+            close(fd)
+            throw NBDError(errno: code, "cannot bind unix socket '\(path)'")
+        }
+        guard listen(fd, backlog) == 0 else {
+            let code = errno
+            close(fd)
+            unlink(path)
+            throw NBDError(errno: code, "cannot listen on unix socket '\(path)'")
+        }
+        return fd
+    }
+
+    private static func bindTCP(host: String, port: UInt16, backlog: Int32) throws(NBDError) -> (Int32, UInt16) {
+        let name = host == "localhost" ? "127.0.0.1" : host
+        var storage = sockaddr_storage()
+        var length: socklen_t
+        let family: Int32
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        if inet_pton(AF_INET, name, &v4) == 1 {
+            family = AF_INET
+            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                    $0.pointee.sin_family = sa_family_t(AF_INET)
+                    $0.pointee.sin_port = port.bigEndian
+                    $0.pointee.sin_addr = v4
+                }
+            }
+        } else if inet_pton(AF_INET6, name, &v6) == 1 {
+            family = AF_INET6
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    $0.pointee.sin6_family = sa_family_t(AF_INET6)
+                    $0.pointee.sin6_port = port.bigEndian
+                    $0.pointee.sin6_addr = v6
+                }
+            }
+        } else {
+            throw NBDError(.invalidArgument, "'\(host)' is not a numeric IPv4 or IPv6 address (or localhost)")
+        }
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw NBDError(errno: errno, "cannot create a TCP socket") }
+        var one: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let result = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard result == 0 else {
+            let code = errno
+            close(fd)
+            throw NBDError(errno: code, "cannot bind TCP \(host):\(port)")
+        }
+        guard listen(fd, backlog) == 0 else {
+            let code = errno
+            close(fd)
+            throw NBDError(errno: code, "cannot listen on TCP \(host):\(port)")
+        }
+        var bound = sockaddr_storage()
+        length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        let boundPort: UInt16 = withUnsafePointer(to: &bound) {
+            if family == AF_INET {
+                return $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
+            }
+            return $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
+        }
+        return (fd, boundPort)
+    }
+}

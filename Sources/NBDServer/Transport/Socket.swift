@@ -1,0 +1,60 @@
+import NBDCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A connected stream socket that closes itself when the last reference goes away.
+///
+/// `send` and `recv` block; they are called only from threads the server owns. `shutdownReading()`
+/// may be called from any thread to wake a blocked `recv` (used by server shutdown).
+final class Socket: Sendable {
+    /// The file descriptor; valid for the life of the object.
+    let descriptor: Int32
+
+    init(adopting descriptor: Int32) {
+        self.descriptor = descriptor
+    }
+
+    deinit {
+        close(descriptor)
+    }
+
+    /// Receives up to `buffer.count` bytes. Returns 0 at end of stream, -1 on error.
+    func receive(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        while true {
+            let result = recv(descriptor, base, buffer.count, 0)
+            if result < 0 && errno == EINTR { continue }
+            return result
+        }
+    }
+
+    /// Sends all of `bytes`. Returns `false` if the peer went away or the socket failed.
+    ///
+    /// `MSG_NOSIGNAL` keeps a vanished peer from raising `SIGPIPE`.
+    func sendAll(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard var pointer = bytes.baseAddress else { return true }
+        var remaining = bytes.count
+        while remaining > 0 {
+            let sent = send(descriptor, pointer, remaining, Int32(MSG_NOSIGNAL))
+            if sent < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            pointer += sent
+            remaining -= sent
+        }
+        return true
+    }
+
+    /// Stops further receives; a blocked `recv` returns end of stream. Replies can still be sent.
+    func shutdownReading() {
+        _ = Glibc.shutdown(descriptor, Int32(SHUT_RD))
+    }
+
+    /// Stops both directions, which makes the peer see end of stream at once.
+    func shutdownBoth() {
+        _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR))
+    }
+}
