@@ -29,7 +29,9 @@ struct StripedPageLocks: ~Copyable {
 
     init() {
         let count = Self.stripeCount * Self.stride
-        words = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: count)
+        // Cache-line aligned, so that each stripe is exactly one line.
+        words = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Atomic<Int>>.stride, alignment: 64)
+            .bindMemory(to: Atomic<Int>.self, capacity: count)
         for index in 0..<count {
             (words + index).initialize(to: Atomic(0))
         }
@@ -37,7 +39,7 @@ struct StripedPageLocks: ~Copyable {
 
     deinit {
         words.deinitialize(count: Self.stripeCount * Self.stride)
-        words.deallocate()
+        UnsafeMutableRawPointer(words).deallocate()
     }
 
     /// The lock word of the stripe that guards `page`.
