@@ -13,7 +13,10 @@ import NBDCore
 ///
 /// The filter does not intercept reads, cache or extents requests.
 public struct FUAFilter<Next: BlockBackend>: Filter {
+    /// The layer below.
     public let next: Next
+    /// The layer below's capabilities with `fua`, `canFlush` and `slowOperations` as ``mode`` advertises
+    /// them (see ``FUAMode``).
     public let capabilities: Capabilities
     /// The mode requests are handled in.
     public let mode: FUAMode

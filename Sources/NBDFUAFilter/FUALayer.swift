@@ -15,7 +15,8 @@ public struct FUALayer: FilterLayer {
         self.flushOnClose = flushOnClose
     }
 
-    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
+    {
         AnyBlockBackend(try FUAFilter(wrapping: next, mode: mode, flushOnClose: flushOnClose, connection: connection))
     }
 }
@@ -29,13 +30,19 @@ extension FUALayer: ConfigurableFilterLayer {
         [
             ParameterDescription(
                 "fuamode", "none (default: FUA not advertised), emulate, native, force, pass or discard (unsafe)"),
-            ParameterDescription("flush-on-close", "true to flush the layer below when a client disconnects (default false)"),
+            ParameterDescription(
+                "flush-on-close", "true to flush the layer below when a client disconnects (default false)"),
             ParameterDescription("flush_on_close", "alias of flush-on-close"),
         ]
     }
 
+    /// Creates the layer from `fuamode` and `flush-on-close` (or `flush_on_close`). Both are optional;
+    /// an explicit `fuamode=none` is accepted (nbdkit rejects it).
     public init(parameters: [String: String]) throws(NBDError) {
-        let mode = try parameters["fuamode"].map { (text) throws(NBDError) in try FUAMode.parse(text) } ?? .none
+        var mode = FUAMode.none
+        if let text = parameters["fuamode"] {
+            mode = try FUAMode.parse(text)
+        }
         var flushOnClose = false
         if let text = parameters["flush-on-close"] ?? parameters["flush_on_close"] {
             flushOnClose = try parseBoolean(text, for: "flush-on-close")

@@ -95,6 +95,12 @@ public final class StatsCollector: Sendable {
     /// The report in nbdkit's text format (see ``StatsSnapshot/report()``), as of now.
     public func report() -> String { snapshot().report() }
 
+    /// Writes the report in nbdkit's text format, as of now, to `target` (a `String`, or a stream of
+    /// your own).
+    public func report(to target: inout some TextOutputStream) {
+        target.write(report())
+    }
+
     /// The statistics as JSON (see ``StatsSnapshot/json()``), as of now.
     public func json() -> String { snapshot().json() }
 }

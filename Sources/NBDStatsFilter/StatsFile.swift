@@ -2,9 +2,9 @@ import NBDCore
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The `statsfile`: opened (created, truncated unless appending) when the layer is created, so that a

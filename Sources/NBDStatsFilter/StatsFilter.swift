@@ -14,6 +14,7 @@ import NBDCore
 /// Place it where the requests to be counted pass: as in nbdkit, filters listed after it (closer to the
 /// backend) are measured, and it counts what the filters before it send down.
 public struct StatsFilter<Next: BlockBackend>: Filter {
+    /// The layer below, whose requests are timed.
     public let next: Next
     /// Where this connection's counts go.
     public let collector: StatsCollector

@@ -18,7 +18,8 @@ public struct StatsLayer: FilterLayer {
         self.file = file
     }
 
-    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
+    {
         AnyBlockBackend(StatsFilter(wrapping: next, collector: collector))
     }
 
@@ -42,9 +43,11 @@ extension StatsLayer: ConfigurableFilterLayer {
     public static var parameters: [ParameterDescription] {
         [
             ParameterDescription("statsfile", "(required) the file the report is written to when the server stops"),
-            ParameterDescription("statsappend", "true to append to the statsfile instead of replacing it (default false)"),
             ParameterDescription(
-                "statsthreshold", "percentage of requests whose sizes are listed, 0 to 100 (default 95; 0: no histograms)"),
+                "statsappend", "true to append to the statsfile instead of replacing it (default false)"),
+            ParameterDescription(
+                "statsthreshold",
+                "percentage of requests whose sizes are listed, 0 to 100 (default 95; 0: no histograms)"),
         ]
     }
 
@@ -54,12 +57,14 @@ extension StatsLayer: ConfigurableFilterLayer {
         guard let path = parameters["statsfile"] else {
             throw NBDError(.invalidArgument, "stats filter requires the statsfile parameter")
         }
-        let append = try parameters["statsappend"].map { (text) throws(NBDError) in
-            try parseBoolean(text, for: "statsappend")
-        } ?? false
-        let threshold = try parameters["statsthreshold"].map { (text) throws(NBDError) in
-            try StatsCollector.parseThreshold(text)
-        } ?? 95
+        var append = false
+        if let text = parameters["statsappend"] {
+            append = try parseBoolean(text, for: "statsappend")
+        }
+        var threshold = 95
+        if let text = parameters["statsthreshold"] {
+            threshold = try StatsCollector.parseThreshold(text)
+        }
         let file = try StatsFile(path: path, append: append)
         self.init(collector: StatsCollector(threshold: threshold), file: file)
     }

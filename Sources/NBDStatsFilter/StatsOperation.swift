@@ -1,11 +1,18 @@
 /// The operations the stats filter counts, in the order nbdkit's report lists them.
 public enum StatsOperation: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    /// `NBD_CMD_READ`.
     case read
+    /// `NBD_CMD_WRITE`.
     case write
+    /// `NBD_CMD_TRIM`.
     case trim
+    /// `NBD_CMD_WRITE_ZEROES`.
     case zero
+    /// `NBD_CMD_BLOCK_STATUS` (nbdkit's `extents`).
     case extents
+    /// `NBD_CMD_CACHE`.
     case cache
+    /// `NBD_CMD_FLUSH`.
     case flush
 
     /// The name used in the text report and the JSON (`read`, `write`, ...), as nbdkit names them.

@@ -9,6 +9,7 @@ public struct FailureCount: Sendable, Hashable {
     /// How many requests failed with it.
     public var count: UInt64
 
+    /// Creates a count of `count` failures with the code named `name`.
     public init(name: String, count: UInt64) {
         self.name = name
         self.count = count
@@ -47,6 +48,7 @@ public struct RequestSizeBucket: Sendable, Hashable {
     /// `exactAlignment[k]`: requests whose offset has exactly `k` trailing zero bits (64 entries).
     public var exactAlignment: [UInt64]
 
+    /// Creates an empty bucket for sizes 2^sizeBits ..< 2^(sizeBits+1).
     public init(sizeBits: Int) {
         self.sizeBits = sizeBits
         self.bytes = 0
@@ -87,6 +89,7 @@ public struct OperationStats: Sendable, Hashable {
     /// Failed requests by error code, in wire-value order; codes with no failures are left out.
     public var failureCodes: [FailureCount]
 
+    /// Creates empty counts for `operation`.
     public init(operation: StatsOperation) {
         self.operation = operation
         self.count = 0
@@ -166,6 +169,7 @@ public struct StatsSnapshot: Sendable, Hashable {
     /// One entry per operation, in ``StatsOperation/allCases`` order.
     public var operations: [OperationStats]
 
+    /// Creates a snapshot; without `operations`, every operation's counts are empty.
     public init(elapsedNanoseconds: UInt64, threshold: Int, operations: [OperationStats]? = nil) {
         self.elapsedNanoseconds = elapsedNanoseconds
         self.threshold = threshold

@@ -135,7 +135,8 @@ final class FUAFilterTests: XCTestCase {
     func testEmulateModeFlushFailureFailsTheFUARequest() async throws {
         let (filter, _, backend) = try makeStack(.emulate)
         backend.failNext(.flush, with: NBDError(.ioError, "flush failed"))
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in try await filter.zero(count: 512, at: 0, flags: .fua) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await filter.zero(count: 512, at: 0, flags: .fua) }, code: .ioError)
     }
 
     // MARK: Advertised capabilities
@@ -193,17 +194,20 @@ final class FUAFilterTests: XCTestCase {
     // MARK: Refusals at connection time
 
     func testEmulateModeIsRefusedWithoutFlushBelow() async {
-        let error = await XCTAssertThrowsNBDError({ () throws(NBDError) in _ = try self.makeStack(.emulate, below: Self.bare) }, code: .invalidArgument)
+        let error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in _ = try self.makeStack(.emulate, below: Self.bare) }, code: .invalidArgument)
         XCTAssertEqual(error?.message, "fuamode 'emulate' requires flush support in the layer below")
     }
 
     func testNativeModeIsRefusedWithoutFUABelowAndTheMessageNamesNative() async {
-        let error = await XCTAssertThrowsNBDError({ () throws(NBDError) in _ = try self.makeStack(.native, below: Self.bare) }, code: .invalidArgument)
+        let error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in _ = try self.makeStack(.native, below: Self.bare) }, code: .invalidArgument)
         XCTAssertEqual(error?.message, "fuamode 'native' requires FUA support in the layer below")
     }
 
     func testForceModeIsRefusedWithoutFUABelow() async {
-        let error = await XCTAssertThrowsNBDError({ () throws(NBDError) in _ = try self.makeStack(.force, below: Self.bare) }, code: .invalidArgument)
+        let error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in _ = try self.makeStack(.force, below: Self.bare) }, code: .invalidArgument)
         XCTAssertEqual(error?.message, "fuamode 'force' requires FUA support in the layer below")
     }
 
@@ -215,13 +219,16 @@ final class FUAFilterTests: XCTestCase {
     }
 
     func testFlushOnCloseIsRefusedWithoutFlushBelow() async {
-        let error = await XCTAssertThrowsNBDError({ () throws(NBDError) in _ = try self.makeStack(.pass, below: Self.bare, flushOnClose: true) }, code: .invalidArgument)
+        let error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in _ = try self.makeStack(.pass, below: Self.bare, flushOnClose: true) },
+            code: .invalidArgument)
         XCTAssertEqual(error?.message, "flush-on-close requires flush support in the layer below")
     }
 
     func testChecksAreSkippedForReadOnlyConnections() throws {
         for mode in FUAMode.allCases {
-            XCTAssertNoThrow(try makeStack(mode, below: Self.bare, flushOnClose: true, readOnly: true), "fuamode=\(mode)")
+            XCTAssertNoThrow(
+                try makeStack(mode, below: Self.bare, flushOnClose: true, readOnly: true), "fuamode=\(mode)")
         }
     }
 
@@ -287,7 +294,8 @@ final class FUAFilterTests: XCTestCase {
     }
 
     func testUnknownModeIsRejectedWithTheAcceptedValues() async {
-        let error = await XCTAssertThrowsNBDError({ () throws(NBDError) in _ = try FUALayer(parameters: ["fuamode": "sometimes"]) }, code: .invalidArgument)
+        let error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in _ = try FUALayer(parameters: ["fuamode": "sometimes"]) }, code: .invalidArgument)
         XCTAssertEqual(
             error?.message,
             "unknown fuamode 'sometimes': use 'none' (default), 'emulate', 'native', 'force', 'pass' or 'discard'")
@@ -297,7 +305,9 @@ final class FUAFilterTests: XCTestCase {
         XCTAssertTrue(try FUALayer(parameters: ["flush-on-close": "true"]).flushOnClose)
         XCTAssertTrue(try FUALayer(parameters: ["flush_on_close": "on"]).flushOnClose)
         XCTAssertFalse(try FUALayer(parameters: ["flush-on-close": "0"]).flushOnClose)
-        let error = await XCTAssertThrowsNBDError({ () throws(NBDError) in _ = try FUALayer(parameters: ["flush-on-close": "maybe"]) }, code: .invalidArgument)
+        let error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in _ = try FUALayer(parameters: ["flush-on-close": "maybe"]) }, code: .invalidArgument
+        )
         XCTAssertTrue(error?.message.contains("flush-on-close") ?? false)
     }
 
@@ -317,6 +327,8 @@ final class FUAFilterTests: XCTestCase {
         XCTAssertEqual(trace(log), ["write fua=0"])
 
         let emulate = try FUALayer(parameters: ["fuamode": "emulate"])
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in _ = try await emulate.wrap(below, for: ConnectionInfo(id: 8)) }, code: .invalidArgument)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in _ = try await emulate.wrap(below, for: ConnectionInfo(id: 8)) },
+            code: .invalidArgument)
     }
 }

@@ -1,5 +1,6 @@
-@testable import NBDStatsFilter
 import XCTest
+
+@testable import NBDStatsFilter
 
 final class LatencyHistogramTests: XCTestCase {
     func testBucketsAreMonotonicAndBoundTheirValues() {

@@ -1,7 +1,7 @@
+import Foundation
 import NBDCore
 import NBDStatsFilter
 import NBDTestSupport
-import Foundation
 import XCTest
 
 /// What the collector counts: operations, bytes, time, size and alignment histograms, failures.
@@ -88,8 +88,10 @@ final class StatsCountingTests: XCTestCase {
         backend.failNext(.write, with: NBDError(.noSpace, "full"))
         backend.failNext(.flush, with: NBDError(.ioError, "lost"))
         backend.failNext(.blockStatus, with: NBDError(.init(wireValue: 999, name: "EWEIRD"), "custom"))
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in try await filter.write(count: 512, at: 0) }, code: .ioError)
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in try await filter.write(count: 512, at: 0) }, code: .noSpace)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await filter.write(count: 512, at: 0) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await filter.write(count: 512, at: 0) }, code: .noSpace)
         try await filter.write(count: 512, at: 0)
         await XCTAssertThrowsNBDError({ () throws(NBDError) in try await filter.flush(flags: []) }, code: .ioError)
         _ = try? await filter.extents(count: 512, at: 0, flags: [])
@@ -99,7 +101,9 @@ final class StatsCountingTests: XCTestCase {
         XCTAssertEqual(snapshot[.write].bytes, 512)
         XCTAssertEqual(snapshot[.write].bucket(sizeBits: 9)?.requests, 1)
         XCTAssertEqual(snapshot[.write].failures, 2)
-        XCTAssertEqual(snapshot[.write].failureCodes, [FailureCount(name: "EIO", count: 1), FailureCount(name: "ENOSPC", count: 1)])
+        XCTAssertEqual(
+            snapshot[.write].failureCodes,
+            [FailureCount(name: "EIO", count: 1), FailureCount(name: "ENOSPC", count: 1)])
         XCTAssertEqual(snapshot[.flush].count, 0)
         XCTAssertEqual(snapshot[.flush].failureCodes, [FailureCount(name: "EIO", count: 1)])
         XCTAssertEqual(snapshot[.extents].failureCodes, [FailureCount(name: "other", count: 1)])

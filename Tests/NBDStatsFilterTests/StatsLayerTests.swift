@@ -34,19 +34,24 @@ final class StatsLayerTests: XCTestCase {
     }
 
     func testMissingStatsfileIsRefused() async {
-        let error = await XCTAssertThrowsNBDError({ () throws(NBDError) in _ = try StatsLayer(parameters: [:]) }, code: .invalidArgument)
+        let error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in _ = try StatsLayer(parameters: [:]) }, code: .invalidArgument)
         XCTAssertEqual(error?.message, "stats filter requires the statsfile parameter")
     }
 
     func testThresholdOutOfRangeIsRefused() async {
         for value in ["101", "-1", "1000"] {
             let error = await XCTAssertThrowsNBDError(
-                { () throws(NBDError) in _ = try StatsLayer(parameters: ["statsfile": self.path("s.txt"), "statsthreshold": value]) },
+                { () throws(NBDError) in
+                    _ = try StatsLayer(parameters: ["statsfile": self.path("s.txt"), "statsthreshold": value])
+                },
                 code: .invalidArgument)
             XCTAssertEqual(error?.message, "statsthreshold must be between 0 and 100 (percent)", value)
         }
         let error = await XCTAssertThrowsNBDError(
-            { () throws(NBDError) in _ = try StatsLayer(parameters: ["statsfile": self.path("s.txt"), "statsthreshold": "ninety"]) },
+            { () throws(NBDError) in
+                _ = try StatsLayer(parameters: ["statsfile": self.path("s.txt"), "statsthreshold": "ninety"])
+            },
             code: .invalidArgument)
         XCTAssertTrue(error?.message.hasPrefix("statsthreshold=ninety") ?? false)
     }
@@ -60,15 +65,20 @@ final class StatsLayerTests: XCTestCase {
         XCTAssertEqual(StatsLayer.filterName, "stats")
         XCTAssertEqual(Set(StatsLayer.parameters.map(\.name)), ["statsfile", "statsappend", "statsthreshold"])
 
-        let tuned = try StatsLayer(parameters: ["statsfile": path("t.txt"), "statsthreshold": "0", "statsappend": "yes"])
+        let tuned = try StatsLayer(parameters: [
+            "statsfile": path("t.txt"), "statsthreshold": "0", "statsappend": "yes",
+        ])
         XCTAssertEqual(tuned.collector.threshold, 0)
         XCTAssertEqual(tuned.file?.appends, true)
-        XCTAssertEqual(try StatsLayer(parameters: ["statsfile": path("u.txt"), "statsthreshold": "100"]).collector.threshold, 100)
+        XCTAssertEqual(
+            try StatsLayer(parameters: ["statsfile": path("u.txt"), "statsthreshold": "100"]).collector.threshold, 100)
     }
 
     func testInvalidStatsappendIsRefused() async {
         let error = await XCTAssertThrowsNBDError(
-            { () throws(NBDError) in _ = try StatsLayer(parameters: ["statsfile": self.path("s.txt"), "statsappend": "sometimes"]) },
+            { () throws(NBDError) in
+                _ = try StatsLayer(parameters: ["statsfile": self.path("s.txt"), "statsappend": "sometimes"])
+            },
             code: .invalidArgument)
         XCTAssertTrue(error?.message.contains("statsappend") ?? false)
     }
@@ -97,7 +107,8 @@ final class StatsLayerTests: XCTestCase {
 
     func testUnopenableStatsfileFailsWhenTheLayerIsCreated() async {
         let bad = path("missing-dir/s.txt")
-        let error = await XCTAssertThrowsNBDError({ () throws(NBDError) in _ = try StatsLayer(parameters: ["statsfile": bad]) }, code: .invalidArgument)
+        let error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in _ = try StatsLayer(parameters: ["statsfile": bad]) }, code: .invalidArgument)
         XCTAssertTrue(error?.message.hasPrefix("open: \(bad)") ?? false, error?.message ?? "")
     }
 
@@ -145,5 +156,8 @@ final class StatsLayerTests: XCTestCase {
         XCTAssertNil(layer.file)
         XCTAssertEqual(layer.collector.snapshot().totalOperations, 3)
         XCTAssertTrue(layer.collector.report().hasPrefix("total: 3 ops, "))
+        var text = ""
+        layer.collector.report(to: &text)
+        XCTAssertTrue(text.hasPrefix("total: 3 ops, "))
     }
 }

@@ -1,8 +1,9 @@
-@testable import NBDStatsFilter
+import Foundation
 import NBDCore
 import NBDTestSupport
-import Foundation
 import XCTest
+
+@testable import NBDStatsFilter
 
 /// The text report, line for line in nbdkit's format, and the two nbdkit bugs it fixes.
 final class StatsReportTests: XCTestCase {

@@ -7,8 +7,6 @@
 public struct LatencyHistogram: Sendable, Hashable {
     /// How many buckets the histogram has.
     public static let bucketCount = 304
-    /// Linear sub-buckets per power of two, as a power of two (2^3 = 8).
-    static let subBucketBits = 3
 
     /// How many requests fell in each bucket.
     public internal(set) var counts: [UInt64]

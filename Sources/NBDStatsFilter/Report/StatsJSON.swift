@@ -23,11 +23,13 @@ extension StatsSnapshot {
     }
 
     private static func json(of stats: OperationStats) -> String {
-        var out = "\"\(stats.operation)\":{\"ops\":\(stats.count),\"bytes\":\(stats.bytes),\"time_ns\":\(stats.nanoseconds),"
+        var out =
+            "\"\(stats.operation)\":{\"ops\":\(stats.count),\"bytes\":\(stats.bytes),\"time_ns\":\(stats.nanoseconds),"
         let codes = stats.failureCodes.map { "\(quoted($0.name)):\($0.count)" }.joined(separator: ",")
         out += "\"failures\":{\"total\":\(stats.failures),\"codes\":{\(codes)}},"
         let latency = stats.latency
-        out += "\"latency_ns\":{\"p50\":\(latency.p50),\"p90\":\(latency.p90),\"p99\":\(latency.p99),\"max\":\(latency.maximum)},"
+        out +=
+            "\"latency_ns\":{\"p50\":\(latency.p50),\"p90\":\(latency.p90),\"p99\":\(latency.p99),\"max\":\(latency.maximum)},"
         let sizes = stats.sizeBuckets.map { bucket in
             let aligned = (0..<64).filter { bucket.exactAlignment[$0] > 0 }.map {
                 "{\"bits\":\($0),\"requests\":\(bucket.requests(alignedTo: $0))}"

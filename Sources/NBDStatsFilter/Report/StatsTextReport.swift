@@ -72,7 +72,8 @@ extension StatsSnapshot {
                 out += "(\(requests) reqs, \(humanSize(otherBytes)) total)\n"
                 break
             }
-            out += "    \(padded2(entry.bucket.sizeBits)) bits: \(cFormat("%4.1f", Double(entry.requests) / total * 100))% "
+            out +=
+                "    \(padded2(entry.bucket.sizeBits)) bits: \(cFormat("%4.1f", Double(entry.requests) / total * 100))% "
             out += "(\(entry.requests) reqs, \(humanSize(entry.bucket.bytes)) total)\n"
             printed += entry.requests
             appendAlignment(entry.bucket, to: &out)
@@ -90,12 +91,14 @@ extension StatsSnapshot {
         for (i, bits) in levels.enumerated() {
             let requests = cumulative[i]
             if requests < cutoff {
-                out += "         \(padded2(bits))+ bit-aligned: \(cFormat("%4.1f", Double(requests) / total * 100))% (\(requests))\n"
+                out +=
+                    "         \(padded2(bits))+ bit-aligned: \(cFormat("%4.1f", Double(requests) / total * 100))% (\(requests))\n"
                 break
             }
             // The counts are cumulative, so print a level only where the next one has fewer requests.
             if i + 1 == levels.count || cumulative[i + 1] != requests {
-                out += "         \(padded2(bits)) bit aligned: \(cFormat("%5.1f", Double(requests &* 100) / total))% (\(requests))\n"
+                out +=
+                    "         \(padded2(bits)) bit aligned: \(cFormat("%5.1f", Double(requests &* 100) / total))% (\(requests))\n"
             }
         }
     }
