@@ -18,6 +18,12 @@ public struct StatsLayer: FilterLayer {
         self.file = file
     }
 
+    /// Creates a layer that counts into `collector` and writes no file, as in
+    /// `FilterStack([MultiConnLayer(), StatsLayer(collector)], over: provider)`.
+    public init(_ collector: StatsCollector) {
+        self.init(collector: collector, file: nil)
+    }
+
     public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
     {
         AnyBlockBackend(StatsFilter(wrapping: next, collector: collector))

@@ -150,6 +150,8 @@ final class StatsLayerTests: XCTestCase {
     }
 
     func testLayerWithoutFileCountsInCode() async throws {
+        let shared = StatsCollector()
+        XCTAssertTrue(StatsLayer(shared).collector === shared)
         let layer = StatsLayer()
         try await runWorkload(through: layer)
         await layer.shutdown()
