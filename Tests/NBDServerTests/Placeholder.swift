@@ -1,5 +1,0 @@
-import XCTest
-
-final class NBDServerTestsPlaceholder: XCTestCase {
-    func testPlaceholder() { XCTAssertTrue(true) }
-}
