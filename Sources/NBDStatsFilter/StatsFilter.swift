@@ -18,8 +18,8 @@ public struct StatsFilter<Next: BlockBackend>: Filter {
     public let next: Next
     /// Where this connection's counts go.
     public let collector: StatsCollector
-    let counters: ConnectionCounters
-    let clock: StatsClock
+    @usableFromInline let counters: ConnectionCounters
+    @usableFromInline let clock: StatsClock
 
     /// Wraps `next` and registers the connection's counters with `collector`.
     public init(wrapping next: Next, collector: StatsCollector) {
@@ -29,11 +29,13 @@ public struct StatsFilter<Next: BlockBackend>: Filter {
         self.counters = collector.register()
     }
 
-    private func succeeded(_ operation: StatsOperation, _ count: UInt64, _ offset: UInt64, since start: UInt64) {
+    @inlinable
+    func succeeded(_ operation: StatsOperation, _ count: UInt64, _ offset: UInt64, since start: UInt64) {
         let end = clock.now()
         counters.recordSuccess(operation, count: count, offset: offset, nanoseconds: end >= start ? end - start : 0)
     }
 
+    @inlinable
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags)
         async throws(NBDError)
     {
@@ -47,6 +49,7 @@ public struct StatsFilter<Next: BlockBackend>: Filter {
         succeeded(.read, UInt64(buffer.count), offset, since: start)
     }
 
+    @inlinable
     public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         let start = clock.now()
         do {
@@ -58,6 +61,7 @@ public struct StatsFilter<Next: BlockBackend>: Filter {
         succeeded(.write, UInt64(data.count), offset, since: start)
     }
 
+    @inlinable
     public func zero(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         let start = clock.now()
         do {
@@ -69,6 +73,7 @@ public struct StatsFilter<Next: BlockBackend>: Filter {
         succeeded(.zero, count, offset, since: start)
     }
 
+    @inlinable
     public func trim(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         let start = clock.now()
         do {
@@ -80,6 +85,7 @@ public struct StatsFilter<Next: BlockBackend>: Filter {
         succeeded(.trim, count, offset, since: start)
     }
 
+    @inlinable
     public func flush(flags: CommandFlags) async throws(NBDError) {
         let start = clock.now()
         do {
@@ -91,6 +97,7 @@ public struct StatsFilter<Next: BlockBackend>: Filter {
         succeeded(.flush, 0, 0, since: start)
     }
 
+    @inlinable
     public func cache(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         let start = clock.now()
         do {
@@ -104,6 +111,7 @@ public struct StatsFilter<Next: BlockBackend>: Filter {
 
     /// Counts the requested range as the bytes, as nbdkit does: what the reply covers depends on the
     /// flags and on the layer below.
+    @inlinable
     public func extents(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) -> [Extent] {
         let start = clock.now()
         let extents: [Extent]

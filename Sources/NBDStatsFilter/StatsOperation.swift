@@ -19,6 +19,7 @@ public enum StatsOperation: String, Sendable, Hashable, CaseIterable, CustomStri
     public var description: String { rawValue }
 
     /// The position in ``allCases``, which is also the index into per-operation storage.
+    @inlinable
     var index: Int {
         switch self {
         case .read: 0

@@ -144,11 +144,11 @@ public struct OperationStats: Sendable, Hashable {
         }
         latency.maximum = counters.maxNanoseconds.load(ordering: .relaxed)
         for bits in 0..<64 {
-            guard let row = counters.alignment[bits].load() else { continue }
+            guard let row = counters.existingRow(bits) else { continue }
             var bucket = RequestSizeBucket(sizeBits: bits)
             bucket.bytes = counters.sizeBytes[bits].load(ordering: .relaxed)
-            bucket.offsetZeroRequests = row.counts[AlignmentRow.offsetZero].load(ordering: .relaxed)
-            for k in 0..<64 { bucket.exactAlignment[k] = row.counts[k].load(ordering: .relaxed) }
+            bucket.offsetZeroRequests = row[OperationCounters.offsetZeroSlot].load(ordering: .relaxed)
+            for k in 0..<64 { bucket.exactAlignment[k] = row[k].load(ordering: .relaxed) }
             sizeBuckets.append(bucket)
         }
         for slot in 0..<9 {

@@ -1,22 +1,16 @@
 import NBDCore
 import Synchronization
 
-/// Alignment counts for one (operation, size bucket) pair: index `k` < 64 counts requests whose offset
-/// has exactly `k` trailing zero bits; index 64 counts requests at offset 0, which are aligned at every
-/// level.
-final class AlignmentRow: Sendable {
-    static let offsetZero = 64
-    let counts: InlineArray<65, Atomic<UInt64>>
-
-    init() {
-        counts = InlineArray { _ in Atomic(0) }
-    }
-}
-
 /// One operation's counters for one connection. Everything is an atomic so that concurrent requests
 /// of the connection and a snapshot taken from another thread need no lock; relaxed ordering suffices
 /// because each counter is independent and only sums are read.
+@usableFromInline
 final class OperationCounters: Sendable {
+    /// Alignment row slots: index `k` < 64 counts requests whose offset has exactly `k` trailing zero
+    /// bits; index 64 counts requests at offset 0, which are aligned at every level.
+    static let alignmentSlots = 65
+    static let offsetZeroSlot = 64
+
     let count = Atomic<UInt64>(0)
     let bytes = Atomic<UInt64>(0)
     let nanoseconds = Atomic<UInt64>(0)
@@ -27,18 +21,50 @@ final class OperationCounters: Sendable {
     let sizeBytes: InlineArray<64, Atomic<UInt64>>
     /// Latencies, bucketed by ``LatencyHistogram/bucket(for:)``.
     let latency: InlineArray<304, Atomic<UInt64>>
-    /// Alignment counts per size bucket, allocated the first time the bucket is used: most workloads use
-    /// a handful of sizes, and a dense 64 × 65 table per operation would cost 33 KiB per connection.
-    let alignment: InlineArray<64, AtomicLazyReference<AlignmentRow>>
+    /// Alignment counts per size bucket: the address of a row of ``alignmentSlots`` atomics, or 0 until
+    /// the bucket is first used. Most workloads use a handful of sizes, and a dense 64 × 65 table per
+    /// operation would cost 33 KiB per connection. A plain address rather than an
+    /// `AtomicLazyReference` keeps reference counting off the hot path; the rows live as long as this
+    /// object and are freed in `deinit`.
+    let alignment: InlineArray<64, Atomic<UInt>>
 
     init() {
         failures = InlineArray { _ in Atomic(0) }
         sizeBytes = InlineArray { _ in Atomic(0) }
         latency = InlineArray { _ in Atomic(0) }
-        alignment = InlineArray { _ in AtomicLazyReference() }
+        alignment = InlineArray { _ in Atomic(0) }
         assert(latency.count == LatencyHistogram.bucketCount)
     }
 
+    deinit {
+        for bits in 0..<64 {
+            if let row = existingRow(bits) {
+                row.deinitialize(count: Self.alignmentSlots)
+                row.deallocate()
+            }
+        }
+    }
+
+    /// The alignment row of a size bucket, if a request of that size was counted.
+    func existingRow(_ sizeBits: Int) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+        UnsafeMutablePointer(bitPattern: alignment[sizeBits].load(ordering: .acquiring))
+    }
+
+    /// The alignment row of a size bucket, created on first use. Two requests racing to create it both
+    /// allocate; the loser frees its row and uses the winner's.
+    func row(_ sizeBits: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        if let row = existingRow(sizeBits) { return row }
+        let fresh = UnsafeMutablePointer<Atomic<UInt64>>.allocate(capacity: Self.alignmentSlots)
+        for slot in 0..<Self.alignmentSlots { (fresh + slot).initialize(to: Atomic(0)) }
+        let (exchanged, original) = alignment[sizeBits].compareExchange(
+            expected: 0, desired: UInt(bitPattern: fresh), ordering: .acquiringAndReleasing)
+        if exchanged { return fresh }
+        fresh.deinitialize(count: Self.alignmentSlots)
+        fresh.deallocate()
+        return UnsafeMutablePointer(bitPattern: original)!
+    }
+
+    @usableFromInline
     func recordSuccess(count requestCount: UInt64, offset: UInt64, nanoseconds elapsed: UInt64, histograms: Bool) {
         count.wrappingAdd(1, ordering: .relaxed)
         bytes.wrappingAdd(requestCount, ordering: .relaxed)
@@ -49,11 +75,11 @@ final class OperationCounters: Sendable {
         guard histograms && requestCount > 0 else { return }
         let sizeBits = 63 - requestCount.leadingZeroBitCount
         sizeBytes[sizeBits].wrappingAdd(requestCount, ordering: .relaxed)
-        let row = alignment[sizeBits].load() ?? alignment[sizeBits].storeIfNil(AlignmentRow())
-        let slot = offset == 0 ? AlignmentRow.offsetZero : offset.trailingZeroBitCount
-        row.counts[slot].wrappingAdd(1, ordering: .relaxed)
+        let slot = offset == 0 ? Self.offsetZeroSlot : offset.trailingZeroBitCount
+        row(sizeBits)[slot].wrappingAdd(1, ordering: .relaxed)
     }
 
+    @usableFromInline
     func recordFailure(_ code: NBDError.Code) {
         failures[FailureCount.slot(for: code)].wrappingAdd(1, ordering: .relaxed)
     }
@@ -62,20 +88,23 @@ final class OperationCounters: Sendable {
 /// The counters of one connection, registered with a ``StatsCollector`` while the connection is open.
 /// Only the connection's own requests write to it, so its cache lines are not shared with other
 /// connections' hot paths.
+@usableFromInline
 final class ConnectionCounters: Sendable {
-    let operations: [OperationCounters]
-    let histograms: Bool
+    @usableFromInline let operations: [OperationCounters]
+    @usableFromInline let histograms: Bool
 
     init(histograms: Bool) {
         self.histograms = histograms
         self.operations = StatsOperation.allCases.map { _ in OperationCounters() }
     }
 
+    @inlinable
     func recordSuccess(_ operation: StatsOperation, count: UInt64, offset: UInt64, nanoseconds: UInt64) {
         operations[operation.index].recordSuccess(
             count: count, offset: offset, nanoseconds: nanoseconds, histograms: histograms)
     }
 
+    @inlinable
     func recordFailure(_ operation: StatsOperation, _ code: NBDError.Code) {
         operations[operation.index].recordFailure(code)
     }
