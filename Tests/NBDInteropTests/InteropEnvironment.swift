@@ -1,0 +1,133 @@
+import Foundation
+import XCTest
+
+/// Runs the real `nbd-serve` executable against real NBD clients (libnbd, qemu, fio).
+///
+/// A test whose tool is missing is skipped with a message naming the tool and the Debian package
+/// that provides it, unless `NBD_INTEROP=required` (as `.ci/run` sets), in which case it fails.
+enum InteropEnvironment {
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Tools and the Debian packages that provide them.
+    static let packages: [String: String] = [
+        "nbdinfo": "libnbd-bin", "nbdcopy": "libnbd-bin", "qemu-img": "qemu-utils", "qemu-io": "qemu-utils",
+        "fio": "fio", "nbdkit": "nbdkit", "python3-libnbd": "python3-libnbd",
+    ]
+
+    static var isRequired: Bool { ProcessInfo.processInfo.environment["NBD_INTEROP"] == "required" }
+
+    /// The absolute path of `tool` on the search path (with /usr/bin first), or nil.
+    static func path(of tool: String) -> String? {
+        let searchPath = "/usr/bin:/usr/local/bin:/bin:" + (ProcessInfo.processInfo.environment["PATH"] ?? "")
+        for directory in searchPath.split(separator: ":") {
+            let candidate = "\(directory)/\(tool)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// Skips (or, when required, fails) unless every tool is installed. `python3-libnbd` means the
+    /// `nbd` module of /usr/bin/python3 (the first python3 on PATH may lack it).
+    static func require(_ tools: String..., file: StaticString = #filePath, line: UInt = #line) throws {
+        for tool in tools {
+            let present: Bool
+            if tool == "python3-libnbd" {
+                present = (try? run("/usr/bin/python3", ["-c", "import nbd"]).status) == 0
+            } else {
+                present = path(of: tool) != nil
+            }
+            guard !present else { continue }
+            let message = "\(tool) is not installed (Debian package \(packages[tool] ?? tool)); run .ci/run or apt-get install it"
+            if isRequired {
+                XCTFail("NBD_INTEROP=required but \(message)", file: file, line: line)
+                throw XCTSkip("failed: \(message)")
+            }
+            throw XCTSkip(message)
+        }
+    }
+
+    /// The `nbd-serve` executable built next to this test bundle (or `NBD_SERVE` if set).
+    static var nbdServe: String {
+        get throws {
+            if let explicit = ProcessInfo.processInfo.environment["NBD_SERVE"] { return explicit }
+            var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            for _ in 0..<4 {
+                let candidate = directory.appendingPathComponent("nbd-serve").path
+                if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+                directory = directory.deletingLastPathComponent()
+            }
+            throw XCTSkip("nbd-serve was not built next to the tests; run `swift build` first or set NBD_SERVE")
+        }
+    }
+
+    /// A new empty directory for one test's files.
+    static func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("nbd-interop-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    /// Runs `nbd-serve ARGS --run COMMAND` on a private Unix socket and returns what COMMAND printed
+    /// and its exit status (which nbd-serve passes on).
+    static func serve(_ arguments: [String], run command: String) throws -> Result {
+        try run(try nbdServe, ["-U", "-"] + arguments + ["--run", command])
+    }
+
+    /// Runs a program to completion. Output goes to files, so a chatty program cannot block on a full
+    /// pipe. A watchdog ends a hung run after 5 minutes so that a broken server fails the test
+    /// instead of hanging CI.
+    static func run(_ executable: String, _ arguments: [String]) throws -> Result {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let out = directory.appendingPathComponent("stdout")
+        let err = directory.appendingPathComponent("stderr")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["PATH"] = "/usr/bin:/usr/local/bin:/bin:" + (environment["PATH"] ?? "")
+        process.environment = environment
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 300, execute: watchdog)
+        process.waitUntilExit()
+        watchdog.cancel()
+        return Result(
+            status: process.terminationStatus,
+            stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+    }
+
+    /// Quotes `text` for /bin/sh.
+    static func shellQuoted(_ text: String) -> String {
+        "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    /// Writes a Python script that uses libnbd and returns the shell command that runs it with
+    /// /usr/bin/python3 (which has the `nbd` module) against `$uri`.
+    static func pythonCommand(_ script: String, in directory: URL) throws -> String {
+        let file = directory.appendingPathComponent("script.py")
+        try script.write(to: file, atomically: true, encoding: .utf8)
+        return "/usr/bin/python3 \(shellQuoted(file.path))"
+    }
+}
+
+extension XCTestCase {
+    /// Asserts that a run succeeded, showing its output when it did not.
+    func assertSucceeded(
+        _ result: InteropEnvironment.Result, _ what: String, file: StaticString = #filePath, line: UInt = #line
+    ) {
+        XCTAssertEqual(
+            result.status, 0, "\(what) failed:\nstdout:\n\(result.stdout)\nstderr:\n\(result.stderr)", file: file,
+            line: line)
+    }
+}

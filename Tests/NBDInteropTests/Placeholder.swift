@@ -1,5 +1,0 @@
-import XCTest
-
-final class NBDInteropTestsPlaceholder: XCTestCase {
-    func testPlaceholder() { XCTAssertTrue(true) }
-}
