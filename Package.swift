@@ -70,6 +70,11 @@ let package = Package(
             swiftSettings: upcomingFeatures
         ),
         .testTarget(
+            name: "ReadmeExampleTests",
+            dependencies: ["NBDCore", "NBDBackends", "NBDFUAFilter", "NBDStatsFilter", "NBDServer"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
             name: "NBDInteropTests",
             dependencies: ["NBDCore", "NBDServer", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures

@@ -11,15 +11,18 @@
 /// ```
 public struct ComposedProvider<Base: BackendProvider, Backend: BlockBackend>: BackendProvider {
     @usableFromInline let base: Base
-    @usableFromInline let wrap: @Sendable (Base.Backend, ConnectionInfo) async throws(NBDError) -> Backend
+    @usableFromInline let wrap: @Sendable (Base.Backend, ConnectionInfo) async throws -> Backend
     @usableFromInline let onShutdown: @Sendable () async -> Void
 
     /// Creates a provider that wraps every backend `base` opens with `wrap`; `onShutdown` runs after
     /// the base's own shutdown.
+    ///
+    /// `wrap` may throw any error (closures do not infer typed throws); an error that is not an
+    /// ``NBDError`` refuses the connection as `EINVAL` with the error's description.
     public init(
         _ base: Base,
         onShutdown: @escaping @Sendable () async -> Void = {},
-        wrap: @escaping @Sendable (Base.Backend, ConnectionInfo) async throws(NBDError) -> Backend
+        wrap: @escaping @Sendable (Base.Backend, ConnectionInfo) async throws -> Backend
     ) {
         self.base = base
         self.wrap = wrap
@@ -33,7 +36,7 @@ public struct ComposedProvider<Base: BackendProvider, Backend: BlockBackend>: Ba
             return try await wrap(inner, connection)
         } catch {
             await inner.close()
-            throw error
+            throw (error as? NBDError) ?? NBDError(.invalidArgument, "cannot open the stack: \(error)")
         }
     }
 
@@ -49,7 +52,7 @@ extension BackendProvider {
     /// If `wrap` throws, the connection is refused and the inner backend is closed.
     public func wrapped<Wrapped: BlockBackend>(
         onShutdown: @escaping @Sendable () async -> Void = {},
-        _ wrap: @escaping @Sendable (Backend, ConnectionInfo) async throws(NBDError) -> Wrapped
+        _ wrap: @escaping @Sendable (Backend, ConnectionInfo) async throws -> Wrapped
     ) -> ComposedProvider<Self, Wrapped> {
         ComposedProvider(self, onShutdown: onShutdown, wrap: wrap)
     }
