@@ -86,45 +86,8 @@ if options.isVerbose {
         "nbd-serve: serving the \(plan.backend.name) backend (\(filters)\(plan.isReadOnly ? ", read-only" : "")) on \(bound.uri)")
 }
 
-/// Resumed once, by whichever comes first: a signal or the end of the --run command.
-final class ExitSignal: Sendable {
-    private let state = Mutex<(code: Int32?, waiter: CheckedContinuation<Int32, Never>?)>((nil, nil))
-
-    func finish(_ code: Int32) {
-        let waiter = state.withLock { state -> CheckedContinuation<Int32, Never>? in
-            guard state.code == nil else { return nil }
-            state.code = code
-            defer { state.waiter = nil }
-            return state.waiter
-        }
-        waiter?.resume(returning: code)
-    }
-
-    func wait() async -> Int32 {
-        await withCheckedContinuation { continuation in
-            let code = state.withLock { state -> Int32? in
-                if let code = state.code { return code }
-                state.waiter = continuation
-                return nil
-            }
-            if let code { continuation.resume(returning: code) }
-        }
-    }
-}
-
 let exitSignal = ExitSignal()
-let signalQueue = DispatchQueue(label: "nbd-serve.signals")
-var signalSources: [any DispatchSourceSignal] = []
-for number in [SIGINT, SIGTERM] {
-    signal(number, SIG_IGN)
-    let source = DispatchSource.makeSignalSource(signal: number, queue: signalQueue)
-    source.setEventHandler {
-        printToStandardError("nbd-serve: stopping (signal \(number))")
-        exitSignal.finish(0)
-    }
-    source.resume()
-    signalSources.append(source)
-}
+let signalSources = ExitSignal.stopOnSignals([SIGINT, SIGTERM], exitSignal)
 
 if let command = options.runCommand {
     var environment = ["uri": bound.uri]

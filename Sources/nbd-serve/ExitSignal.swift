@@ -1,0 +1,52 @@
+import Dispatch
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The reason to exit, delivered once, by whichever comes first: a signal or the end of the `--run`
+/// command.
+final class ExitSignal: Sendable {
+    private let state = Mutex<(code: Int32?, waiter: CheckedContinuation<Int32, Never>?)>((nil, nil))
+
+    /// Delivers `code` unless a code was delivered already.
+    func finish(_ code: Int32) {
+        let waiter = state.withLock { state -> CheckedContinuation<Int32, Never>? in
+            guard state.code == nil else { return nil }
+            state.code = code
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: code)
+    }
+
+    /// Waits for the code.
+    func wait() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            let code = state.withLock { state -> Int32? in
+                if let code = state.code { return code }
+                state.waiter = continuation
+                return nil
+            }
+            if let code { continuation.resume(returning: code) }
+        }
+    }
+
+    /// Turns each of `signals` into `finish(0)`. Keep the returned sources alive.
+    ///
+    /// The handlers run on a private dispatch queue, outside the main actor (this function is not
+    /// main-actor isolated, unlike closures written in top-level code).
+    static func stopOnSignals(_ signals: [Int32], _ exitSignal: ExitSignal) -> [any DispatchSourceSignal] {
+        let queue = DispatchQueue(label: "nbd-serve.signals")
+        return signals.map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler {
+                printToStandardError("nbd-serve: stopping (signal \(number))")
+                exitSignal.finish(0)
+            }
+            source.resume()
+            return source
+        }
+    }
+}
