@@ -1,0 +1,129 @@
+import Foundation
+import XCTest
+
+/// The `nbd-serve` process itself: signals, `--run` exit status, TCP, command-line errors.
+final class ServeLifecycleInteropTests: XCTestCase {
+    /// Starts `nbd-serve -v ARGS` and returns once its startup line says it listens (read from its
+    /// standard error: an event, not a sleep).
+    private func startServer(_ arguments: [String]) throws -> (Process, FileHandle) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try InteropEnvironment.nbdServe)
+        process.arguments = ["-v"] + arguments
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        var text = ""
+        while !text.contains("nbd-serve: serving") {
+            let data = errors.fileHandleForReading.availableData
+            guard !data.isEmpty else {
+                XCTFail("nbd-serve ended before listening:\n\(text)")
+                throw XCTSkip("nbd-serve did not start")
+            }
+            text += String(decoding: data, as: UTF8.self)
+        }
+        return (process, errors.fileHandleForReading)
+    }
+
+    func testSigtermFinishesWritesTheStatsReportAndExitsZero() throws {
+        try InteropEnvironment.require("python3-libnbd")
+        let directory = try InteropEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let socket = directory.appendingPathComponent("sock").path
+        let stats = directory.appendingPathComponent("stats.txt").path
+        let (process, errors) = try startServer(["-U", socket, "--filter=stats", "memory", "1M", "statsfile=\(stats)"])
+        let script = """
+            import nbd
+            h = nbd.NBD()
+            h.connect_unix(\(InteropEnvironment.pythonLiteral(socket)))
+            h.pwrite(b"x" * 4096, 0)
+            h.flush()
+            assert h.pread(4096, 0) == b"x" * 4096
+            h.shutdown()
+            """
+        let result = try InteropEnvironment.run("/usr/bin/python3", ["-c", script])
+        assertSucceeded(result, "libnbd client")
+        process.terminate()
+        process.waitUntilExit()
+        _ = errors.readDataToEndOfFile()
+        XCTAssertEqual(process.terminationReason, .exit)
+        XCTAssertEqual(process.terminationStatus, 0)
+        let report = try String(contentsOfFile: stats, encoding: .utf8)
+        XCTAssertTrue(report.hasPrefix("total: 3 ops"), report)
+        XCTAssertTrue(report.contains("write: 1 ops"), report)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "the socket file is removed at exit")
+    }
+
+    func testSigintWhileAClientIsConnectedStillExitsZero() throws {
+        let directory = try InteropEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let socket = directory.appendingPathComponent("sock").path
+        let (process, errors) = try startServer(["-U", socket, "memory", "1M"])
+        // A client that connects and then just waits: shutdown must not wait for it to leave.
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        client.arguments = ["-c", "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.recv(18); print('greeted', flush=True); s.recv(1)", socket]
+        let output = Pipe()
+        client.standardOutput = output
+        try client.run()
+        var text = ""
+        while !text.contains("greeted") {
+            let data = output.fileHandleForReading.availableData
+            if data.isEmpty { break }
+            text += String(decoding: data, as: UTF8.self)
+        }
+        XCTAssertTrue(text.contains("greeted"))
+        process.interrupt()
+        process.waitUntilExit()
+        client.waitUntilExit()
+        _ = errors.readDataToEndOfFile()
+        XCTAssertEqual(process.terminationStatus, 0)
+    }
+
+    func testRunCommandExitStatusBecomesTheServersExitStatus() throws {
+        let result = try InteropEnvironment.serve(["memory", "1M"], run: "test -S \"$unixsocket\" && exit 3")
+        XCTAssertEqual(result.status, 3, result.stderr)
+    }
+
+    func testTCPPortZeroPassesTheChosenPortToTheCommand() throws {
+        try InteropEnvironment.require("nbdinfo")
+        let result = try InteropEnvironment.run(
+            try InteropEnvironment.nbdServe,
+            ["-p", "0", "memory", "1M", "--run", "test \"$port\" -gt 0 && test -z \"$unixsocket\" && echo \"$uri\" && nbdinfo --size \"$uri\""])
+        assertSucceeded(result, "nbd-serve -p 0")
+        XCTAssertTrue(result.stdout.hasPrefix("nbd://127.0.0.1:"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("1048576"), result.stdout)
+    }
+
+    func testCommandLineMistakesExitOneBeforeListening() throws {
+        let directory = try InteropEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let socket = directory.appendingPathComponent("sock").path
+        let result = try InteropEnvironment.run(try InteropEnvironment.nbdServe, ["-U", socket, "memory", "1M", "colour=blue"])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stderr.contains("unknown parameter 'colour'"), result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: socket))
+        let filter = try InteropEnvironment.run(try InteropEnvironment.nbdServe, ["--filter=bogus", "memory", "1M"])
+        XCTAssertEqual(filter.status, 1)
+        XCTAssertTrue(filter.stderr.contains("unknown filter 'bogus'"), filter.stderr)
+    }
+
+    func testHelpAndVersion() throws {
+        let help = try InteropEnvironment.run(try InteropEnvironment.nbdServe, ["--help"])
+        assertSucceeded(help, "--help")
+        for name in ["memory", "file", "connection-cache", "--filter=multi-conn", "--filter=fua", "--filter=stats", "statsfile="] {
+            XCTAssertTrue(help.stdout.contains(name), "--help lacks \(name)")
+        }
+        let version = try InteropEnvironment.run(try InteropEnvironment.nbdServe, ["--version"])
+        assertSucceeded(version, "--version")
+        XCTAssertTrue(version.stdout.hasPrefix("nbd-serve "))
+    }
+}
+
+extension InteropEnvironment {
+    /// `text` as a Python string literal.
+    static func pythonLiteral(_ text: String) -> String {
+        "'" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
+    }
+}
