@@ -25,6 +25,7 @@ public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The address as `unix:PATH`, `HOST:PORT` or `[IPV6]:PORT`.
     public var description: String {
         switch self {
         case .unix(let path): "unix:\(path)"

@@ -4,9 +4,11 @@ public struct CommandLineError: Error, Sendable, Hashable, CustomStringConvertib
     /// What is wrong and how to fix it.
     public var message: String
 
+    /// Creates an error with the message to print.
     public init(_ message: String) {
         self.message = message
     }
 
+    /// The message.
     public var description: String { message }
 }

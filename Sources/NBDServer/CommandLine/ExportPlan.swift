@@ -15,8 +15,11 @@ import NBDCore
 public struct ExportPlan: Sendable {
     /// One filter of the stack with the parameters routed to it.
     public struct FilterPlan: Sendable {
+        /// The filter's layer type.
         public var type: any ConfigurableFilterLayer.Type
+        /// The `KEY=VALUE` parameters routed to it.
         public var parameters: [String: String]
+        /// The filter's `--filter` name.
         public var name: String { type.filterName }
     }
 
@@ -30,6 +33,9 @@ public struct ExportPlan: Sendable {
     public var isReadOnly: Bool
 
     /// Routes the parameters of `options`.
+    ///
+    /// - Throws: ``CommandLineError`` for an unknown backend or filter, a parameter that neither a
+    ///   filter nor the backend declares, or the backend's main parameter given twice.
     public init(_ options: ServeOptions) throws(CommandLineError) {
         guard let name = options.backend, let backend = BackendKind.named(name) else {
             throw CommandLineError(

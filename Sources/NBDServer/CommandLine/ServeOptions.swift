@@ -20,8 +20,11 @@ public struct ServeOptions: Sendable, Hashable {
 
     /// One `KEY=VALUE` argument.
     public struct Parameter: Sendable, Hashable {
+        /// The text before the first `=`.
         public var key: String
+        /// The text after the first `=` (may be empty or contain `=`).
         public var value: String
+        /// Creates a parameter.
         public init(key: String, value: String) {
             self.key = key
             self.value = value
@@ -31,6 +34,7 @@ public struct ServeOptions: Sendable, Hashable {
     /// The default TCP port of NBD.
     public static let defaultPort: UInt16 = 10809
 
+    /// Where to listen: `-U`, `-p`/`-i`, or `127.0.0.1:10809` by default.
     public var listen: Listen = .tcp(host: "127.0.0.1", port: ServeOptions.defaultPort)
     /// `-r`: serve read-only.
     public var isReadOnly = false
@@ -51,9 +55,14 @@ public struct ServeOptions: Sendable, Hashable {
     /// `--version`.
     public var showsVersion = false
 
+    /// Creates the options of an empty command line (which ``parse(_:)`` rejects: it names no backend).
     public init() {}
 
     /// Parses `arguments` (without the program name).
+    ///
+    /// - Throws: ``CommandLineError`` for an unknown option, a missing option value, a bad port,
+    ///   `-U` combined with `-p`/`-i`, a parameter before the backend, a second plain argument, or no
+    ///   backend at all (unless `--help` or `--version` was given).
     public static func parse(_ arguments: [String]) throws(CommandLineError) -> ServeOptions {
         var options = ServeOptions()
         var unixPath: String?

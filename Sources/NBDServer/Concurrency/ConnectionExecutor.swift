@@ -9,7 +9,7 @@ import Glibc
 /// Because the thread belongs to the connection, the task may block in `recv` and `send` without
 /// starving the cooperative pool, and backends that do not suspend run inline with no thread hop.
 /// A backend that does suspend resumes on this same thread.
-final class ConnectionExecutor: TaskExecutor, @unchecked Sendable {
+final class ConnectionExecutor: TaskExecutor {
     private struct State {
         var jobs: [UnownedJob] = []
         var spare: [UnownedJob] = []
@@ -17,7 +17,6 @@ final class ConnectionExecutor: TaskExecutor, @unchecked Sendable {
         var exited = false
     }
 
-    // @unchecked Sendable: every stored property is either immutable or guarded by `state`.
     private let state = Mutex(State())
     private let wakeup = Semaphore()
 

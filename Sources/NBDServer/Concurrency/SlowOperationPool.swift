@@ -7,7 +7,7 @@ import Synchronization
 /// It is a `TaskExecutor`, so a request is a child task created with `addTask(executorPreference:)`;
 /// the backend code it awaits runs on these threads rather than the connection's, and the requests
 /// queued behind it on the connection are not stalled. It never blocks the cooperative pool.
-final class SlowOperationPool: TaskExecutor, @unchecked Sendable {
+final class SlowOperationPool: TaskExecutor {
     private struct State {
         var jobs: [UnownedJob] = []
         var head = 0
@@ -15,7 +15,6 @@ final class SlowOperationPool: TaskExecutor, @unchecked Sendable {
         var running: Int
     }
 
-    // @unchecked Sendable: the mutable state is inside `state`.
     private let state: Mutex<State>
     private let wakeup = Semaphore()
     private let threadCount: Int

@@ -14,6 +14,9 @@ struct Handshake<Provider: BackendProvider> {
     let acceptsMultipleConnections: Bool
     let isShuttingDown: @Sendable () -> Bool
 
+    /// A client that haggles longer than this is dropped (real clients send a handful of options).
+    static var maximumOptions: Int { 1024 }
+
     private var structuredReplies = false
     private var baseAllocation = false
     private var noZeroes = false
@@ -54,7 +57,13 @@ struct Handshake<Provider: BackendProvider> {
         }
         noZeroes = clientFlags & ProtocolConstants.clientNoZeroes != 0
 
+        var optionCount = 0
         while true {
+            optionCount += 1
+            guard optionCount <= Self.maximumOptions else {
+                log("more than \(Self.maximumOptions) options; disconnecting")
+                return nil
+            }
             guard reader.fill(atLeast: 16) else { return nil }
             let header = reader.unread
             let magic = UInt64(bigEndian: header.loadUnaligned(fromByteOffset: 0, as: UInt64.self))

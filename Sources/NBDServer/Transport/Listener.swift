@@ -12,7 +12,6 @@ final class Listener: Sendable {
     private let descriptor: Int32
     private let stopped = Atomic<Bool>(false)
     private let closed = Atomic<Bool>(false)
-    private let exited = Semaphore()
 
     /// Creates the socket, binds and listens.
     init(_ requested: ListenAddress, backlog: Int32 = 128) throws(NBDError) {
@@ -35,33 +34,37 @@ final class Listener: Sendable {
     func start(_ handler: @escaping @Sendable (Socket) -> Void) throws(NBDError) {
         let started = ThreadStarter.start(name: "nbd-accept") { [self] in
             acceptLoop(handler)
-            exited.signal()
+            // The accept thread owns the descriptor from here on: closing it only after accept()
+            // returned means the number cannot be reused under a blocked accept().
+            closeDescriptor()
         }
         if !started {
             throw NBDError(.outOfMemory, "cannot start the accept thread for \(address)")
         }
     }
 
-    /// Stops accepting, waits for the accept thread to leave and removes a Unix socket file.
-    /// Call only after ``start(_:)``.
+    /// Stops accepting and removes a Unix socket file at once; the accept thread wakes, leaves and
+    /// closes the socket. Call only after ``start(_:)``. Does not block.
     func stop() {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        // On Linux, shutting down a listening socket makes a blocked accept() return EINVAL.
+        // On Linux, shutting down a listening socket makes a blocked accept() return EINVAL, and
+        // later connects are refused.
         _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR))
-        exited.wait()
-        closeDescriptor()
+        if case .unix(let path) = address {
+            unlink(path)
+        }
     }
 
     /// Closes the socket without accepting (for a listener that was never started).
     func closeWithoutStarting() {
-        stopped.store(true, ordering: .releasing)
         closeDescriptor()
+        stopped.store(true, ordering: .releasing)
     }
 
     private func closeDescriptor() {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         close(descriptor)
-        if case .unix(let path) = address {
+        if case .unix(let path) = address, !stopped.load(ordering: .acquiring) {
             unlink(path)
         }
     }
