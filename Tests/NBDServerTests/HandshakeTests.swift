@@ -108,6 +108,16 @@ final class HandshakeTests: ServerTestCase {
         XCTAssertNoThrow(try client.go())
     }
 
+    func testFailedOpenAtExportNameDisconnects() throws {
+        let (_, path, state) = try startServer()
+        state.failingOpens.store(1, ordering: .relaxed)
+        let client = try Client(unixPath: path)
+        try client.startHandshake()
+        try client.sendOption(Client.Option.exportName, Array("x".utf8))
+        XCTAssertTrue(client.serverClosed(), "EXPORT_NAME has no error reply: the server must disconnect")
+        XCTAssertNoThrow(try Client(unixPath: path).connect())
+    }
+
     func testAbortIsAcknowledgedAndTheConnectionCloses() throws {
         let (_, path, state) = try startServer()
         let client = try Client(unixPath: path)
