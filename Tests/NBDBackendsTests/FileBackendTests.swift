@@ -261,6 +261,27 @@ final class FileBackendTests: XCTestCase {
         XCTAssertEqual(tail, [.hole(1 << 20)])
     }
 
+    // MARK: - Block devices
+
+    func testBlockDeviceSizeMatchesTheKernelsView() async throws {
+        // Opens whatever block devices the machine has, read-only, and reads nothing from them.
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/block"))?.sorted() ?? []
+        var checked = 0
+        for name in names where checked < 3 {
+            guard let sectors = try? String(contentsOfFile: "/sys/block/\(name)/size", encoding: .utf8),
+                let count = UInt64(sectors.trimmingCharacters(in: .whitespacesAndNewlines)),
+                let export = try? FileBackendProvider(path: "/dev/\(name)", readOnly: true)
+            else { continue }
+            XCTAssertTrue(export.isBlockDevice, name)
+            // /sys/block/*/size counts 512-byte sectors whatever the device's sector size.
+            XCTAssertEqual(export.size, count * 512, name)
+            let backend = try await export.open(ConnectionInfo())
+            XCTAssertFalse(backend.capabilities.isWritable)
+            checked += 1
+        }
+        if checked == 0 { throw XCTSkip("no block device can be opened here") }
+    }
+
     // MARK: - Errors and capabilities
 
     func testOpeningAMissingFileFailsWithAClearMessage() async throws {

@@ -1,9 +1,12 @@
+import Dispatch
 import Foundation
 import Glibc
-import NBDBackends
 import NBDCore
 import NBDTestSupport
+import Synchronization
 import XCTest
+
+@testable import NBDBackends
 
 final class MemoryBackendTests: XCTestCase {
     let page = UInt64(MemoryBackendProvider.pageSize)
@@ -237,43 +240,149 @@ final class MemoryBackendTests: XCTestCase {
         }
     }
 
-    /// Pages are freed by trims while other connections copy to and from them and allocate fresh
-    /// pages elsewhere. If a freed page were still used (or reused while a reader copied it), a read
-    /// would see bytes of another page's pattern.
-    func testPagesFreedDuringConcurrentReadsAndWritesNeverLeakOtherData() async throws {
-        let export = try MemoryBackendProvider(size: 64 * page)
-        let pages = 8
-        let iterations = 100
-        let page = self.page
-        let wrongBytes = try await withThrowingTaskGroup(of: Int.self) { group in
-            for index in 0..<pages {
-                let value = UInt8(index + 1)
-                let offset = UInt64(index) * page
-                group.addTask {  // writer
-                    let backend = try await export.open(ConnectionInfo())
-                    let bytes = [UInt8](repeating: value, count: Int(page))
-                    for _ in 0..<iterations { try await backend.writeBytes(bytes, at: offset) }
-                    return 0
-                }
-                group.addTask {  // trimmer
-                    let backend = try await export.open(ConnectionInfo())
-                    for _ in 0..<iterations { try await backend.trim(count: page, at: offset, flags: []) }
-                    return 0
-                }
-                group.addTask {  // reader: every byte is this page's value or zero
-                    let backend = try await export.open(ConnectionInfo())
-                    var wrong = 0
-                    for _ in 0..<iterations {
-                        let bytes = try await backend.readBytes(Int(page), at: offset)
-                        wrong += bytes.filter { $0 != 0 && $0 != value }.count
+    /// Four OS threads sweep the same fresh pages in the same order, each writing its own quarter of
+    /// every page, so they keep racing to install the same page; after each sweep the pages are
+    /// checked and freed, and the threads race again. A lost race that dropped the winner's page (or
+    /// the loser's bytes) would leave a quarter without its writer's value.
+    func testThreadsRacingToAllocateTheSamePagesLoseNoWrites() async throws {
+        let pages = 256
+        let threads = 4
+        let sweeps = 40
+        let pageSize = MemoryBackendProvider.pageSize
+        let quarter = pageSize / threads
+        let export = try MemoryBackendProvider(size: UInt64(pages * pageSize))
+        let store = export.store
+        // Sweep n starts when `started` reaches threads * n: a spinning barrier keeps the writers in
+        // step so they meet on the same fresh page.
+        let started = Atomic<Int>(0)
+        let finished = Atomic<Int>(0)
+
+        let lost = await withCheckedContinuation { (continuation: CheckedContinuation<Int, Never>) in
+            Thread.detachNewThread {
+                for thread in 0..<threads {
+                    Thread.detachNewThread {
+                        let source = UnsafeMutableRawBufferPointer.allocate(byteCount: quarter, alignment: 64)
+                        defer { source.deallocate() }
+                        source.initializeMemory(as: UInt8.self, repeating: UInt8(thread + 1))
+                        for sweep in 1...sweeps {
+                            // Wait for the checker to release this sweep, then for every writer.
+                            while started.load(ordering: .acquiring) < (sweep - 1) * (threads + 1) + 1 { sched_yield() }
+                            started.wrappingAdd(1, ordering: .acquiringAndReleasing)
+                            var spins = 0
+                            while started.load(ordering: .acquiring) < sweep * (threads + 1) {
+                                spins += 1
+                                if spins > 10_000 { sched_yield() }  // a writer was not scheduled yet
+                            }
+                            for page in 0..<pages {
+                                try? store.write(
+                                    UnsafeRawBufferPointer(source), at: UInt64(page * pageSize + thread * quarter))
+                            }
+                            finished.wrappingAdd(1, ordering: .acquiringAndReleasing)
+                        }
                     }
-                    return wrong
                 }
+                // The checker: release a sweep, wait for it, check every quarter, free every page.
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: pages * pageSize, alignment: 64)
+                defer { buffer.deallocate() }
+                var lost = 0
+                for sweep in 1...sweeps {
+                    started.wrappingAdd(1, ordering: .acquiringAndReleasing)
+                    while finished.load(ordering: .acquiring) < sweep * threads { sched_yield() }
+                    store.read(into: buffer, at: 0)
+                    for page in 0..<pages {
+                        for thread in 0..<threads {
+                            let start = buffer.baseAddress! + page * pageSize + thread * quarter
+                            if start.load(as: UInt8.self) != UInt8(thread + 1)
+                                || memchr(start, 0, quarter) != nil
+                            {
+                                lost += 1
+                            }
+                        }
+                    }
+                    store.zero(count: UInt64(pages * pageSize), at: 0)
+                }
+                continuation.resume(returning: lost)
             }
-            return try await group.reduce(0, +)
         }
-        XCTAssertEqual(wrongBytes, 0)
-        XCTAssertLessThanOrEqual(export.allocatedPageCount, pages)
+        XCTAssertEqual(lost, 0, "quarters of pages lost their writes")
+        XCTAssertEqual(export.allocatedPageCount, 0)
+    }
+
+    /// Pages are freed by trims on one thread while another thread copies from them. glibc's
+    /// `M_PERTURB` fills every freed block with 0xEE at once, so a read that copied from a page after
+    /// it was freed sees 0xEE, which no request writes; a page reused for another offset shows that
+    /// offset's value. Two OS threads (not tasks, which would not interleave: these calls never
+    /// suspend) make the race real on any machine with two cores.
+    func testPagesFreedDuringConcurrentReadsNeverLeakFreedOrForeignData() async throws {
+        let freedFill: Int32 = 0xEE
+        let perturbing = Self.mallopt(Self.mPerturb, freedFill)
+        defer { _ = Self.mallopt(Self.mPerturb, 0) }
+        XCTAssertTrue(perturbing || Self.mallopt == nil, "mallopt(M_PERTURB) failed")
+
+        let pages = 8
+        let pageSize = MemoryBackendProvider.pageSize
+        let export = try MemoryBackendProvider(size: UInt64(pages * pageSize))
+        let store = export.store
+        let rounds = 40_000
+        let stop = Atomic<Bool>(false)
+
+        let wrong = await withCheckedContinuation { (continuation: CheckedContinuation<Int, Never>) in
+            Thread.detachNewThread {
+                let churnDone = DispatchSemaphore(value: 0)
+                Thread.detachNewThread {
+                    // Write each page with its own value and free it again, until the reader is done.
+                    let source = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: 64)
+                    defer { source.deallocate() }
+                    var round = 0
+                    while !stop.load(ordering: .relaxed) {
+                        let index = round % pages
+                        source.initializeMemory(as: UInt8.self, repeating: UInt8(index + 1))
+                        try? store.write(UnsafeRawBufferPointer(source), at: UInt64(index * pageSize))
+                        store.zero(count: UInt64(pageSize), at: UInt64(index * pageSize))
+                        round += 1
+                    }
+                    churnDone.signal()
+                }
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: pages * pageSize, alignment: 64)
+                defer { buffer.deallocate() }
+                var wrong = 0
+                for _ in 0..<rounds {
+                    store.read(into: buffer, at: 0)
+                    for index in 0..<pages {
+                        let start = buffer.baseAddress! + index * pageSize
+                        let first = start.load(as: UInt8.self)
+                        let last = start.load(fromByteOffset: pageSize - 1, as: UInt8.self)
+                        // Page `index` may hold only its own value or zeroes.
+                        if memchr(start, freedFill, pageSize) != nil
+                            || (first != 0 && Int(first) != index + 1) || (last != 0 && Int(last) != index + 1)
+                        {
+                            wrong += 1
+                        }
+                    }
+                }
+                stop.store(true, ordering: .relaxed)
+                churnDone.wait()
+                continuation.resume(returning: wrong)
+            }
+        }
+        XCTAssertEqual(wrong, 0, "a read saw bytes of a freed or reused page")
+        XCTAssertEqual(export.allocatedPageCount, 0)
+    }
+
+    /// `M_PERTURB` from `<malloc.h>`.
+    private static let mPerturb: Int32 = -6
+
+    private typealias MalloptFunction = @convention(c) @Sendable (Int32, Int32) -> Int32
+
+    /// glibc's `mallopt`, which the Glibc module does not export; `nil` on other C libraries.
+    private static let mallopt: MalloptFunction? = {
+        guard let address = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return nil }
+        return unsafeBitCast(address, to: MalloptFunction.self)
+    }()
+
+    private static func mallopt(_ option: Int32, _ value: Int32) -> Bool {
+        guard let mallopt else { return false }
+        return mallopt(option, value) == 1
     }
 
     // MARK: - Capabilities

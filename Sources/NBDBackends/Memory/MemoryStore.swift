@@ -82,18 +82,19 @@ final class MemoryStore: @unchecked Sendable {
             let length = min(Self.pageSize - within, buffer.count - done)
             let target = base + done
             // Holes need no lock: if a writer installs the page meanwhile, the two requests overlap
-            // and either order is a valid outcome.
+            // and either order is a valid outcome. (memset rather than initializeMemory(repeating:),
+            // which is a byte loop in unoptimized builds.)
             if let slot = slot(for: page), slot.pointee.load(ordering: .relaxed) != 0 {
                 let lock = locks.stripe(for: page)
                 locks.lockShared(lock)
                 if let data = UnsafeRawPointer(bitPattern: slot.pointee.load(ordering: .acquiring)) {
                     target.copyMemory(from: data + within, byteCount: length)
                 } else {
-                    target.initializeMemory(as: UInt8.self, repeating: 0, count: length)
+                    memset(target, 0, length)
                 }
                 locks.unlockShared(lock)
             } else {
-                target.initializeMemory(as: UInt8.self, repeating: 0, count: length)
+                memset(target, 0, length)
             }
             done += length
             position += UInt64(length)
@@ -204,7 +205,7 @@ final class MemoryStore: @unchecked Sendable {
         let lock = locks.stripe(for: page)
         locks.lockShared(lock)
         if let data = UnsafeMutableRawPointer(bitPattern: slot.pointee.load(ordering: .acquiring)) {
-            (data + Int(start & Self.pageMask)).initializeMemory(as: UInt8.self, repeating: 0, count: Int(end - start))
+            memset(data + Int(start & Self.pageMask), 0, Int(end - start))
         }
         locks.unlockShared(lock)
     }
