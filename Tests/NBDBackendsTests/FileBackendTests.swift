@@ -91,9 +91,10 @@ final class FileBackendTests: XCTestCase {
         let path = try makeFile(size: 65536)
         let backend = try await FileBackendProvider(path: path).open(ConnectionInfo())
         XCTAssertEqual(truncate(path, 4096), 0)
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in
-            try await backend.readBytes(100, at: 8192)
-        }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await backend.readBytes(100, at: 8192)
+            }, code: .ioError)
     }
 
     // MARK: - Flush and FUA
@@ -180,9 +181,10 @@ final class FileBackendTests: XCTestCase {
         let backend = try await export.open(ConnectionInfo())
         XCTAssertTrue(backend.capabilities.canFastZero)
 
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in
-            try await backend.zero(count: 4096, at: 8192, flags: [.fastZero])
-        }, code: .notSupported)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await backend.zero(count: 4096, at: 8192, flags: [.fastZero])
+            }, code: .notSupported)
         XCTAssertEqual(Array(try fileBytes(path)[8192..<12288]), [UInt8](repeating: 0x11, count: 4096))
 
         // More than one 1 MiB chunk of zeroes, ending inside the file.
@@ -287,20 +289,23 @@ final class FileBackendTests: XCTestCase {
     func testOpeningAMissingFileFailsWithAClearMessage() async throws {
         let path = FileManager.default.temporaryDirectory
             .appendingPathComponent("nbd-missing-\(UUID().uuidString).img").path
-        let error = await XCTAssertThrowsNBDError({ () throws(NBDError) in
-            try FileBackendProvider(path: path)
-        }, code: .invalidArgument)
+        let error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try FileBackendProvider(path: path)
+            }, code: .invalidArgument)
         XCTAssertEqual(error?.message, "cannot open \(path): No such file or directory")
     }
 
     func testOpeningADirectoryIsRefused() async throws {
         let directory = FileManager.default.temporaryDirectory.path
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in
-            try FileBackendProvider(path: directory, readOnly: true)
-        }, code: .invalidArgument)
-        let error = await XCTAssertThrowsNBDError({ () throws(NBDError) in
-            try FileBackendProvider(path: directory)  // O_RDWR on a directory: EISDIR
-        }, code: .invalidArgument)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try FileBackendProvider(path: directory, readOnly: true)
+            }, code: .invalidArgument)
+        let error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try FileBackendProvider(path: directory)  // O_RDWR on a directory: EISDIR
+            }, code: .invalidArgument)
         XCTAssertTrue(error?.message.hasPrefix("cannot open \(directory)") ?? false)
     }
 
@@ -314,18 +319,22 @@ final class FileBackendTests: XCTestCase {
 
         let bytes = try await backend.readBytes(4, at: 0)
         XCTAssertEqual(bytes, [0x55, 0x55, 0x55, 0x55])
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in
-            try await backend.writeBytes([1], at: 0)
-        }, code: .notPermitted)
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in
-            try await backend.writeBytes([1], at: 0, flags: [.fua])
-        }, code: .notPermitted)
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in
-            try await backend.zero(count: 10, at: 0, flags: [])
-        }, code: .notPermitted)
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in
-            try await backend.trim(count: 10, at: 0, flags: [])
-        }, code: .notPermitted)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await backend.writeBytes([1], at: 0)
+            }, code: .notPermitted)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await backend.writeBytes([1], at: 0, flags: [.fua])
+            }, code: .notPermitted)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await backend.zero(count: 10, at: 0, flags: [])
+            }, code: .notPermitted)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await backend.trim(count: 10, at: 0, flags: [])
+            }, code: .notPermitted)
         XCTAssertEqual(try fileBytes(path)[0], 0x55)
     }
 
@@ -345,9 +354,10 @@ final class FileBackendTests: XCTestCase {
             setrlimit(resource, &saved)
             signal(SIGXFSZ, savedHandler)
         }
-        let error = await XCTAssertThrowsNBDError({ () throws(NBDError) in
-            try await backend.writeBytes([1, 2, 3], at: 1 << 19)
-        }, code: .noSpace)
+        let error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await backend.writeBytes([1, 2, 3], at: 1 << 19)
+            }, code: .noSpace)
         XCTAssertTrue(error?.message.contains("File too large") ?? false, "\(String(describing: error))")
         // Below the limit the same backend still writes.
         try await backend.writeBytes([1, 2, 3], at: 100)

@@ -166,9 +166,10 @@ final class MemoryBackendTests: XCTestCase {
         let last = try await backend.readBytes(1, at: largest - 1)
         XCTAssertEqual(last, [0x5A])
 
-        let error = await XCTAssertThrowsNBDError({ () throws(NBDError) in
-            try MemoryBackendProvider(size: largest + 1)
-        }, code: .invalidArgument)
+        let error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try MemoryBackendProvider(size: largest + 1)
+            }, code: .invalidArgument)
         XCTAssertTrue(error?.message.contains("2^63 - 1") ?? false, "\(String(describing: error))")
 
         let empty = try MemoryBackendProvider(size: 0)

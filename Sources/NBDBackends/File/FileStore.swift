@@ -316,7 +316,9 @@ final class FileStore: Sendable {
     /// Asks the kernel to read `count` bytes at `offset` into the page cache in the background.
     func prefetch(count: UInt64, at offset: UInt64) throws(NBDError) {
         let code = posix_fadvise(fd, off_t(offset), off_t(count), POSIX_FADV_WILLNEED)
-        guard code == 0 else { throw NBDError(errno: code, "cannot prefetch \(count) bytes at offset \(offset) of \(path)") }
+        guard code == 0 else {
+            throw NBDError(errno: code, "cannot prefetch \(count) bytes at offset \(offset) of \(path)")
+        }
     }
 
     // MARK: - Device facts

@@ -168,7 +168,9 @@ final class MemoryStore: @unchecked Sendable {
     /// Returns the page at `page` with its stripe held shared, allocating the page (and the tables on
     /// the way) if needed. The caller copies and then releases the stripe.
     @inline(__always)
-    private func pageForWriting(_ page: UInt64) throws(NBDError) -> (page: UnsafeMutableRawPointer, lock: UnsafeMutablePointer<Atomic<Int>>) {
+    private func pageForWriting(_ page: UInt64) throws(NBDError) -> (
+        page: UnsafeMutableRawPointer, lock: UnsafeMutablePointer<Atomic<Int>>
+    ) {
         let slot = try slotCreatingTables(for: page)
         let lock = locks.stripe(for: page)
         var spare: UnsafeMutableRawPointer? = nil
