@@ -177,7 +177,9 @@ final class FileStore: Sendable {
         if !flags.contains(.noHole) {
             done = try fallocate(.punchHole, count: count, at: offset, for: "zero")
         }
-        if !done {
+        // On a block device ZERO_RANGE may fall back to writing zeroes in the kernel (only punch
+        // hole is issued with BLKDEV_ZERO_NOFALLBACK), so it is not fast enough for FAST_ZERO there.
+        if !done && !(isBlockDevice && flags.contains(.fastZero)) {
             done = try fallocate(.zeroRange, count: count, at: offset, for: "zero")
         }
         if !done {
