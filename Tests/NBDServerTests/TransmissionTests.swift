@@ -71,6 +71,20 @@ final class TransmissionTests: ServerTestCase {
         XCTAssertTrue(String(decoding: chunk.payload[6...], as: UTF8.self).contains("outside the export"))
     }
 
+    func testStructuredErrorsOfOtherCommandsCarryTheMessageToo() throws {
+        let (_, path, _) = try startServer()
+        let client = try Client(unixPath: path)
+        try client.connect(structured: true)
+        try client.sendRequest(type: Cmd.write, cookie: 6, offset: (1 << 20) - 1, length: 2, payload: [1, 2])
+        let chunk = try client.readChunk()
+        XCTAssertEqual(chunk.cookie, 6)
+        XCTAssertEqual(chunk.type, 0x8001)
+        XCTAssertEqual(chunk.payload.be32(0), 28, "ENOSPC")
+        XCTAssertTrue(String(decoding: chunk.payload[6...], as: UTF8.self).contains("write of 2 bytes"))
+        // Success without data stays a simple reply.
+        XCTAssertEqual(try client.command(Cmd.flush), 0)
+    }
+
     func testBlockStatusReportsExtentsOfBaseAllocation() throws {
         let (_, path, _) = try startServer(capabilities: Capabilities(size: 1 << 20, canExtents: true))
         let client = try Client(unixPath: path)

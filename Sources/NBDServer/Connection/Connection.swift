@@ -90,7 +90,9 @@ struct Connection<Provider: BackendProvider>: Sendable {
             guard let command = Command(rawValue: header.type) else {
                 // An unknown command has no payload we know of; the protocol asks for EINVAL.
                 log("unknown command \(header.type)")
-                output.appendSimpleReply(cookie: header.cookie, error: NBDError.Code.invalidArgument.wireValue)
+                output.appendErrorReply(
+                    cookie: header.cookie, error: NBDError(.invalidArgument, "unknown command \(header.type)"),
+                    flags: [], structured: export.structuredReplies)
                 continue loop
             }
             if command == .disconnect {
@@ -110,8 +112,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
                     guard reader.discard(length) else { break loop }
                 }
                 output.appendErrorReply(
-                    cookie: header.cookie, error: error, flags: flags,
-                    structured: export.structuredReplies && (command == .read || command == .blockStatus))
+                    cookie: header.cookie, error: error, flags: flags, structured: export.structuredReplies)
                 continue loop
             }
 

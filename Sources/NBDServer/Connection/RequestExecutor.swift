@@ -42,9 +42,7 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
             output.appendSimpleReply(cookie: cookie, error: 0)
         } catch {
             logger?("connection \(connectionID): \(command) of \(length) bytes at \(offset) failed: \(error)")
-            output.appendErrorReply(
-                cookie: cookie, error: error, flags: flags,
-                structured: structuredReplies && (command == .read || command == .blockStatus))
+            output.appendErrorReply(cookie: cookie, error: error, flags: flags, structured: structuredReplies)
         }
     }
 
@@ -94,7 +92,8 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
             output.append(extent.flags.rawValue & (Extent.Flags.hole.rawValue | Extent.Flags.zero.rawValue))
             described += length
             descriptors += 1
-            if described == count || flags.contains(.requestOne) { break }
+            // The protocol asks for at most 2^20 descriptors per chunk.
+            if described == count || flags.contains(.requestOne) || descriptors == 1 << 20 { break }
         }
         guard descriptors > 0 else {
             output.truncate(to: mark)
