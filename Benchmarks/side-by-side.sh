@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# Side-by-side: nbd-serve (release build of this repository) against nbdkit, same setups, same
+# clients, over a Unix socket in a private temporary directory.
+#
+#   Benchmarks/side-by-side.sh [--quick] [--reps N] [--runtime SECONDS] [--setups LIST]
+#                              [--workloads LIST] [--no-build] [--no-rss] [--out FILE]
+#
+# For every rep, every setup and every workload the two servers run ALTERNATELY (nbd-serve, nbdkit,
+# nbd-serve, nbdkit, ...), each freshly started and prefilled, so slow drift on a shared machine
+# hits both. For every workload it prints the median over the reps of each server, the ratio
+# nbd-serve / nbdkit (higher is better for nbd-serve), and the server CPU per request
+# (utime + stime of the server process from /proc/PID/stat, before and after the workload, divided
+# by the requests the client completed).
+#
+# Setups (--setups, comma separated; default all):
+#   memory     memory 1G
+#   mc         --filter=multi-conn memory 1G
+#   mcstats    --filter=multi-conn --filter=stats memory 1G statsfile=/dev/null
+#   file       file on a 1 GiB image in /dev/shm (tmpfs)
+# Workloads (--workloads; default all), fio's nbd engine, time based:
+#   randread4k       4 KiB random read, iodepth 16, 1 connection
+#   randwrite4k      4 KiB random write, iodepth 16, 1 connection
+#   seqread1m        1 MiB sequential read, iodepth 16, 1 connection
+#   seqwrite1m       1 MiB sequential write, iodepth 16, 1 connection
+#   randwrite4k4c    4 KiB random write, iodepth 16, 4 fio jobs (4 connections)
+#   randwrite4k4cfl  the same with a flush after every write (fio fsync=1)
+#   nbdcopy4c        nbdcopy of the whole export to null:, 4 connections (repeated for the runtime)
+#   nbdcopy1c        the same with 1 connection
+# Then, unless --no-rss: the resident memory (VmRSS) of each server's memory backend after writing
+# 256 MiB into a 1 TiB export, sequentially from offset 0 and as 1 MiB blocks spread over the export.
+#
+# Defaults: 5 s per workload, 3 reps. --quick: 2 s, 1 rep. Only Unix sockets are used; only the
+# processes this script starts are stopped, by PID; everything is removed on exit.
+
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+
+reps=3
+runtime=5
+setups="memory,mc,mcstats,file"
+workloads="randread4k,randwrite4k,seqread1m,seqwrite1m,randwrite4k4c,randwrite4k4cfl,nbdcopy4c,nbdcopy1c"
+build=1
+rss=1
+out=""
+
+usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) reps=1; runtime=2 ;;
+        --reps) reps="$2"; shift ;;
+        --runtime) runtime="$2"; shift ;;
+        --setups) setups="$2"; shift ;;
+        --workloads) workloads="$2"; shift ;;
+        --no-build) build=0 ;;
+        --no-rss) rss=0 ;;
+        --out) out="$2"; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "side-by-side: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+for tool in fio nbdkit nbdcopy python3; do
+    command -v "$tool" >/dev/null || { echo "side-by-side: $tool is required" >&2; exit 1; }
+done
+
+work="$(mktemp -d /tmp/nbd-side-by-side.XXXXXX)"
+sock="$work/nbd.sock"
+image="/dev/shm/nbd-side-by-side.$$.img"
+results="$work/results.tsv"
+server_pid=""
+
+stop_server() {
+    if [ -n "$server_pid" ]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+        server_pid=""
+    fi
+    rm -f "$sock"
+}
+
+cleanup() {
+    stop_server
+    rm -f "$image"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ "$build" = 1 ]; then
+    echo "== building nbd-serve (release, scratch path .build-release)" >&2
+    (cd "$root" && swift build -c release --product nbd-serve --scratch-path .build-release >&2)
+fi
+nbd_serve="$(cd "$root" && swift build -c release --scratch-path .build-release --show-bin-path)/nbd-serve"
+[ -x "$nbd_serve" ] || { echo "side-by-side: $nbd_serve not found (run without --no-build)" >&2; exit 1; }
+
+# The arguments after the listen options, per setup; the same for both servers.
+setup_args() {
+    case "$1" in
+        memory) echo "memory 1G" ;;
+        mc) echo "--filter=multi-conn memory 1G" ;;
+        mcstats) echo "--filter=multi-conn --filter=stats memory 1G statsfile=/dev/null" ;;
+        file) echo "file $image" ;;
+        *) echo "side-by-side: unknown setup $1" >&2; exit 2 ;;
+    esac
+}
+
+# start_server SERVER ARGS...: starts nbd-serve or nbdkit in the foreground on $sock.
+start_server() {
+    local which="$1"; shift
+    rm -f "$sock"
+    case "$which" in
+        nbd-serve) "$nbd_serve" -f -U "$sock" "$@" >"$work/server.log" 2>&1 & ;;
+        nbdkit) nbdkit -f -U "$sock" "$@" >"$work/server.log" 2>&1 & ;;
+    esac
+    server_pid=$!
+    for _ in $(seq 1 200); do
+        [ -S "$sock" ] && return 0
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "side-by-side: $which $* did not start:" >&2
+    cat "$work/server.log" >&2
+    exit 1
+}
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
+
+uri() { echo "nbd+unix:///?socket=$sock"; }
+
+fio_common() {
+    echo --ioengine=nbd "--uri=$(uri)" --name=job --group_reporting --output-format=json
+}
+
+# Fills the whole export once after each start, so reads and nbdcopy move real data (not holes).
+prefill() {
+    fio $(fio_common) --rw=write --bs=1m --iodepth=8 --size=1g >/dev/null
+}
+
+# run_workload NAME: runs one workload against the server on $sock, prints
+# "value unit requests elapsed_seconds".
+run_workload() {
+    local name="$1" json="$work/fio.json"
+    local timed=(--time_based "--runtime=$runtime" --size=1g)
+    case "$name" in
+        randread4k) fio $(fio_common) "${timed[@]}" --rw=randread --bs=4k --iodepth=16 >"$json" ;;
+        randwrite4k) fio $(fio_common) "${timed[@]}" --rw=randwrite --bs=4k --iodepth=16 >"$json" ;;
+        seqread1m) fio $(fio_common) "${timed[@]}" --rw=read --bs=1m --iodepth=16 >"$json" ;;
+        seqwrite1m) fio $(fio_common) "${timed[@]}" --rw=write --bs=1m --iodepth=16 >"$json" ;;
+        randwrite4k4c) fio $(fio_common) "${timed[@]}" --rw=randwrite --bs=4k --iodepth=16 --numjobs=4 >"$json" ;;
+        randwrite4k4cfl) fio $(fio_common) "${timed[@]}" --rw=randwrite --bs=4k --iodepth=16 --numjobs=4 --fsync=1 >"$json" ;;
+        nbdcopy4c|nbdcopy1c)
+            local connections=4 copies=0 start end
+            [ "$name" = nbdcopy1c ] && connections=1
+            start=$(date +%s.%N)
+            while :; do
+                nbdcopy -C "$connections" -T "$connections" --request-size=262144 "$(uri)" null:
+                copies=$((copies + 1))
+                end=$(date +%s.%N)
+                python3 -c "import sys; sys.exit(0 if $end - $start >= $runtime else 1)" && break
+            done
+            python3 -c "
+e = $end - $start; mib = $copies * 1024
+print(f'{mib / e:.1f} MiB/s {mib * 4} {e:.3f}')"
+            return ;;
+        *) echo "side-by-side: unknown workload $name" >&2; exit 2 ;;
+    esac
+    python3 - "$json" "$name" <<'EOF'
+import json, sys
+text = open(sys.argv[1]).read()
+# fio's nbd engine prints "fio: connected to NBD server" on standard output before the JSON.
+job = json.loads(text[text.index("{"):])["jobs"][0]
+name = sys.argv[2]
+reads, writes = job["read"], job["write"]
+syncs = job.get("sync", {}).get("total_ios", 0)
+requests = reads["total_ios"] + writes["total_ios"] + syncs
+elapsed = job["job_runtime"] / 1000.0
+if name.endswith("1m"):
+    value, unit = (reads["bw"] + writes["bw"]) / 1024.0, "MiB/s"
+else:
+    value, unit = reads["iops"] + writes["iops"], "IOPS"
+print(f"{value:.1f} {unit} {requests} {elapsed:.3f}")
+EOF
+}
+
+printf 'setup\tworkload\tserver\trep\tvalue\tunit\trequests\tseconds\tcpu_seconds\n' >"$results"
+IFS=, read -r -a setup_list <<<"$setups"
+IFS=, read -r -a workload_list <<<"$workloads"
+
+echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "== nbd-serve: $nbd_serve; $(nbdkit --version | head -1); fio $(fio --version)" >&2
+echo "== $reps rep(s), ${runtime} s per workload" >&2
+
+for rep in $(seq 1 "$reps"); do
+    for setup in "${setup_list[@]}"; do
+        # shellcheck disable=SC2207
+        args=($(setup_args "$setup"))
+        if [ "$setup" = file ]; then
+            rm -f "$image"
+            truncate -s 1G "$image"
+        fi
+        for workload in "${workload_list[@]}"; do
+            for server in nbd-serve nbdkit; do
+                start_server "$server" "${args[@]}"
+                prefill
+                before=$(cpu_ticks)
+                t0=$(date +%s.%N)
+                read -r value unit requests _ < <(run_workload "$workload")
+                t1=$(date +%s.%N)
+                after=$(cpu_ticks)
+                # Wall time of the whole client run, the same span as the CPU reading.
+                seconds=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
+                stop_server
+                cpu=$(python3 -c "print(($after - $before) / 100)")
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+                    "$setup" "$workload" "$server" "$rep" "$value" "$unit" "$requests" "$seconds" "$cpu" >>"$results"
+                printf '   rep %s %-8s %-16s %-9s %10s %-5s cpu %5ss load %s\n' \
+                    "$rep" "$setup" "$workload" "$server" "$value" "$unit" "$cpu" "$(cut -d' ' -f1 /proc/loadavg)" >&2
+            done
+        done
+    done
+done
+
+python3 - "$results" <<'EOF'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+order, data = [], {}
+for r in rows:
+    key = (r["setup"], r["workload"])
+    if key not in data:
+        order.append(key)
+        data[key] = {}
+    d = data[key].setdefault(r["server"], {"value": [], "cpu_us": [], "cpu_pct": [], "unit": r["unit"]})
+    d["value"].append(float(r["value"]))
+    requests, seconds, cpu = int(r["requests"]), float(r["seconds"]), float(r["cpu_seconds"])
+    d["cpu_us"].append(cpu * 1e6 / requests if requests else float("nan"))
+    d["cpu_pct"].append(100 * cpu / seconds if seconds else float("nan"))
+
+med = statistics.median
+print()
+print("| setup | workload | unit | nbd-serve | nbdkit | ratio | nbd-serve µs CPU/req | nbdkit µs CPU/req | nbd-serve CPU % | nbdkit CPU % |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for key in order:
+    a, b = data[key].get("nbd-serve"), data[key].get("nbdkit")
+    if not a or not b:
+        continue
+    ratio = med(a["value"]) / med(b["value"]) if med(b["value"]) else float("nan")
+    print(f"| {key[0]} | {key[1]} | {a['unit']} | {med(a['value']):.0f} | {med(b['value']):.0f} | {ratio:.2f} "
+          f"| {med(a['cpu_us']):.2f} | {med(b['cpu_us']):.2f} | {med(a['cpu_pct']):.0f} | {med(b['cpu_pct']):.0f} |")
+print()
+print("Medians over the reps; ratio = nbd-serve / nbdkit (throughput, higher is better for nbd-serve).")
+print("CPU per request = server utime+stime / requests completed (nbdcopy: 256 KiB requests).")
+EOF
+
+if [ -n "$out" ]; then cp "$results" "$out"; fi
+
+if [ "$rss" = 1 ]; then
+    echo
+    echo "| server | 1 TiB export, 256 MiB written | VmRSS MiB | VmHWM MiB |"
+    echo "|---|---|---:|---:|"
+    for pattern in sequential spread; do
+        for server in nbd-serve nbdkit; do
+            start_server "$server" memory 1T
+            if [ "$pattern" = sequential ]; then
+                fio $(fio_common) --rw=write --bs=1m --iodepth=8 --size=256m >/dev/null
+            else
+                # 256 one-MiB blocks at random offsets over the whole export: sparse tables are exercised.
+                fio $(fio_common) --rw=randwrite --bs=1m --iodepth=8 --size=1t --io_size=256m --norandommap >/dev/null
+            fi
+            rss_kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status")
+            hwm_kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$server_pid/status")
+            stop_server
+            echo "| $server | $pattern | $((rss_kb / 1024)) | $((hwm_kb / 1024)) |"
+        done
+    done
+fi
