@@ -97,7 +97,9 @@ public final class NBDServer: Sendable {
     /// Stops the server gracefully and returns when it is done: stops accepting, lets every
     /// connection finish the requests it has already received (their replies are sent), closes every
     /// backend, then calls the provider's `shutdown()` (which runs the filter layers' shutdown, such as
-    /// writing a statistics report). Calling it again waits for the first call to finish.
+    /// writing a statistics report). Connections still alive after
+    /// ``ServerConfiguration/shutdownGracePeriod`` are closed. Calling it again waits for the first
+    /// call to finish.
     public func shutdown() async {
         let (first, listeners) = state.withLock { state -> (Bool, [Listener]) in
             if state.stopping { return (false, []) }
@@ -110,7 +112,14 @@ public final class NBDServer: Sendable {
         }
         for listener in listeners { listener.stop() }
         context.beginStopping()
+        let context = self.context
+        let gracePeriod = configuration.shutdownGracePeriod
+        let enforcer = Task {
+            try? await Task.sleep(for: gracePeriod)
+            if !Task.isCancelled { context.closeRemainingConnections() }
+        }
         await context.waitUntilDrained()
+        enforcer.cancel()
         await shutdownProvider()
         context.pool.stop()
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in

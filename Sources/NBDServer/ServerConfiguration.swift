@@ -34,6 +34,9 @@ public struct ServerConfiguration: Sendable {
     public var receiveBufferSize: Int
     /// Replies are batched until this many bytes are pending (or no request is buffered).
     public var sendBatchSize: Int
+    /// How long ``NBDServer/shutdown()`` lets connections finish before it closes the ones left (for
+    /// example a client that stopped reading, so a reply cannot be sent).
+    public var shutdownGracePeriod: Duration
     /// Receives debug messages (connections opening and closing, refused requests), or `nil`.
     public var logger: (@Sendable (String) -> Void)?
 
@@ -49,6 +52,7 @@ public struct ServerConfiguration: Sendable {
         slowOperationThreads: Int = 4,
         receiveBufferSize: Int = 256 << 10,
         sendBatchSize: Int = 256 << 10,
+        shutdownGracePeriod: Duration = .seconds(30),
         logger: (@Sendable (String) -> Void)? = nil
     ) {
         self.isReadOnly = isReadOnly
@@ -61,6 +65,7 @@ public struct ServerConfiguration: Sendable {
         self.slowOperationThreads = slowOperationThreads
         self.receiveBufferSize = receiveBufferSize
         self.sendBatchSize = sendBatchSize
+        self.shutdownGracePeriod = shutdownGracePeriod
         self.logger = logger
     }
 }

@@ -118,6 +118,26 @@ final class ConcurrencyTests: ServerTestCase {
         XCTAssertEqual(state.shutdowns.load(ordering: .relaxed), 1)
     }
 
+    func testShutdownClosesAClientThatStoppedReadingAfterTheGracePeriod() async throws {
+        var configuration = ServerConfiguration()
+        configuration.shutdownGracePeriod = .milliseconds(50)
+        let state = TestExportState(size: 4 << 20)
+        let server = NBDServer(provider: TestProvider(state: state, capabilities: Capabilities(size: 4 << 20)), configuration: configuration)
+        let path = try socketPath()
+        try server.listen(on: .unix(path: path))
+        let client = try Client(unixPath: path)
+        try client.connect()
+        // Far more reply data than socket buffers hold, and the client never reads it.
+        var batch: [UInt8] = []
+        for cookie in 0..<64 {
+            batch += Client.request(type: Cmd.read, cookie: UInt64(cookie), offset: 0, length: 4 << 20)
+        }
+        try client.send(batch)
+        await server.shutdown()
+        XCTAssertEqual(state.closes.load(ordering: .relaxed), 1)
+        XCTAssertEqual(state.shutdowns.load(ordering: .relaxed), 1)
+    }
+
     func testShutdownEndsAnIdleConnectionInTheHandshake() async throws {
         let state = TestExportState(size: 4096)
         let server = NBDServer(provider: TestProvider(state: state, capabilities: Capabilities(size: 4096)))

@@ -62,6 +62,16 @@ final class ServerContext: Sendable {
         for socket in sockets { socket.shutdownReading() }
     }
 
+    /// Closes both directions of every connection still alive: a blocked `send` fails, so even a
+    /// client that stopped reading cannot hold shutdown up.
+    func closeRemainingConnections() {
+        let sockets = state.withLock { Array($0.connections.values) }
+        if !sockets.isEmpty {
+            log("closing \(sockets.count) connection(s) that did not finish within the shutdown grace period")
+        }
+        for socket in sockets { socket.shutdownBoth() }
+    }
+
     /// Waits until every connection has ended. Call after ``beginStopping()``.
     func waitUntilDrained() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
