@@ -5,7 +5,7 @@ import NBDCore
 /// safety for speed. See ``FUAMode`` for what each mode does and `Documentation/FUAFilter.md`.
 ///
 /// ```swift
-/// let export = MemoryBackendProvider(size: 1 << 30)
+/// let export = try MemoryBackendProvider(size: 1 << 30)
 ///     .wrapped { next, connection in
 ///         try FUAFilter(wrapping: next, mode: .emulate, flushOnClose: true, connection: connection)
 ///     }

@@ -7,7 +7,7 @@ import NBDCore
 ///
 /// ```swift
 /// let stats = StatsCollector()
-/// let export = MemoryBackendProvider(size: 1 << 30)
+/// let export = try MemoryBackendProvider(size: 1 << 30)
 ///     .wrapped { next, _ in StatsFilter(wrapping: next, collector: stats) }
 /// ```
 ///

@@ -2,7 +2,7 @@
 /// `open` does.
 ///
 /// ```swift
-/// let provider = MemoryBackendProvider(size: 1 << 30)
+/// let provider = try MemoryBackendProvider(size: 1 << 30)
 /// let backend = try await provider.open(ConnectionInfo(exportName: ""))
 /// ```
 public protocol BackendProvider: Sendable {

@@ -5,7 +5,7 @@
 /// Build one with ``BackendProvider/wrapped(_:)``, innermost layer first:
 ///
 /// ```swift
-/// let export = MemoryBackendProvider(size: 1 << 30)
+/// let export = try MemoryBackendProvider(size: 1 << 30)
 ///     .wrapped { next, _ in StatsFilter(wrapping: next, collector: stats) }
 ///     .wrapped { next, connection in try await multiConn.filter(wrapping: next, for: connection) }
 /// ```

@@ -4,7 +4,7 @@
 /// ```swift
 /// let stack = FilterStack(
 ///     [MultiConnLayer(), StatsLayer(collector)],   // client → multi-conn → stats → memory
-///     over: MemoryBackendProvider(size: 1 << 30)
+///     over: try MemoryBackendProvider(size: 1 << 30)
 /// )
 /// ```
 ///
