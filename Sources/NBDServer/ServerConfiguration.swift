@@ -34,6 +34,10 @@ public struct ServerConfiguration: Sendable {
     public var receiveBufferSize: Int
     /// Replies are batched until this many bytes are pending (or no request is buffered).
     public var sendBatchSize: Int
+    /// How long a client may take between bytes of the handshake before it is dropped, so idle
+    /// connections cannot hold connection slots forever; `nil` waits forever. The transmission phase
+    /// has no timeout.
+    public var handshakeTimeout: Duration?
     /// How long ``NBDServer/shutdown()`` lets connections finish before it closes the ones left (for
     /// example a client that stopped reading, so a reply cannot be sent).
     public var shutdownGracePeriod: Duration
@@ -52,6 +56,7 @@ public struct ServerConfiguration: Sendable {
         slowOperationThreads: Int = 4,
         receiveBufferSize: Int = 256 << 10,
         sendBatchSize: Int = 256 << 10,
+        handshakeTimeout: Duration? = .seconds(60),
         shutdownGracePeriod: Duration = .seconds(30),
         logger: (@Sendable (String) -> Void)? = nil
     ) {
@@ -65,6 +70,7 @@ public struct ServerConfiguration: Sendable {
         self.slowOperationThreads = slowOperationThreads
         self.receiveBufferSize = receiveBufferSize
         self.sendBatchSize = sendBatchSize
+        self.handshakeTimeout = handshakeTimeout
         self.shutdownGracePeriod = shutdownGracePeriod
         self.logger = logger
     }

@@ -154,6 +154,19 @@ final class HandshakeTests: ServerTestCase {
         XCTAssertTrue(client.serverClosed())
     }
 
+    func testAClientSilentDuringTheHandshakeIsDroppedAfterTheTimeout() throws {
+        var configuration = ServerConfiguration()
+        configuration.handshakeTimeout = .milliseconds(50)
+        let (_, path, _) = try startServer(configuration: configuration)
+        let silent = try Client(unixPath: path)
+        _ = try silent.readGreeting()
+        XCTAssertTrue(silent.serverClosed())
+        // Other connections are unaffected.
+        let client = try Client(unixPath: path)
+        try client.connect()
+        XCTAssertEqual(try client.read(4, at: 0).0, 0)
+    }
+
     func testMalformedGoIsInvalidAndHagglingContinues() throws {
         let (_, path, _) = try startServer()
         let client = try Client(unixPath: path)

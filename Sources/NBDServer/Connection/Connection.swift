@@ -42,10 +42,14 @@ struct Connection<Provider: BackendProvider>: Sendable {
             provider: provider, configuration: configuration, connectionID: id, socket: socket,
             acceptsMultipleConnections: context.acceptsMultipleConnections,
             isShuttingDown: { context.isShuttingDown })
+        socket.setReceiveTimeout(configuration.handshakeTimeout)
         guard let export = await handshake.run(reader: &reader, output: &output) else {
             log("closed during the handshake")
             socket.shutdownBoth()
             return
+        }
+        if configuration.handshakeTimeout != nil {
+            socket.setReceiveTimeout(nil)
         }
         await transmit(export, reader: &reader, output: &output)
         // The backend is closed exactly once, after the last request (inline or slow) finished.

@@ -48,6 +48,17 @@ final class Socket: Sendable {
         return true
     }
 
+    /// Makes a blocking `recv` fail after `timeout` without data; `nil` waits forever.
+    func setReceiveTimeout(_ timeout: Duration?) {
+        var value = timeval(tv_sec: 0, tv_usec: 0)
+        if let timeout {
+            let (seconds, attoseconds) = timeout.components
+            value.tv_sec = Int(max(seconds, 0))
+            value.tv_usec = Int(max(attoseconds / 1_000_000_000_000, seconds == 0 ? 1000 : 0))
+        }
+        _ = setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     /// Stops further receives; a blocked `recv` returns end of stream. Replies can still be sent.
     func shutdownReading() {
         _ = Glibc.shutdown(descriptor, Int32(SHUT_RD))
