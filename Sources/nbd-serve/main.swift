@@ -80,7 +80,8 @@ do {
     exit(1)
 }
 
-if options.isVerbose {
+if options.isVerbose || (privateDirectory != nil && options.runCommand == nil) {
+    // Without -v the line is printed only for -U - without --run, where the path is otherwise unknown.
     let filters = plan.filters.isEmpty ? "no filters" : "filters " + plan.filters.map(\.name).joined(separator: " → ")
     printToStandardError(
         "nbd-serve: serving the \(plan.backend.name) backend (\(filters)\(plan.isReadOnly ? ", read-only" : "")) on \(bound.uri)")

@@ -74,7 +74,12 @@ final class Listener: Sendable {
             let fd = accept(descriptor, nil, nil)
             if fd < 0 {
                 switch errno {
-                case EINTR, ECONNABORTED, EPROTO, EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                case EINTR, ECONNABORTED, EPROTO:
+                    continue
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                    // Out of descriptors or memory: back off briefly instead of spinning; the
+                    // pending connection stays in the backlog.
+                    usleep(10_000)
                     continue
                 default:
                     return
