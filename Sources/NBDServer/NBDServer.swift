@@ -33,7 +33,9 @@ public final class NBDServer: Sendable {
     private let state = Mutex(State())
 
     /// Creates a server for `provider`. Nothing listens until ``listen(on:)``.
-    public init<Provider: BackendProvider>(provider: Provider, configuration: ServerConfiguration = ServerConfiguration()) {
+    public init<Provider: BackendProvider>(
+        provider: Provider, configuration: ServerConfiguration = ServerConfiguration()
+    ) {
         self.configuration = configuration
         self.context = ServerContext(configuration: configuration)
         self.startConnection = { id, socket, context in
@@ -63,7 +65,9 @@ public final class NBDServer: Sendable {
         let startConnection = self.startConnection
         try listener.start { socket in
             guard let id = context.register(socket) else {
-                context.log("refused a connection: the server is stopping or has \(context.configuration.maximumConnections) connections")
+                context.log(
+                    "refused a connection: the server is stopping or has \(context.configuration.maximumConnections) connections"
+                )
                 socket.shutdownBoth()
                 return
             }

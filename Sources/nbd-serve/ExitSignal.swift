@@ -1,7 +1,8 @@
 import Dispatch
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The reason to exit, delivered once, by whichever comes first: a signal or the end of the `--run`

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Writes `text` to standard error unbuffered, so messages interleave correctly with a `--run` child.

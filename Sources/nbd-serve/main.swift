@@ -2,8 +2,9 @@ import Dispatch
 import NBDCore
 import NBDServer
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // nbd-serve: serve a backend behind nbdkit-style filters over NBD. See Documentation/CommandLine.md.
@@ -55,7 +56,8 @@ case .tcp(let host, let port):
 case .privateUnix:
     var template = Array("/tmp/nbd-serve.XXXXXX".utf8CString)
     guard let directory = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-        printToStandardError("nbd-serve: cannot create a private directory in /tmp: \(String(cString: strerror(errno)))")
+        printToStandardError(
+            "nbd-serve: cannot create a private directory in /tmp: \(String(cString: strerror(errno)))")
         exit(1)
     }
     let path = String(cString: directory)
@@ -84,7 +86,8 @@ if options.isVerbose || (privateDirectory != nil && options.runCommand == nil) {
     // Without -v the line is printed only for -U - without --run, where the path is otherwise unknown.
     let filters = plan.filters.isEmpty ? "no filters" : "filters " + plan.filters.map(\.name).joined(separator: " → ")
     printToStandardError(
-        "nbd-serve: serving the \(plan.backend.name) backend (\(filters)\(plan.isReadOnly ? ", read-only" : "")) on \(bound.uri)")
+        "nbd-serve: serving the \(plan.backend.name) backend (\(filters)\(plan.isReadOnly ? ", read-only" : "")) on \(bound.uri)"
+    )
 }
 
 let exitSignal = ExitSignal()

@@ -63,7 +63,11 @@ final class ServeLifecycleInteropTests: XCTestCase {
         // A client that connects and then just waits: shutdown must not wait for it to leave.
         let client = Process()
         client.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        client.arguments = ["-c", "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.recv(18); print('greeted', flush=True); s.recv(1)", socket]
+        client.arguments = [
+            "-c",
+            "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.recv(18); print('greeted', flush=True); s.recv(1)",
+            socket,
+        ]
         let output = Pipe()
         client.standardOutput = output
         try client.run()
@@ -90,7 +94,10 @@ final class ServeLifecycleInteropTests: XCTestCase {
         try InteropEnvironment.require("nbdinfo")
         let result = try InteropEnvironment.run(
             try InteropEnvironment.nbdServe,
-            ["-p", "0", "memory", "1M", "--run", "test \"$port\" -gt 0 && test -z \"$unixsocket\" && echo \"$uri\" && nbdinfo --size \"$uri\""])
+            [
+                "-p", "0", "memory", "1M", "--run",
+                "test \"$port\" -gt 0 && test -z \"$unixsocket\" && echo \"$uri\" && nbdinfo --size \"$uri\"",
+            ])
         assertSucceeded(result, "nbd-serve -p 0")
         XCTAssertTrue(result.stdout.hasPrefix("nbd://127.0.0.1:"), result.stdout)
         XCTAssertTrue(result.stdout.contains("1048576"), result.stdout)
@@ -100,7 +107,8 @@ final class ServeLifecycleInteropTests: XCTestCase {
         let directory = try InteropEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let socket = directory.appendingPathComponent("sock").path
-        let result = try InteropEnvironment.run(try InteropEnvironment.nbdServe, ["-U", socket, "memory", "1M", "colour=blue"])
+        let result = try InteropEnvironment.run(
+            try InteropEnvironment.nbdServe, ["-U", socket, "memory", "1M", "colour=blue"])
         XCTAssertEqual(result.status, 1)
         XCTAssertTrue(result.stderr.contains("unknown parameter 'colour'"), result.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: socket))
@@ -112,7 +120,9 @@ final class ServeLifecycleInteropTests: XCTestCase {
     func testHelpAndVersion() throws {
         let help = try InteropEnvironment.run(try InteropEnvironment.nbdServe, ["--help"])
         assertSucceeded(help, "--help")
-        for name in ["memory", "file", "connection-cache", "--filter=multi-conn", "--filter=fua", "--filter=stats", "statsfile="] {
+        for name in [
+            "memory", "file", "connection-cache", "--filter=multi-conn", "--filter=fua", "--filter=stats", "statsfile=",
+        ] {
             XCTAssertTrue(help.stdout.contains(name), "--help lacks \(name)")
         }
         let version = try InteropEnvironment.run(try InteropEnvironment.nbdServe, ["--version"])

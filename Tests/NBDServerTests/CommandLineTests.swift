@@ -7,13 +7,16 @@ final class CommandLineTests: XCTestCase {
         try ServeOptions.parse(line.split(separator: " ").map(String.init))
     }
 
-    private func assertError(_ line: String, contains text: String, file: StaticString = #filePath, line number: UInt = #line) {
+    private func assertError(
+        _ line: String, contains text: String, file: StaticString = #filePath, line number: UInt = #line
+    ) {
         do {
             let options = try parse(line)
             _ = try ExportPlan(options).makeServer(configuration: ServerConfiguration())
             XCTFail("'\(line)' was accepted", file: file, line: number)
         } catch let error as CommandLineError {
-            XCTAssertTrue(error.message.contains(text), "'\(error.message)' does not mention '\(text)'", file: file, line: number)
+            XCTAssertTrue(
+                error.message.contains(text), "'\(error.message)' does not mention '\(text)'", file: file, line: number)
         } catch {
             XCTFail("unexpected error \(error)", file: file, line: number)
         }
@@ -72,7 +75,8 @@ final class CommandLineTests: XCTestCase {
 
     func testParametersGoToTheFirstFilterThatDeclaresThemThenToTheBackend() throws {
         let options = try parse(
-            "--filter=multi-conn --filter=fua --filter=stats memory size=1G statsfile=/tmp/s multi-conn-mode=emulate fuamode=native statsthreshold=50")
+            "--filter=multi-conn --filter=fua --filter=stats memory size=1G statsfile=/tmp/s multi-conn-mode=emulate fuamode=native statsthreshold=50"
+        )
         let plan = try ExportPlan(options)
         XCTAssertEqual(plan.backend, .memory)
         XCTAssertEqual(plan.backendParameters, ["size": "1G"])
@@ -102,7 +106,8 @@ final class CommandLineTests: XCTestCase {
         assertError("floppy 1M", contains: "unknown backend 'floppy'")
         assertError("--filter=cow memory 1M", contains: "unknown filter 'cow'")
         assertError("memory 1M colour=blue", contains: "unknown parameter 'colour'")
-        assertError("--filter=stats memory 1M fuamode=native statsfile=/dev/null", contains: "unknown parameter 'fuamode'")
+        assertError(
+            "--filter=stats memory 1M fuamode=native statsfile=/dev/null", contains: "unknown parameter 'fuamode'")
         assertError("memory 1M size=2M", contains: "given twice")
         assertError("memory 1M 2M", contains: "unexpected argument '2M'")
         assertError("size=1M memory", contains: "before the backend")

@@ -51,7 +51,8 @@ final class ConcurrencyTests: ServerTestCase {
         try client.connect()
         var batch: [UInt8] = []
         for cookie in 0..<50 {
-            batch += Client.request(type: cookie % 2 == 0 ? Cmd.flush : Cmd.read, cookie: UInt64(cookie), length: cookie % 2 == 0 ? 0 : 4)
+            batch += Client.request(
+                type: cookie % 2 == 0 ? Cmd.flush : Cmd.read, cookie: UInt64(cookie), length: cookie % 2 == 0 ? 0 : 4)
         }
         try client.send(batch)
         var readLengths: [UInt64: Int] = [:]
@@ -122,7 +123,9 @@ final class ConcurrencyTests: ServerTestCase {
         var configuration = ServerConfiguration()
         configuration.shutdownGracePeriod = .milliseconds(50)
         let state = TestExportState(size: 4 << 20)
-        let server = NBDServer(provider: TestProvider(state: state, capabilities: Capabilities(size: 4 << 20)), configuration: configuration)
+        let server = NBDServer(
+            provider: TestProvider(state: state, capabilities: Capabilities(size: 4 << 20)),
+            configuration: configuration)
         let path = try socketPath()
         try server.listen(on: .unix(path: path))
         let client = try Client(unixPath: path)

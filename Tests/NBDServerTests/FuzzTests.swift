@@ -59,14 +59,17 @@ final class FuzzTests: ServerTestCase {
             guard type != TestNBDClient.Cmd.write, type != TestNBDClient.Cmd.disconnect else { continue }
             try client.sendRequest(
                 type: type, flags: UInt16.random(in: 0...0x3F, using: &random), cookie: 1,
-                offset: UInt64.random(in: 0...(1 << 17), using: &random), length: UInt32.random(in: 0...(1 << 12), using: &random))
+                offset: UInt64.random(in: 0...(1 << 17), using: &random),
+                length: UInt32.random(in: 0...(1 << 12), using: &random))
             try client.sendRequest(type: TestNBDClient.Cmd.flush, cookie: 2)
             // Read replies until the flush's arrives; each must be well formed.
             var done = false
             while !done {
                 let reply = try client.readAnyReply(readLengths: [:])
                 if case .chunk(let chunk) = reply, chunk.flags & 1 == 0 { continue }
-                if case .simple(let simple, _) = reply, simple.cookie == 1, simple.error == 0, type == TestNBDClient.Cmd.read {
+                if case .simple(let simple, _) = reply, simple.cookie == 1, simple.error == 0,
+                    type == TestNBDClient.Cmd.read
+                {
                     // A successful simple read carries data we did not ask readAnyReply to consume.
                     break
                 }
@@ -82,7 +85,8 @@ final class FuzzTests: ServerTestCase {
         for _ in 0..<20 {
             let client = try Client(unixPath: path)
             try client.connect()
-            try client.send((0..<Int.random(in: 28..<512, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) })
+            try client.send(
+                (0..<Int.random(in: 28..<512, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) })
             XCTAssertTrue(client.serverClosed())
         }
         let good = try Client(unixPath: path)

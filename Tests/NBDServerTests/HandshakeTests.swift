@@ -73,7 +73,8 @@ final class HandshakeTests: ServerTestCase {
     func testInfoReportsExportNameDescriptionAndBlockSizeThenClosesTheBackend() throws {
         var configuration = ServerConfiguration()
         configuration.exportDescription = "described"
-        let caps = Capabilities(size: 1 << 20, blockSize: BlockSizeConstraints(minimum: 512, preferred: 4096, maximumPayload: 64 << 20))
+        let caps = Capabilities(
+            size: 1 << 20, blockSize: BlockSizeConstraints(minimum: 512, preferred: 4096, maximumPayload: 64 << 20))
         let (_, path, state) = try startServer(capabilities: caps, configuration: configuration)
         let client = try Client(unixPath: path)
         try client.startHandshake()
@@ -196,7 +197,8 @@ final class HandshakeTests: ServerTestCase {
         XCTAssertEqual(replies.map(\.type), [Client.Reply.metaContext, Client.Reply.ack])
         XCTAssertEqual(String(decoding: replies[0].data[4...], as: UTF8.self), "base:allocation")
         try client.sendOption(Client.Option.setMetaContext, Client.metaContextData(queries: ["qemu:dirty-bitmap:x"]))
-        XCTAssertEqual(try client.readOptionReplies().map(\.type), [Client.Reply.ack], "unknown contexts are not selected")
+        XCTAssertEqual(
+            try client.readOptionReplies().map(\.type), [Client.Reply.ack], "unknown contexts are not selected")
     }
 
     func testTransmissionFlagsFollowTheCapabilities() throws {

@@ -1,8 +1,9 @@
 import NBDCore
 import NBDServer
 import XCTest
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Starts servers on Unix sockets in a private temporary directory and stops them after each test.
@@ -18,7 +19,8 @@ class ServerTestCase: XCTestCase {
         flushGate: Gate? = nil
     ) throws -> (server: NBDServer, path: String, state: TestExportState) {
         let state = TestExportState(size: Int(capabilities.size), flushGate: flushGate)
-        let server = NBDServer(provider: TestProvider(state: state, capabilities: capabilities), configuration: configuration)
+        let server = NBDServer(
+            provider: TestProvider(state: state, capabilities: capabilities), configuration: configuration)
         let path = try socketPath()
         try server.listen(on: .unix(path: path))
         servers.append(server)

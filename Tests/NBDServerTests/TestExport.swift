@@ -89,10 +89,12 @@ struct TestBackend: BlockBackend {
     let state: TestExportState
     let capabilities: Capabilities
 
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError)
+    {
         state.data.withLock { data in
             data.withUnsafeBytes { source in
-                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[Int(offset)..<(Int(offset) + buffer.count)]))
+                buffer.copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: source[Int(offset)..<(Int(offset) + buffer.count)]))
             }
         }
     }
@@ -101,7 +103,8 @@ struct TestBackend: BlockBackend {
         state.lastWriteFlags.withLock { $0 = flags }
         state.data.withLock { data in
             data.withUnsafeMutableBytes { target in
-                UnsafeMutableRawBufferPointer(rebasing: target[Int(offset)..<(Int(offset) + bytes.count)]).copyMemory(from: bytes)
+                UnsafeMutableRawBufferPointer(rebasing: target[Int(offset)..<(Int(offset) + bytes.count)]).copyMemory(
+                    from: bytes)
             }
         }
     }

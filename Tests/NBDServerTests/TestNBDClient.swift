@@ -1,6 +1,7 @@
 import XCTest
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The error a test client raises when the server misbehaves or closes.
@@ -145,7 +146,9 @@ final class TestNBDClient {
     func send(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
-            let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            let sent = bytes.withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+            }
             guard sent > 0 else { throw TestClientError("send failed: errno \(errno)") }
             offset += sent
         }
@@ -272,14 +275,18 @@ final class TestNBDClient {
         type: UInt16, flags: UInt16 = 0, cookie: UInt64, offset: UInt64 = 0, length: UInt32 = 0,
         payload: [UInt8] = [], magic: UInt32 = requestMagic
     ) throws {
-        try send(Self.request(type: type, flags: flags, cookie: cookie, offset: offset, length: length, payload: payload, magic: magic))
+        try send(
+            Self.request(
+                type: type, flags: flags, cookie: cookie, offset: offset, length: length, payload: payload, magic: magic
+            ))
     }
 
     static func request(
         type: UInt16, flags: UInt16 = 0, cookie: UInt64, offset: UInt64 = 0, length: UInt32 = 0,
         payload: [UInt8] = [], magic: UInt32 = requestMagic
     ) -> [UInt8] {
-        Array.be(magic) + Array.be(flags) + Array.be(type) + Array.be(cookie) + Array.be(offset) + Array.be(length) + payload
+        Array.be(magic) + Array.be(flags) + Array.be(type) + Array.be(cookie) + Array.be(offset) + Array.be(length)
+            + payload
     }
 
     func readSimpleReply() throws -> SimpleReply {
@@ -324,13 +331,15 @@ final class TestNBDClient {
         guard magic.be32(0) == Self.structuredReplyMagic else { throw TestClientError("bad reply magic") }
         let header = try receive(16)
         let length = Int(header.be32(12))
-        return .chunk(Chunk(flags: header.be16(0), type: header.be16(2), cookie: header.be64(4), payload: try receive(length)))
+        return .chunk(
+            Chunk(flags: header.be16(0), type: header.be16(2), cookie: header.be64(4), payload: try receive(length)))
     }
 
     // Convenience with simple replies.
 
     func write(_ bytes: [UInt8], at offset: UInt64, flags: UInt16 = 0, cookie: UInt64 = 1) throws -> UInt32 {
-        try sendRequest(type: Cmd.write, flags: flags, cookie: cookie, offset: offset, length: UInt32(bytes.count), payload: bytes)
+        try sendRequest(
+            type: Cmd.write, flags: flags, cookie: cookie, offset: offset, length: UInt32(bytes.count), payload: bytes)
         let reply = try readSimpleReply()
         guard reply.cookie == cookie else { throw TestClientError("cookie mismatch") }
         return reply.error
@@ -345,7 +354,9 @@ final class TestNBDClient {
     }
 
     /// A request without payload or reply data; returns its error.
-    func command(_ type: UInt16, flags: UInt16 = 0, offset: UInt64 = 0, length: UInt32 = 0, cookie: UInt64 = 3) throws -> UInt32 {
+    func command(_ type: UInt16, flags: UInt16 = 0, offset: UInt64 = 0, length: UInt32 = 0, cookie: UInt64 = 3) throws
+        -> UInt32
+    {
         try sendRequest(type: type, flags: flags, cookie: cookie, offset: offset, length: length)
         let reply = try readSimpleReply()
         guard reply.cookie == cookie else { throw TestClientError("cookie mismatch") }

@@ -39,13 +39,15 @@ public struct ExportPlan: Sendable {
     public init(_ options: ServeOptions) throws(CommandLineError) {
         guard let name = options.backend, let backend = BackendKind.named(name) else {
             throw CommandLineError(
-                "unknown backend '\(options.backend ?? "")': use one of \(BackendKind.all.map(\.name).joined(separator: ", ")); run 'nbd-serve --help' for their parameters")
+                "unknown backend '\(options.backend ?? "")': use one of \(BackendKind.all.map(\.name).joined(separator: ", ")); run 'nbd-serve --help' for their parameters"
+            )
         }
         var filters: [FilterPlan] = []
         for filterName in options.filters {
             guard let type = FilterRegistry.named(filterName) else {
                 throw CommandLineError(
-                    "unknown filter '\(filterName)': use one of \(FilterRegistry.names); run 'nbd-serve --help' for their parameters")
+                    "unknown filter '\(filterName)': use one of \(FilterRegistry.names); run 'nbd-serve --help' for their parameters"
+                )
             }
             filters.append(FilterPlan(type: type, parameters: [:]))
         }
@@ -54,18 +56,23 @@ public struct ExportPlan: Sendable {
             backendParameters[backend.positionalParameter] = argument
         }
         for parameter in options.parameters {
-            if let index = filters.firstIndex(where: { plan in plan.type.parameters.contains { $0.name == parameter.key } }) {
+            if let index = filters.firstIndex(where: { plan in
+                plan.type.parameters.contains { $0.name == parameter.key }
+            }) {
                 filters[index].parameters[parameter.key] = parameter.value
                 continue
             }
             guard backend.accepts(parameter.key) else {
-                let filterNames = filters.isEmpty ? "" : " nor the filters (\(filters.map(\.name).joined(separator: ", ")))"
+                let filterNames =
+                    filters.isEmpty ? "" : " nor the filters (\(filters.map(\.name).joined(separator: ", ")))"
                 throw CommandLineError(
-                    "unknown parameter '\(parameter.key)' in '\(parameter.key)=\(parameter.value)': neither the \(backend.name) backend\(filterNames) accept it; run 'nbd-serve --help' for the parameters")
+                    "unknown parameter '\(parameter.key)' in '\(parameter.key)=\(parameter.value)': neither the \(backend.name) backend\(filterNames) accept it; run 'nbd-serve --help' for the parameters"
+                )
             }
             if parameter.key == backend.positionalParameter, options.backendArgument != nil {
                 throw CommandLineError(
-                    "\(backend.positionalParameter) is given twice, as '\(options.backendArgument!)' and as '\(parameter.key)=\(parameter.value)': give it once")
+                    "\(backend.positionalParameter) is given twice, as '\(options.backendArgument!)' and as '\(parameter.key)=\(parameter.value)': give it once"
+                )
             }
             backendParameters[parameter.key] = parameter.value
         }
@@ -96,7 +103,8 @@ public struct ExportPlan: Sendable {
         func required(_ key: String) throws(CommandLineError) -> String {
             guard let value = backendParameters[key] else {
                 throw CommandLineError(
-                    "the \(backend.name) backend needs \(key)=...: for example 'nbd-serve -U - \(backend.name) \(key == "file" ? "disk.img" : "1G")'")
+                    "the \(backend.name) backend needs \(key)=...: for example 'nbd-serve -U - \(backend.name) \(key == "file" ? "disk.img" : "1G")'"
+                )
             }
             return value
         }
@@ -105,17 +113,20 @@ public struct ExportPlan: Sendable {
             case BackendKind.memory.name:
                 let size = try parseSize(try required("size"))
                 return NBDServer(
-                    provider: FilterStack(layers, over: try MemoryBackendProvider(size: size)), configuration: configuration)
+                    provider: FilterStack(layers, over: try MemoryBackendProvider(size: size)),
+                    configuration: configuration)
             case BackendKind.file.name:
                 let path = try required("file")
                 return NBDServer(
-                    provider: FilterStack(layers, over: try FileBackendProvider(path: path, readOnly: configuration.isReadOnly)),
+                    provider: FilterStack(
+                        layers, over: try FileBackendProvider(path: path, readOnly: configuration.isReadOnly)),
                     configuration: configuration)
             default:
                 let size = try parseSize(try required("size"))
-                let strict = try backendParameters["strictfua"].map { (text) throws(NBDError) in
-                    try parseBoolean(text, for: "strictfua")
-                } ?? false
+                let strict =
+                    try backendParameters["strictfua"].map { (text) throws(NBDError) in
+                        try parseBoolean(text, for: "strictfua")
+                    } ?? false
                 let provider = try ConnectionCacheProvider(
                     size: size, initialText: backendParameters["init"] ?? "", strictFUA: strict)
                 return NBDServer(provider: FilterStack(layers, over: provider), configuration: configuration)

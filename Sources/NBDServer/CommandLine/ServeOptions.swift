@@ -146,7 +146,8 @@ public struct ServeOptions: Sendable, Hashable {
         }
         guard options.backend != nil else {
             throw CommandLineError(
-                "no backend given: name one, for example 'nbd-serve -U - memory 1G'; run 'nbd-serve --help' for the list")
+                "no backend given: name one, for example 'nbd-serve -U - memory 1G'; run 'nbd-serve --help' for the list"
+            )
         }
         return options
     }
@@ -155,7 +156,8 @@ public struct ServeOptions: Sendable, Hashable {
         if backend == nil {
             guard !argument.contains("=") else {
                 throw CommandLineError(
-                    "'\(argument)' comes before the backend name: write the backend first, for example 'memory size=1G'")
+                    "'\(argument)' comes before the backend name: write the backend first, for example 'memory size=1G'"
+                )
             }
             backend = argument
             return
@@ -170,7 +172,8 @@ public struct ServeOptions: Sendable, Hashable {
         }
         guard backendArgument == nil && parameters.isEmpty else {
             throw CommandLineError(
-                "unexpected argument '\(argument)': after the backend, only one plain argument is allowed, and it must come first; write the others as KEY=VALUE")
+                "unexpected argument '\(argument)': after the backend, only one plain argument is allowed, and it must come first; write the others as KEY=VALUE"
+            )
         }
         backendArgument = argument
     }

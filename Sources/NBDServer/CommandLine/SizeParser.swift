@@ -26,7 +26,8 @@ public func parseSize(_ text: String, for key: String = "size") throws(CommandLi
     case "p": shift = 50
     case "e": shift = 60
     default:
-        throw CommandLineError("\(key)=\(text): unknown size suffix '\(suffix)'; use K, M, G, T, P or E (powers of 1024)")
+        throw CommandLineError(
+            "\(key)=\(text): unknown size suffix '\(suffix)'; use K, M, G, T, P or E (powers of 1024)")
     }
     let (value, overflow) = number.multipliedReportingOverflow(by: 1 << shift)
     guard !overflow, value <= UInt64(Int64.max) else {

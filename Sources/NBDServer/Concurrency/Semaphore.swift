@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A counting semaphore on a POSIX `sem_t`: the one primitive a blocking thread waits on.

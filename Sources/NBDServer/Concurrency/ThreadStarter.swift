@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Starts detached POSIX threads. The server gives every connection, every listener and the slow

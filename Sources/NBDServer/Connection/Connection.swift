@@ -224,7 +224,8 @@ struct OwnedPayload: @unchecked Sendable {
     let buffer: UnsafeMutableRawBufferPointer
 
     init(count: Int) {
-        buffer = count > 0 ? .allocate(byteCount: count, alignment: 16) : UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        buffer =
+            count > 0 ? .allocate(byteCount: count, alignment: 16) : UnsafeMutableRawBufferPointer(start: nil, count: 0)
     }
 
     func release() {

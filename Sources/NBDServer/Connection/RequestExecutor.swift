@@ -70,7 +70,9 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
     }
 
     /// Answers block status for `base:allocation` with one `NBD_REPLY_TYPE_BLOCK_STATUS` chunk.
-    private func blockStatus(flags: CommandFlags, cookie: UInt64, offset: UInt64, count: UInt64, into output: inout OutputBuffer)
+    private func blockStatus(
+        flags: CommandFlags, cookie: UInt64, offset: UInt64, count: UInt64, into output: inout OutputBuffer
+    )
         async throws(NBDError)
     {
         let extents: [Extent]

@@ -39,7 +39,9 @@ struct Handshake<Provider: BackendProvider> {
 
     /// Runs the handshake. Returns the negotiated export, or `nil` when the connection should close
     /// (the client aborted or disconnected, or broke the protocol).
-    mutating func run(reader: inout BufferedReader, output: inout OutputBuffer) async -> NegotiatedExport<Provider.Backend>? {
+    mutating func run(reader: inout BufferedReader, output: inout OutputBuffer) async -> NegotiatedExport<
+        Provider.Backend
+    >? {
         output.removeAll()
         output.append(ProtocolConstants.nbdMagic)
         output.append(ProtocolConstants.optionMagic)
@@ -75,7 +77,9 @@ struct Handshake<Provider: BackendProvider> {
                 return nil
             }
             guard length <= configuration.maximumOptionLength else {
-                log("option \(option) has \(length) bytes of data, above the limit \(configuration.maximumOptionLength); disconnecting")
+                log(
+                    "option \(option) has \(length) bytes of data, above the limit \(configuration.maximumOptionLength); disconnecting"
+                )
                 return nil
             }
             var bytes = [UInt8](repeating: 0, count: Int(length))
@@ -87,7 +91,9 @@ struct Handshake<Provider: BackendProvider> {
             switch option {
             case OptionCode.exportName:
                 // No error reply exists for EXPORT_NAME: failure means disconnecting.
-                guard let export = await open(name: String(decoding: bytes, as: UTF8.self), option: option, output: &output)
+                guard
+                    let export = await open(
+                        name: String(decoding: bytes, as: UTF8.self), option: option, output: &output)
                 else {
                     return nil
                 }
@@ -108,7 +114,8 @@ struct Handshake<Provider: BackendProvider> {
                 return nil
             case OptionCode.list:
                 guard length == 0 else {
-                    output.appendOptionError(option: option, type: OptionReply.errInvalid, message: "NBD_OPT_LIST takes no data")
+                    output.appendOptionError(
+                        option: option, type: OptionReply.errInvalid, message: "NBD_OPT_LIST takes no data")
                     break
                 }
                 // Any name is accepted; the default export "" is the one listed.
@@ -127,7 +134,8 @@ struct Handshake<Provider: BackendProvider> {
                 }
             case OptionCode.structuredReply:
                 if length != 0 {
-                    output.appendOptionError(option: option, type: OptionReply.errInvalid, message: "NBD_OPT_STRUCTURED_REPLY takes no data")
+                    output.appendOptionError(
+                        option: option, type: OptionReply.errInvalid, message: "NBD_OPT_STRUCTURED_REPLY takes no data")
                 } else {
                     structuredReplies = true
                     output.appendOptionReply(option: option, type: OptionReply.ack)
@@ -135,10 +143,12 @@ struct Handshake<Provider: BackendProvider> {
             case OptionCode.listMetaContext, OptionCode.setMetaContext:
                 metaContext(option: option, data: data, output: &output)
             case OptionCode.startTLS:
-                output.appendOptionError(option: option, type: OptionReply.errUnsupported, message: "TLS is not supported by this server")
+                output.appendOptionError(
+                    option: option, type: OptionReply.errUnsupported, message: "TLS is not supported by this server")
             default:
                 log("unsupported option \(option)")
-                output.appendOptionError(option: option, type: OptionReply.errUnsupported, message: "option \(option) is not supported")
+                output.appendOptionError(
+                    option: option, type: OptionReply.errUnsupported, message: "option \(option) is not supported")
             }
             guard send(&output) else { return nil }
         }
@@ -167,9 +177,12 @@ struct Handshake<Provider: BackendProvider> {
     }
 
     /// Opens the stack for `name`. On failure appends the error reply (for INFO/GO) and returns nil.
-    private func open(name: String, option: UInt32, output: inout OutputBuffer) async -> NegotiatedExport<Provider.Backend>? {
+    private func open(name: String, option: UInt32, output: inout OutputBuffer) async -> NegotiatedExport<
+        Provider.Backend
+    >? {
         if isShuttingDown() {
-            output.appendOptionError(option: option, type: OptionReply.errShutdown, message: "the server is shutting down")
+            output.appendOptionError(
+                option: option, type: OptionReply.errShutdown, message: "the server is shutting down")
             return nil
         }
         let info = ConnectionInfo(id: connectionID, exportName: name, isReadOnly: configuration.isReadOnly)
@@ -187,16 +200,22 @@ struct Handshake<Provider: BackendProvider> {
             case .notPermitted: type = OptionReply.errPolicy
             default: type = OptionReply.errUnknown
             }
-            output.appendOptionError(option: option, type: type, message: "cannot open export '\(name)': \(error.message)")
+            output.appendOptionError(
+                option: option, type: type, message: "cannot open export '\(name)': \(error.message)")
             return nil
         }
     }
 
     /// Handles INFO and GO. Returns the export when GO succeeded; the replies are in `output`.
-    private func infoOrGo(option: UInt32, data: OptionData, output: inout OutputBuffer) async -> NegotiatedExport<Provider.Backend>? {
+    private func infoOrGo(option: UInt32, data: OptionData, output: inout OutputBuffer) async -> NegotiatedExport<
+        Provider.Backend
+    >? {
         var data = data
-        guard let name = data.readLengthPrefixedString(), let count = data.readUInt16(), data.remaining == Int(count) * 2 else {
-            output.appendOptionError(option: option, type: OptionReply.errInvalid, message: "malformed NBD_OPT_INFO/NBD_OPT_GO data")
+        guard let name = data.readLengthPrefixedString(), let count = data.readUInt16(),
+            data.remaining == Int(count) * 2
+        else {
+            output.appendOptionError(
+                option: option, type: OptionReply.errInvalid, message: "malformed NBD_OPT_INFO/NBD_OPT_GO data")
             return nil
         }
         var requests: [UInt16] = []
@@ -250,19 +269,22 @@ struct Handshake<Provider: BackendProvider> {
         }
         var data = data
         guard data.readLengthPrefixedString() != nil, let count = data.readUInt32() else {
-            output.appendOptionError(option: option, type: OptionReply.errInvalid, message: "malformed meta context request")
+            output.appendOptionError(
+                option: option, type: OptionReply.errInvalid, message: "malformed meta context request")
             return
         }
         var queries: [String] = []
         for _ in 0..<count {
             guard let query = data.readLengthPrefixedString() else {
-                output.appendOptionError(option: option, type: OptionReply.errInvalid, message: "malformed meta context query")
+                output.appendOptionError(
+                    option: option, type: OptionReply.errInvalid, message: "malformed meta context query")
                 return
             }
             queries.append(query)
         }
         guard data.remaining == 0 else {
-            output.appendOptionError(option: option, type: OptionReply.errInvalid, message: "trailing bytes after meta context queries")
+            output.appendOptionError(
+                option: option, type: OptionReply.errInvalid, message: "trailing bytes after meta context queries")
             return
         }
         let matches: Bool

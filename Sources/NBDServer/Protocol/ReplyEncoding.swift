@@ -3,7 +3,9 @@ import NBDCore
 /// Builders for the NBD messages the server sends, appended to a connection's output buffer.
 extension OutputBuffer {
     /// An option reply: magic, option, reply type, length, data.
-    mutating func appendOptionReply(option: UInt32, type: UInt32, data: UnsafeRawBufferPointer = .init(start: nil, count: 0)) {
+    mutating func appendOptionReply(
+        option: UInt32, type: UInt32, data: UnsafeRawBufferPointer = .init(start: nil, count: 0)
+    ) {
         append(ProtocolConstants.optionReplyMagic)
         append(option)
         append(type)

@@ -1,7 +1,8 @@
 import NBDCore
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A listening socket whose accept loop runs on a thread of its own (a blocking `accept` must not
@@ -190,7 +191,9 @@ final class Listener: Sendable {
         }
         let boundPort: UInt16 = withUnsafePointer(to: &bound) {
             if family == AF_INET {
-                return $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
+                return $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                    UInt16(bigEndian: $0.pointee.sin_port)
+                }
             }
             return $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
         }

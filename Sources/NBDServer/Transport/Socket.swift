@@ -1,7 +1,8 @@
 import NBDCore
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A connected stream socket that closes itself when the last reference goes away.
