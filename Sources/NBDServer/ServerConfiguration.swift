@@ -14,7 +14,8 @@ public struct ServerConfiguration: Sendable {
     public var exportDescription: String
     /// The largest read or write payload accepted, advertised with `NBD_INFO_BLOCK_SIZE` when the
     /// client asks. The default is 32 MiB, what every interoperable client stays within. The
-    /// backend's own ``NBDCore/BlockSizeConstraints/maximumPayload`` applies too; the smaller wins.
+    /// backend's own ``NBDCore/BlockSizeConstraints/maximumPayload`` applies too; the smaller wins,
+    /// and never more than 1 GiB.
     /// Larger requests get `EINVAL` (a write's payload is read and discarded first).
     public var maximumPayload: UInt32
     /// A write whose payload exceeds this is not worth discarding: the connection is dropped.

@@ -14,6 +14,9 @@ struct Handshake<Provider: BackendProvider> {
     let acceptsMultipleConnections: Bool
     let isShuttingDown: @Sendable () -> Bool
 
+    /// The largest payload the server ever accepts, whatever the backend and configuration allow.
+    static var payloadCeiling: UInt32 { 1 << 30 }
+
     /// A client that haggles longer than this is dropped (real clients send a handful of options).
     static var maximumOptions: Int { 1024 }
 
@@ -169,7 +172,10 @@ struct Handshake<Provider: BackendProvider> {
     private func effectiveCapabilities(_ backend: Provider.Backend) -> Capabilities {
         var caps = backend.capabilities
         if configuration.isReadOnly { caps = caps.readOnly }
-        caps.blockSize.maximumPayload = min(caps.blockSize.maximumPayload, configuration.maximumPayload)
+        // 1 GiB at most whatever the settings say: a reply buffer is allocated per read and its chunk
+        // length is 32 bits.
+        caps.blockSize.maximumPayload = min(
+            caps.blockSize.maximumPayload, configuration.maximumPayload, Self.payloadCeiling)
         caps.size = min(caps.size, UInt64(Int64.max))
         caps.blockSize.minimum = max(caps.blockSize.minimum, 1)
         caps.blockSize.preferred = max(caps.blockSize.preferred, caps.blockSize.minimum)
