@@ -97,6 +97,24 @@ final class HandshakeTests: ServerTestCase {
         XCTAssertEqual(state.closes.load(ordering: .relaxed), 1)
     }
 
+    func testNonDefaultBlockSizesAreAdvertisedEvenUnasked() throws {
+        let caps = Capabilities(size: 1 << 20, blockSize: BlockSizeConstraints(minimum: 4096, preferred: 4096))
+        let (_, path, _) = try startServer(capabilities: caps)
+        let client = try Client(unixPath: path)
+        try client.startHandshake()
+        let export = try client.go(requests: [])
+        let blockSize = try XCTUnwrap(export.infos.first { $0.type == Client.Reply.info && $0.data.be16(0) == 3 })
+        XCTAssertEqual(blockSize.data.be32(2), 4096)
+    }
+
+    func testDefaultBlockSizesAreSentOnlyWhenAsked() throws {
+        let (_, path, _) = try startServer()
+        let client = try Client(unixPath: path)
+        try client.startHandshake()
+        let export = try client.go(requests: [])
+        XCTAssertNil(export.infos.first { $0.type == Client.Reply.info && $0.data.be16(0) == 3 })
+    }
+
     func testFailedOpenRepliesWithErrorAndHagglingContinues() throws {
         let (_, path, state) = try startServer()
         state.failingOpens.store(1, ordering: .relaxed)

@@ -248,7 +248,10 @@ struct Handshake<Provider: BackendProvider> {
             item.append(configuration.exportDescription)
             output.appendOptionReply(option: option, type: OptionReply.info, data: item.bytes)
         }
-        if requests.contains(InfoType.blockSize) {
+        // The protocol asks a server with constraints other than the defaults (minimum 1, payload
+        // 32 MiB) to advertise them even when the client did not ask.
+        let nonDefaultSizes = caps.blockSize.minimum > 1 || caps.blockSize.maximumPayload < 32 << 20
+        if requests.contains(InfoType.blockSize) || nonDefaultSizes {
             item.removeAll()
             item.append(InfoType.blockSize)
             item.append(caps.blockSize.minimum)
