@@ -35,6 +35,13 @@ public struct ServerConfiguration: Sendable {
     public var receiveBufferSize: Int
     /// Replies are batched until this many bytes are pending (or no request is buffered).
     public var sendBatchSize: Int
+    /// Structured reads of at least this many bytes ask the stack for allocation first and send the
+    /// runs that read as zeroes as `NBD_REPLY_TYPE_OFFSET_HOLE` chunks instead of data, when the stack
+    /// reports extents and the read has no `DF` flag. Smaller reads skip the extra extents call: it
+    /// would cost more than it saves. `nil` (the default) always sends data: the extra extents call
+    /// is visible to the filters (the stats filter would count extents requests no client sent), so
+    /// turn it on deliberately, for example with 64 KiB for sparse images read over slow links.
+    public var holeDetectionThreshold: Int?
     /// How long a client may take between bytes of the handshake before it is dropped, so idle
     /// connections cannot hold connection slots forever; `nil` waits forever. The transmission phase
     /// has no timeout.
@@ -57,6 +64,7 @@ public struct ServerConfiguration: Sendable {
         slowOperationThreads: Int = 4,
         receiveBufferSize: Int = 256 << 10,
         sendBatchSize: Int = 256 << 10,
+        holeDetectionThreshold: Int? = nil,
         handshakeTimeout: Duration? = .seconds(60),
         shutdownGracePeriod: Duration = .seconds(30),
         logger: (@Sendable (String) -> Void)? = nil
@@ -71,6 +79,7 @@ public struct ServerConfiguration: Sendable {
         self.slowOperationThreads = slowOperationThreads
         self.receiveBufferSize = receiveBufferSize
         self.sendBatchSize = sendBatchSize
+        self.holeDetectionThreshold = holeDetectionThreshold
         self.handshakeTimeout = handshakeTimeout
         self.shutdownGracePeriod = shutdownGracePeriod
         self.logger = logger

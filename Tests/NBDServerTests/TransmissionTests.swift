@@ -56,6 +56,46 @@ final class TransmissionTests: ServerTestCase {
         XCTAssertEqual(Array(chunk.payload[8...]), [1, 2, 3, 4])
     }
 
+    func testLargeStructuredReadSendsZeroRunsAsHoleChunks() throws {
+        var configuration = ServerConfiguration()
+        configuration.holeDetectionThreshold = 64 << 10
+        let (_, path, state) = try startServer(
+            capabilities: Capabilities(size: 1 << 20, canExtents: true), configuration: configuration)
+        state.data.withLock { $0[(1 << 19) - 1] = 7 }
+        let client = try Client(unixPath: path)
+        try client.connect(structured: true)
+        // Half data, half hole (the test export's second half is a hole).
+        try client.sendRequest(type: Cmd.read, cookie: 3, offset: (1 << 19) - (32 << 10), length: 64 << 10)
+        let data = try client.readChunk()
+        XCTAssertEqual(data.type, 1, "OFFSET_DATA")
+        XCTAssertEqual(data.flags, 0, "not the last chunk")
+        XCTAssertEqual(data.payload.be64(0), (1 << 19) - (32 << 10))
+        XCTAssertEqual(data.payload.count, 8 + (32 << 10))
+        XCTAssertEqual(data.payload.last, 7)
+        let hole = try client.readChunk()
+        XCTAssertEqual(hole.cookie, 3)
+        XCTAssertEqual(hole.type, 2, "OFFSET_HOLE")
+        XCTAssertEqual(hole.flags, 1, "DONE")
+        XCTAssertEqual(hole.payload.be64(0), 1 << 19)
+        XCTAssertEqual(hole.payload.be32(8), 32 << 10)
+        // With DF the reply must be one chunk: all data.
+        try client.sendRequest(type: Cmd.read, flags: Flag.df, cookie: 4, offset: 1 << 19, length: 64 << 10)
+        let whole = try client.readChunk()
+        XCTAssertEqual(whole.type, 1)
+        XCTAssertEqual(whole.flags, 1)
+        XCTAssertEqual(whole.payload.count, 8 + (64 << 10))
+    }
+
+    func testHoleDetectionIsOffByDefault() throws {
+        let (_, path, _) = try startServer(capabilities: Capabilities(size: 1 << 20, canExtents: true))
+        let client = try Client(unixPath: path)
+        try client.connect(structured: true)
+        try client.sendRequest(type: Cmd.read, cookie: 4, offset: 1 << 19, length: 64 << 10)
+        let whole = try client.readChunk()
+        XCTAssertEqual(whole.type, 1)
+        XCTAssertEqual(whole.payload.count, 8 + (64 << 10))
+    }
+
     func testStructuredReadErrorIsAnErrorChunkWithMessage() throws {
         let (_, path, _) = try startServer()
         let client = try Client(unixPath: path)

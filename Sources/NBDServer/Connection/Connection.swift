@@ -70,7 +70,9 @@ struct Connection<Provider: BackendProvider>: Sendable {
         let validator = RequestValidator(capabilities: validated, structuredReplies: export.structuredReplies)
         let executor = RequestExecutor(
             backend: export.backend, structuredReplies: export.structuredReplies,
-            stackReportsExtents: caps.canExtents, connectionID: id, logger: configuration.logger)
+            stackReportsExtents: caps.canExtents,
+            holeDetectionThreshold: configuration.holeDetectionThreshold, connectionID: id,
+            logger: configuration.logger)
         let writer = CombiningWriter(socket: socket)
         let slowOperations = caps.slowOperations
         let slowLimit = max(1, configuration.maximumSlowRequestsPerConnection)

@@ -9,6 +9,9 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
     /// Whether the stack tracks allocation; if not, block status reports everything as data without
     /// asking it.
     let stackReportsExtents: Bool
+    /// Structured reads at least this long ask the stack for extents first and send runs that read
+    /// as zeroes as `NBD_REPLY_TYPE_OFFSET_HOLE` chunks; `nil` never does.
+    let holeDetectionThreshold: Int?
     let connectionID: UInt64
     let logger: (@Sendable (String) -> Void)?
 
@@ -51,6 +54,12 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
     private func read(flags: CommandFlags, cookie: UInt64, offset: UInt64, length: Int, into output: inout OutputBuffer)
         async throws(NBDError)
     {
+        if structuredReplies, stackReportsExtents, !flags.contains(.dontFragment),
+            let threshold = holeDetectionThreshold, length >= threshold,
+            let pieces = await sparsePieces(offset: offset, length: length)
+        {
+            return try await readSparse(pieces, flags: flags, cookie: cookie, offset: offset, into: &output)
+        }
         let mark = output.count
         if structuredReplies {
             // One OFFSET_DATA chunk for the whole read, so DF is always satisfied.
@@ -66,6 +75,70 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
         } catch {
             output.truncate(to: mark)
             throw error
+        }
+    }
+
+    /// One run of a sparse read: data to read, or zeroes to describe with a hole chunk.
+    struct Piece {
+        var start: Int
+        var length: Int
+        var isZero: Bool
+    }
+
+    /// Splits a read into data and zero runs from the stack's extents, or returns `nil` when there is
+    /// no zero run (or the stack cannot say), so the plain one-chunk read is used.
+    private func sparsePieces(offset: UInt64, length: Int) async -> [Piece]? {
+        guard let extents = try? await backend.extents(count: UInt64(length), at: offset, flags: []) else {
+            return nil
+        }
+        var pieces: [Piece] = []
+        var position = 0
+        for extent in extents where extent.length > 0 && position < length {
+            let run = Int(min(extent.length, UInt64(length - position)))
+            let isZero = extent.flags.contains(.zero)
+            if let last = pieces.last, last.isZero == isZero {
+                pieces[pieces.count - 1].length += run
+            } else {
+                pieces.append(Piece(start: position, length: run, isZero: isZero))
+            }
+            position += run
+        }
+        if position < length {
+            // Whatever the extents did not describe is read as data.
+            if let last = pieces.last, !last.isZero {
+                pieces[pieces.count - 1].length += length - position
+            } else {
+                pieces.append(Piece(start: position, length: length - position, isZero: false))
+            }
+        }
+        return pieces.contains(where: \.isZero) ? pieces : nil
+    }
+
+    /// Sends a read as `OFFSET_DATA` and `OFFSET_HOLE` chunks in offset order, `DONE` on the last.
+    /// Nothing is sent until every data run was read, so an error still becomes a single error reply.
+    private func readSparse(
+        _ pieces: [Piece], flags: CommandFlags, cookie: UInt64, offset: UInt64, into output: inout OutputBuffer
+    ) async throws(NBDError) {
+        let mark = output.count
+        for (index, piece) in pieces.enumerated() {
+            let chunkFlags = index == pieces.count - 1 ? ChunkType.flagDone : 0
+            let pieceOffset = offset + UInt64(piece.start)
+            if piece.isZero {
+                output.appendChunkHeader(cookie: cookie, flags: chunkFlags, type: ChunkType.offsetHole, length: 12)
+                output.append(pieceOffset)
+                output.append(UInt32(piece.length))
+                continue
+            }
+            output.appendChunkHeader(
+                cookie: cookie, flags: chunkFlags, type: ChunkType.offsetData, length: UInt32(8 + piece.length))
+            output.append(pieceOffset)
+            let region = output.append(uninitialized: piece.length)
+            do {
+                try await backend.read(into: region, at: pieceOffset, flags: flags)
+            } catch {
+                output.truncate(to: mark)
+                throw error
+            }
         }
     }
 
