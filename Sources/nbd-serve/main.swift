@@ -93,6 +93,8 @@ if options.isVerbose || (privateDirectory != nil && options.runCommand == nil) {
 let exitSignal = ExitSignal()
 let signalSources = ExitSignal.stopOnSignals([SIGINT, SIGTERM], exitSignal)
 
+/// The pid of the `--run` command while it runs, else 0.
+let runningChild = Atomic<pid_t>(0)
 if let command = options.runCommand {
     var environment = ["uri": bound.uri]
     switch bound {
@@ -105,7 +107,11 @@ if let command = options.runCommand {
     }
     do {
         let pid = try RunCommand.spawn(command, environment: environment)
-        RunCommand.wait(for: pid) { status in exitSignal.finish(status) }
+        runningChild.store(pid, ordering: .releasing)
+        RunCommand.wait(for: pid) { status in
+            runningChild.store(0, ordering: .releasing)
+            exitSignal.finish(status)
+        }
     } catch {
         printToStandardError("nbd-serve: \(error.message)")
         exitSignal.finish(1)
@@ -113,6 +119,11 @@ if let command = options.runCommand {
 }
 
 let code = await exitSignal.wait()
+// Stopped by a signal while the --run command still runs: do not leave it behind.
+let child = runningChild.load(ordering: .acquiring)
+if child != 0 {
+    kill(child, SIGTERM)
+}
 await server.shutdown()
 removePrivateDirectory()
 exit(code)
