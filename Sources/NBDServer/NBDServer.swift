@@ -5,7 +5,7 @@ import Synchronization
 /// ``NBDCore/FilterStack``), to any number of clients over Unix or TCP sockets.
 ///
 /// ```swift
-/// let server = NBDServer(provider: FilterStack([MultiConnLayer()], over: MemoryBackendProvider(size: 1 << 30)))
+/// let server = NBDServer(provider: FilterStack([MultiConnLayer()], over: try MemoryBackendProvider(size: 1 << 30)))
 /// let address = try server.listen(on: .unix(path: "/tmp/nbd.sock"))
 /// print("serving on", address.uri)
 /// // ... later, e.g. on SIGTERM:

@@ -1,4 +1,5 @@
 import NBDCore
+import NBDErrorFilter
 import NBDFUAFilter
 import NBDStatsFilter
 
@@ -6,7 +7,7 @@ import NBDStatsFilter
 public enum FilterRegistry {
     /// Every filter, in `--help` order.
     public static let all: [any ConfigurableFilterLayer.Type] = [
-        MultiConnLayer.self, FUALayer.self, StatsLayer.self,
+        MultiConnLayer.self, FUALayer.self, StatsLayer.self, ErrorInjectionLayer.self,
     ]
 
     /// The filter called `name`, if any.
