@@ -9,18 +9,6 @@ import XCTest
 /// write, is visible everywhere). The check must find violations when multi-conn is disabled over a
 /// backend with per-connection caches, or it would prove nothing.
 final class MultiConnModelCheckTests: XCTestCase {
-    /// A small deterministic generator (SplitMix64), so a failure can be replayed from its seed.
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     struct Write: Sendable {
         var slot: Int
         var connection: Int
@@ -38,7 +26,7 @@ final class MultiConnModelCheckTests: XCTestCase {
         var handles: [AnyBlockBackend] = []
         for _ in 0..<Self.connections { handles.append(try await stack.open(ConnectionInfo())) }
 
-        var random = Generator(state: seed)
+        var random = SeededGenerator(seed: seed)
         // The latest value of each slot, and whether the specification already guarantees it.
         var latest = [(value: UInt64, covered: Bool)](repeating: (0, true), count: Self.slots)
         var broken = 0

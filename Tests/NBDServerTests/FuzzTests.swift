@@ -1,5 +1,6 @@
 import NBDCore
 import NBDServer
+import NBDTestSupport
 import Synchronization
 import XCTest
 
@@ -8,21 +9,9 @@ import XCTest
 final class FuzzTests: ServerTestCase {
     typealias Client = TestNBDClient
 
-    /// A small deterministic generator (SplitMix64), so failures reproduce.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     func testRandomOptionDataIsAnsweredOrDisconnected() throws {
         let (_, path, _) = try startServer()
-        var random = SplitMix(state: 42)
+        var random = SeededGenerator(seed: 42)
         let options: [UInt32] = [1, 3, 6, 7, 8, 9, 10, 11, 5, 0xFFFF_FFFF]
         for round in 0..<60 {
             let client = try Client(unixPath: path)
@@ -49,7 +38,7 @@ final class FuzzTests: ServerTestCase {
 
     func testRandomRequestsGetRepliesOrADisconnect() throws {
         let (_, path, _) = try startServer(capabilities: Capabilities(size: 1 << 16, canExtents: true))
-        var random = SplitMix(state: 7)
+        var random = SeededGenerator(seed: 7)
         for _ in 0..<40 {
             let client = try Client(unixPath: path)
             try client.connect(structured: Bool.random(using: &random), metaContext: false)
@@ -81,7 +70,7 @@ final class FuzzTests: ServerTestCase {
 
     func testRandomBytesAfterTheHandshakeDisconnectCleanly() throws {
         let (_, path, state) = try startServer()
-        var random = SplitMix(state: 99)
+        var random = SeededGenerator(seed: 99)
         for _ in 0..<20 {
             let client = try Client(unixPath: path)
             try client.connect()
