@@ -27,10 +27,18 @@ public actor MultiConn {
         case export(String)
     }
 
+    /// What a waiting flush request is told when it resumes: its round's outcome, or that it is the
+    /// one to run the next round.
+    private enum Turn {
+        case finished(Result<Void, NBDError>)
+        case drive
+    }
+
     private struct GroupState {
         let group: MultiConnGroup
         /// Flush requests waiting for the next fan-out round.
-        var pending: [CheckedContinuation<Result<Void, NBDError>, Never>] = []
+        var pending: [CheckedContinuation<Turn, Never>] = []
+        /// A round is under way (run by one of the flush requests themselves).
         var running = false
         /// Members taking part in the round under way; they may not close until it ends.
         var roundMembers: Set<UInt64> = []
@@ -115,43 +123,61 @@ public actor MultiConn {
 
     /// Flushes every connection of `group` that needs it, coalescing with other flush requests, and
     /// returns when a fan-out that started after this call has finished.
+    ///
+    /// The rounds are run by the flush requests themselves, not by a task of the coordinator's own:
+    /// the request that finds no round under way runs one for itself and for every request waiting
+    /// at that moment, then hands the next round to the first request that arrived meanwhile. So the
+    /// fan-out runs on the executor of a requesting task (the server's pool for slow operations),
+    /// and its child tasks inherit that preference unless ``flushExecutor`` is set.
     @usableFromInline
     func flushGroup(_ group: MultiConnGroup) async throws(NBDError) {
         let key: GroupKey = group.exportName.map { .export($0) } ?? .all
-        let result = await withCheckedContinuation { continuation in
-            groups[key, default: GroupState(group: group)].pending.append(continuation)
-            if groups[key]?.running == false {
-                groups[key]?.running = true
-                Task { await self.runRounds(key) }
+        let turn: Turn
+        if groups[key, default: GroupState(group: group)].running {
+            turn = await withCheckedContinuation { continuation in
+                groups[key]?.pending.append(continuation)
             }
+        } else {
+            groups[key]?.running = true
+            turn = .drive
         }
-        try result.get()
+        switch turn {
+        case .finished(let result):
+            try result.get()
+        case .drive:
+            try await runRound(key).get()
+        }
     }
 
-    private func runRounds(_ key: GroupKey) async {
-        while var state = groups[key], !state.pending.isEmpty {
-            let waiters = state.pending
-            state.pending = []
-            let members = state.group.memberList
-            state.roundMembers = Set(members.map(\.id))
-            groups[key] = state
-            let result = await Self.fanOut(
-                group: state.group, members: members, tracking: configuration.dirtyTracking,
-                executor: flushExecutor)
-            groups[key]?.roundMembers = []
-            completedFanOuts += 1
-            for continuation in groups[key]?.roundEnded ?? [] {
-                continuation.resume()
-            }
-            groups[key]?.roundEnded = []
-            for waiter in waiters {
-                waiter.resume(returning: result)
+    /// Runs one round for the caller and every request waiting now, then passes the turn on.
+    private func runRound(_ key: GroupKey) async -> Result<Void, NBDError> {
+        guard var state = groups[key] else { return .success(()) }
+        let waiters = state.pending
+        state.pending = []
+        let members = state.group.memberList
+        state.roundMembers = Set(members.map(\.id))
+        groups[key] = state
+        let result = await Self.fanOut(
+            group: state.group, members: members, tracking: configuration.dirtyTracking, executor: flushExecutor)
+        completedFanOuts += 1
+        groups[key]?.roundMembers = []
+        for continuation in groups[key]?.roundEnded ?? [] {
+            continuation.resume()
+        }
+        groups[key]?.roundEnded = []
+        for waiter in waiters {
+            waiter.resume(returning: .finished(result))
+        }
+        if let next = groups[key]?.pending.first {
+            groups[key]?.pending.removeFirst()
+            next.resume(returning: .drive)
+        } else {
+            groups[key]?.running = false
+            if let current = groups[key], current.group.memberList.isEmpty {
+                groups[key] = nil
             }
         }
-        groups[key]?.running = false
-        if let state = groups[key], state.group.memberList.isEmpty, state.pending.isEmpty {
-            groups[key] = nil
-        }
+        return result
     }
 
     /// One fan-out round: choose the members that need a flush (nbdkit's rules), flush them
