@@ -87,7 +87,7 @@ final class CopyToolInteropTests: XCTestCase {
         XCTAssertEqual(truncate(image, 64 << 20), 0)
         let fio = [
             "fio --name=verify --ioengine=nbd --uri=\"$uri\" --rw=randwrite --bs=4k --size=16m",
-            "--iodepth=8 --verify=crc32c --do_verify=1 --verify_fatal=1 --numjobs=1",
+            "--iodepth=8 --verify=crc32c --do_verify=1 --verify_fatal=1 --numjobs=1 --verify_state_save=0",
         ].joined(separator: " ")
         let result = try InteropEnvironment.serve(
             ["--filter=multi-conn", "--filter=stats", "file", image, "statsfile=/dev/null"], run: fio)
