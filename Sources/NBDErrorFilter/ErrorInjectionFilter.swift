@@ -4,6 +4,7 @@ import NBDCore
 /// `error` filter. Each operation has its own ``ErrorInjectionPolicy``; an injected error never
 /// reaches the layer below.
 public struct ErrorInjectionFilter<Next: BlockBackend>: Filter {
+    /// The layer below, which an injected error never reaches.
     public let next: Next
     /// The policy per operation.
     public let policies: ErrorInjectionPolicies
@@ -61,12 +62,19 @@ public struct ErrorInjectionFilter<Next: BlockBackend>: Filter {
 
 /// One ``ErrorInjectionPolicy`` per operation.
 public struct ErrorInjectionPolicies: Sendable, Hashable {
+    /// The policy for reads.
     public var read: ErrorInjectionPolicy
+    /// The policy for writes.
     public var write: ErrorInjectionPolicy
+    /// The policy for write-zeroes requests.
     public var zero: ErrorInjectionPolicy
+    /// The policy for trims.
     public var trim: ErrorInjectionPolicy
+    /// The policy for flushes.
     public var flush: ErrorInjectionPolicy
+    /// The policy for cache requests.
     public var cache: ErrorInjectionPolicy
+    /// The policy for block status requests.
     public var extents: ErrorInjectionPolicy
 
     /// Uses `policy` for every operation.

@@ -6,6 +6,7 @@ import NBDCore
 /// Beyond nbdkit 1.32, `error-flush`, `error-flush-rate` and `error-flush-file` inject errors into
 /// flushes, which is how a failing flush in a multi-conn fan-out is tested.
 public struct ErrorInjectionLayer: ConfigurableFilterLayer {
+    /// The policy per operation that every connection's filter applies.
     public let policies: ErrorInjectionPolicies
     public var name: String { Self.filterName }
 
@@ -39,6 +40,7 @@ public struct ErrorInjectionLayer: ConfigurableFilterLayer {
         return list
     }
 
+    /// Creates the layer from nbdkit's parameters; per-operation keys override the general ones.
     public init(parameters: [String: String]) throws(NBDError) {
         var general = ErrorInjectionPolicy()
         if let code = parameters["error"] { general.code = try ErrorInjectionPolicy.parseCode(code, for: "error") }

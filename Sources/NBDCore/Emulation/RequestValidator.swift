@@ -1,12 +1,20 @@
 /// The NBD commands that reach a backend.
 public enum Command: UInt16, Sendable, Hashable, CustomStringConvertible {
+    /// `NBD_CMD_READ`.
     case read = 0
+    /// `NBD_CMD_WRITE`.
     case write = 1
+    /// `NBD_CMD_DISC`.
     case disconnect = 2
+    /// `NBD_CMD_FLUSH`.
     case flush = 3
+    /// `NBD_CMD_TRIM`.
     case trim = 4
+    /// `NBD_CMD_CACHE`.
     case cache = 5
+    /// `NBD_CMD_WRITE_ZEROES`.
     case writeZeroes = 6
+    /// `NBD_CMD_BLOCK_STATUS`.
     case blockStatus = 7
 
     public var description: String {

@@ -6,6 +6,7 @@ public struct ParameterDescription: Sendable, Hashable {
     /// What the parameter does, its values and default, in one or two sentences.
     public var summary: String
 
+    /// Describes the parameter `name`.
     public init(_ name: String, _ summary: String) {
         self.name = name
         self.summary = summary

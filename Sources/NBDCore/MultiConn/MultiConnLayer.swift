@@ -31,6 +31,7 @@ extension MultiConnLayer: ConfigurableFilterLayer {
         ]
     }
 
+    /// Creates the layer from nbdkit's `multi-conn-*` parameters.
     public init(parameters: [String: String]) throws(NBDError) {
         var configuration = MultiConnConfiguration()
         if let mode = parameters["multi-conn-mode"] {
