@@ -9,21 +9,33 @@ import Synchronization
 ///
 /// `send` and `recv` block; they are called only from threads the server owns. `shutdownReading()`
 /// may be called from any thread to wake a blocked `recv` (used by server shutdown).
+///
+/// A socket may instead be backed by a ``MemoryTransport`` (no descriptor), so the fuzz targets can
+/// drive the real handshake and request loop without the kernel.
 final class Socket: Sendable {
-    /// The file descriptor; valid for the life of the object.
+    /// The file descriptor; valid for the life of the object. -1 for an in-memory socket.
     let descriptor: Int32
+    private let memory: MemoryTransport?
 
     init(adopting descriptor: Int32) {
         self.descriptor = descriptor
+        self.memory = nil
+    }
+
+    /// A socket whose peer is `transport` instead of the kernel.
+    init(memory transport: MemoryTransport) {
+        self.descriptor = -1
+        self.memory = transport
     }
 
     deinit {
-        close(descriptor)
+        if descriptor >= 0 { close(descriptor) }
     }
 
     /// Receives up to `buffer.count` bytes. Returns 0 at end of stream, -1 on error.
     func receive(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        if let memory { return memory.receive(into: buffer) }
         while true {
             let result = recv(descriptor, base, buffer.count, 0)
             if result < 0 && errno == EINTR { continue }
@@ -36,6 +48,7 @@ final class Socket: Sendable {
     /// `MSG_NOSIGNAL` keeps a vanished peer from raising `SIGPIPE`.
     func sendAll(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard var pointer = bytes.baseAddress else { return true }
+        if let memory { return memory.send(bytes) }
         var remaining = bytes.count
         while remaining > 0 {
             let sent = send(descriptor, pointer, remaining, Int32(MSG_NOSIGNAL))
@@ -51,6 +64,7 @@ final class Socket: Sendable {
 
     /// Makes a blocking `recv` fail after `timeout` without data; `nil` waits forever.
     func setReceiveTimeout(_ timeout: Duration?) {
+        guard memory == nil else { return }
         var value = timeval(tv_sec: 0, tv_usec: 0)
         if let timeout {
             let (seconds, attoseconds) = timeout.components
@@ -62,11 +76,13 @@ final class Socket: Sendable {
 
     /// Stops further receives; a blocked `recv` returns end of stream. Replies can still be sent.
     func shutdownReading() {
+        guard memory == nil else { return }
         _ = Glibc.shutdown(descriptor, Int32(SHUT_RD))
     }
 
     /// Stops both directions, which makes the peer see end of stream at once.
     func shutdownBoth() {
+        guard memory == nil else { return }
         _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR))
     }
 }
