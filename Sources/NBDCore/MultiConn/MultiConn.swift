@@ -181,7 +181,16 @@ public actor MultiConn {
     }
 
     /// One fan-out round: choose the members that need a flush (nbdkit's rules), flush them
-    /// concurrently, and restore the dirty state of any that failed so the next flush retries them.
+    /// concurrently, then flush again every member that was used while the first wave ran, and
+    /// restore the dirty state of any that failed so the next flush retries them.
+    ///
+    /// The second wave closes a gap that a concurrent fan-out (and nbdkit's serial one, with a
+    /// backend that accepts parallel requests) leaves open: a connection flushed early in the wave
+    /// drops its cache, and a request that reaches it while the others are still being flushed may
+    /// refill that cache from storage that does not yet hold their writes. Without the second wave
+    /// its later reads would miss data the flush promised to publish. A member with no request
+    /// during the wave (always the case when requests wait for the flush, so the flush counts match
+    /// nbdkit's) is not flushed twice.
     @concurrent
     private static func fanOut(
         group: MultiConnGroup,
@@ -193,7 +202,9 @@ public actor MultiConn {
         // while the round runs leaves its bit set for the next flush instead of being forgotten.
         let groupWasDirty = group.dirty.exchange(false, ordering: .sequentiallyConsistent)
         var selected: [(member: MultiConnMember, bits: UInt8)] = []
+        var requestsBefore: [UInt64] = []
         for member in members {
+            requestsBefore.append(member.requestsStarted.load(ordering: .sequentiallyConsistent))
             let bits = member.dirty.exchange(0, ordering: .sequentiallyConsistent)
             let needsFlush =
                 tracking == .off
@@ -207,13 +218,42 @@ public actor MultiConn {
         }
         guard !selected.isEmpty else { return .success(()) }
 
+        if let failure = await flushWave(selected, groupWasDirty: groupWasDirty, group: group, executor: executor) {
+            return .failure(failure)
+        }
+        // Members used since the round began, or with a request still running, may have refilled a
+        // cache from storage the first wave had not finished updating.
+        var touched: [(member: MultiConnMember, bits: UInt8)] = []
+        for (index, member) in members.enumerated() {
+            let finished = member.requestsFinished.load(ordering: .sequentiallyConsistent)
+            let started = member.requestsStarted.load(ordering: .sequentiallyConsistent)
+            if started != requestsBefore[index] || started != finished {
+                touched.append((member, 0))
+            }
+        }
+        if !touched.isEmpty,
+            let failure = await flushWave(touched, groupWasDirty: true, group: group, executor: executor)
+        {
+            return .failure(failure)
+        }
+        return .success(())
+    }
+
+    /// Flushes `entries` concurrently. On failure the member is left dirty (its old bits plus
+    /// `wrote`) and the group too, and the first error is returned.
+    private static func flushWave(
+        _ entries: [(member: MultiConnMember, bits: UInt8)],
+        groupWasDirty: Bool,
+        group: MultiConnGroup,
+        executor: (any TaskExecutor)?
+    ) async -> NBDError? {
         var outcomes: [Result<Void, NBDError>]
-        if selected.count == 1 {
-            outcomes = [await flushResult(selected[0].member)]
+        if entries.count == 1 {
+            outcomes = [await flushResult(entries[0].member)]
         } else {
-            outcomes = Array(repeating: .success(()), count: selected.count)
+            outcomes = Array(repeating: .success(()), count: entries.count)
             await withTaskGroup(of: (Int, Result<Void, NBDError>).self) { tasks in
-                for (index, entry) in selected.enumerated() {
+                for (index, entry) in entries.enumerated() {
                     tasks.addTask(executorPreference: executor) {
                         (index, await flushResult(entry.member))
                     }
@@ -227,16 +267,16 @@ public actor MultiConn {
         for (index, outcome) in outcomes.enumerated() {
             if case .failure(let error) = outcome {
                 // Leave the connection dirty so the next flush tries it again.
-                selected[index].member.dirty.bitwiseOr(
-                    selected[index].bits | MultiConnMember.wrote, ordering: .sequentiallyConsistent)
+                entries[index].member.dirty.bitwiseOr(
+                    entries[index].bits | MultiConnMember.wrote, ordering: .sequentiallyConsistent)
                 if groupWasDirty { group.dirty.store(true, ordering: .sequentiallyConsistent) }
                 if firstError == nil {
-                    firstError = NBDError(error.code, "multi-conn flush of connection \(selected[index].member.id) failed: \(error.message)")
+                    firstError = NBDError(
+                        error.code, "multi-conn flush of connection \(entries[index].member.id) failed: \(error.message)")
                 }
             }
         }
-        if let firstError { return .failure(firstError) }
-        return .success(())
+        return firstError
     }
 
     private static func flushResult(_ member: MultiConnMember) async -> Result<Void, NBDError> {

@@ -51,6 +51,18 @@ public final class MultiConnFilter<Next: BlockBackend>: Filter {
 
     // MARK: Dirty tracking
 
+    /// Counts a request in and out, so that an emulate-mode fan-out can tell whether this connection
+    /// was used while it ran (see ``MultiConn``). Outside emulate mode nothing reads the counts.
+    @inlinable
+    func beginRequest() {
+        if emulating { member.requestsStarted.add(1, ordering: .sequentiallyConsistent) }
+    }
+
+    @inlinable
+    func endRequest() {
+        if emulating { member.requestsFinished.add(1, ordering: .sequentiallyConsistent) }
+    }
+
     @inlinable
     func markRead() {
         if tracking == .connection { member.mark(MultiConnMember.read) }
@@ -75,12 +87,16 @@ public final class MultiConnFilter<Next: BlockBackend>: Filter {
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags)
         async throws(NBDError)
     {
+        beginRequest()
+        defer { endRequest() }
         markRead()
         try await next.read(into: buffer, at: offset, flags: flags)
     }
 
     @inlinable
     public func cache(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+        beginRequest()
+        defer { endRequest() }
         markRead()
         try await next.cache(count: count, at: offset, flags: flags)
     }
@@ -89,22 +105,43 @@ public final class MultiConnFilter<Next: BlockBackend>: Filter {
     public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags)
         async throws(NBDError)
     {
+        beginRequest()
         let passed = beginWrite(flags)
-        try await next.write(data, at: offset, flags: passed)
+        do {
+            try await next.write(data, at: offset, flags: passed)
+        } catch {
+            endRequest()
+            throw error
+        }
+        endRequest()
         try await endWrite(flags)
     }
 
     @inlinable
     public func zero(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+        beginRequest()
         let passed = beginWrite(flags)
-        try await next.zero(count: count, at: offset, flags: passed)
+        do {
+            try await next.zero(count: count, at: offset, flags: passed)
+        } catch {
+            endRequest()
+            throw error
+        }
+        endRequest()
         try await endWrite(flags)
     }
 
     @inlinable
     public func trim(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+        beginRequest()
         let passed = beginWrite(flags)
-        try await next.trim(count: count, at: offset, flags: passed)
+        do {
+            try await next.trim(count: count, at: offset, flags: passed)
+        } catch {
+            endRequest()
+            throw error
+        }
+        endRequest()
         try await endWrite(flags)
     }
 

@@ -16,6 +16,10 @@ final class MultiConnMember: Sendable {
     /// Flushes currently running on this connection's own behalf (see ``MultiConnFilter``).
     @usableFromInline let flushesInFlight = Atomic<Int>(0)
     let flushNext: @Sendable () async throws(NBDError) -> Void
+    /// Requests that entered this connection's filter, and those that left it (emulate mode only):
+    /// a fan-out compares them to learn whether the connection was used while it ran.
+    @usableFromInline let requestsStarted = Atomic<UInt64>(0)
+    @usableFromInline let requestsFinished = Atomic<UInt64>(0)
 
     init(id: UInt64, flushNext: @escaping @Sendable () async throws(NBDError) -> Void) {
         self.id = id
