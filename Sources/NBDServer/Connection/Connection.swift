@@ -187,8 +187,14 @@ struct Connection<Provider: BackendProvider>: Sendable {
         guard !output.isEmpty else { return !writer.hasFailed }
         let ok = writer.write(output.bytes)
         output.removeAll()
+        // A rare huge read (up to the payload limit) must not pin its buffer for the connection's
+        // life; ordinary batches and 1-4 MiB reads stay below this and keep their buffer.
+        output.shrink(to: Self.retainedOutputCapacity)
         return ok
     }
+
+    /// The most output buffer memory a connection keeps between batches.
+    static var retainedOutputCapacity: Int { 8 << 20 }
 
     /// Whether a whole request (header and, for a write, its payload) is already buffered, so its
     /// reply can join the current batch instead of the batch being sent first.
