@@ -16,6 +16,7 @@ let benchmarkDependencies: [Target.Dependency] = [
     .product(name: "NBDBackends", package: "swift-nbd-middleware"),
     .product(name: "NBDStatsFilter", package: "swift-nbd-middleware"),
     .product(name: "NBDFUAFilter", package: "swift-nbd-middleware"),
+    "BenchmarkSupport",
 ]
 
 let package = Package(
@@ -26,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        .target(name: "BenchmarkSupport", path: "Support/BenchmarkSupport", swiftSettings: upcomingFeatures),
         .executableTarget(
             name: "RequestPath",
             dependencies: benchmarkDependencies,

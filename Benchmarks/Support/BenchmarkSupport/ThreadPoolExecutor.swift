@@ -4,14 +4,17 @@ import Synchronization
 import Glibc
 #endif
 
-/// A `TaskExecutor` with its own threads, for flushes that block (the role the server's slow-operation
-/// pool plays). Jobs run in arrival order on whichever thread is free.
-final class ThreadPoolExecutor: TaskExecutor, @unchecked Sendable {
+/// A `TaskExecutor` with its own threads: for flushes that block (the role the server's slow-operation
+/// pool plays), and for tasks that must really run in parallel (the benchmark runner keeps one of the
+/// 2 cooperative-pool threads of this machine busy). Jobs run in arrival order on whichever thread is
+/// free. The threads live as long as the process.
+public final class ThreadPoolExecutor: TaskExecutor, @unchecked Sendable {
     // @unchecked Sendable: the job queue is inside a Mutex; the semaphore is thread-safe.
     private let jobs = Mutex<[UnownedJob]>([])
     private let available = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
 
-    init(threads: Int) {
+    /// Starts `threads` threads.
+    public init(threads: Int) {
         sem_init(available, 0, 0)
         for _ in 0..<threads {
             let context = Unmanaged.passRetained(self).toOpaque()
@@ -26,7 +29,7 @@ final class ThreadPoolExecutor: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    func enqueue(_ job: consuming ExecutorJob) {
+    public func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
         jobs.withLock { $0.append(unowned) }
         sem_post(available)
