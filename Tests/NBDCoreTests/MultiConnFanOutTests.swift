@@ -1,3 +1,4 @@
+import NBDBackends
 @testable import NBDCore
 import NBDTestSupport
 import Synchronization
@@ -174,5 +175,51 @@ final class MultiConnFanOutTests: XCTestCase {
         await handles[0].close()
         let empty = await coordinator.connectionCounts()
         XCTAssertTrue(empty.isEmpty, "an empty group is removed")
+    }
+
+    /// A flush that waits at `before` until the test opens it, or reports at `after` once done.
+    struct GatedFlush<Next: BlockBackend>: Filter {
+        let next: Next
+        var before: Gate?
+        var after: Gate?
+        func flush(flags: CommandFlags) async throws(NBDError) {
+            if let before { await before.pass() }
+            try await next.flush(flags: flags)
+            if let after { await after.pass() }
+        }
+    }
+
+    /// A connection flushed early in a fan-out and used again before the others' writes reached
+    /// storage refills its cache with old data; the second wave must flush it again, or its reads
+    /// after the flush reply would miss what the flush published.
+    func testAConnectionUsedWhileTheFanOutRunsIsFlushedAgain() async throws {
+        let provider = try ConnectionCacheProvider(size: 32, initialText: "Initial contents")
+        let coordinator = MultiConn(MultiConnConfiguration(mode: .emulate))
+        let writerGate = Gate()
+        let readerFlushed = Gate(opensAfter: 1)
+        let writer = try await coordinator.filter(
+            wrapping: GatedFlush(next: try await provider.open(ConnectionInfo(id: 1)), before: writerGate),
+            for: ConnectionInfo(id: 1))
+        let reader = try await coordinator.filter(
+            wrapping: GatedFlush(next: try await provider.open(ConnectionInfo(id: 2)), after: readerFlushed),
+            for: ConnectionInfo(id: 2))
+        let cached = try await reader.readString(4, at: 0)
+        XCTAssertEqual(cached, "Init")
+        try await writer.writeString("Next", at: 0)
+
+        let flush = Task { try await reader.flush(flags: []) }
+        await writerGate.waitForArrivals(1)  // the writer's data is not on storage yet
+        await readerFlushed.waitForArrivals(1)  // the reader's cache was dropped
+        let concurrent = try await reader.readString(4, at: 0)  // refills it from old storage
+        XCTAssertEqual(concurrent, "Init")
+        await writerGate.open()
+        try await flush.value
+
+        let after = try await reader.readString(4, at: 0)
+        XCTAssertEqual(after, "Next", "a read after the flush reply must see data the flush published")
+        let arrivals = await readerFlushed.arrivals
+        XCTAssertEqual(arrivals, 2, "the reader is flushed in both waves")
+        await writer.close()
+        await reader.close()
     }
 }
