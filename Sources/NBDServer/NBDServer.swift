@@ -30,7 +30,7 @@ public final class NBDServer: Sendable {
     private let context: ServerContext
     private let startConnection: @Sendable (UInt64, Socket, ServerContext) -> Bool
     private let shutdownProvider: @Sendable () async -> Void
-    private let state = Mutex(State())
+    private let state = LockedValue(State())
 
     /// Creates a server for `provider`. Nothing listens until ``listen(on:)``.
     public init<Provider: BackendProvider>(

@@ -29,7 +29,7 @@ public final class StatsCollector: Sendable {
         var retired: [OperationStats] = StatsOperation.allCases.map { OperationStats(operation: $0) }
     }
 
-    private let registry = Mutex(Registry())
+    private let registry = LockedValue(Registry())
 
     /// Creates a collector and starts its clock.
     ///

@@ -15,7 +15,7 @@ public final class StatsFile: Sendable {
     /// Whether reports are appended rather than replacing the file's contents.
     public let appends: Bool
     /// The open descriptor, or -1 once the report was written.
-    private let descriptor: Mutex<Int32>
+    private let descriptor: LockedValue<Int32>
 
     /// Opens `path` (made absolute against the current directory) for writing, with mode 0666 before
     /// the umask, creating it, and truncating it unless `append` is set.
@@ -31,7 +31,7 @@ public final class StatsFile: Sendable {
         }
         self.path = absolute
         self.appends = append
-        self.descriptor = Mutex(fd)
+        self.descriptor = LockedValue(fd)
     }
 
     deinit {

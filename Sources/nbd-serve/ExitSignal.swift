@@ -1,4 +1,5 @@
 import Dispatch
+import NBDCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -8,7 +9,7 @@ import Synchronization
 /// The reason to exit, delivered once, by whichever comes first: a signal or the end of the `--run`
 /// command.
 final class ExitSignal: Sendable {
-    private let state = Mutex<(code: Int32?, waiter: CheckedContinuation<Int32, Never>?)>((nil, nil))
+    private let state = LockedValue<(code: Int32?, waiter: CheckedContinuation<Int32, Never>?)>((nil, nil))
 
     /// Delivers `code` unless a code was delivered already.
     func finish(_ code: Int32) {

@@ -26,7 +26,7 @@ final class CompositionTests: XCTestCase {
     }
 
     final class OperationTrail: Sendable {
-        let entries = Mutex<[String]>([])
+        let entries = LockedValue<[String]>([])
         func record(_ entry: String) { entries.withLock { $0.append(entry) } }
         var all: [String] { entries.withLock { $0 } }
     }

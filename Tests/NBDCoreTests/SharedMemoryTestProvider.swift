@@ -4,20 +4,20 @@ import Synchronization
 /// A minimal in-memory export shared by all connections, advertising multi-conn and flush (like
 /// nbdkit's memory plugin). Flush may be made to fail or to wait at a gate.
 final class SharedMemoryTestProvider: BackendProvider, Sendable {
-    let bytes: Mutex<[UInt8]>
+    let bytes: LockedValue<[UInt8]>
     let size: UInt64
     let canMultiConn: Bool
     let canFlush: Bool
     /// Flushes that reached the store, per connection id.
-    let flushes = Mutex<[UInt64: Int]>([:])
+    let flushes = LockedValue<[UInt64: Int]>([:])
     /// Connection ids whose next flushes fail, with how many failures remain.
-    let failingFlushes = Mutex<[UInt64: Int]>([:])
+    let failingFlushes = LockedValue<[UInt64: Int]>([:])
     /// When set, each flush runs this first (a gate or a barrier).
-    let beforeFlush: Mutex<(@Sendable (UInt64) async -> Void)?> = Mutex(nil)
+    let beforeFlush: LockedValue<(@Sendable (UInt64) async -> Void)?> = LockedValue(nil)
 
     init(size: UInt64, canMultiConn: Bool = true, canFlush: Bool = true) {
         self.size = size
-        self.bytes = Mutex([UInt8](repeating: 0, count: Int(size)))
+        self.bytes = LockedValue([UInt8](repeating: 0, count: Int(size)))
         self.canMultiConn = canMultiConn
         self.canFlush = canFlush
     }

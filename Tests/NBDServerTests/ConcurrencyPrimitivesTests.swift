@@ -1,4 +1,5 @@
 import Dispatch
+import NBDCore
 import Synchronization
 import XCTest
 
@@ -11,7 +12,7 @@ import XCTest
 final class ConcurrencyPrimitivesTests: XCTestCase {
     func testConnectionExecutorRunsItsTaskOnItsOwnThread() async throws {
         let executor = try XCTUnwrap(ConnectionExecutor(name: "test"))
-        let threads = Mutex<Set<UInt>>([])
+        let threads = LockedValue<Set<UInt>>([])
         let task = Task(executorPreference: executor) {
             for _ in 0..<3 {
                 threads.withLock { _ = $0.insert(UInt(bitPattern: Int(pthread_self()))) }
@@ -52,7 +53,7 @@ final class ConcurrencyPrimitivesTests: XCTestCase {
         let messages = 200
         let size = 1000
         // Drain concurrently so writers block in send and contend.
-        let received = Mutex<[UInt8]>([])
+        let received = LockedValue<[UInt8]>([])
         let drained = DispatchSemaphore(value: 0)
         ReaderThread.detach {
             var buffer = [UInt8](repeating: 0, count: 65536)

@@ -295,7 +295,7 @@ final class HostileClientTests: ServerTestCase {
 
 /// Collects log lines and lets a test wait for one to appear.
 final class LogRecorder: Sendable {
-    private let storage = Mutex<[String]>([])
+    private let storage = LockedValue<[String]>([])
     private let appended = DispatchSemaphore(value: 0)
 
     var lines: [String] { storage.withLock { $0 } }

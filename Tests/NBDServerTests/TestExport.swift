@@ -10,7 +10,7 @@ final class Gate: Sendable {
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    private let state = Mutex(State())
+    private let state = LockedValue(State())
     private let arrivals = DispatchSemaphore(value: 0)
 
     /// Called by the backend: records the arrival and suspends until ``open()``.
@@ -45,19 +45,19 @@ final class Gate: Sendable {
 
 /// What a test export records; shared by the provider and every backend it opened.
 final class TestExportState: Sendable {
-    let data: Mutex<[UInt8]>
+    let data: LockedValue<[UInt8]>
     let opens = Atomic<Int>(0)
     let closes = Atomic<Int>(0)
     let shutdowns = Atomic<Int>(0)
     let flushes = Atomic<Int>(0)
     /// The number of opens still to fail.
     let failingOpens = Atomic<Int>(0)
-    let exportNames = Mutex<[String]>([])
-    let lastWriteFlags = Mutex<CommandFlags>([])
+    let exportNames = LockedValue<[String]>([])
+    let lastWriteFlags = LockedValue<CommandFlags>([])
     let flushGate: Gate?
 
     init(size: Int, flushGate: Gate? = nil) {
-        data = Mutex([UInt8](repeating: 0, count: size))
+        data = LockedValue([UInt8](repeating: 0, count: size))
         self.flushGate = flushGate
     }
 }

@@ -24,7 +24,7 @@ public struct LoggedOperation: Sendable, Hashable, CustomStringConvertible {
 
 /// A thread-safe log of operations shared by every connection's ``RecordingFilter``.
 public final class OperationLog: Sendable {
-    private let entries = Mutex<[LoggedOperation]>([])
+    private let entries = LockedValue<[LoggedOperation]>([])
 
     public init() {}
 

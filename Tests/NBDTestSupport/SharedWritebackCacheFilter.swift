@@ -12,7 +12,7 @@ public final class SharedBlockCache: Sendable {
     }
 
     let blockSize: Int
-    let state = Mutex(State())
+    let state = LockedValue(State())
 
     public init(blockSize: Int = 4096) {
         self.blockSize = blockSize

@@ -13,14 +13,14 @@ import Synchronization
 /// ```
 public final class TestMemoryBackend: BlockBackend {
     public let capabilities: Capabilities
-    private let storage: Mutex<[UInt8]>
-    private let failures = Mutex<[Command: [NBDError]]>([:])
+    private let storage: LockedValue<[UInt8]>
+    private let failures = LockedValue<[Command: [NBDError]]>([:])
     private let closeCount = Atomic<Int>(0)
 
     /// Creates a zero-filled backend of `capabilities.size` bytes (keep it small: it is an array).
     public init(capabilities: Capabilities) {
         self.capabilities = capabilities
-        self.storage = Mutex([UInt8](repeating: 0, count: Int(capabilities.size)))
+        self.storage = LockedValue([UInt8](repeating: 0, count: Int(capabilities.size)))
     }
 
     /// Creates a backend of `size` bytes with the default (everything native) capabilities.

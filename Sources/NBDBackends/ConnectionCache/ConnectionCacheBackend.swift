@@ -13,7 +13,7 @@ public final class ConnectionCacheBackend: BlockBackend {
     private let store: ConnectionCacheStore
     private let exportName: String
     private let strictFUA: Bool
-    private let state = Mutex(State())
+    private let state = LockedValue(State())
 
     init(store: ConnectionCacheStore, exportName: String, size: UInt64, strictFUA: Bool, isReadOnly: Bool) {
         self.store = store

@@ -4,10 +4,10 @@ import Synchronization
 /// The persistent images of a connection-cache export, one per export name, shared by every
 /// connection. Connections only see them through their private snapshots.
 final class ConnectionCacheStore: Sendable {
-    private let images: Mutex<[String: SparseImage]>
+    private let images: LockedValue<[String: SparseImage]>
 
     init(initial: SparseImage) {
-        images = Mutex(["": initial])
+        images = LockedValue(["": initial])
     }
 
     /// Prepares the image for a connection to `exportName`. As in nbdkit's multi-conn test plugin, a

@@ -12,7 +12,7 @@ final class MultiConnGroup: Sendable {
     /// does not reply before a flush already under way finished making earlier writes durable.
     @usableFromInline let flushesInFlight = Atomic<Int>(0)
     /// Members in arrival order. Changed only by the ``MultiConn`` actor; read by anyone.
-    let members = Mutex<[MultiConnMember]>([])
+    let members = LockedValue<[MultiConnMember]>([])
 
     init(exportName: String?) {
         self.exportName = exportName

@@ -1,3 +1,4 @@
+import NBDCore
 import Synchronization
 
 /// Serializes replies from several threads onto one socket without holding a lock across `send`.
@@ -15,7 +16,7 @@ final class CombiningWriter: Sendable {
     }
 
     private let socket: Socket
-    private let state = Mutex(State())
+    private let state = LockedValue(State())
 
     init(socket: Socket) {
         self.socket = socket

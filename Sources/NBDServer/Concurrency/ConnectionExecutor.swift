@@ -1,3 +1,4 @@
+import NBDCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -18,7 +19,7 @@ final class ConnectionExecutor: TaskExecutor {
         var exited = false
     }
 
-    private let state = Mutex(State())
+    private let state = LockedValue(State())
     private let wakeup = Semaphore()
 
     /// Creates the executor and starts its thread.

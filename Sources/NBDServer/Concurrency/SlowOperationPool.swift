@@ -1,3 +1,4 @@
+import NBDCore
 import Synchronization
 
 /// A small pool of dedicated threads, shared by all connections of a server, that runs the requests
@@ -15,14 +16,14 @@ final class SlowOperationPool: TaskExecutor {
         var running: Int
     }
 
-    private let state: Mutex<State>
+    private let state: LockedValue<State>
     private let wakeup = Semaphore()
     private let threadCount: Int
 
     /// Starts `threads` threads.
     init(threads: Int, name: String = "nbd-slow") {
         threadCount = max(1, threads)
-        state = Mutex(State(running: 0))
+        state = LockedValue(State(running: 0))
         for index in 0..<threadCount {
             if ThreadStarter.start(name: "\(name)-\(index)", { [self] in loop() }) {
                 state.withLock { $0.running += 1 }

@@ -12,7 +12,7 @@ final class ServerContext: Sendable {
 
     let configuration: ServerConfiguration
     let pool: SlowOperationPool
-    let state = Mutex(State())
+    let state = LockedValue(State())
 
     init(configuration: ServerConfiguration) {
         self.configuration = configuration

@@ -1,3 +1,4 @@
+import NBDCore
 import Synchronization
 
 /// The peer of an in-memory ``Socket``: a client whose bytes are fixed in advance. The fuzz targets
@@ -13,7 +14,7 @@ package final class MemoryTransport: Sendable {
         var sent = 0
     }
 
-    private let state: Mutex<State>
+    private let state: LockedValue<State>
     private let chunkLimit: Int
     private let sendLimit: Int
 
@@ -22,7 +23,7 @@ package final class MemoryTransport: Sendable {
     ///   - chunkLimit: The most one `receive` returns.
     ///   - sendLimit: The number of reply bytes after which sending fails.
     package init(input: [UInt8], chunkLimit: Int = .max, sendLimit: Int = .max) {
-        state = Mutex(State(input: input))
+        state = LockedValue(State(input: input))
         self.chunkLimit = max(1, chunkLimit)
         self.sendLimit = sendLimit
     }
