@@ -29,7 +29,9 @@ public struct ServerConfiguration: Sendable {
     /// once per connection. When reached, the connection stops reading requests until one finishes:
     /// back-pressure that also bounds the memory a client can tie up.
     public var maximumSlowRequestsPerConnection: Int
-    /// The number of threads that run slow requests, shared by every connection.
+    /// The number of threads that run slow requests, shared by every connection. A multi-conn
+    /// fan-out started by a slow flush runs its per-connection flushes on these threads too, so this
+    /// also bounds how many blocking flushes (`fdatasync`) run at once. Idle threads cost no CPU.
     public var slowOperationThreads: Int
     /// The size of each connection's receive buffer; one `recv` picks up everything that fits.
     public var receiveBufferSize: Int
@@ -61,7 +63,7 @@ public struct ServerConfiguration: Sendable {
         maximumOptionLength: UInt32 = 64 << 10,
         maximumConnections: Int = 64,
         maximumSlowRequestsPerConnection: Int = 16,
-        slowOperationThreads: Int = 4,
+        slowOperationThreads: Int = 16,
         receiveBufferSize: Int = 256 << 10,
         sendBatchSize: Int = 256 << 10,
         holeDetectionThreshold: Int? = nil,

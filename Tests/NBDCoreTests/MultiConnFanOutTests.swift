@@ -222,4 +222,19 @@ final class MultiConnFanOutTests: XCTestCase {
         await writer.close()
         await reader.close()
     }
+
+    /// The fan-out runs on the executor of the task that asked for the flush (in nbd-serve the
+    /// slow-operation pool), never on the cooperative pool, where blocking flushes would starve it.
+    func testTheFanOutRunsOnTheRequestingTasksExecutor() async throws {
+        let provider = SharedMemoryTestProvider(size: 4096, canMultiConn: false)
+        let coordinator = MultiConn(MultiConnConfiguration(mode: .emulate))
+        let handles = try await open(4, provider, coordinator)
+        for handle in handles { try await handle.writeBytes([1], at: 0) }
+        let executor = TestThreadExecutor()
+        defer { executor.stop() }
+        let placements = LockedValue<[Bool]>([])
+        provider.beforeFlush.withLock { $0 = { _ in placements.withLock { $0.append(executor.isCurrent) } } }
+        try await Task(executorPreference: executor) { try await handles[0].flush(flags: []) }.value
+        XCTAssertEqual(placements.withLock { $0 }, [true, true, true, true])
+    }
 }

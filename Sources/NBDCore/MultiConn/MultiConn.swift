@@ -254,8 +254,13 @@ public actor MultiConn {
             outcomes = Array(repeating: .success(()), count: entries.count)
             await withTaskGroup(of: (Int, Result<Void, NBDError>).self) { tasks in
                 for (index, entry) in entries.enumerated() {
-                    tasks.addTask(executorPreference: executor) {
-                        (index, await flushResult(entry.member))
+                    // `addTask(executorPreference:)` with a nil *variable* means "no preference" (the
+                    // global pool), unlike a plain `addTask`, which inherits the requesting task's
+                    // executor (the server's slow-operation pool). Blocking flushes must stay there.
+                    if let executor {
+                        tasks.addTask(executorPreference: executor) { (index, await flushResult(entry.member)) }
+                    } else {
+                        tasks.addTask { (index, await flushResult(entry.member)) }
                     }
                 }
                 for await (index, outcome) in tasks {
