@@ -65,7 +65,7 @@ public final class NBDServer: Sendable {
         let startConnection = self.startConnection
         try listener.start { socket in
             guard let id = context.register(socket) else {
-                context.log(
+                context.warn(
                     "refused a connection: the server is stopping or has \(context.configuration.maximumConnections) connections"
                 )
                 socket.shutdownBoth()

@@ -53,6 +53,10 @@ public struct ServerConfiguration: Sendable {
     public var shutdownGracePeriod: Duration
     /// Receives debug messages (connections opening and closing, refused requests), or `nil`.
     public var logger: (@Sendable (String) -> Void)?
+    /// Receives what an operator should see even without debug output: an export that could not be
+    /// opened for a client (with the reason the client was sent), a connection refused at the
+    /// connection limit, a client dropped for a protocol violation. `nil` sends these to ``logger``.
+    public var errorLogger: (@Sendable (String) -> Void)?
 
     /// Creates a configuration with the defaults described on each property.
     public init(

@@ -29,6 +29,8 @@ if options.showsVersion {
 signal(SIGPIPE, SIG_IGN)
 
 var configuration = ServerConfiguration()
+// Problems an operator must see are printed without -v too, as nbdkit prints its errors.
+configuration.errorLogger = { message in printToStandardError("nbd-serve: error: \(message)") }
 if options.isVerbose {
     configuration.logger = { message in printToStandardError("nbd-serve: debug: \(message)") }
 }

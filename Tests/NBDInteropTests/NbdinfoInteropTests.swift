@@ -56,5 +56,10 @@ final class NbdinfoInteropTests: XCTestCase {
         XCTAssertTrue(result.stdout.contains("served"), result.stdout)
         XCTAssertTrue(
             result.stderr.contains("fuamode 'force' requires FUA support"), "the client should see why: \(result.stderr)")
+        // The operator sees it too, without -v.
+        let serverLines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("nbd-serve: error: ") }
+        // nbdinfo asks with NBD_OPT_INFO and then NBD_OPT_GO, so each client is refused twice.
+        XCTAssertEqual(serverLines.count, 4, "one line per refused open: \(result.stderr)")
+        XCTAssertTrue(serverLines.allSatisfy { $0.contains("cannot open export ''") && $0.contains("fuamode 'force'") })
     }
 }

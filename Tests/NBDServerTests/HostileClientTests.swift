@@ -225,6 +225,23 @@ final class HostileClientTests: ServerTestCase {
         await assertEveryBackendClosedOnce(server, export, opens: 2)
     }
 
+    func testRefusalsGoToTheErrorLoggerWhenOneIsSet() async throws {
+        let errors = LogRecorder()
+        let debug = LogRecorder()
+        var configuration = ServerConfiguration()
+        configuration.maximumConnections = 1
+        configuration.errorLogger = errors.record
+        configuration.logger = debug.record
+        let (server, endpoint, export) = try startCountingServer(configuration: configuration)
+        let first = try endpoint.client()
+        try first.connect()
+        let second = try endpoint.client()
+        XCTAssertTrue(second.serverClosed())
+        errors.waitForLines(containing: "refused a connection", count: 1)
+        XCTAssertFalse(debug.lines.contains { $0.contains("refused a connection") }, "reported once, as an error")
+        await assertEveryBackendClosedOnce(server, export, opens: 1)
+    }
+
     func testSlowWritePayloadsHeldPerConnectionAreBoundedByTheSlowRequestLimit() async throws {
         let gate = Gate()
         defer { gate.open() }

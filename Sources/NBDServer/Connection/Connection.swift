@@ -29,6 +29,12 @@ struct Connection<Provider: BackendProvider>: Sendable {
         return true
     }
 
+    /// Reports a problem an operator should see (see ``ServerConfiguration/errorLogger``).
+    private func warn(_ message: @autoclosure () -> String) {
+        let line = "connection \(id): \(message())"
+        if let errorLogger = configuration.errorLogger { errorLogger(line) } else { configuration.logger?(line) }
+    }
+
     private func log(_ message: @autoclosure () -> String) {
         configuration.logger?("connection \(id): \(message())")
     }
@@ -89,7 +95,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
             let header = RequestHeader(parsing: reader.unread)
             reader.consume(ProtocolConstants.requestHeaderSize)
             guard header.magic == ProtocolConstants.requestMagic else {
-                log("bad request magic 0x\(String(header.magic, radix: 16)); disconnecting")
+                warn("bad request magic 0x\(String(header.magic, radix: 16)); disconnecting")
                 break loop
             }
             let flags = CommandFlags(rawValue: header.flags)

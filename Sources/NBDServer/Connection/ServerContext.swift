@@ -25,6 +25,15 @@ final class ServerContext: Sendable {
 
     var isShuttingDown: Bool { state.withLock { $0.stopping } }
 
+    /// Reports a problem an operator should see (see ``ServerConfiguration/errorLogger``).
+    func warn(_ message: @autoclosure () -> String) {
+        if let errorLogger = configuration.errorLogger {
+            errorLogger(message())
+        } else {
+            configuration.logger?(message())
+        }
+    }
+
     func log(_ message: @autoclosure () -> String) {
         configuration.logger?(message())
     }

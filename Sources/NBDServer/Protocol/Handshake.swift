@@ -36,6 +36,12 @@ struct Handshake<Provider: BackendProvider> {
         self.isShuttingDown = isShuttingDown
     }
 
+    /// Reports a problem an operator should see (see ``ServerConfiguration/errorLogger``).
+    private func warn(_ message: @autoclosure () -> String) {
+        let line = "connection \(connectionID): \(message())"
+        if let errorLogger = configuration.errorLogger { errorLogger(line) } else { configuration.logger?(line) }
+    }
+
     private func log(_ message: @autoclosure () -> String) {
         configuration.logger?("connection \(connectionID): \(message())")
     }
@@ -199,7 +205,7 @@ struct Handshake<Provider: BackendProvider> {
                 backend: backend, exportName: name, capabilities: caps,
                 structuredReplies: structuredReplies, baseAllocation: baseAllocation && structuredReplies)
         } catch {
-            log("opening export '\(name)' failed: \(error)")
+            warn("cannot open export '\(name)' for the client: \(error)")
             let type: UInt32
             switch error.code {
             case .shutdown: type = OptionReply.errShutdown
