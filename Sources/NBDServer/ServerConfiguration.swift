@@ -58,6 +58,11 @@ public struct ServerConfiguration: Sendable {
     /// connection limit, a client dropped for a protocol violation. `nil` sends these to ``logger``.
     public var errorLogger: (@Sendable (String) -> Void)?
 
+    /// Sends a problem an operator should see to ``errorLogger``, or to ``logger`` when there is none.
+    func reportProblem(_ message: String) {
+        if let errorLogger { errorLogger(message) } else { logger?(message) }
+    }
+
     /// Creates a configuration with the defaults described on each property.
     public init(
         isReadOnly: Bool = false,

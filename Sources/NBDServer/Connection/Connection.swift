@@ -31,8 +31,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
 
     /// Reports a problem an operator should see (see ``ServerConfiguration/errorLogger``).
     private func warn(_ message: @autoclosure () -> String) {
-        let line = "connection \(id): \(message())"
-        if let errorLogger = configuration.errorLogger { errorLogger(line) } else { configuration.logger?(line) }
+        configuration.reportProblem("connection \(id): \(message())")
     }
 
     private func log(_ message: @autoclosure () -> String) {

@@ -27,11 +27,7 @@ final class ServerContext: Sendable {
 
     /// Reports a problem an operator should see (see ``ServerConfiguration/errorLogger``).
     func warn(_ message: @autoclosure () -> String) {
-        if let errorLogger = configuration.errorLogger {
-            errorLogger(message())
-        } else {
-            configuration.logger?(message())
-        }
+        configuration.reportProblem(message())
     }
 
     func log(_ message: @autoclosure () -> String) {

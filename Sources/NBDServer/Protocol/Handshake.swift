@@ -38,8 +38,7 @@ struct Handshake<Provider: BackendProvider> {
 
     /// Reports a problem an operator should see (see ``ServerConfiguration/errorLogger``).
     private func warn(_ message: @autoclosure () -> String) {
-        let line = "connection \(connectionID): \(message())"
-        if let errorLogger = configuration.errorLogger { errorLogger(line) } else { configuration.logger?(line) }
+        configuration.reportProblem("connection \(connectionID): \(message())")
     }
 
     private func log(_ message: @autoclosure () -> String) {
