@@ -33,6 +33,17 @@ public struct ServerConfiguration: Sendable {
     /// fan-out started by a slow flush runs its per-connection flushes on these threads too, so this
     /// also bounds how many blocking flushes (`fdatasync`) run at once. Idle threads cost no CPU.
     public var slowOperationThreads: Int
+    /// A slow request (see ``NBDCore/Capabilities/slowOperations``) runs inline on its connection's
+    /// thread, like any other request, while that connection's slow requests have recently taken
+    /// less than this on average; `nil` always sends them to the pool.
+    ///
+    /// Slow operations are declared slow because they *may* block (an `fdatasync` on a disk). When
+    /// they do not (tmpfs, a disk with nothing to write back, a multi-conn fan-out over in-memory
+    /// backends), handing each one to the pool costs more than the call: a flush after every write
+    /// then runs at a fraction of the speed it could. Every slow request is timed, inline or not,
+    /// so a connection goes back to the pool once the calls slow down; the first slow request of a
+    /// connection always goes to the pool. The default is 20 µs, well below a disk sync.
+    public var inlineSlowOperationThreshold: Duration?
     /// The size of each connection's receive buffer; one `recv` picks up everything that fits.
     public var receiveBufferSize: Int
     /// Replies are batched until this many bytes are pending (or no request is buffered).
@@ -73,6 +84,7 @@ public struct ServerConfiguration: Sendable {
         maximumConnections: Int = 64,
         maximumSlowRequestsPerConnection: Int = 16,
         slowOperationThreads: Int = 16,
+        inlineSlowOperationThreshold: Duration? = .microseconds(20),
         receiveBufferSize: Int = 256 << 10,
         sendBatchSize: Int = 256 << 10,
         holeDetectionThreshold: Int? = nil,
@@ -88,6 +100,7 @@ public struct ServerConfiguration: Sendable {
         self.maximumConnections = maximumConnections
         self.maximumSlowRequestsPerConnection = maximumSlowRequestsPerConnection
         self.slowOperationThreads = slowOperationThreads
+        self.inlineSlowOperationThreshold = inlineSlowOperationThreshold
         self.receiveBufferSize = receiveBufferSize
         self.sendBatchSize = sendBatchSize
         self.holeDetectionThreshold = holeDetectionThreshold

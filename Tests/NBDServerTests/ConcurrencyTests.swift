@@ -46,6 +46,8 @@ final class ConcurrencyTests: ServerTestCase {
     func testManySlowRequestsBeyondTheInFlightLimitAllComplete() throws {
         var configuration = ServerConfiguration()
         configuration.maximumSlowRequestsPerConnection = 2
+        // Every flush goes to the pool, so the in-flight limit is what is tested.
+        configuration.inlineSlowOperationThreshold = nil
         let (_, path, state) = try startServer(capabilities: slowFlush, configuration: configuration)
         let client = try Client(unixPath: path)
         try client.connect()

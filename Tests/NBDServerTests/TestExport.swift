@@ -2,6 +2,10 @@ import NBDCore
 import Synchronization
 import XCTest
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A gate a backend operation waits at until the test opens it, and that tells the test when an
 /// operation has arrived: deterministic stepping instead of sleeps.
 final class Gate: Sendable {
@@ -55,6 +59,12 @@ final class TestExportState: Sendable {
     let exportNames = LockedValue<[String]>([])
     let lastWriteFlags = LockedValue<CommandFlags>([])
     let flushGate: Gate?
+    /// The threads (`pthread_self()`) that ran each read and each flush, in order, so a test can
+    /// tell whether a flush ran on the connection's thread (as reads always do) or on the pool.
+    let readThreads = LockedValue<[UInt]>([])
+    let flushThreads = LockedValue<[UInt]>([])
+    /// How long each flush keeps its thread busy (a device that takes this long to sync).
+    let flushBusyTime = LockedValue<Duration>(.zero)
 
     init(size: Int, flushGate: Gate? = nil) {
         data = LockedValue([UInt8](repeating: 0, count: size))
@@ -91,6 +101,7 @@ struct TestBackend: BlockBackend {
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError)
     {
+        state.readThreads.withLock { $0.append(UInt(pthread_self())) }
         state.data.withLock { data in
             data.withUnsafeBytes { source in
                 buffer.copyMemory(
@@ -120,6 +131,13 @@ struct TestBackend: BlockBackend {
 
     func flush(flags: CommandFlags) async throws(NBDError) {
         if let gate = state.flushGate { await gate.pass() }
+        state.flushThreads.withLock { $0.append(UInt(pthread_self())) }
+        let busy = state.flushBusyTime.withLock { $0 }
+        if busy > .zero {
+            // Computes instead of sleeping: the thread stays occupied, as in a blocking fdatasync.
+            let end = ContinuousClock.now + busy
+            while ContinuousClock.now < end {}
+        }
         state.flushes.add(1, ordering: .relaxed)
     }
 

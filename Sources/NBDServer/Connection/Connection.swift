@@ -8,7 +8,8 @@ import NBDCore
 /// not suspend costs no thread hop. Requests whose operation the stack lists in
 /// ``NBDCore/Capabilities/slowOperations`` run instead as tasks on the server's
 /// ``SlowOperationPool``, at most ``ServerConfiguration/maximumSlowRequestsPerConnection`` at once,
-/// and reply out of order through the ``CombiningWriter``.
+/// and reply out of order through the ``CombiningWriter``; unless they have recently been fast
+/// (``SlowOperationEstimate``), in which case they too run inline.
 struct Connection<Provider: BackendProvider>: Sendable {
     let id: UInt64
     let socket: Socket
@@ -84,6 +85,8 @@ struct Connection<Provider: BackendProvider>: Sendable {
         let slots = Semaphore(value: UInt32(slowLimit))
         let pool = context.pool
         let batchSize = configuration.sendBatchSize
+        let inlineThreshold = configuration.inlineSlowOperationThreshold
+        let estimate = SlowOperationEstimate()
         var scratch = OutputBuffer(capacity: 0)
 
         loop: while true {
@@ -127,7 +130,8 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 continue loop
             }
 
-            if Self.isSlow(command, flags: flags, slowOperations: slowOperations) {
+            let slow = Self.isSlow(command, flags: flags, slowOperations: slowOperations)
+            if slow && !(inlineThreshold.map { estimate.isBelow($0) } ?? false) {
                 if !slots.tryWait() {
                     // Back-pressure: stop reading until a slow request finishes. This thread is the
                     // connection's own, so waiting here blocks nobody else.
@@ -145,10 +149,12 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 let request = SlowRequest(command: command, flags: flags, header: header, payload: payload)
                 Task(executorPreference: pool) {
                     var reply = OutputBuffer(capacity: request.command == .read ? 64 + Int(request.header.length) : 256)
+                    let started = ContinuousClock.now
                     await executor.perform(
                         request.command, flags: request.flags, cookie: request.header.cookie,
                         offset: request.header.offset, length: request.header.length,
                         payload: UnsafeRawBufferPointer(request.payload.buffer), into: &reply)
+                    estimate.record(started.duration(to: .now))
                     request.payload.release()
                     writer.write(reply.bytes)
                     slots.signal()
@@ -156,30 +162,30 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 continue loop
             }
 
+            // Inline: every fast request, and slow ones while they have recently been fast.
+            var payload = UnsafeRawBufferPointer(start: nil, count: 0)
+            var consumedAfterwards = 0
             if command == .write {
                 let count = Int(length)
                 if count <= reader.capacity {
                     // The payload is already (or soon) in the receive buffer: hand the backend a
                     // pointer into it, no copy.
                     guard reader.fill(atLeast: count) else { break loop }
-                    let payload = UnsafeRawBufferPointer(rebasing: reader.unread[0..<count])
-                    await executor.perform(
-                        command, flags: flags, cookie: header.cookie, offset: header.offset, length: header.length,
-                        payload: payload, into: &output)
-                    reader.consume(count)
+                    payload = UnsafeRawBufferPointer(rebasing: reader.unread[0..<count])
+                    consumedAfterwards = count
                 } else {
                     scratch.removeAll()
                     let buffer = scratch.append(uninitialized: count)
                     guard reader.read(into: buffer) else { break loop }
-                    await executor.perform(
-                        command, flags: flags, cookie: header.cookie, offset: header.offset, length: header.length,
-                        payload: UnsafeRawBufferPointer(buffer), into: &output)
+                    payload = UnsafeRawBufferPointer(buffer)
                 }
-            } else {
-                await executor.perform(
-                    command, flags: flags, cookie: header.cookie, offset: header.offset, length: header.length,
-                    payload: UnsafeRawBufferPointer(start: nil, count: 0), into: &output)
             }
+            let started = slow ? ContinuousClock.now : nil
+            await executor.perform(
+                command, flags: flags, cookie: header.cookie, offset: header.offset, length: header.length,
+                payload: payload, into: &output)
+            if let started { estimate.record(started.duration(to: .now)) }
+            reader.consume(consumedAfterwards)
         }
 
         // DISC, end of stream or an error: complete every outstanding request before closing. Taking
