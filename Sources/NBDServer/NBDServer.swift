@@ -27,7 +27,7 @@ public final class NBDServer: Sendable {
 
     /// The configuration the server was created with.
     public let configuration: ServerConfiguration
-    private let context: ServerContext
+    let context: ServerContext
     private let startConnection: @Sendable (UInt64, Socket, ServerContext) -> Bool
     private let shutdownProvider: @Sendable () async -> Void
     private let state = LockedValue(State())
@@ -64,6 +64,9 @@ public final class NBDServer: Sendable {
         let context = self.context
         let startConnection = self.startConnection
         try listener.start { socket in
+            if let size = context.configuration.unixSocketSendBufferSize {
+                socket.setUnixSendBufferSize(size)
+            }
             guard let id = context.register(socket) else {
                 context.warn(
                     "refused a connection: the server is stopping or has \(context.configuration.maximumConnections) connections"

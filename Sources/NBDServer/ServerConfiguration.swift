@@ -46,6 +46,17 @@ public struct ServerConfiguration: Sendable {
     public var inlineSlowOperationThreshold: Duration?
     /// The size of each connection's receive buffer; one `recv` picks up everything that fits.
     public var receiveBufferSize: Int
+    /// The send buffer asked of the kernel for each connection accepted on a Unix socket, or `nil`
+    /// for the kernel's default (208 KiB on Linux). TCP connections keep the kernel's autotuning.
+    ///
+    /// A Unix stream socket lets a sender queue only its send buffer towards the peer. While a
+    /// connection copies the next large read (1 MiB) into its reply buffer, the client can only drain
+    /// what is queued; with the default it then waits for the server. The default of 4 MiB let one
+    /// connection's 1 MiB sequential reads run about 17 % faster and `nbdcopy` over one connection
+    /// about 30 % faster on the benchmark machine (`Benchmarks/README.md`). The memory is only used
+    /// while a client reads slower than the server sends, and the kernel caps the size at
+    /// `net.core.wmem_max`.
+    public var unixSocketSendBufferSize: Int?
     /// Replies are batched until this many bytes are pending (or no request is buffered).
     public var sendBatchSize: Int
     /// Structured reads of at least this many bytes ask the stack for allocation first and send the
@@ -87,6 +98,7 @@ public struct ServerConfiguration: Sendable {
         inlineSlowOperationThreshold: Duration? = .microseconds(20),
         receiveBufferSize: Int = 256 << 10,
         sendBatchSize: Int = 256 << 10,
+        unixSocketSendBufferSize: Int? = 4 << 20,
         holeDetectionThreshold: Int? = nil,
         handshakeTimeout: Duration? = .seconds(60),
         shutdownGracePeriod: Duration = .seconds(30),
@@ -103,6 +115,7 @@ public struct ServerConfiguration: Sendable {
         self.inlineSlowOperationThreshold = inlineSlowOperationThreshold
         self.receiveBufferSize = receiveBufferSize
         self.sendBatchSize = sendBatchSize
+        self.unixSocketSendBufferSize = unixSocketSendBufferSize
         self.holeDetectionThreshold = holeDetectionThreshold
         self.handshakeTimeout = handshakeTimeout
         self.shutdownGracePeriod = shutdownGracePeriod

@@ -62,6 +62,30 @@ final class Socket: Sendable {
         return true
     }
 
+    /// Asks the kernel for a send buffer of `bytes` on a Unix-domain socket; TCP sockets are left
+    /// alone, because setting `SO_SNDBUF` there switches off the kernel's own buffer autotuning.
+    ///
+    /// A Unix stream socket queues at most the sender's send buffer (208 KiB by default) towards the
+    /// peer. A connection that copies a 1 MiB read into its reply buffer while the client drains the
+    /// previous reply then leaves the client waiting; with a few MiB queued, the copy overlaps the
+    /// client's reading. The kernel caps the size at `net.core.wmem_max`.
+    func setUnixSendBufferSize(_ bytes: Int) {
+        guard memory == nil, descriptor >= 0 else { return }
+        var domain: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(descriptor, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0, domain == AF_UNIX else { return }
+        var size = Int32(clamping: bytes)
+        _ = setsockopt(descriptor, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// The send buffer size the kernel reports (`SO_SNDBUF`: twice what was asked, for bookkeeping).
+    var sendBufferSize: Int {
+        var size: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard memory == nil, getsockopt(descriptor, SOL_SOCKET, SO_SNDBUF, &size, &length) == 0 else { return 0 }
+        return Int(size)
+    }
+
     /// Makes a blocking `recv` fail after `timeout` without data; `nil` waits forever.
     func setReceiveTimeout(_ timeout: Duration?) {
         guard memory == nil else { return }
