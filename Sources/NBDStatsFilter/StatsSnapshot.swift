@@ -136,12 +136,13 @@ public struct OperationStats: Sendable, Hashable {
     /// Reads one connection's counters (relaxed loads: a request under way may be half counted).
     init(operation: StatsOperation, counters: OperationCounters) {
         self.init(operation: operation)
-        count = counters.count.load(ordering: .relaxed)
         bytes = counters.bytes.load(ordering: .relaxed)
         nanoseconds = counters.nanoseconds.load(ordering: .relaxed)
         for i in 0..<LatencyHistogram.bucketCount {
             latency.counts[i] = counters.latency[i].load(ordering: .relaxed)
         }
+        // Every counted request lands in exactly one latency bucket, so the count is their sum.
+        count = latency.count
         latency.maximum = counters.maxNanoseconds.load(ordering: .relaxed)
         for bits in 0..<64 {
             guard let row = counters.existingRow(bits) else { continue }
