@@ -114,7 +114,9 @@ public final class MultiConnFilter<Next: BlockBackend>: Filter {
             throw error
         }
         endRequest()
-        try await endWrite(flags)
+        // The common case stays synchronous: awaiting even an inlined async helper costs a frame.
+        guard flags.contains(.fua) else { return markWrite() }
+        try await endFUAWrite(flags)
     }
 
     @inlinable
@@ -128,7 +130,9 @@ public final class MultiConnFilter<Next: BlockBackend>: Filter {
             throw error
         }
         endRequest()
-        try await endWrite(flags)
+        // The common case stays synchronous: awaiting even an inlined async helper costs a frame.
+        guard flags.contains(.fua) else { return markWrite() }
+        try await endFUAWrite(flags)
     }
 
     @inlinable
@@ -142,7 +146,9 @@ public final class MultiConnFilter<Next: BlockBackend>: Filter {
             throw error
         }
         endRequest()
-        try await endWrite(flags)
+        // The common case stays synchronous: awaiting even an inlined async helper costs a frame.
+        guard flags.contains(.fua) else { return markWrite() }
+        try await endFUAWrite(flags)
     }
 
     /// Whether flushes are skipped by the per-connection rule (plugin-like modes over a layer without
@@ -168,15 +174,12 @@ public final class MultiConnFilter<Next: BlockBackend>: Filter {
         return flags.subtracting(.fua)
     }
 
-    /// Marks the connection dirty again once the write is in the layer below: a fan-out that took the
-    /// bits while the write was under way must not make a later flush skip it. Then, for FUA in emulate
-    /// mode, flushes the group.
+    /// After a FUA write-like request is in the layer below: in emulate mode, marks the connection
+    /// dirty again and flushes the group; under the per-connection rule, marks other connections'
+    /// cached reads stale. (A plain write only marks the connection dirty again, inline in the caller:
+    /// a fan-out that took the bits while the write was under way must not make a later flush skip it.)
     @inlinable
-    func endWrite(_ flags: CommandFlags) async throws(NBDError) {
-        guard flags.contains(.fua) else {
-            markWrite()
-            return
-        }
+    func endFUAWrite(_ flags: CommandFlags) async throws(NBDError) {
         if emulating {
             markWrite()
             try await coordinator.flushGroup(group)
