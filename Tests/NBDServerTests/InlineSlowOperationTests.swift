@@ -12,15 +12,25 @@ final class InlineSlowOperationTests: ServerTestCase {
 
     private let slowFlush = Capabilities(size: 1 << 20, slowOperations: [.flush])
 
+    /// A client connected to a server whose flush is declared slow, and what its export records.
+    private func connect(threshold: Duration?) throws -> (client: Client, state: TestExportState) {
+        var configuration = ServerConfiguration()
+        configuration.inlineSlowOperationThreshold = threshold
+        let (_, path, state) = try startServer(capabilities: slowFlush, configuration: configuration)
+        let client = try Client(unixPath: path)
+        try client.connect()
+        return (client, state)
+    }
+
     /// Reads, then flushes `count` times one after the other; returns the connection's thread and the
     /// thread of every flush.
-    private func flushes(
-        _ count: Int, client: Client, state: TestExportState, cookie: inout UInt64
-    ) throws -> (connection: UInt, flushes: [UInt]) {
+    private func flushes(_ count: Int, client: Client, state: TestExportState) throws -> (
+        connection: UInt, flushes: [UInt]
+    ) {
         XCTAssertEqual(try client.read(8, at: 0).0, 0)
         let before = state.flushThreads.withLock { $0.count }
-        for _ in 0..<count {
-            cookie += 1
+        for index in 0..<count {
+            let cookie = UInt64(100 + before + index)
             try client.sendRequest(type: Cmd.flush, cookie: cookie)
             let reply = try client.readSimpleReply()
             XCTAssertEqual(reply.cookie, cookie)
@@ -31,45 +41,30 @@ final class InlineSlowOperationTests: ServerTestCase {
     }
 
     func testFastSlowOperationsRunInlineAfterTheFirst() throws {
-        var configuration = ServerConfiguration()
         // Generous, so a sanitizer build or a busy machine cannot push a trivial flush over it.
-        configuration.inlineSlowOperationThreshold = .milliseconds(10)
-        let (_, path, state) = try startServer(capabilities: slowFlush, configuration: configuration)
-        let client = try Client(unixPath: path)
-        try client.connect()
-        var cookie: UInt64 = 10
-        let (connection, threads) = try flushes(4, client: client, state: state, cookie: &cookie)
+        let (client, state) = try connect(threshold: .milliseconds(10))
+        let (connection, threads) = try flushes(4, client: client, state: state)
         XCTAssertEqual(threads.count, 4)
         XCTAssertNotEqual(threads[0], connection, "the first slow request goes to the pool: nothing is known yet")
         XCTAssertEqual(Array(threads[1...]), [connection, connection, connection], "fast ones then run inline")
     }
 
     func testWithoutAThresholdSlowOperationsAlwaysRunOnThePool() throws {
-        var configuration = ServerConfiguration()
-        configuration.inlineSlowOperationThreshold = nil
-        let (_, path, state) = try startServer(capabilities: slowFlush, configuration: configuration)
-        let client = try Client(unixPath: path)
-        try client.connect()
-        var cookie: UInt64 = 10
-        let (connection, threads) = try flushes(4, client: client, state: state, cookie: &cookie)
+        let (client, state) = try connect(threshold: nil)
+        let (connection, threads) = try flushes(4, client: client, state: state)
         XCTAssertEqual(threads.count, 4)
         XCTAssertFalse(threads.contains(connection), "a flush ran on the connection's thread")
     }
 
     func testASlowCallSendsTheConnectionBackToThePool() throws {
-        var configuration = ServerConfiguration()
-        configuration.inlineSlowOperationThreshold = .milliseconds(10)
-        let (_, path, state) = try startServer(capabilities: slowFlush, configuration: configuration)
-        let client = try Client(unixPath: path)
-        try client.connect()
-        var cookie: UInt64 = 10
-        let fast = try flushes(2, client: client, state: state, cookie: &cookie)
+        let (client, state) = try connect(threshold: .milliseconds(10))
+        let fast = try flushes(2, client: client, state: state)
         XCTAssertEqual(fast.flushes.last, fast.connection, "inline once known to be fast")
 
         // One flush that keeps its thread 200 ms (inline, as predicted), which lifts the average to
         // at least 50 ms; the next one must not be trusted to the connection's thread.
         state.flushBusyTime.withLock { $0 = .milliseconds(200) }
-        let slow = try flushes(2, client: client, state: state, cookie: &cookie)
+        let slow = try flushes(2, client: client, state: state)
         XCTAssertEqual(slow.flushes[0], slow.connection, "the mispredicted call itself ran inline")
         XCTAssertNotEqual(slow.flushes[1], slow.connection, "after a slow call the pool takes over")
     }
