@@ -40,6 +40,10 @@ done
 workload="$1"
 shift 2
 
+# shellcheck source=workloads.sh
+source "$(dirname "${BASH_SOURCE[0]}")/workloads.sh"
+client=$(workload_fio_args "$workload") || { echo "probe: unknown workload $workload" >&2; exit 2; }
+
 work=$(mktemp -d /tmp/nbd-probe.XXXXXX)
 sock="$work/socket"
 server_pid=""
@@ -62,18 +66,6 @@ for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
 uri="nbd+unix:///?socket=$sock"
 fio --ioengine=nbd "--uri=$uri" --name=fill --rw=write --bs=1m --iodepth=8 --size=1g >/dev/null
 
-client=()
-case "$workload" in
-    randread4k) client=(--rw=randread --bs=4k --iodepth=16) ;;
-    randwrite4k) client=(--rw=randwrite --bs=4k --iodepth=16) ;;
-    seqread1m) client=(--rw=read --bs=1m --iodepth=16) ;;
-    seqwrite1m) client=(--rw=write --bs=1m --iodepth=16) ;;
-    randwrite4k4c) client=(--rw=randwrite --bs=4k --iodepth=16 --numjobs=4) ;;
-    randwrite4k4cfl) client=(--rw=randwrite --bs=4k --iodepth=16 --numjobs=4 --fsync=1) ;;
-    nbdcopy1c|nbdcopy4c) ;;
-    *) echo "probe: unknown workload $workload" >&2; exit 2 ;;
-esac
-
 events=task-clock,context-switches,syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_poll,syscalls:sys_enter_futex
 ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
 before=$(ticks)
@@ -83,20 +75,14 @@ if [ "$perf_server" = 1 ]; then
     perf_pid=$!
 fi
 perf_prefix=()
-[ "$perf_client" = 1 ] && perf_prefix=(perf stat -e "$events" -x, -o "$work/client.perf" --)
-if [ -z "${client[*]}" ]; then
-    connections=4
-    [ "$workload" = nbdcopy1c ] && connections=1
-    copies=0
-    while :; do
-        "${perf_prefix[@]}" nbdcopy -C "$connections" -T "$connections" --request-size=262144 "$uri" null:
-        copies=$((copies + 1))
-        python3 -c "import sys, time; sys.exit(0 if time.time() - $start >= $runtime else 1)" && break
-    done
+[ "$perf_client" = 1 ] && perf_prefix=(perf stat -e "$events" -x, --append -o "$work/client.perf" --)
+if [ -z "$client" ]; then
+    read -r copies _ <<<"$(copy_for "$runtime" "$workload" "$uri" "${perf_prefix[@]}")"
     echo "{\"copies\": $copies}" >"$work/client.json"
 else
+    # shellcheck disable=SC2086
     "${perf_prefix[@]}" fio --ioengine=nbd "--uri=$uri" --name=probe --group_reporting --output-format=json \
-        --time_based "--runtime=$runtime" "--size=$region" "${client[@]}" >"$work/client.json"
+        --time_based "--runtime=$runtime" "--size=$region" $client >"$work/client.json"
 fi
 end=$(date +%s.%N)
 after=$(ticks)
@@ -131,12 +117,15 @@ for side in ("client", "server"):
     path = os.path.join(work, side + ".perf")
     if not os.path.exists(path):
         continue
-    counts = []
+    # Summed per event: with nbdcopy the client's counts are appended once per copy.
+    totals = {}
     for row in open(path):
         fields = row.strip().split(",")
         if len(fields) < 3 or not fields[0].replace(".", "").isdigit():
             continue
-        value, event = float(fields[0]), fields[2]
+        totals[fields[2]] = totals.get(fields[2], 0.0) + float(fields[0])
+    counts = []
+    for event, value in totals.items():
         name = event.replace("syscalls:sys_enter_", "")
         if event == "task-clock":
             counts.append(f"{value * 1000 / requests:.2f} µs CPU")

@@ -35,6 +35,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=workloads.sh
+source "$here/workloads.sh"
 root="$(cd "$here/.." && pwd)"
 
 reps=3
@@ -145,29 +147,17 @@ prefill() {
 run_workload() {
     local name="$1" json="$work/fio.json"
     local timed=(--time_based "--runtime=$runtime" --size=1g)
-    case "$name" in
-        randread4k) fio $(fio_common) "${timed[@]}" --rw=randread --bs=4k --iodepth=16 >"$json" ;;
-        randwrite4k) fio $(fio_common) "${timed[@]}" --rw=randwrite --bs=4k --iodepth=16 >"$json" ;;
-        seqread1m) fio $(fio_common) "${timed[@]}" --rw=read --bs=1m --iodepth=16 >"$json" ;;
-        seqwrite1m) fio $(fio_common) "${timed[@]}" --rw=write --bs=1m --iodepth=16 >"$json" ;;
-        randwrite4k4c) fio $(fio_common) "${timed[@]}" --rw=randwrite --bs=4k --iodepth=16 --numjobs=4 >"$json" ;;
-        randwrite4k4cfl) fio $(fio_common) "${timed[@]}" --rw=randwrite --bs=4k --iodepth=16 --numjobs=4 --fsync=1 >"$json" ;;
-        nbdcopy4c|nbdcopy1c)
-            local connections=4 copies=0 start end
-            [ "$name" = nbdcopy1c ] && connections=1
-            start=$(date +%s.%N)
-            while :; do
-                nbdcopy -C "$connections" -T "$connections" --request-size=262144 "$(uri)" null:
-                copies=$((copies + 1))
-                end=$(date +%s.%N)
-                python3 -c "import sys; sys.exit(0 if $end - $start >= $runtime else 1)" && break
-            done
-            python3 -c "
-e = $end - $start; mib = $copies * 1024
+    local args copies elapsed
+    args=$(workload_fio_args "$name") || { echo "side-by-side: unknown workload $name" >&2; exit 2; }
+    if [ -z "$args" ]; then
+        read -r copies elapsed <<<"$(copy_for "$runtime" "$name" "$(uri)")"
+        python3 -c "
+e = $elapsed; mib = $copies * 1024
 print(f'{mib / e:.1f} MiB/s {mib * 4} {e:.3f}')"
-            return ;;
-        *) echo "side-by-side: unknown workload $name" >&2; exit 2 ;;
-    esac
+        return
+    fi
+    # shellcheck disable=SC2086
+    fio $(fio_common) "${timed[@]}" $args >"$json"
     python3 - "$json" "$name" <<'EOF'
 import json, sys
 text = open(sys.argv[1]).read()
