@@ -11,8 +11,8 @@ final class OperationCounters: Sendable {
     static let alignmentSlots = 65
     static let offsetZeroSlot = 64
 
-    // No separate request count: every counted request is in exactly one latency bucket, and one
-    // atomic add less per request is measurable (see Benchmarks/README.md).
+    // No separate request count: every counted request is in exactly one latency bucket, so the
+    // snapshot derives it from their sum and the request path does one atomic add less.
     let bytes = Atomic<UInt64>(0)
     let nanoseconds = Atomic<UInt64>(0)
     let maxNanoseconds = Atomic<UInt64>(0)
