@@ -27,12 +27,21 @@ let package = Package(
         .target(name: "NBDFUAFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDStatsFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDErrorFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // The server other programs embed: it knows the NBD protocol and NBDCore's contracts, nothing else.
+        .target(name: "NBDServer", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
+        // backend and filter it offers. Not a product: only the executable and its tests use it.
         .target(
-            name: "NBDServer",
-            dependencies: ["NBDCore", "NBDBackends", "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter"],
+            name: "NBDServeCommand",
+            dependencies: [
+                "NBDCore", "NBDServer", "NBDBackends",
+                "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter",
+            ],
             swiftSettings: upcomingFeatures
         ),
-        .executableTarget(name: "nbd-serve", dependencies: ["NBDServer"], swiftSettings: upcomingFeatures),
+        .executableTarget(
+            name: "nbd-serve", dependencies: ["NBDCore", "NBDServer", "NBDServeCommand"],
+            swiftSettings: upcomingFeatures),
         .target(
             name: "NBDTestSupport",
             dependencies: ["NBDCore"],
@@ -67,6 +76,11 @@ let package = Package(
         .testTarget(
             name: "NBDServerTests",
             dependencies: ["NBDCore", "NBDServer", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDServeCommandTests",
+            dependencies: ["NBDCore", "NBDServer", "NBDServeCommand", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

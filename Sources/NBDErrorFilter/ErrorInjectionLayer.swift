@@ -41,7 +41,7 @@ public struct ErrorInjectionLayer: ConfigurableFilterLayer {
     }
 
     /// Creates the layer from nbdkit's parameters; per-operation keys override the general ones.
-    public init(parameters: [String: String]) throws(NBDError) {
+    public init(parameters: ParameterValues) throws(NBDError) {
         var general = ErrorInjectionPolicy()
         if let code = parameters["error"] { general.code = try ErrorInjectionPolicy.parseCode(code, for: "error") }
         if let rate = parameters["error-rate"] { general.rate = try ErrorInjectionPolicy.parseRate(rate, for: "error-rate") }

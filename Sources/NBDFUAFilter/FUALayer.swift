@@ -38,7 +38,7 @@ extension FUALayer: ConfigurableFilterLayer {
 
     /// Creates the layer from `fuamode` and `flush-on-close` (or `flush_on_close`). Both are optional;
     /// an explicit `fuamode=none` is accepted (nbdkit rejects it).
-    public init(parameters: [String: String]) throws(NBDError) {
+    public init(parameters: ParameterValues) throws(NBDError) {
         var mode = FUAMode.none
         if let text = parameters["fuamode"] {
             mode = try FUAMode.parse(text)

@@ -34,7 +34,7 @@ public enum FUAMode: String, Sendable, Hashable, CaseIterable, CustomStringConve
         guard let mode = FUAMode(rawValue: text.lowercased()) else {
             throw NBDError(
                 .invalidArgument,
-                "unknown fuamode '\(text)': use 'none' (default), 'emulate', 'native', 'force', 'pass' or 'discard'")
+                "fuamode=\(text): expected one of none (the default), emulate, native, force, pass, discard")
         }
         return mode
     }

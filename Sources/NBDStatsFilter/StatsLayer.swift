@@ -59,9 +59,9 @@ extension StatsLayer: ConfigurableFilterLayer {
 
     /// Creates the layer and opens (creates or truncates) the statsfile now, so a bad path is reported
     /// before the server starts listening.
-    public init(parameters: [String: String]) throws(NBDError) {
+    public init(parameters: ParameterValues) throws(NBDError) {
         guard let path = parameters["statsfile"] else {
-            throw NBDError(.invalidArgument, "stats filter requires the statsfile parameter")
+            throw NBDError(.invalidArgument, "statsfile=... is required: the file the report is written to, for example statsfile=/tmp/stats.txt")
         }
         var append = false
         if let text = parameters["statsappend"] {

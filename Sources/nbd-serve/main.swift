@@ -1,5 +1,6 @@
 import Dispatch
 import NBDCore
+import NBDServeCommand
 import NBDServer
 import Synchronization
 
@@ -39,7 +40,8 @@ let server: NBDServer
 let plan: ExportPlan
 do {
     plan = try ExportPlan(options)
-    server = try plan.makeServer(configuration: configuration)
+    let logger = configuration.logger
+    server = try await plan.makeServer(configuration: configuration, options: BackendOptions(logger: logger))
 } catch {
     printToStandardError("nbd-serve: \(error.message)")
     exit(1)
@@ -88,7 +90,7 @@ if options.isVerbose || (privateDirectory != nil && options.runCommand == nil) {
     // Without -v the line is printed only for -U - without --run, where the path is otherwise unknown.
     let filters = plan.filters.isEmpty ? "no filters" : "filters " + plan.filters.map(\.name).joined(separator: " → ")
     printToStandardError(
-        "nbd-serve: serving the \(plan.backend.name) backend (\(filters)\(plan.isReadOnly ? ", read-only" : "")) on \(bound.uri)"
+        "nbd-serve: serving the \(plan.backendName) backend (\(filters)\(plan.isReadOnly ? ", read-only" : "")) on \(bound.uri)"
     )
 }
 

@@ -362,7 +362,7 @@ final class MemoryBackendTests: XCTestCase {
                     }
                 }
                 stop.store(true, ordering: .relaxed)
-                churnDone.wait()
+                churnDone.waitOrFail("the churning thread to stop")
                 continuation.resume(returning: wrong)
             }
         }

@@ -26,7 +26,7 @@ final class MultiConnFanOutTests: XCTestCase {
             try await handle.writeBytes([UInt8(i)], at: UInt64(i))
         }
         // Every flush waits until all four have started: a serial fan-out would never get there.
-        let barrier = Gate(opensAfter: 4)
+        let barrier = AsyncGate(opensAfter: 4)
         provider.beforeFlush.withLock { $0 = { _ in await barrier.pass() } }
         try await handles[0].flush(flags: [])
         let arrivals = await barrier.arrivals
@@ -39,7 +39,7 @@ final class MultiConnFanOutTests: XCTestCase {
         let coordinator = MultiConn(MultiConnConfiguration(mode: .emulate))
         let handles = try await open(3, provider, coordinator)
         for handle in handles { try await handle.writeBytes([1], at: 0) }
-        let gate = Gate()
+        let gate = AsyncGate()
         let firstID = handles[0].member.id
         provider.beforeFlush.withLock { $0 = { id in if id == firstID { await gate.pass() } } }
 
@@ -50,7 +50,7 @@ final class MultiConnFanOutTests: XCTestCase {
         provider.beforeFlush.withLock { $0 = nil }
         let second = Task { try await handles[1].flush(flags: []) }
         let third = Task { try await handles[2].flush(flags: []) }
-        while await coordinator.waitingFlushCount() < 2 { await Task.yield() }
+        await waitUntil("two flushes waiting for the next round") { await coordinator.waitingFlushCount() >= 2 }
         await gate.open()
         try await first.value
         try await second.value
@@ -150,7 +150,7 @@ final class MultiConnFanOutTests: XCTestCase {
         let coordinator = MultiConn(MultiConnConfiguration(mode: .emulate))
         let handles = try await open(2, provider, coordinator)
         try await handles[1].writeBytes([1], at: 0)
-        let gate = Gate()
+        let gate = AsyncGate()
         let events = OperationLog()
         let closingID = handles[1].member.id
         provider.beforeFlush.withLock {
@@ -180,8 +180,8 @@ final class MultiConnFanOutTests: XCTestCase {
     /// A flush that waits at `before` until the test opens it, or reports at `after` once done.
     struct GatedFlush<Next: BlockBackend>: Filter {
         let next: Next
-        var before: Gate?
-        var after: Gate?
+        var before: AsyncGate?
+        var after: AsyncGate?
         func flush(flags: CommandFlags) async throws(NBDError) {
             if let before { await before.pass() }
             try await next.flush(flags: flags)
@@ -195,8 +195,8 @@ final class MultiConnFanOutTests: XCTestCase {
     func testAConnectionUsedWhileTheFanOutRunsIsFlushedAgain() async throws {
         let provider = try ConnectionCacheProvider(size: 32, initialText: "Initial contents")
         let coordinator = MultiConn(MultiConnConfiguration(mode: .emulate))
-        let writerGate = Gate()
-        let readerFlushed = Gate(opensAfter: 1)
+        let writerGate = AsyncGate("the writer's flush")
+        let readerFlushed = AsyncGate("the reader's flush", opensAfter: 1)
         let writer = try await coordinator.filter(
             wrapping: GatedFlush(next: try await provider.open(ConnectionInfo(id: 1)), before: writerGate),
             for: ConnectionInfo(id: 1))

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import NBDCore
+import NBDTestSupport
 import Synchronization
 
 /// A task executor with one thread of its own, so a test can check where a job ran.
@@ -15,7 +16,7 @@ final class TestThreadExecutor: TaskExecutor, @unchecked Sendable {
         let thread = Thread { [unowned self] in self.run() }
         self.thread = thread
         thread.start()
-        started.wait()
+        started.waitOrFail("the executor thread to start")
     }
 
     /// Whether the caller runs on this executor's thread.

@@ -6,7 +6,7 @@ import NBDTestSupport
 import XCTest
 
 final class ErrorInjectionTests: XCTestCase {
-    private func stack(_ parameters: [String: String], log: OperationLog = OperationLog()) async throws -> AnyBlockBackend {
+    private func stack(_ parameters: ParameterValues, log: OperationLog = OperationLog()) async throws -> AnyBlockBackend {
         let provider = try ConnectionCacheProvider(size: 4096, initialText: "hello")
         let layer = try ErrorInjectionLayer(parameters: parameters)
         return try await FilterStack([layer, RecordingLayer(log: log)], over: provider).open(ConnectionInfo())

@@ -298,7 +298,7 @@ final class FUAFilterTests: XCTestCase {
             { () throws(NBDError) in _ = try FUALayer(parameters: ["fuamode": "sometimes"]) }, code: .invalidArgument)
         XCTAssertEqual(
             error?.message,
-            "unknown fuamode 'sometimes': use 'none' (default), 'emulate', 'native', 'force', 'pass' or 'discard'")
+            "fuamode=sometimes: expected one of none (the default), emulate, native, force, pass, discard")
     }
 
     func testFlushOnCloseAndItsAliasParse() async throws {

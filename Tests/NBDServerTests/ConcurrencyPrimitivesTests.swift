@@ -1,5 +1,6 @@
 import Dispatch
 import NBDCore
+import NBDTestSupport
 import Synchronization
 import XCTest
 
@@ -34,11 +35,11 @@ final class ConcurrencyPrimitivesTests: XCTestCase {
         let second = DispatchSemaphore(value: 0)
         async let a: Void = Task(executorPreference: pool) {
             first.signal()
-            second.wait()
+            second.waitOrFail("the other pool task")
         }.value
         async let b: Void = Task(executorPreference: pool) {
             second.signal()
-            first.wait()
+            first.waitOrFail("the other pool task")
         }.value
         _ = await (a, b)
     }
@@ -73,7 +74,7 @@ final class ConcurrencyPrimitivesTests: XCTestCase {
                 message.withUnsafeBytes { _ = writer.write($0) }
             }
         }
-        drained.wait()
+        drained.waitOrFail("the reader to drain every message")
         let bytes = received.withLock { $0 }
         XCTAssertEqual(bytes.count, threads * messages * size)
         for start in stride(from: 0, to: bytes.count, by: size) {

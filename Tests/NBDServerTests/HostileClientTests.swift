@@ -1,5 +1,6 @@
 import Dispatch
 import NBDCore
+import NBDTestSupport
 import NBDServer
 import Synchronization
 import XCTest
@@ -328,8 +329,7 @@ final class LogRecorder: Sendable {
     /// net only).
     func waitForLines(containing text: String, count: Int, file: StaticString = #filePath, line: UInt = #line) {
         while storage.withLock({ $0.filter { $0.contains(text) }.count }) < count {
-            if appended.wait(timeout: .now() + 20) == .timedOut {
-                XCTFail("no log line containing '\(text)' in \(lines)", file: file, line: line)
+            if !appended.waitOrFail("a log line containing '\(text)' in \(lines)", file: file, line: line) {
                 return
             }
         }
@@ -365,9 +365,7 @@ final class CountingExport: Sendable {
 
     /// Blocks until a backend was closed (or fails the test after 20 s, a safety net only).
     func waitForClose(file: StaticString = #filePath, line: UInt = #line) {
-        if closed.wait(timeout: .now() + 20) == .timedOut {
-            XCTFail("no backend was closed", file: file, line: line)
-        }
+        closed.waitOrFail("a backend to be closed", file: file, line: line)
     }
 }
 

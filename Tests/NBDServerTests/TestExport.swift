@@ -1,4 +1,5 @@
 import NBDCore
+import NBDTestSupport
 import Synchronization
 import XCTest
 
@@ -32,9 +33,7 @@ final class Gate: Sendable {
 
     /// Blocks the test until an operation has arrived at the gate.
     func waitForArrival(file: StaticString = #filePath, line: UInt = #line) {
-        if arrivals.wait(timeout: .now() + 20) == .timedOut {
-            XCTFail("no operation arrived at the gate", file: file, line: line)
-        }
+        arrivals.waitOrFail("an operation to arrive at the gate", file: file, line: line)
     }
 
     func open() {

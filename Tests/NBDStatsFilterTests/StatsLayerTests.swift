@@ -36,7 +36,7 @@ final class StatsLayerTests: XCTestCase {
     func testMissingStatsfileIsRefused() async {
         let error = await XCTAssertThrowsNBDError(
             { () throws(NBDError) in _ = try StatsLayer(parameters: [:]) }, code: .invalidArgument)
-        XCTAssertEqual(error?.message, "stats filter requires the statsfile parameter")
+        XCTAssertEqual(error?.message, "statsfile=... is required: the file the report is written to, for example statsfile=/tmp/stats.txt")
     }
 
     func testThresholdOutOfRangeIsRefused() async {

@@ -57,7 +57,7 @@ public struct MultiConnConfiguration: Sendable, Hashable {
         guard let mode = Mode(rawValue: text.lowercased()) else {
             throw NBDError(
                 .invalidArgument,
-                "unknown multi-conn mode '\(text)': use 'auto' (default), 'emulate', 'plugin', 'disable' or 'unsafe'")
+                "multi-conn-mode=\(text): expected one of auto (the default), emulate, plugin, disable, unsafe")
         }
         return mode
     }
@@ -71,7 +71,7 @@ public struct MultiConnConfiguration: Sendable, Hashable {
         default:
             throw NBDError(
                 .invalidArgument,
-                "unknown multi-conn track-dirty setting '\(text)': use 'connection' (default, alias 'conn'), 'fast' or 'off'")
+                "multi-conn-track-dirty=\(text): expected one of connection (the default, alias conn), fast, off")
         }
     }
 }

@@ -32,7 +32,7 @@ extension MultiConnLayer: ConfigurableFilterLayer {
     }
 
     /// Creates the layer from nbdkit's `multi-conn-*` parameters.
-    public init(parameters: [String: String]) throws(NBDError) {
+    public init(parameters: ParameterValues) throws(NBDError) {
         var configuration = MultiConnConfiguration()
         if let mode = parameters["multi-conn-mode"] {
             configuration.mode = try MultiConnConfiguration.parseMode(mode)

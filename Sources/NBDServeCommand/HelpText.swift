@@ -1,12 +1,13 @@
 import NBDCore
 
-/// The text of `nbd-serve --help` and `--version`.
-public enum HelpText {
+/// The text of `nbd-serve --help` and `--version`, generated from what each backend and filter
+/// says about itself (``ServeCatalog``).
+package enum HelpText {
     /// The version `--version` prints.
-    public static let version = "nbd-serve 0.1.0 (swift-nbd-middleware)"
+    package static let version = "nbd-serve 0.2.0-dev (swift-nbd-middleware)"
 
     /// The usage, backends, filters and their parameters.
-    public static var usage: String {
+    package static var usage: String {
         var text = """
             Usage: nbd-serve [-U PATH | -U - | -p PORT [-i ADDR]] [-r] [-f] [-v] [--run CMD]
                              [--filter=NAME]... BACKEND [ARG] [KEY=VALUE]...
@@ -34,18 +35,14 @@ public enum HelpText {
             Backends:
 
             """
-        for backend in BackendKind.all {
-            text += "  \(backend.name): \(backend.summary)\n"
-            for parameter in backend.parameters {
-                text += "      \(parameter.name)=...  \(parameter.summary)\n"
-            }
+        for backend in ServeCatalog.backends {
+            text += "  \(backend.backendName): \(backend.summary)\n"
+            text += parameterLines(backend.parameters)
         }
         text += "\nFilters:\n"
-        for filter in FilterRegistry.all {
+        for filter in ServeCatalog.filters {
             text += "  --filter=\(filter.filterName): \(filter.summary)\n"
-            for parameter in filter.parameters {
-                text += "      \(parameter.name)=...  \(parameter.summary)\n"
-            }
+            text += parameterLines(filter.parameters)
         }
         text += """
 
@@ -54,5 +51,9 @@ public enum HelpText {
 
             """
         return text
+    }
+
+    private static func parameterLines(_ parameters: [ParameterDescription]) -> String {
+        parameters.map { "      \($0.name)=...  \($0.helpText)\n" }.joined()
     }
 }

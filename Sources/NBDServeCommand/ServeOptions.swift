@@ -7,9 +7,9 @@
 ///
 /// Options may stand before or after the backend, as with nbdkit. Parsing checks only the shape of
 /// the command line; ``ExportPlan`` checks backends, filters and parameters.
-public struct ServeOptions: Sendable, Hashable {
+package struct ServeOptions: Sendable, Hashable {
     /// Where to listen.
-    public enum Listen: Sendable, Hashable {
+    package enum Listen: Sendable, Hashable {
         /// `-U PATH`.
         case unix(path: String)
         /// `-U -`: a socket in a new private temporary directory, removed at exit.
@@ -19,51 +19,51 @@ public struct ServeOptions: Sendable, Hashable {
     }
 
     /// One `KEY=VALUE` argument.
-    public struct Parameter: Sendable, Hashable {
+    package struct Parameter: Sendable, Hashable {
         /// The text before the first `=`.
-        public var key: String
+        package var key: String
         /// The text after the first `=` (may be empty or contain `=`).
-        public var value: String
+        package var value: String
         /// Creates a parameter.
-        public init(key: String, value: String) {
+        package init(key: String, value: String) {
             self.key = key
             self.value = value
         }
     }
 
     /// The default TCP port of NBD.
-    public static let defaultPort: UInt16 = 10809
+    package static let defaultPort: UInt16 = 10809
 
     /// Where to listen: `-U`, `-p`/`-i`, or `127.0.0.1:10809` by default.
-    public var listen: Listen = .tcp(host: "127.0.0.1", port: ServeOptions.defaultPort)
+    package var listen: Listen = .tcp(host: "127.0.0.1", port: ServeOptions.defaultPort)
     /// `-r`: serve read-only.
-    public var isReadOnly = false
+    package var isReadOnly = false
     /// `-v`: debug messages on standard error.
-    public var isVerbose = false
+    package var isVerbose = false
     /// `--run CMD`: the command to run once the server listens.
-    public var runCommand: String?
+    package var runCommand: String?
     /// `--filter=NAME`, outermost first.
-    public var filters: [String] = []
+    package var filters: [String] = []
     /// The backend name, such as `memory`.
-    public var backend: String?
+    package var backend: String?
     /// The backend's positional argument (`memory 1G`, `file disk.img`).
-    public var backendArgument: String?
+    package var backendArgument: String?
     /// Every `KEY=VALUE`, in order.
-    public var parameters: [Parameter] = []
+    package var parameters: [Parameter] = []
     /// `--help`.
-    public var showsHelp = false
+    package var showsHelp = false
     /// `--version`.
-    public var showsVersion = false
+    package var showsVersion = false
 
     /// Creates the options of an empty command line (which ``parse(_:)`` rejects: it names no backend).
-    public init() {}
+    package init() {}
 
     /// Parses `arguments` (without the program name).
     ///
     /// - Throws: ``CommandLineError`` for an unknown option, a missing option value, a bad port,
     ///   `-U` combined with `-p`/`-i`, a parameter before the backend, a second plain argument, or no
     ///   backend at all (unless `--help` or `--version` was given).
-    public static func parse(_ arguments: [String]) throws(CommandLineError) -> ServeOptions {
+    package static func parse(_ arguments: [String]) throws(CommandLineError) -> ServeOptions {
         var options = ServeOptions()
         var unixPath: String?
         var port: UInt16?

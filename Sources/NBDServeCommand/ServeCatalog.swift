@@ -1,0 +1,34 @@
+import NBDBackends
+import NBDCore
+import NBDErrorFilter
+import NBDFUAFilter
+import NBDStatsFilter
+
+/// The backends and filters `nbd-serve` offers. Each one describes itself (name, summary, parameters,
+/// how it is built) in its own module; adding one to `nbd-serve` is one line here.
+package enum ServeCatalog {
+    /// Every backend, in `--help` order.
+    package static let backends: [any ConfigurableBackendProvider.Type] = [
+        MemoryBackendProvider.self,
+        FileBackendProvider.self,
+        ConnectionCacheProvider.self,
+    ]
+
+    /// Every filter, in `--help` order.
+    package static let filters: [any ConfigurableFilterLayer.Type] = [
+        MultiConnLayer.self,
+        FUALayer.self,
+        StatsLayer.self,
+        ErrorInjectionLayer.self,
+    ]
+
+    /// The backend called `name`, if any.
+    package static func backend(named name: String) -> (any ConfigurableBackendProvider.Type)? {
+        backends.first { $0.backendName == name }
+    }
+
+    /// The filter called `name`, if any.
+    package static func filter(named name: String) -> (any ConfigurableFilterLayer.Type)? {
+        filters.first { $0.filterName == name }
+    }
+}

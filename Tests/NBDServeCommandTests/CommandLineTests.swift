@@ -1,0 +1,200 @@
+import NBDCore
+import NBDServeCommand
+import NBDServer
+import XCTest
+
+final class CommandLineTests: XCTestCase {
+    private func parse(_ line: String) throws -> ServeOptions {
+        try ServeOptions.parse(line.split(separator: " ").map(String.init))
+    }
+
+    private func assertError(
+        _ line: String, contains text: String, file: StaticString = #filePath, line number: UInt = #line
+    ) async {
+        do {
+            let options = try parse(line)
+            let server = try await ExportPlan(options).makeServer(configuration: ServerConfiguration())
+            await server.shutdown()
+            XCTFail("'\(line)' was accepted", file: file, line: number)
+        } catch let error as CommandLineError {
+            XCTAssertTrue(
+                error.message.contains(text), "'\(error.message)' does not mention '\(text)'", file: file, line: number)
+        } catch {
+            XCTFail("unexpected error \(error)", file: file, line: number)
+        }
+    }
+
+    func testOptionsMayComeBeforeOrAfterTheBackend() throws {
+        let before = try parse("-U /tmp/s -r -v --filter=stats memory 1G statsfile=/tmp/x")
+        let after = try parse("memory 1G statsfile=/tmp/x -U /tmp/s --filter stats -r -v")
+        XCTAssertEqual(before, after)
+        XCTAssertEqual(before.listen, .unix(path: "/tmp/s"))
+        XCTAssertTrue(before.isReadOnly)
+        XCTAssertTrue(before.isVerbose)
+        XCTAssertEqual(before.backend, "memory")
+        XCTAssertEqual(before.backendArgument, "1G")
+        XCTAssertEqual(before.filters, ["stats"])
+        XCTAssertEqual(before.parameters, [ServeOptions.Parameter(key: "statsfile", value: "/tmp/x")])
+    }
+
+    func testListenChoices() throws {
+        XCTAssertEqual(try parse("-U - memory 1M").listen, .privateUnix)
+        XCTAssertEqual(try parse("-p 0 memory 1M").listen, .tcp(host: "127.0.0.1", port: 0))
+        XCTAssertEqual(try parse("-p 10810 -i ::1 memory 1M").listen, .tcp(host: "::1", port: 10810))
+        XCTAssertEqual(try parse("memory 1M").listen, .tcp(host: "127.0.0.1", port: 10809))
+        XCTAssertEqual(try parse("--unix=/tmp/a memory 1M").listen, .unix(path: "/tmp/a"))
+    }
+
+    func testFlagsAndRun() throws {
+        let options = try ServeOptions.parse(["-f", "-rv", "--run", "nbdinfo \"$uri\"", "memory", "1M"])
+        XCTAssertTrue(options.isReadOnly)
+        XCTAssertTrue(options.isVerbose)
+        XCTAssertEqual(options.runCommand, "nbdinfo \"$uri\"")
+        XCTAssertEqual(try ServeOptions.parse(["--run=true", "memory", "1M"]).runCommand, "true")
+    }
+
+    func testHelpAndVersionNeedNoBackend() throws {
+        XCTAssertTrue(try parse("--help").showsHelp)
+        XCTAssertTrue(try parse("--version").showsVersion)
+    }
+
+    func testSizesUsePowersOf1024() throws {
+        XCTAssertEqual(try parseSize("512"), 512)
+        XCTAssertEqual(try parseSize("64K"), 64 << 10)
+        XCTAssertEqual(try parseSize("64k"), 64 << 10)
+        XCTAssertEqual(try parseSize("1M"), 1 << 20)
+        XCTAssertEqual(try parseSize("2MiB"), 2 << 20)
+        XCTAssertEqual(try parseSize("1G"), 1 << 30)
+        XCTAssertEqual(try parseSize("3T"), 3 << 40)
+        XCTAssertEqual(try parseSize("1P"), 1 << 50)
+        XCTAssertEqual(try parseSize("7E"), 7 << 60)
+        XCTAssertThrowsError(try parseSize("8E"), "above 2^63 - 1")
+        XCTAssertThrowsError(try parseSize("1X"))
+        XCTAssertThrowsError(try parseSize("G"))
+        XCTAssertThrowsError(try parseSize("-1"))
+        XCTAssertThrowsError(try parseSize("99999999999999999999"))
+    }
+
+    func testParametersGoToTheFirstFilterThatDeclaresThemThenToTheBackend() throws {
+        let options = try parse(
+            "--filter=multi-conn --filter=fua --filter=stats memory size=1G statsfile=/tmp/s multi-conn-mode=emulate fuamode=native statsthreshold=50"
+        )
+        let plan = try ExportPlan(options)
+        XCTAssertEqual(plan.backendName, "memory")
+        XCTAssertEqual(plan.backendParameters, ["size": "1G"])
+        XCTAssertEqual(plan.filters.map(\.name), ["multi-conn", "fua", "stats"])
+        XCTAssertEqual(plan.filters[0].parameters, ["multi-conn-mode": "emulate"])
+        XCTAssertEqual(plan.filters[1].parameters, ["fuamode": "native"])
+        XCTAssertEqual(plan.filters[2].parameters, ["statsfile": "/tmp/s", "statsthreshold": "50"])
+    }
+
+    func testPositionalArgumentsMapToTheBackendsMainParameter() throws {
+        XCTAssertEqual(try ExportPlan(parse("memory 1G")).backendParameters, ["size": "1G"])
+        XCTAssertEqual(try ExportPlan(parse("file /tmp/disk.img")).backendParameters, ["file": "/tmp/disk.img"])
+        let cache = try ExportPlan(parse("connection-cache size=32 init=Hello strictfua=true"))
+        XCTAssertEqual(cache.backendParameters, ["size": "32", "init": "Hello", "strictfua": "true"])
+    }
+
+    func testMakesServersForEachBackend() async throws {
+        for line in ["memory 1G", "--filter=multi-conn connection-cache size=32 init=Hi strictfua=yes"] {
+            let server = try await ExportPlan(parse(line)).makeServer(configuration: ServerConfiguration())
+            await server.shutdown()
+        }
+    }
+
+    func testAParameterOfAFilterNotGivenNamesThatFilter() async {
+        await assertError(
+            "memory 1M multi-conn-mode=emulate",
+            contains:
+                "unknown parameter 'multi-conn-mode' in 'multi-conn-mode=emulate': the memory backend does not take it and no filter is given; it belongs to the multi-conn filter: add --filter=multi-conn"
+        )
+        await assertError(
+            "--filter=stats memory 1M statsfile=/dev/null fuamode=native",
+            contains:
+                "neither the memory backend nor the filters given (stats) take it; it belongs to the fua filter: add --filter=fua"
+        )
+        await assertError("memory 1M strictfua=true", contains: "it is a parameter of the connection-cache backend")
+    }
+
+    func testBadFilterValuesNameTheParameterAndTheAcceptedValues() async {
+        await assertError(
+            "--filter=multi-conn memory 1M multi-conn-mode=bogus",
+            contains: "filter 'multi-conn': multi-conn-mode=bogus: expected one of auto (the default), emulate, plugin, disable, unsafe")
+        await assertError(
+            "--filter=multi-conn memory 1M multi-conn-track-dirty=always",
+            contains: "multi-conn-track-dirty=always: expected one of connection")
+        await assertError(
+            "--filter=fua memory 1M fuamode=sometimes",
+            contains: "filter 'fua': fuamode=sometimes: expected one of none (the default), emulate, native, force, pass, discard")
+        await assertError("--filter=fua memory 1M flush-on-close=maybe", contains: "flush-on-close=maybe: expected a boolean")
+        await assertError("--filter=stats memory 1M statsfile=/dev/null statsthreshold=200", contains: "statsthreshold")
+        await assertError("--filter=error memory 1M error=EBOGUS", contains: "error=EBOGUS")
+        await assertError("connection-cache 1M strictfua=perhaps", contains: "strictfua=perhaps: expected a boolean")
+    }
+
+    func testMistakesAreClearErrors() async {
+        await assertError("", contains: "no backend given")
+        await assertError("-r", contains: "no backend given")
+        await assertError("floppy 1M", contains: "unknown backend 'floppy'")
+        await assertError("--filter=floppy memory 1M", contains: "unknown filter 'floppy'")
+        await assertError("memory 1M colour=blue", contains: "unknown parameter 'colour'")
+        await assertError(
+            "--filter=stats memory 1M fuamode=native statsfile=/dev/null", contains: "unknown parameter 'fuamode'")
+        await assertError("memory 1M size=2M", contains: "given twice")
+        await assertError("memory 1M 2M", contains: "unexpected argument '2M'")
+        await assertError("size=1M memory", contains: "before the backend")
+        await assertError("--frobnicate memory 1M", contains: "unknown option '--frobnicate'")
+        await assertError("memory 1M -U", contains: "needs a value")
+        await assertError("-U /tmp/s -p 1 memory 1M", contains: "cannot be combined")
+        await assertError("-p 70000 memory 1M", contains: "0 to 65535")
+        await assertError("memory", contains: "memory backend: size=... is required, for example size=1G")
+        await assertError("memory 1Q", contains: "size suffix")
+        await assertError("file", contains: "file backend: file=... is required")
+        await assertError("file /nonexistent/dir/disk.img", contains: "file backend")
+        await assertError("--filter=multi-conn memory 1M multi-conn-mode=sometimes", contains: "filter 'multi-conn'")
+        await assertError("--filter=stats memory 1M", contains: "statsfile")
+        await assertError("connection-cache size=4 init=toolong", contains: "connection-cache backend")
+    }
+
+    func testHelpListsBackendsFiltersAndTheirParameters() {
+        let help = HelpText.usage
+        for backend in ServeCatalog.backends {
+            XCTAssertTrue(help.contains("\n  \(backend.backendName): \(backend.summary)\n"), backend.backendName)
+            for parameter in backend.parameters {
+                XCTAssertTrue(help.contains("      \(parameter.name)=...  \(parameter.helpText)\n"), parameter.name)
+            }
+        }
+        for filter in ServeCatalog.filters {
+            XCTAssertTrue(help.contains("\n  --filter=\(filter.filterName): \(filter.summary)\n"), filter.filterName)
+            for parameter in filter.parameters {
+                XCTAssertTrue(help.contains("      \(parameter.name)=...  \(parameter.helpText)\n"), parameter.name)
+            }
+        }
+        XCTAssertTrue(help.contains("\nBackends:\n  memory: "))
+        XCTAssertTrue(help.contains("      size=...  the export size, e.g. 1G; suffixes K M G T P E (required)\n"))
+        XCTAssertTrue(help.contains("\nFilters:\n  --filter=multi-conn: "))
+    }
+
+    func testParameterValuesKeepRepeatsAndParseTypes() throws {
+        var values: ParameterValues = ["protect": "0-511", "delay-read": "100ms", "retries": "5"]
+        values.append("protect", "~1M-2M")
+        XCTAssertEqual(values.all("protect"), ["0-511", "~1M-2M"])
+        XCTAssertEqual(values["protect"], "~1M-2M")
+        XCTAssertEqual(try values.duration("delay-read"), .milliseconds(100))
+        XCTAssertEqual(try parseDuration("1.5", for: "d"), .milliseconds(1500))
+        XCTAssertEqual(try parseDuration("250us", for: "d"), .microseconds(250))
+        XCTAssertThrowsError(try parseDuration("-1", for: "d"))
+        XCTAssertThrowsError(try parseDuration("fast", for: "d"))
+        XCTAssertEqual(try values.integer("retries", in: 0...100) as Int?, 5)
+        XCTAssertThrowsError(try values.integer("retries", in: 0...3) as Int?) { error in
+            XCTAssertEqual((error as? NBDError)?.message, "retries=5: expected a whole number from 0 to 3")
+        }
+        XCTAssertEqual(try values.choice("mode", ["a": 1, "b": 2], default: 3), 3)
+        XCTAssertThrowsError(try (["mode": "c"] as ParameterValues).choice("mode", ["a": 1, "b": 2], default: 3)) { error in
+            XCTAssertEqual((error as? NBDError)?.message, "mode=c: expected one of a, b")
+        }
+        XCTAssertThrowsError(try values.required("logfile", example: "/tmp/log")) { error in
+            XCTAssertEqual((error as? NBDError)?.message, "logfile=... is required, for example logfile=/tmp/log")
+        }
+    }
+}
