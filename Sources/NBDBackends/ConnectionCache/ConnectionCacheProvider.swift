@@ -3,9 +3,10 @@ import NBDCore
 /// An export whose connections each keep a **private cache**: the test double that shows why
 /// multi-conn matters, with the observable behaviour of nbdkit's multi-conn test plugin.
 ///
-/// - Each export name has one persistent image. The default export (`""`) starts as `initialText` at
-///   offset 0 followed by zero bytes; any other name is re-created from the default image every time
-///   a connection opens it.
+/// - Each export name has one persistent image, created on the first connection to that name as
+///   `initialText` at offset 0 followed by zero bytes, and kept for the provider's life. (nbdkit's
+///   test plugin re-creates a named image from the default one on every open, losing what other
+///   connections flushed; this one never does.)
 /// - On its first read, write, zero, trim or cache, a connection takes a snapshot of the persistent
 ///   image. Reads and writes then use only the snapshot, so other connections do not see its writes,
 ///   and it does not see theirs.

@@ -5,16 +5,26 @@ import Synchronization
 /// connection. Connections only see them through their private snapshots.
 final class ConnectionCacheStore: Sendable {
     private let images: LockedValue<[String: SparseImage]>
+    /// The image every export name starts from (`init=` at offset 0, zeroes after it).
+    private let initial: SparseImage
 
     init(initial: SparseImage) {
+        self.initial = initial
         images = LockedValue(["": initial])
     }
 
-    /// Prepares the image for a connection to `exportName`. As in nbdkit's multi-conn test plugin, a
-    /// non-empty name gets a fresh copy of the default image *each time a connection opens it*.
+    /// Prepares the image for a connection to `exportName`: the first connection to a name creates
+    /// its image from the initial one; later connections find it as the flushes left it.
+    ///
+    /// nbdkit's multi-conn test plugin re-creates a named export's image from the default one every
+    /// time a connection opens it, which throws away what other connections flushed; a flushed write
+    /// must never be lost because someone else connected (Documentation/Backends.md).
     func prepare(exportName: String) {
         guard !exportName.isEmpty else { return }
-        images.withLock { $0[exportName] = $0[""] }
+        let initial = self.initial
+        images.withLock { images in
+            if images[exportName] == nil { images[exportName] = initial }
+        }
     }
 
     /// The current persistent image of `exportName` (a cheap copy-on-write value).
