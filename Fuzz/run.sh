@@ -24,7 +24,7 @@ swift build -c release --scratch-path "$scratch" --target NBDServer "${flags[@]}
 bin=$(swift build -c release --scratch-path "$scratch" --show-bin-path)
 
 objects=()
-for module in NBDCore NBDBackends NBDFUAFilter NBDStatsFilter NBDErrorFilter NBDServer; do
+for module in NBDCore NBDServer; do
     objects+=("$bin/$module.build"/*.o)
 done
 

@@ -28,8 +28,9 @@ public struct ErrorInjectionLayer: ConfigurableFilterLayer {
 
     public static var parameters: [ParameterDescription] {
         var list = [
-            ParameterDescription("error", "EPERM, EIO (default), ENOMEM, EINVAL, ENOSPC or ESHUTDOWN: the error to inject"),
-            ParameterDescription("error-rate", "N% or 0..1: the share of requests that fail (default 0%)"),
+            ParameterDescription(
+                "error", "EPERM, EIO, ENOMEM, EINVAL, ENOSPC or ESHUTDOWN: the error to inject", default: "EIO"),
+            ParameterDescription("error-rate", "N% or 0..1: the share of requests that fail", default: "0%"),
             ParameterDescription("error-file", "inject errors only while this file exists"),
         ]
         for (operation, _) in operations {

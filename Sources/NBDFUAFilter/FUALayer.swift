@@ -1,6 +1,6 @@
 import NBDCore
 
-/// The FUA filter as a run-time ``FilterLayer``, buildable from nbdkit's parameters:
+/// The FUA filter as a run-time `FilterLayer`, buildable from nbdkit's parameters:
 /// `nbd-serve --filter=fua memory 1G fuamode=emulate flush-on-close=true`.
 public struct FUALayer: FilterLayer {
     public var name: String { Self.filterName }
@@ -29,9 +29,10 @@ extension FUALayer: ConfigurableFilterLayer {
     public static var parameters: [ParameterDescription] {
         [
             ParameterDescription(
-                "fuamode", "none (default: FUA not advertised), emulate, native, force, pass or discard (unsafe)"),
+                "fuamode", "none (FUA not advertised), emulate, native, force, pass or the unsafe discard",
+                default: "none"),
             ParameterDescription(
-                "flush-on-close", "true to flush the layer below when a client disconnects (default false)"),
+                "flush-on-close", "true to flush the layer below when a client disconnects", default: "false"),
             ParameterDescription("flush_on_close", "alias of flush-on-close"),
         ]
     }

@@ -1,8 +1,8 @@
 import NBDCore
 import Synchronization
 
-/// An NBD server that serves one export, a ``NBDCore/BackendProvider`` (typically a
-/// ``NBDCore/FilterStack``), to any number of clients over Unix or TCP sockets.
+/// An NBD server that serves one export, a `BackendProvider` (typically a
+/// `FilterStack`), to any number of clients over Unix or TCP sockets.
 ///
 /// ```swift
 /// let server = NBDServer(provider: FilterStack([MultiConnLayer()], over: try MemoryBackendProvider(size: 1 << 30)))
@@ -48,7 +48,7 @@ public final class NBDServer: Sendable {
     /// listen on several addresses.
     ///
     /// - Returns: The bound address; for TCP port 0, the port the system picked.
-    /// - Throws: ``NBDCore/NBDError`` if the address cannot be bound or the server is shutting down.
+    /// - Throws: `NBDError` if the address cannot be bound or the server is shutting down.
     @discardableResult
     public func listen(on address: ListenAddress) throws(NBDError) -> ListenAddress {
         let listener = try Listener(address)

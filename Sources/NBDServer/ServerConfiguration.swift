@@ -8,13 +8,13 @@
 /// ```
 public struct ServerConfiguration: Sendable {
     /// Whether every connection is read-only: `NBD_FLAG_READ_ONLY` is advertised and writes fail
-    /// with `EPERM`. Backends see it in ``NBDCore/ConnectionInfo/isReadOnly``.
+    /// with `EPERM`. Backends see it in `ConnectionInfo.isReadOnly`.
     public var isReadOnly: Bool
     /// The text sent as `NBD_INFO_DESCRIPTION` and in `NBD_OPT_LIST` replies; empty sends none.
     public var exportDescription: String
     /// The largest read or write payload accepted, advertised with `NBD_INFO_BLOCK_SIZE` when the
     /// client asks. The default is 32 MiB, what every interoperable client stays within. The
-    /// backend's own ``NBDCore/BlockSizeConstraints/maximumPayload`` applies too; the smaller wins,
+    /// backend's own `BlockSizeConstraints.maximumPayload` applies too; the smaller wins,
     /// and never more than 1 GiB.
     /// Larger requests get `EINVAL` (a write's payload is read and discarded first).
     public var maximumPayload: UInt32
@@ -25,7 +25,7 @@ public struct ServerConfiguration: Sendable {
     /// The largest number of connections served at once; more are closed straight after `accept`.
     /// With 1, `NBD_FLAG_CAN_MULTI_CONN` is never advertised.
     public var maximumConnections: Int
-    /// The largest number of slow requests (see ``NBDCore/Capabilities/slowOperations``) running at
+    /// The largest number of slow requests (see `Capabilities.slowOperations`) running at
     /// once per connection. When reached, the connection stops reading requests until one finishes:
     /// back-pressure that also bounds the memory a client can tie up.
     public var maximumSlowRequestsPerConnection: Int
@@ -33,7 +33,7 @@ public struct ServerConfiguration: Sendable {
     /// fan-out started by a slow flush runs its per-connection flushes on these threads too, so this
     /// also bounds how many blocking flushes (`fdatasync`) run at once. Idle threads cost no CPU.
     public var slowOperationThreads: Int
-    /// A slow request (see ``NBDCore/Capabilities/slowOperations``) runs inline on its connection's
+    /// A slow request (see `Capabilities.slowOperations`) runs inline on its connection's
     /// thread, like any other request, while that connection's slow requests have recently taken
     /// less than this on average; `nil` always sends them to the pool.
     ///

@@ -1,6 +1,6 @@
 import NBDCore
 
-/// The stats filter as a run-time ``FilterLayer``, buildable from nbdkit's parameters:
+/// The stats filter as a run-time `FilterLayer`, buildable from nbdkit's parameters:
 /// `nbd-serve --filter=stats memory 1G statsfile=/tmp/stats.txt statsthreshold=90`.
 ///
 /// Every connection counts into one ``collector``. With a ``file``, the nbdkit-format report is written
@@ -48,12 +48,13 @@ extension StatsLayer: ConfigurableFilterLayer {
     }
     public static var parameters: [ParameterDescription] {
         [
-            ParameterDescription("statsfile", "(required) the file the report is written to when the server stops"),
             ParameterDescription(
-                "statsappend", "true to append to the statsfile instead of replacing it (default false)"),
+                "statsfile", "the file the report is written to when the server stops", required: true),
             ParameterDescription(
-                "statsthreshold",
-                "percentage of requests whose sizes are listed, 0 to 100 (default 95; 0: no histograms)"),
+                "statsappend", "true to append to the statsfile instead of replacing it", default: "false"),
+            ParameterDescription(
+                "statsthreshold", "percentage of requests whose sizes are listed, 0 to 100; 0 lists none",
+                default: "95"),
         ]
     }
 

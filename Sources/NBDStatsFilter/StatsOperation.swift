@@ -18,7 +18,7 @@ public enum StatsOperation: String, Sendable, Hashable, CaseIterable, CustomStri
     /// The name used in the text report and the JSON (`read`, `write`, ...), as nbdkit names them.
     public var description: String { rawValue }
 
-    /// The position in ``allCases``, which is also the index into per-operation storage.
+    /// The position in `allCases`, which is also the index into per-operation storage.
     @inlinable
     var index: Int {
         switch self {

@@ -167,7 +167,7 @@ public struct StatsSnapshot: Sendable, Hashable {
     public var elapsedNanoseconds: UInt64
     /// The `statsthreshold` percentage the report uses (0 turns histograms off).
     public var threshold: Int
-    /// One entry per operation, in ``StatsOperation/allCases`` order.
+    /// One entry per operation, in `StatsOperation.allCases` order.
     public var operations: [OperationStats]
 
     /// Creates a snapshot; without `operations`, every operation's counts are empty.

@@ -51,7 +51,7 @@ public struct FileBackend: BlockBackend {
     }
 
     /// Zeroes the range: punches a hole unless `NO_HOLE` is set, else zeroes it in place with
-    /// `FALLOC_FL_ZERO_RANGE`, else writes zeroes, which `FAST_ZERO` forbids (``NBDError/Code/notSupported``).
+    /// `FALLOC_FL_ZERO_RANGE`, else writes zeroes, which `FAST_ZERO` forbids (`NBDError.Code.notSupported`).
     public func zero(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         try store.zero(count: count, at: offset, flags: flags)
     }

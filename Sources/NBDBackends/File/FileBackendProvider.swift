@@ -20,8 +20,8 @@ public struct FileBackendProvider: BackendProvider {
 
     /// Opens `path` (a regular file or a block device) for reading and, unless `readOnly`, writing.
     ///
-    /// - Throws: an ``NBDError`` mapped from the `open` or `fstat` error, with a message such as
-    ///   `cannot open /tmp/x.img: No such file or directory`; or ``NBDError/Code/invalidArgument`` if
+    /// - Throws: an `NBDError` mapped from the `open` or `fstat` error, with a message such as
+    ///   `cannot open /tmp/x.img: No such file or directory`; or `NBDError.Code.invalidArgument` if
     ///   `path` is neither a regular file nor a block device.
     public init(path: String, readOnly: Bool = false) throws(NBDError) {
         store = try FileStore(path: path, readOnly: readOnly)

@@ -22,7 +22,7 @@ public struct MemoryBackendProvider: BackendProvider {
 
     /// Creates an empty export of `size` bytes; nothing is allocated until it is written.
     ///
-    /// - Throws: ``NBDError/Code/invalidArgument`` if `size` exceeds 2^63 - 1, the largest export the
+    /// - Throws: `NBDError.Code.invalidArgument` if `size` exceeds 2^63 - 1, the largest export the
     ///   NBD protocol can describe.
     public init(size: UInt64) throws(NBDError) {
         guard size <= UInt64(Int64.max) else {

@@ -2,7 +2,7 @@
 /// connection's backend in concrete filter types. The whole stack is one nested generic type, so a
 /// request costs about one call per layer and needs no type erasure.
 ///
-/// Build one with ``BackendProvider/wrapped(_:)``, innermost layer first:
+/// Build one with ``BackendProvider/wrapped(onShutdown:_:)``, innermost layer first:
 ///
 /// ```swift
 /// let export = try MemoryBackendProvider(size: 1 << 30)

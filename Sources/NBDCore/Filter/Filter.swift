@@ -20,9 +20,11 @@ public protocol Filter: BlockBackend {
 }
 
 extension Filter {
+    /// Passes through: the layer below's capabilities.
     @inlinable
     public var capabilities: Capabilities { next.capabilities }
 
+    /// Passes through: reads from the layer below.
     @inlinable
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags)
         async throws(NBDError)
@@ -30,6 +32,7 @@ extension Filter {
         try await next.read(into: buffer, at: offset, flags: flags)
     }
 
+    /// Passes through: writes to the layer below.
     @inlinable
     public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags)
         async throws(NBDError)
@@ -37,31 +40,37 @@ extension Filter {
         try await next.write(data, at: offset, flags: flags)
     }
 
+    /// Passes through: zeroes in the layer below.
     @inlinable
     public func zero(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         try await next.zero(count: count, at: offset, flags: flags)
     }
 
+    /// Passes through: trims in the layer below.
     @inlinable
     public func trim(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         try await next.trim(count: count, at: offset, flags: flags)
     }
 
+    /// Passes through: flushes the layer below.
     @inlinable
     public func flush(flags: CommandFlags) async throws(NBDError) {
         try await next.flush(flags: flags)
     }
 
+    /// Passes through: asks the layer below to cache the range.
     @inlinable
     public func cache(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         try await next.cache(count: count, at: offset, flags: flags)
     }
 
+    /// Passes through: the layer below's extents.
     @inlinable
     public func extents(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) -> [Extent] {
         try await next.extents(count: count, at: offset, flags: flags)
     }
 
+    /// Passes through: closes the layer below.
     @inlinable
     public func close() async {
         await next.close()

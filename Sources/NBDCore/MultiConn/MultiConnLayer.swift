@@ -22,11 +22,13 @@ extension MultiConnLayer: ConfigurableFilterLayer {
     public static var parameters: [ParameterDescription] {
         [
             ParameterDescription(
-                "multi-conn-mode", "auto (default), emulate, plugin, disable or unsafe"),
+                "multi-conn-mode", "auto, emulate, plugin, disable or unsafe", default: "auto"),
             ParameterDescription(
-                "multi-conn-track-dirty", "connection (default, alias conn), fast or off: when a flush may be skipped"),
+                "multi-conn-track-dirty", "connection (alias conn), fast or off: when a flush may be skipped",
+                default: "connection"),
             ParameterDescription(
-                "multi-conn-exportname", "true to group connections by export name (default false: one group)"),
+                "multi-conn-exportname", "true to group connections by export name; false puts all in one group",
+                default: "false"),
             ParameterDescription("multi-conn-export-name", "alias of multi-conn-exportname"),
         ]
     }

@@ -2,7 +2,7 @@ import NBDCore
 import Synchronization
 
 /// A small pool of dedicated threads, shared by all connections of a server, that runs the requests
-/// a backend declares slow (``NBDCore/Capabilities/slowOperations``): a disk sync, a multi-conn flush
+/// a backend declares slow (`Capabilities.slowOperations`): a disk sync, a multi-conn flush
 /// fan-out, a remote call.
 ///
 /// It is a `TaskExecutor`, so a request is a child task created with `addTask(executorPreference:)`;

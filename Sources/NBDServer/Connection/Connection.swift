@@ -6,7 +6,7 @@ import NBDCore
 /// A connection is one long-lived task pinned to a thread of its own (``ConnectionExecutor``). The
 /// task blocks in `recv` and `send` on that thread and awaits the stack inline, so a backend that does
 /// not suspend costs no thread hop. Requests whose operation the stack lists in
-/// ``NBDCore/Capabilities/slowOperations`` run instead as tasks on the server's
+/// `Capabilities.slowOperations` run instead as tasks on the server's
 /// ``SlowOperationPool``, at most ``ServerConfiguration/maximumSlowRequestsPerConnection`` at once,
 /// and reply out of order through the ``CombiningWriter``; unless they have recently been fast
 /// (``SlowOperationEstimate``), in which case they too run inline.

@@ -1,6 +1,6 @@
 import Synchronization
 
-/// How long one connection's slow requests (``NBDCore/Capabilities/slowOperations``) have recently
+/// How long one connection's slow requests (`Capabilities.slowOperations`) have recently
 /// taken, so that the connection can run them inline when they turn out to be fast.
 ///
 /// A backend declares an operation slow because it *may* block for milliseconds (`fdatasync` on a

@@ -38,7 +38,7 @@ extension OutputBuffer {
     /// The error reply for `error`: with structured replies negotiated, an `NBD_REPLY_TYPE_ERROR` chunk
     /// carrying the message (the protocol requires it for reads and prefers it for everything, so the
     /// client can show the message); otherwise a simple reply. The errno is mapped with
-    /// ``NBDCore/NBDError/Code/wireValue(for:)``.
+    /// `NBDError.Code.wireValue(for:)`.
     mutating func appendErrorReply(cookie: UInt64, error: NBDError, flags: CommandFlags, structured: Bool) {
         let wire = error.code.wireValue(for: flags)
         guard structured else {
