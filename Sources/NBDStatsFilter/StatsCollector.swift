@@ -47,7 +47,7 @@ public final class StatsCollector: Sendable {
             throw NBDError(.invalidArgument, "statsthreshold=\(text): expected an integer percentage from 0 to 100")
         }
         guard (0...100).contains(value) else {
-            throw NBDError(.invalidArgument, "statsthreshold must be between 0 and 100 (percent)")
+            throw NBDError(.invalidArgument, "statsthreshold=\(text): expected an integer percentage from 0 to 100")
         }
         return value
     }

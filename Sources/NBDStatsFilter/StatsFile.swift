@@ -21,7 +21,7 @@ public final class StatsFile: Sendable {
     /// the umask, creating it, and truncating it unless `append` is set.
     public init(path: String, append: Bool = false) throws(NBDError) {
         guard !path.isEmpty else {
-            throw NBDError(.invalidArgument, "statsfile must not be empty")
+            throw NBDError(.invalidArgument, "statsfile=: the path is empty; give the file the report is written to")
         }
         let absolute = Self.absolutePath(path)
         let flags = O_CLOEXEC | O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC)

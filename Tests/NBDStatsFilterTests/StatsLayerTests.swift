@@ -46,7 +46,7 @@ final class StatsLayerTests: XCTestCase {
                     _ = try StatsLayer(parameters: ["statsfile": self.path("s.txt"), "statsthreshold": value])
                 },
                 code: .invalidArgument)
-            XCTAssertEqual(error?.message, "statsthreshold must be between 0 and 100 (percent)", value)
+            XCTAssertEqual(error?.message, "statsthreshold=\(value): expected an integer percentage from 0 to 100", value)
         }
         let error = await XCTAssertThrowsNBDError(
             { () throws(NBDError) in

@@ -30,12 +30,12 @@ public struct ConnectionCacheProvider: BackendProvider {
     public init(size: UInt64, initialText: String = "", strictFUA: Bool = false) throws(NBDError) {
         let bytes = Array(initialText.utf8)
         guard size <= UInt64(Int64.max) else {
-            throw NBDError(.invalidArgument, "connection-cache size \(size) is larger than 2^63-1")
+            throw NBDError(.invalidArgument, "size=\(size): larger than the NBD maximum of 2^63 - 1 bytes")
         }
         guard UInt64(bytes.count) <= size else {
             throw NBDError(
                 .invalidArgument,
-                "connection-cache init text is \(bytes.count) bytes but size is only \(size): raise size= or shorten init=")
+                "init=: the text is \(bytes.count) bytes but size is only \(size): raise size= or shorten init=")
         }
         var image = SparseImage()
         bytes.withUnsafeBytes { image.write($0, at: 0) }

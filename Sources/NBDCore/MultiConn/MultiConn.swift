@@ -99,8 +99,8 @@ public actor MultiConn {
         return counts
     }
 
-    /// Flush requests waiting for a fan-out round that has not started yet, for tests and diagnostics.
-    public func waitingFlushCount() -> Int {
+    /// Flush requests waiting for a fan-out round that has not started yet, for tests.
+    package func waitingFlushCount() -> Int {
         groups.values.reduce(0) { $0 + $1.pending.count }
     }
 
