@@ -56,6 +56,9 @@ public final class AsyncLock: Sendable {
         next?.resume()
     }
 
+    /// How many tasks wait for the lock (tests step on it).
+    package var waiterCount: Int { waiters.withLock { $0.count } }
+
     /// Runs `body` holding the lock.
     @inlinable
     public func withLock<T>(_ body: () async throws(NBDError) -> T) async throws(NBDError) -> T {
