@@ -8,7 +8,7 @@ import Synchronization
 /// allocate nothing; only a task that has to wait takes the waiter list's mutex.
 public final class AsyncLock: Sendable {
     /// 0: free; 1: held, nobody waiting; 2: held, and waiters may be queued (release looks).
-    private let state = Atomic<Int>(0)
+    @usableFromInline let state = Atomic<Int>(0)
     private let waiters = LockedValue<[UnsafeContinuation<Void, Never>]>([])
 
     /// Creates a free lock.
@@ -22,6 +22,7 @@ public final class AsyncLock: Sendable {
     }
 
     /// Takes the lock if it is free; returns whether it did.
+    @inlinable
     public func tryLock() -> Bool {
         state.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged
     }
@@ -41,8 +42,14 @@ public final class AsyncLock: Sendable {
     }
 
     /// Releases the lock, handing it to the longest waiter if there is one.
+    @inlinable
     public func unlock() {
         if state.compareExchange(expected: 1, desired: 0, ordering: .releasing).exchanged { return }
+        unlockSlowly()
+    }
+
+    @usableFromInline
+    func unlockSlowly() {
         let next = waiters.withLock { queue -> UnsafeContinuation<Void, Never>? in
             guard !queue.isEmpty else {
                 state.store(0, ordering: .releasing)
