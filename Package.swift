@@ -17,6 +17,9 @@ let package = Package(
         .library(name: "NBDFUAFilter", targets: ["NBDFUAFilter"]),
         .library(name: "NBDStatsFilter", targets: ["NBDStatsFilter"]),
         .library(name: "NBDErrorFilter", targets: ["NBDErrorFilter"]),
+        .library(name: "NBDRangeFilters", targets: ["NBDRangeFilters"]),
+        .library(name: "NBDFeatureFilters", targets: ["NBDFeatureFilters"]),
+        .library(name: "NBDFlowFilters", targets: ["NBDFlowFilters"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
@@ -27,6 +30,12 @@ let package = Package(
         .target(name: "NBDFUAFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDStatsFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDErrorFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // offset, truncate, protect: filters that change which bytes a request reaches.
+        .target(name: "NBDRangeFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // nozero, nocache, noextents: filters that take features away or emulate them.
+        .target(name: "NBDFeatureFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // noparallel, delay, rate, limit: filters that shape when requests and clients are served.
+        .target(name: "NBDFlowFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The server other programs embed: it knows the NBD protocol and NBDCore's contracts, nothing else.
         .target(name: "NBDServer", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
@@ -36,6 +45,7 @@ let package = Package(
             dependencies: [
                 "NBDCore", "NBDServer", "NBDBackends",
                 "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter",
+                "NBDRangeFilters", "NBDFeatureFilters", "NBDFlowFilters",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -71,6 +81,21 @@ let package = Package(
         .testTarget(
             name: "NBDErrorFilterTests",
             dependencies: ["NBDCore", "NBDErrorFilter", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDRangeFiltersTests",
+            dependencies: ["NBDCore", "NBDRangeFilters", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDFeatureFiltersTests",
+            dependencies: ["NBDCore", "NBDFeatureFilters", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDFlowFiltersTests",
+            dependencies: ["NBDCore", "NBDFlowFilters", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -16,6 +16,8 @@ let benchmarkDependencies: [Target.Dependency] = [
     .product(name: "NBDBackends", package: "swift-nbd-middleware"),
     .product(name: "NBDStatsFilter", package: "swift-nbd-middleware"),
     .product(name: "NBDFUAFilter", package: "swift-nbd-middleware"),
+    .product(name: "NBDFlowFilters", package: "swift-nbd-middleware"),
+    .product(name: "NBDRangeFilters", package: "swift-nbd-middleware"),
     "BenchmarkSupport",
 ]
 

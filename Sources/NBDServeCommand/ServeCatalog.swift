@@ -2,6 +2,9 @@ import NBDBackends
 import NBDCore
 import NBDErrorFilter
 import NBDFUAFilter
+import NBDFeatureFilters
+import NBDFlowFilters
+import NBDRangeFilters
 import NBDStatsFilter
 
 /// The backends and filters `nbd-serve` offers. Each one describes itself (name, summary, parameters,
@@ -20,6 +23,16 @@ package enum ServeCatalog {
         FUALayer.self,
         StatsLayer.self,
         ErrorInjectionLayer.self,
+        OffsetLayer.self,
+        TruncateLayer.self,
+        ProtectLayer.self,
+        NoZeroLayer.self,
+        NoCacheLayer.self,
+        NoExtentsLayer.self,
+        NoParallelLayer.self,
+        DelayLayer.self,
+        RateLayer.self,
+        LimitLayer.self,
     ]
 
     /// The backend called `name`, if any.

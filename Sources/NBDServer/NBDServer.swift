@@ -69,7 +69,7 @@ public final class NBDServer: Sendable {
             }
             guard let id = context.register(socket) else {
                 context.warn(
-                    "refused a connection: the server is stopping or has \(context.configuration.maximumConnections) connections"
+                    "refused a connection: the server is stopping or has \(context.configuration.maximumConnections) connections, its maximum (ServerConfiguration.maximumConnections)"
                 )
                 socket.shutdownBoth()
                 return

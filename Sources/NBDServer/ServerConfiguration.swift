@@ -24,6 +24,11 @@ public struct ServerConfiguration: Sendable {
     public var maximumOptionLength: UInt32
     /// The largest number of connections served at once; more are closed straight after `accept`.
     /// With 1, `NBD_FLAG_CAN_MULTI_CONN` is never advertised.
+    ///
+    /// The default, 64, suits a server embedded in another program. Each connection costs one file
+    /// descriptor, one thread and its buffers (see `Documentation/Server.md`); `nbd-serve` sets this
+    /// from the process's file-descriptor limit instead, as nbdkit has no cap of its own, and offers
+    /// the limit filter for a lower one.
     public var maximumConnections: Int
     /// The largest number of slow requests (see `Capabilities.slowOperations`) running at
     /// once per connection. When reached, the connection stops reading requests until one finishes:

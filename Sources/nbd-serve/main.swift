@@ -30,6 +30,9 @@ if options.showsVersion {
 signal(SIGPIPE, SIG_IGN)
 
 var configuration = ServerConfiguration()
+// Like nbdkit, no connection cap of our own: as many clients as the file-descriptor limit (raised to
+// the hard limit) allows. --filter=limit sets a lower one.
+configuration.maximumConnections = ConnectionCapacity.raiseAndDerive()
 // Problems an operator must see are printed without -v too, as nbdkit prints its errors.
 configuration.errorLogger = { message in printToStandardError("nbd-serve: error: \(message)") }
 if options.isVerbose {

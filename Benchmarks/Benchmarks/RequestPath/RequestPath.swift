@@ -112,4 +112,5 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     registerStatsContention()
+    registerPassThroughFilters(configuration: configuration)
 }
