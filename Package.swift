@@ -17,6 +17,9 @@ let package = Package(
         .library(name: "NBDFUAFilter", targets: ["NBDFUAFilter"]),
         .library(name: "NBDStatsFilter", targets: ["NBDStatsFilter"]),
         .library(name: "NBDErrorFilter", targets: ["NBDErrorFilter"]),
+        .library(name: "NBDBlockSizeFilters", targets: ["NBDBlockSizeFilters"]),
+        .library(name: "NBDRetryFilters", targets: ["NBDRetryFilters"]),
+        .library(name: "NBDLogFilter", targets: ["NBDLogFilter"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
@@ -27,6 +30,9 @@ let package = Package(
         .target(name: "NBDFUAFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDStatsFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDErrorFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDBlockSizeFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDRetryFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDLogFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The server other programs embed: it knows the NBD protocol and NBDCore's contracts, nothing else.
         .target(name: "NBDServer", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
@@ -36,6 +42,7 @@ let package = Package(
             dependencies: [
                 "NBDCore", "NBDServer", "NBDBackends",
                 "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter",
+                "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -71,6 +78,21 @@ let package = Package(
         .testTarget(
             name: "NBDErrorFilterTests",
             dependencies: ["NBDCore", "NBDErrorFilter", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDBlockSizeFiltersTests",
+            dependencies: ["NBDCore", "NBDBlockSizeFilters", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDRetryFiltersTests",
+            dependencies: ["NBDCore", "NBDRetryFilters", "NBDErrorFilter", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDLogFilterTests",
+            dependencies: ["NBDCore", "NBDLogFilter", "NBDErrorFilter", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -1,7 +1,10 @@
 import NBDBackends
+import NBDBlockSizeFilters
 import NBDCore
 import NBDErrorFilter
 import NBDFUAFilter
+import NBDLogFilter
+import NBDRetryFilters
 import NBDStatsFilter
 
 /// The backends and filters `nbd-serve` offers. Each one describes itself (name, summary, parameters,
@@ -20,6 +23,11 @@ package enum ServeCatalog {
         FUALayer.self,
         StatsLayer.self,
         ErrorInjectionLayer.self,
+        BlockSizeLayer.self,
+        BlockSizePolicyLayer.self,
+        RetryLayer.self,
+        RetryRequestLayer.self,
+        LogLayer.self,
     ]
 
     /// The backend called `name`, if any.
