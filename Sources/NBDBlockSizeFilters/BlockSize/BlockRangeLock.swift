@@ -83,14 +83,28 @@ public final class BlockRangeLock: Sendable {
     }
 
     private let state = LockedValue(State())
+    private let grantsEverything: Bool
 
     /// Creates a lock with nothing held.
-    public init() {}
+    public init() {
+        grantsEverything = false
+    }
+
+    private init(grantsEverything: Bool) {
+        self.grantsEverything = grantsEverything
+    }
+
+    /// A lock that grants every claim at once: what the filter would be without it. Only for tests
+    /// that must show their check finds the lost writes this lock prevents.
+    package static func grantingEverything() -> BlockRangeLock {
+        BlockRangeLock(grantsEverything: true)
+    }
 
     /// Claims `claims`, waiting (suspended, not blocking a thread) while an overlapping claim that
     /// conflicts is held or waiting ahead of it.
     @usableFromInline
     func acquire(_ claims: Claims) async -> Ticket {
+        if grantsEverything { return Ticket(value: 0) }
         // The common case, nothing in the way, is decided without suspending.
         if let granted = tryAcquire(claims, orEnqueue: nil) { return Ticket(value: granted) }
         let ticket = await withCheckedContinuation { (continuation: CheckedContinuation<UInt64, Never>) in
@@ -126,6 +140,7 @@ public final class BlockRangeLock: Sendable {
     /// waiter ahead of it.
     @usableFromInline
     func release(_ ticket: Ticket) {
+        if grantsEverything { return }
         let woken: [(CheckedContinuation<UInt64, Never>, UInt64)] = state.withLock { state in
             if let index = state.held.firstIndex(where: { $0.ticket == ticket.value }) {
                 state.held.remove(at: index)
