@@ -16,6 +16,7 @@ let benchmarkDependencies: [Target.Dependency] = [
     .product(name: "NBDBackends", package: "swift-nbd-middleware"),
     .product(name: "NBDStatsFilter", package: "swift-nbd-middleware"),
     .product(name: "NBDFUAFilter", package: "swift-nbd-middleware"),
+    .product(name: "NBDLogFilter", package: "swift-nbd-middleware"),
     "BenchmarkSupport",
 ]
 
