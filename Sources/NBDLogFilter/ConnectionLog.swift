@@ -87,7 +87,9 @@ final class ConnectionLog: Sendable {
     /// (0 none, 1 emulated, 2 native for zero, fua and cache; block sizes 0 when none are stated).
     func connect(export: String, capabilities caps: Capabilities) {
         let sizes = caps.blockSize
-        let stated = sizes.minimum != 1 || sizes.preferred != 4096 || sizes.maximumPayload != BlockSizeConstraints.default.maximumPayload
+        let stated =
+            sizes.minimum != 1 || sizes.preferred != 4096
+            || sizes.maximumPayload != BlockSizeConstraints.default.maximumPayload
         line(capacity: Self.lineCapacity + export.utf8.count * 2) { line in
             line.text("Connect export=")
             line.quoted(export)

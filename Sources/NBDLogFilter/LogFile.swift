@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import NBDCore
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The file the log filter writes: opened once at start-up, shared by every connection, written one
 /// whole line per `write(2)`.

@@ -18,7 +18,8 @@ public struct LogLayer: ConfigurableFilterLayer {
     public static var parameters: [ParameterDescription] {
         [
             ParameterDescription("logfile", "the file to write the log to; without it the filter does nothing"),
-            ParameterDescription("logappend", "true to append to an existing log instead of truncating it", default: "false"),
+            ParameterDescription(
+                "logappend", "true to append to an existing log instead of truncating it", default: "false"),
         ]
     }
 
@@ -32,7 +33,8 @@ public struct LogLayer: ConfigurableFilterLayer {
         self.init(file: try LogFile(path: path, append: append))
     }
 
-    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
+    {
         AnyBlockBackend(LogFilter(wrapping: next, file: file, connection: connection))
     }
 }

@@ -18,10 +18,13 @@ final class BlockSizeFilterTests: XCTestCase {
     ) {
         XCTAssertFalse(log.all.isEmpty, "nothing reached the layer below", file: file, line: line)
         for entry in log.all where entry.command != .flush {
-            XCTAssertEqual(entry.offset % block, 0, "unaligned offset reached the layer below: \(entry)", file: file, line: line)
-            XCTAssertEqual(entry.count % block, 0, "unaligned length reached the layer below: \(entry)", file: file, line: line)
+            XCTAssertEqual(
+                entry.offset % block, 0, "unaligned offset reached the layer below: \(entry)", file: file, line: line)
+            XCTAssertEqual(
+                entry.count % block, 0, "unaligned length reached the layer below: \(entry)", file: file, line: line)
             let limit = entry.command == .read || entry.command == .write ? maxData : maxLength
-            XCTAssertLessThanOrEqual(entry.count, limit, "too large for the layer below: \(entry)", file: file, line: line)
+            XCTAssertLessThanOrEqual(
+                entry.count, limit, "too large for the layer below: \(entry)", file: file, line: line)
         }
     }
 
@@ -44,7 +47,8 @@ final class BlockSizeFilterTests: XCTestCase {
                 model.replaceSubrange(Int(offset)..<(Int(offset) + count), with: repeatElement(0, count: count))
             default:
                 let read = try await backend.readBytes(count, at: offset)
-                XCTAssertEqual(read, Array(model[Int(offset)..<(Int(offset) + count)]), "read \(count)@\(offset), step \(step)")
+                XCTAssertEqual(
+                    read, Array(model[Int(offset)..<(Int(offset) + count)]), "read \(count)@\(offset), step \(step)")
             }
         }
         let whole = try await backend.readBytes(Int(size), at: 0)

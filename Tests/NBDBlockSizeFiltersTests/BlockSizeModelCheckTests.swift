@@ -23,13 +23,16 @@ final class BlockSizeModelCheckTests: XCTestCase {
         let lock: BlockRangeLock
         var name: String { "blocksize-under-test" }
         func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
-            AnyBlockBackend(try BlockSizeFilter(wrapping: next, minimumBlock: UInt32(BlockSizeModelCheckTests.block), lock: lock))
+            AnyBlockBackend(
+                try BlockSizeFilter(wrapping: next, minimumBlock: UInt32(BlockSizeModelCheckTests.block), lock: lock))
         }
     }
 
     struct YieldingFilter<Next: BlockBackend>: Filter {
         let next: Next
-        func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+        func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags)
+            async throws(NBDError)
+        {
             await Task.yield()
             try await next.read(into: buffer, at: offset, flags: flags)
             await Task.yield()
@@ -60,7 +63,8 @@ final class BlockSizeModelCheckTests: XCTestCase {
 
     /// Runs `rounds` rounds and returns the number of bytes that broke a rule.
     func violations(lock: BlockRangeLock, seed: UInt64, rounds: Int = 60) async throws -> Int {
-        let stack = FilterStack([Layer(lock: lock), YieldingLayer()], over: try MemoryBackendProvider(size: UInt64(Self.size)))
+        let stack = FilterStack(
+            [Layer(lock: lock), YieldingLayer()], over: try MemoryBackendProvider(size: UInt64(Self.size)))
         var handles: [AnyBlockBackend] = []
         for _ in 0..<Self.connections { handles.append(try await stack.open(ConnectionInfo())) }
         var random = SeededGenerator(seed: seed)
@@ -86,7 +90,10 @@ final class BlockSizeModelCheckTests: XCTestCase {
             for _ in 0..<3 {
                 let from = Int.random(in: 0..<(Self.size - 1), using: &random)
                 let to = min(Self.size, from + Int.random(in: 1...1500, using: &random))
-                requests.append(Request(range: from..<to, access: .read, connection: Int.random(in: 0..<Self.connections, using: &random)))
+                requests.append(
+                    Request(
+                        range: from..<to, access: .read,
+                        connection: Int.random(in: 0..<Self.connections, using: &random)))
             }
             let before = model
             var after = model
@@ -102,10 +109,12 @@ final class BlockSizeModelCheckTests: XCTestCase {
                         switch request.access {
                         case .write(let byte):
                             try await handle.writeBytes(
-                                [UInt8](repeating: byte, count: request.range.count), at: UInt64(request.range.lowerBound))
+                                [UInt8](repeating: byte, count: request.range.count),
+                                at: UInt64(request.range.lowerBound))
                             return nil
                         case .read:
-                            let bytes = try await handle.readBytes(request.range.count, at: UInt64(request.range.lowerBound))
+                            let bytes = try await handle.readBytes(
+                                request.range.count, at: UInt64(request.range.lowerBound))
                             return (request.range, bytes)
                         }
                     }
@@ -171,7 +180,8 @@ struct BlockingBackend: BlockBackend {
     let gate: AsyncGate
     let base: TestMemoryBackend
     var capabilities: Capabilities { base.capabilities }
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError)
+    {
         await gate.pass()
         try await base.read(into: buffer, at: offset, flags: flags)
     }

@@ -17,7 +17,8 @@ final class BlockSizePolicyFilterTests: XCTestCase {
         XCTAssertEqual(all.capabilities.blockSize.minimum, 512)
         XCTAssertEqual(all.capabilities.blockSize.preferred, 65536)
         XCTAssertEqual(all.capabilities.blockSize.maximumPayload, 1 << 20)
-        XCTAssertFalse(all.capabilities.blockSize.isEnforced, "the server must let misaligned requests reach the policy")
+        XCTAssertFalse(
+            all.capabilities.blockSize.isEnforced, "the server must let misaligned requests reach the policy")
         XCTAssertNoThrow(
             try RequestValidator(capabilities: all.capabilities).validate(.read, offset: 1, length: 3, flags: []))
         // Only the preferred size given, over a layer that states none: the protocol's defaults fill in.
@@ -61,7 +62,8 @@ final class BlockSizePolicyFilterTests: XCTestCase {
         let size: UInt64 = 4096 + 100
         let loose = try await stack(["blocksize-minimum": "512", "blocksize-error-policy": "error"], size: size)
         _ = try await loose.readBytes(100, at: 4096)
-        let strict = try await stack(["blocksize-minimum": "512", "blocksize-error-policy": "strict-error"], size: size)
+        let strict = try await stack(
+            ["blocksize-minimum": "512", "blocksize-error-policy": "strict-error"], size: size)
         await XCTAssertThrowsNBDError(
             { () async throws(NBDError) in _ = try await strict.readBytes(100, at: 4096) }, code: .invalidArgument)
     }

@@ -23,7 +23,9 @@ final class BlockSizeInteropTests: XCTestCase {
         assertSucceeded(ours, "nbd-serve")
         let theirs = try InteropEnvironment.run(
             "/usr/bin/nbdkit",
-            ["-U", "-", "--filter=blocksize-policy", "memory", "1M"] + parameters + ["--run", "nbdinfo --json \"$uri\""])
+            ["-U", "-", "--filter=blocksize-policy", "memory", "1M"] + parameters + [
+                "--run", "nbdinfo --json \"$uri\"",
+            ])
         assertSucceeded(theirs, "nbdkit")
         XCTAssertEqual(try blockSizes(ours), try blockSizes(theirs))
         XCTAssertEqual(try blockSizes(ours)["block_size_preferred"], 65536)
@@ -52,9 +54,12 @@ final class BlockSizeInteropTests: XCTestCase {
             "read -P 0x11 0 100", "read -P 0x55 100 5000", "read -P 0x11 5100 7187", "read -P 0x66 12287 2",
             "read -P 0x11 12289 100",
         ]
-        let run = "qemu-io -f raw \"$uri\" " + commands.map { "-c " + InteropEnvironment.shellQuoted($0) }.joined(separator: " ")
+        let run =
+            "qemu-io -f raw \"$uri\" "
+            + commands.map { "-c " + InteropEnvironment.shellQuoted($0) }.joined(separator: " ")
         let result = try InteropEnvironment.serve(
-            ["--filter=blocksize", "--filter=log", "memory", "1M", "minblock=4K", "maxdata=8K", "logfile=\(log)"], run: run)
+            ["--filter=blocksize", "--filter=log", "memory", "1M", "minblock=4K", "maxdata=8K", "logfile=\(log)"],
+            run: run)
         assertSucceeded(result, "qemu-io")
         XCTAssertFalse(result.stdout.contains("Pattern verification failed"), result.stdout)
         XCTAssertEqual(result.stdout.components(separatedBy: "read ").count - 1, 5, result.stdout)

@@ -78,11 +78,22 @@ final class LogInteropTests: XCTestCase {
         for key in ["connection=1", "connection=2"] {
             let mine = ourConnections[key] ?? []
             let reference = theirsWithoutCache[key] ?? []
-            XCTAssertEqual(mine.count, reference.count, "\(key): lines differ in number\nours: \(mine)\nnbdkit: \(reference)")
+            XCTAssertEqual(
+                mine.count, reference.count, "\(key): lines differ in number\nours: \(mine)\nnbdkit: \(reference)")
             for (line, (a, b)) in zip(mine, reference).enumerated() {
                 XCTAssertEqual(a, b, "\(key) line \(line + 1)")
             }
         }
         XCTAssertEqual(ourConnections["connection=1"]?.count, 16, "Connect, 7 requests in 2 lines, Disconnect")
+    }
+
+    func testAnUnwritableLogfileStopsNbdServeAtStartUpWithTheReason() throws {
+        let result = try InteropEnvironment.serve(
+            ["--filter=log", "memory", "1M", "logfile=/nonexistent-directory/nbd.log"], run: "echo served")
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertFalse(result.stdout.contains("served"), "no client may be served: \(result.stdout)")
+        XCTAssertTrue(
+            result.stderr.contains("logfile=/nonexistent-directory/nbd.log: cannot open the log for writing"),
+            result.stderr)
     }
 }

@@ -38,8 +38,10 @@ final class RetryInteropTests: XCTestCase {
             h.shutdown()
             """, in: directory)
         let result = try InteropEnvironment.serve(
-            ["--filter=\(filter)", "--filter=log", "--filter=error", "memory", "1M", "logfile=\(log)",
-             "error-pread-rate=100%", "error-pread-file=\(trigger)"] + parameters,
+            [
+                "--filter=\(filter)", "--filter=log", "--filter=error", "memory", "1M", "logfile=\(log)",
+                "error-pread-rate=100%", "error-pread-file=\(trigger)",
+            ] + parameters,
             run: command)
         assertSucceeded(result, filter)
         return (result.stdout, try String(contentsOfFile: log, encoding: .utf8))
@@ -93,8 +95,10 @@ final class RetryInteropTests: XCTestCase {
             print("write ok")
             """, in: directory)
         let result = try InteropEnvironment.serve(
-            ["--filter=\(filter)", "--filter=log", "--filter=error", "memory", "1M", "logfile=\(log)",
-             "error-pread-rate=100%"] + parameters,
+            [
+                "--filter=\(filter)", "--filter=log", "--filter=error", "memory", "1M", "logfile=\(log)",
+                "error-pread-rate=100%",
+            ] + parameters,
             run: command)
         assertSucceeded(result, filter)
         return (result.stdout, try String(contentsOfFile: log, encoding: .utf8))

@@ -42,7 +42,8 @@ final class LogFilterTests: XCTestCase {
         let backend = try await FilterStack(layers, over: try MemoryBackendProvider(size: 1 << 20)).open(
             ConnectionInfo(exportName: "disk"))
         try await backend.writeBytes([UInt8](repeating: 1, count: 512), at: 1024, flags: .fua)
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in _ = try await backend.readBytes(512, at: 0) }, code: .noSpace)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in _ = try await backend.readBytes(512, at: 0) }, code: .noSpace)
         try await backend.zero(count: 4096, at: 8192, flags: [.noHole, .fastZero])
         try await backend.trim(count: 4096, at: 8192, flags: [])
         try await backend.flush(flags: [])
@@ -51,7 +52,8 @@ final class LogFilterTests: XCTestCase {
         let logged = try lines()
         XCTAssertEqual(
             logged.first,
-            #"connection=1 Connect export="disk" tls=0 size=0x100000 minsize=0x0 prefsize=0x0 maxsize=0x0 write=1 flush=1 rotational=0 trim=1 zero=2 fua=2 extents=1 cache=0 fast_zero=1"#)
+            #"connection=1 Connect export="disk" tls=0 size=0x100000 minsize=0x0 prefsize=0x0 maxsize=0x0 write=1 flush=1 rotational=0 trim=1 zero=2 fua=2 extents=1 cache=0 fast_zero=1"#
+        )
         XCTAssertEqual(
             Array(logged.dropFirst().prefix(10)),
             [
@@ -76,7 +78,8 @@ final class LogFilterTests: XCTestCase {
     }
 
     func testConcurrentConnectionsWriteWholeLinesWithIDsCountedPerConnection() async throws {
-        let stack = FilterStack([try LogLayer(parameters: ["logfile": logPath])], over: try MemoryBackendProvider(size: 1 << 20))
+        let stack = FilterStack(
+            [try LogLayer(parameters: ["logfile": logPath])], over: try MemoryBackendProvider(size: 1 << 20))
         var handles: [AnyBlockBackend] = []
         for _ in 0..<4 { handles.append(try await stack.open(ConnectionInfo())) }
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -90,7 +93,8 @@ final class LogFilterTests: XCTestCase {
             try await group.waitForAll()
         }
         for handle in handles { await handle.close() }
-        let pattern = try Regex(#"^connection=([1-4]) (\.\.\.)?Write id=(\d+)( offset=0x[0-9a-f]+ count=0x1 fua=0 \.\.\.| return=0)$"#)
+        let pattern = try Regex(
+            #"^connection=([1-4]) (\.\.\.)?Write id=(\d+)( offset=0x[0-9a-f]+ count=0x1 fua=0 \.\.\.| return=0)$"#)
         var starts: [String: Set<Int>] = [:]
         var ends: [String: Set<Int>] = [:]
         for line in try lines() where !line.contains("Connect") && !line.contains("Disconnect") {
@@ -133,7 +137,8 @@ final class LogFilterTests: XCTestCase {
     func testLogappendKeepsWhatWasThereAndTheDefaultTruncates() async throws {
         try "earlier\n".write(toFile: logPath, atomically: true, encoding: .utf8)
         _ = try await FilterStack(
-            [try LogLayer(parameters: ["logfile": logPath, "logappend": "true"])], over: try MemoryBackendProvider(size: 4096)
+            [try LogLayer(parameters: ["logfile": logPath, "logappend": "true"])],
+            over: try MemoryBackendProvider(size: 4096)
         ).open(ConnectionInfo())
         XCTAssertTrue(try String(contentsOfFile: logPath, encoding: .utf8).hasPrefix("earlier\n"))
         _ = try LogLayer(parameters: ["logfile": logPath])

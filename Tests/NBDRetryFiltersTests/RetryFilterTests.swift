@@ -26,7 +26,8 @@ final class RetryFilterTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: trigger) }
         let provider = try CountingProvider()
         let counter = AttemptCounter.removing(trigger, atAttempt: 3)
-        let backend = try await stack([:], trigger: trigger, counter: counter, provider: provider).open(ConnectionInfo())
+        let backend = try await stack([:], trigger: trigger, counter: counter, provider: provider).open(
+            ConnectionInfo())
         try await backend.writeString("after the fault", at: 0)
         XCTAssertEqual(counter.count.load(ordering: .relaxed), 3, "two failed attempts, then the one that succeeded")
         XCTAssertEqual(provider.opens.load(ordering: .relaxed), 3, "opened once, then reopened after each failure")
@@ -42,9 +43,12 @@ final class RetryFilterTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: trigger) }
         let provider = try CountingProvider()
         let counter = AttemptCounter()
-        let backend = try await stack(["retries": "3", "retry-exponential": "no"], trigger: trigger, counter: counter, provider: provider)
-            .open(ConnectionInfo())
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in _ = try await backend.readBytes(1, at: 0) }, code: .ioError)
+        let backend = try await stack(
+            ["retries": "3", "retry-exponential": "no"], trigger: trigger, counter: counter, provider: provider
+        )
+        .open(ConnectionInfo())
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in _ = try await backend.readBytes(1, at: 0) }, code: .ioError)
         XCTAssertEqual(counter.count.load(ordering: .relaxed), 4, "the first attempt and three retries")
         XCTAssertEqual(provider.opens.load(ordering: .relaxed), 4)
         // The fault gone, the same connection works again.
@@ -57,8 +61,10 @@ final class RetryFilterTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: trigger) }
         let provider = try CountingProvider()
         let counter = AttemptCounter.removing(trigger, atAttempt: 20)
-        let backend = try await stack(["retries": "50", "retry-exponential": "false"], trigger: trigger, counter: counter, provider: provider)
-            .open(ConnectionInfo())
+        let backend = try await stack(
+            ["retries": "50", "retry-exponential": "false"], trigger: trigger, counter: counter, provider: provider
+        )
+        .open(ConnectionInfo())
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<8 {
                 group.addTask { try await backend.writeBytes([UInt8(index + 1)], at: UInt64(index)) }
@@ -97,7 +103,8 @@ final class RetryFilterTests: XCTestCase {
         provider.failsFlushes.store(true, ordering: .relaxed)
         _ = try await backend.readBytes(1, at: 0)
         XCTAssertEqual(provider.opens.load(ordering: .relaxed), 2)
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in try await backend.flush(flags: []) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in try await backend.flush(flags: []) }, code: .ioError)
         try await backend.flush(flags: [])
     }
 
@@ -105,8 +112,10 @@ final class RetryFilterTests: XCTestCase {
         let trigger = makeTrigger()
         defer { try? FileManager.default.removeItem(atPath: trigger) }
         let provider = try CountingProvider()
-        let backend = try await stack([:], trigger: trigger, counter: .removing(trigger, atAttempt: 2), provider: provider)
-            .open(ConnectionInfo())
+        let backend = try await stack(
+            [:], trigger: trigger, counter: .removing(trigger, atAttempt: 2), provider: provider
+        )
+        .open(ConnectionInfo())
         try await backend.writeBytes([1], at: 0)
         try await backend.flush(flags: [])
     }
@@ -132,7 +141,8 @@ final class RetryFilterTests: XCTestCase {
         try await backend.writeBytes([1], at: 0)
         let refusing = try CountingProvider(refusingFirst: 10)
         let bounded = FilterStack([try RetryLayer(parameters: ["retry-delay": "1ms", "retries": "2"])], over: refusing)
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in _ = try await bounded.open(ConnectionInfo()) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in _ = try await bounded.open(ConnectionInfo()) }, code: .ioError)
         XCTAssertEqual(refusing.opens.load(ordering: .relaxed), 3)
     }
 
@@ -145,7 +155,8 @@ final class RetryFilterTests: XCTestCase {
             [try RetryLayer(parameters: ["retry-delay": "1ms"]), AttemptCountingLayer(counter: counter)], over: provider
         ).open(ConnectionInfo())
         await XCTAssertThrowsNBDError(
-            { () async throws(NBDError) in try await backend.zero(count: 512, at: 0, flags: .fastZero) }, code: .notSupported)
+            { () async throws(NBDError) in try await backend.zero(count: 512, at: 0, flags: .fastZero) },
+            code: .notSupported)
         XCTAssertEqual(counter.count.load(ordering: .relaxed), 1)
         XCTAssertEqual(provider.opens.load(ordering: .relaxed), 1)
     }

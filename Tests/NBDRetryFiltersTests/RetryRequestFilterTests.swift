@@ -24,7 +24,8 @@ final class RetryRequestFilterTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: trigger) }
         let provider = try CountingProvider()
         let counter = AttemptCounter.removing(trigger, atAttempt: 3)
-        let backend = try await stack([:], trigger: trigger, counter: counter, provider: provider).open(ConnectionInfo())
+        let backend = try await stack([:], trigger: trigger, counter: counter, provider: provider).open(
+            ConnectionInfo())
         try await backend.writeString("hello", at: 0)
         XCTAssertEqual(counter.count.load(ordering: .relaxed), 3)
         XCTAssertEqual(provider.opens.load(ordering: .relaxed), 1, "retry-request never reopens")
@@ -39,7 +40,8 @@ final class RetryRequestFilterTests: XCTestCase {
         let backend = try await stack(
             ["retry-request-retries": "4"], trigger: trigger, counter: counter, provider: try CountingProvider()
         ).open(ConnectionInfo())
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in try await backend.flush(flags: []) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in try await backend.flush(flags: []) }, code: .ioError)
         XCTAssertEqual(counter.count.load(ordering: .relaxed), 5, "the first attempt and four retries")
     }
 
@@ -61,11 +63,15 @@ final class RetryRequestFilterTests: XCTestCase {
             if command == .writeZeroes && flags.contains(.fastZero) { throw NBDError(.notSupported, "not fast") }
         }
         let backend = try await FilterStack(
-            [try RetryRequestLayer(parameters: ["retry-request-delay": "1ms"]), AttemptCountingLayer(counter: counter)],
+            [
+                try RetryRequestLayer(parameters: ["retry-request-delay": "1ms"]),
+                AttemptCountingLayer(counter: counter),
+            ],
             over: try CountingProvider()
         ).open(ConnectionInfo())
         await XCTAssertThrowsNBDError(
-            { () async throws(NBDError) in try await backend.zero(count: 512, at: 0, flags: .fastZero) }, code: .notSupported)
+            { () async throws(NBDError) in try await backend.zero(count: 512, at: 0, flags: .fastZero) },
+            code: .notSupported)
         XCTAssertEqual(counter.count.load(ordering: .relaxed), 1)
     }
 

@@ -67,7 +67,8 @@ final class AttemptCounter: Sendable {
 struct AttemptCountingFilter<Next: BlockBackend>: Filter {
     let next: Next
     let counter: AttemptCounter
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError)
+    {
         try counter.record(.read, flags)
         try await next.read(into: buffer, at: offset, flags: flags)
     }

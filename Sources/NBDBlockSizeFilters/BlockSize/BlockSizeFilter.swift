@@ -67,7 +67,8 @@ public struct BlockSizeFilter<Next: BlockBackend>: Filter {
         let drop = Int(position % block)
         if drop != 0 {
             let keep = min(Int(block) - drop, buffer.count)
-            try await readPartialBlock(at: position - UInt64(drop), range: drop..<(drop + keep), into: buffer, flags: flags)
+            try await readPartialBlock(
+                at: position - UInt64(drop), range: drop..<(drop + keep), into: buffer, flags: flags)
             done += keep
             position += UInt64(keep)
         }
@@ -146,7 +147,8 @@ public struct BlockSizeFilter<Next: BlockBackend>: Filter {
         }
         while data.count - done >= Int(block) {
             let keep = min(Int(limits.maximumData), (data.count - done) / Int(block) * Int(block))
-            try await next.write(UnsafeRawBufferPointer(rebasing: data[done..<(done + keep)]), at: position, flags: flags)
+            try await next.write(
+                UnsafeRawBufferPointer(rebasing: data[done..<(done + keep)]), at: position, flags: flags)
             done += keep
             position += UInt64(keep)
         }
@@ -162,7 +164,8 @@ public struct BlockSizeFilter<Next: BlockBackend>: Filter {
     public func zero(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         if flags.contains(.fastZero) && ((offset | count) % block != 0 || count > UInt64(limits.maximumLength)) {
             // A fast zero must fail fast rather than be slow; a split or read-modify-write is slow.
-            throw NBDError(.notSupported, "fast zero of \(count) bytes at \(offset) would need splitting or read-modify-write")
+            throw NBDError(
+                .notSupported, "fast zero of \(count) bytes at \(offset) would need splitting or read-modify-write")
         }
         let ticket = block > 1 ? await lock.acquire(claims(count: count, at: offset)) : nil
         defer { if let ticket { lock.release(ticket) } }
@@ -172,7 +175,9 @@ public struct BlockSizeFilter<Next: BlockBackend>: Filter {
         let drop = position % block
         if drop != 0 {
             let keep = min(block - drop, remaining)
-            try await rewriteBlock(at: position - drop, range: Int(drop)..<Int(drop + keep), flags: flags.intersection(.fua)) {
+            try await rewriteBlock(
+                at: position - drop, range: Int(drop)..<Int(drop + keep), flags: flags.intersection(.fua)
+            ) {
                 target in target.initializeMemory(as: UInt8.self, repeating: 0)
             }
             remaining -= keep

@@ -15,7 +15,8 @@ public struct BlockSizeLayer: ConfigurableFilterLayer {
     public let lock = BlockRangeLock()
 
     /// Creates the layer; `nil` takes nbdkit's default. Throws when the values break nbdkit's rules.
-    public init(minimumBlock: UInt32? = nil, maximumData: UInt32? = nil, maximumLength: UInt32? = nil) throws(NBDError) {
+    public init(minimumBlock: UInt32? = nil, maximumData: UInt32? = nil, maximumLength: UInt32? = nil) throws(NBDError)
+    {
         try BlockSizeLimits.validate(minimumBlock: minimumBlock, maximumData: maximumData, maximumLength: maximumLength)
         self.minimumBlock = minimumBlock
         self.maximumData = maximumData
@@ -52,7 +53,8 @@ public struct BlockSizeLayer: ConfigurableFilterLayer {
         try self.init(minimumBlock: parse("minblock"), maximumData: parse("maxdata"), maximumLength: parse("maxlen"))
     }
 
-    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
+    {
         AnyBlockBackend(
             try BlockSizeFilter(
                 wrapping: next, minimumBlock: minimumBlock, maximumData: maximumData, maximumLength: maximumLength,

@@ -36,7 +36,8 @@ public struct BlockSizeLimits: Sendable, Hashable {
         guard data > 0 else {
             throw NBDError(
                 .invalidArgument,
-                "blocksize: maxdata is smaller than minblock \(block) after applying the layer below's maximum \(below.maximumPayload)")
+                "blocksize: maxdata is smaller than minblock \(block) after applying the layer below's maximum \(below.maximumPayload)"
+            )
         }
         return BlockSizeLimits(minimumBlock: block, maximumData: data, maximumLength: length)
     }

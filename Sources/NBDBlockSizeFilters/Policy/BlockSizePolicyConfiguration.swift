@@ -38,17 +38,21 @@ public struct BlockSizePolicyConfiguration: Sendable, Hashable {
             // nbdkit's check compares the maximum with itself, so it never fires; its documentation
             // promises this one.
             throw NBDError(
-                .invalidArgument, "blocksize-maximum=\(maximum): must be -1 (4294967295) or a multiple of blocksize-minimum")
+                .invalidArgument,
+                "blocksize-maximum=\(maximum): must be -1 (4294967295) or a multiple of blocksize-minimum")
         }
         if let minimum, let preferred, minimum > preferred {
-            throw NBDError(.invalidArgument, "blocksize-minimum=\(minimum): must not exceed blocksize-preferred=\(preferred)")
+            throw NBDError(
+                .invalidArgument, "blocksize-minimum=\(minimum): must not exceed blocksize-preferred=\(preferred)")
         }
         if let preferred, let maximum, preferred > maximum {
-            throw NBDError(.invalidArgument, "blocksize-preferred=\(preferred): must not exceed blocksize-maximum=\(maximum)")
+            throw NBDError(
+                .invalidArgument, "blocksize-preferred=\(preferred): must not exceed blocksize-maximum=\(maximum)")
         }
         if let minimum, let writeDisconnect, writeDisconnect <= minimum {
             throw NBDError(
-                .invalidArgument, "blocksize-write-disconnect=\(writeDisconnect): must be larger than blocksize-minimum")
+                .invalidArgument, "blocksize-write-disconnect=\(writeDisconnect): must be larger than blocksize-minimum"
+            )
         }
         self.minimum = minimum
         self.preferred = preferred
@@ -68,7 +72,9 @@ public struct BlockSizePolicyConfiguration: Sendable, Hashable {
             result.maximumPayload = maximum
         } else if minimum == nil && preferred == nil && maximum == nil {
             return result
-        } else if below.minimum == 1 && below.preferred == 4096 && below.maximumPayload == BlockSizeConstraints.default.maximumPayload {
+        } else if below.minimum == 1 && below.preferred == 4096
+            && below.maximumPayload == BlockSizeConstraints.default.maximumPayload
+        {
             // The layer below states nothing: fill the gaps with the protocol's defaults.
             result.minimum = minimum ?? 1
             result.preferred = preferred ?? 4096
@@ -87,7 +93,8 @@ public struct BlockSizePolicyConfiguration: Sendable, Hashable {
         guard result.minimum <= result.preferred, result.preferred <= result.maximumPayload else {
             throw NBDError(
                 .invalidArgument,
-                "blocksize-policy: the resulting block sizes are invalid: minimum \(result.minimum), preferred \(result.preferred), maximum \(result.maximumPayload)")
+                "blocksize-policy: the resulting block sizes are invalid: minimum \(result.minimum), preferred \(result.preferred), maximum \(result.maximumPayload)"
+            )
         }
         return result
     }

@@ -49,20 +49,24 @@ public struct BlockSizePolicyFilter<Next: BlockBackend>: Filter {
         }
         if offset % minimum != 0 {
             throw NBDError(
-                .invalidArgument, "\(operation) rejected: offset \(offset) is not a multiple of the minimum block size \(minimum)")
+                .invalidArgument,
+                "\(operation) rejected: offset \(offset) is not a multiple of the minimum block size \(minimum)")
         }
         if length < minimum {
             throw NBDError(
-                .invalidArgument, "\(operation) rejected: \(count) bytes is less than the minimum block size \(minimum)")
+                .invalidArgument, "\(operation) rejected: \(count) bytes is less than the minimum block size \(minimum)"
+            )
         }
         if carriesData && count > UInt64(capabilities.blockSize.maximumPayload) {
             throw NBDError(
                 .invalidArgument,
-                "\(operation) rejected: \(count) bytes is more than the maximum block size \(capabilities.blockSize.maximumPayload)")
+                "\(operation) rejected: \(count) bytes is more than the maximum block size \(capabilities.blockSize.maximumPayload)"
+            )
         }
         if length % minimum != 0 {
             throw NBDError(
-                .invalidArgument, "\(operation) rejected: \(count) bytes is not a multiple of the minimum block size \(minimum)")
+                .invalidArgument,
+                "\(operation) rejected: \(count) bytes is not a multiple of the minimum block size \(minimum)")
         }
     }
 

@@ -19,7 +19,8 @@ public struct BlockSizePolicyLayer: ConfigurableFilterLayer {
     public static var parameters: [ParameterDescription] {
         [
             ParameterDescription("blocksize-minimum", "minimum block size to advertise, a power of 2 up to 64K"),
-            ParameterDescription("blocksize-preferred", "preferred block size to advertise, a power of 2 from 512 to 32M"),
+            ParameterDescription(
+                "blocksize-preferred", "preferred block size to advertise, a power of 2 from 512 to 32M"),
             ParameterDescription("blocksize-maximum", "maximum request size to advertise"),
             ParameterDescription(
                 "blocksize-error-policy",
@@ -49,7 +50,8 @@ public struct BlockSizePolicyLayer: ConfigurableFilterLayer {
                 writeDisconnect: parse("blocksize-write-disconnect")))
     }
 
-    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
+    {
         AnyBlockBackend(try BlockSizePolicyFilter(wrapping: next, configuration: configuration))
     }
 }

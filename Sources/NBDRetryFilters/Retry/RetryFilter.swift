@@ -210,7 +210,8 @@ public struct RetryFilter<Next: BlockBackend>: Filter {
         }
         if session.takeLostWrites() {
             throw NBDError(
-                .ioError, "writes cached by the layer below before it was reopened could not be flushed and may be lost")
+                .ioError, "writes cached by the layer below before it was reopened could not be flushed and may be lost"
+            )
         }
     }
 

@@ -45,7 +45,8 @@ public struct RetryLayer: ConfigurableFilterLayer {
     }
 
     /// Wraps an already opened stack; the filter retries on it without reopening (see the type's notes).
-    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
+    {
         AnyBlockBackend(RetryFilter(wrapping: next, configuration: configuration, connection: connection))
     }
 }

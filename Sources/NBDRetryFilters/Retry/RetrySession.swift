@@ -146,7 +146,8 @@ final class RetrySession<Next: BlockBackend>: Sendable {
         let waiters = state.withLock { state in
             state.generation += 1
             if let opened {
-                state.current = Opened(backend: opened, generation: state.generation, users: 0, hasUnflushedWrites: false)
+                state.current = Opened(
+                    backend: opened, generation: state.generation, users: 0, hasUnflushedWrites: false)
             }
             state.isReopening = false
             defer { state.reopenWaiters = [] }

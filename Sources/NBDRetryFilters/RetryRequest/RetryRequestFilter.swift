@@ -99,6 +99,7 @@ public struct RetryRequestFilter<Next: BlockBackend>: Filter {
     }
 
     public func extents(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) -> [Extent] {
-        try await attempt { () async throws(NBDError) in try await next.extents(count: count, at: offset, flags: flags) }
+        try await attempt { () async throws(NBDError) in try await next.extents(count: count, at: offset, flags: flags)
+        }
     }
 }

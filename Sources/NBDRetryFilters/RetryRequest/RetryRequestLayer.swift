@@ -37,10 +37,12 @@ public struct RetryRequestLayer: ConfigurableFilterLayer {
     public func open(for connection: ConnectionInfo, below openBelow: @escaping OpenBelow) async throws(NBDError)
         -> AnyBlockBackend
     {
-        AnyBlockBackend(try await RetryRequestFilter.open(for: connection, configuration: configuration, below: openBelow))
+        AnyBlockBackend(
+            try await RetryRequestFilter.open(for: connection, configuration: configuration, below: openBelow))
     }
 
-    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
+    {
         AnyBlockBackend(RetryRequestFilter(wrapping: next, configuration: configuration))
     }
 }
