@@ -120,6 +120,33 @@ final class RetryFilterTests: XCTestCase {
         try await backend.flush(flags: [])
     }
 
+    /// A request still running on the backend that another request's failure replaced keeps it open;
+    /// it is closed when that request returns, not under it.
+    func testAReplacedBackendIsClosedOnlyAfterItsLastRunningRequest() async throws {
+        let trigger = makeTrigger()
+        defer { try? FileManager.default.removeItem(atPath: trigger) }
+        let provider = try CountingProvider()
+        let gate = AsyncGate("held read")
+        let counter = AttemptCounter.removing(trigger, atAttempt: 2)
+        let backend = try await FilterStack(
+            [
+                try RetryLayer(parameters: ["retry-delay": "1ms"]), GateLayer(gate: gate),
+                AttemptCountingLayer(counter: counter),
+                try ErrorInjectionLayer(parameters: ["error-pwrite-rate": "100%", "error-pwrite-file": trigger]),
+            ], over: provider
+        ).open(ConnectionInfo())
+        let held = Task { try await backend.readBytes(1, at: 4096) }
+        await gate.waitForArrivals(1)
+        try await backend.writeBytes([1], at: 0)
+        XCTAssertEqual(provider.opens.load(ordering: .relaxed), 2, "the failed write reopened the stack below")
+        XCTAssertEqual(provider.closes.load(ordering: .relaxed), 0, "the held read still uses the first backend")
+        await gate.open()
+        _ = try await held.value
+        XCTAssertEqual(provider.closes.load(ordering: .relaxed), 1, "closed once its last request returned")
+        await backend.close()
+        XCTAssertEqual(provider.closes.load(ordering: .relaxed), 2)
+    }
+
     func testRetryReadonlyReopensReadOnlyAndThenRefusesWrites() async throws {
         let trigger = makeTrigger()
         defer { try? FileManager.default.removeItem(atPath: trigger) }

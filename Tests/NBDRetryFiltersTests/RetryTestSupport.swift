@@ -1,6 +1,7 @@
 import Foundation
 import NBDBackends
 import NBDCore
+import NBDTestSupport
 import Synchronization
 
 /// A memory export that counts how its backends are opened and closed, and can refuse the first opens.
@@ -99,4 +100,22 @@ func makeTrigger() -> String {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("retry-fault-\(UUID().uuidString)").path
     _ = FileManager.default.createFile(atPath: path, contents: nil)
     return path
+}
+
+/// Holds reads at offset 4096 at a gate, to keep a request running on one backend.
+struct GateFilter<Next: BlockBackend>: Filter {
+    let next: Next
+    let gate: AsyncGate
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+        if offset == 4096 { await gate.pass() }
+        try await next.read(into: buffer, at: offset, flags: flags)
+    }
+}
+
+struct GateLayer: FilterLayer {
+    let gate: AsyncGate
+    var name: String { "gate" }
+    func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+        AnyBlockBackend(GateFilter(next: next, gate: gate))
+    }
 }
