@@ -9,14 +9,32 @@ final class RetrySession<Next: BlockBackend>: Sendable {
     struct Lease: Sendable {
         let backend: Next
         let generation: UInt64
+        /// How many writes the backend had acknowledged when the request started: a flush covers
+        /// those, not writes that finish while it runs.
+        let writesBefore: UInt64
     }
 
     private struct Opened {
         var backend: Next
         var generation: UInt64
         var users: Int
-        /// Whether a write, zero or trim succeeded since its last successful flush.
-        var hasUnflushedWrites: Bool
+        /// Writes, zeroes and trims acknowledged, and how many of them a successful flush covers.
+        var writes: UInt64 = 0
+        var flushedWrites: UInt64 = 0
+
+        var hasUnflushedWrites: Bool { writes > flushedWrites }
+
+        init(backend: Next, generation: UInt64) {
+            self.backend = backend
+            self.generation = generation
+            self.users = 0
+        }
+
+        mutating func finish(_ lease: Lease, wrote: Bool, flushed: Bool) {
+            users -= 1
+            if wrote { writes += 1 }
+            if flushed { flushedWrites = max(flushedWrites, lease.writesBefore) }
+        }
     }
 
     private struct State {
@@ -50,7 +68,7 @@ final class RetrySession<Next: BlockBackend>: Sendable {
         open: @escaping @Sendable (ConnectionInfo) async throws(NBDError) -> Next
     ) {
         self.canReopen = canReopen
-        state = LockedValue(State(current: Opened(backend: first, generation: 0, users: 0, hasUnflushedWrites: false)))
+        state = LockedValue(State(current: Opened(backend: first, generation: 0)))
         self.connection = connection
         self.reopensReadOnly = reopensReadOnly
         self.open = open
@@ -70,7 +88,9 @@ final class RetrySession<Next: BlockBackend>: Sendable {
         state.withLock { state in
             guard state.current != nil else { return nil }
             state.current!.users += 1
-            return Lease(backend: state.current!.backend, generation: state.current!.generation)
+            return Lease(
+                backend: state.current!.backend, generation: state.current!.generation,
+                writesBefore: state.current!.writes)
         }
     }
 
@@ -79,15 +99,11 @@ final class RetrySession<Next: BlockBackend>: Sendable {
     func release(_ lease: Lease, wrote: Bool = false, flushed: Bool = false) async {
         let finished: Opened? = state.withLock { state in
             if state.current?.generation == lease.generation {
-                state.current!.users -= 1
-                if wrote { state.current!.hasUnflushedWrites = true }
-                if flushed { state.current!.hasUnflushedWrites = false }
+                state.current!.finish(lease, wrote: wrote, flushed: flushed)
                 return nil
             }
             guard let index = state.retired.firstIndex(where: { $0.generation == lease.generation }) else { return nil }
-            state.retired[index].users -= 1
-            if wrote { state.retired[index].hasUnflushedWrites = true }
-            if flushed { state.retired[index].hasUnflushedWrites = false }
+            state.retired[index].finish(lease, wrote: wrote, flushed: flushed)
             return state.retired[index].users == 0 ? state.retired.remove(at: index) : nil
         }
         if let finished { await retire(finished) }
@@ -146,8 +162,7 @@ final class RetrySession<Next: BlockBackend>: Sendable {
         let waiters = state.withLock { state in
             state.generation += 1
             if let opened {
-                state.current = Opened(
-                    backend: opened, generation: state.generation, users: 0, hasUnflushedWrites: false)
+                state.current = Opened(backend: opened, generation: state.generation)
             }
             state.isReopening = false
             defer { state.reopenWaiters = [] }
