@@ -2,6 +2,7 @@ import NBDCore
 import Synchronization
 
 /// One connection's side of the log: its number, its request counter, and the line formats.
+@usableFromInline
 final class ConnectionLog: Sendable {
     let file: LogFile
     let number: UInt64

@@ -18,7 +18,7 @@ import Synchronization
 /// every request straight through.
 public struct LogFilter<Next: BlockBackend>: Filter {
     public let next: Next
-    let log: ConnectionLog?
+    @usableFromInline let log: ConnectionLog?
 
     /// Wraps `next`, writing to `file` (none: pass-through) and logging the `Connect` line now.
     public init(wrapping next: Next, file: LogFile?, connection: ConnectionInfo) {
@@ -32,10 +32,21 @@ public struct LogFilter<Next: BlockBackend>: Filter {
         self.log = log
     }
 
+    // Each operation is inlinable up to the nil check, so a static stack without a log file is
+    // specialized and costs that check; the logging itself stays out of line.
+
+    @inlinable
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags)
         async throws(NBDError)
     {
         guard let log else { return try await next.read(into: buffer, at: offset, flags: flags) }
+        try await loggedRead(log, into: buffer, at: offset, flags: flags)
+    }
+
+    @usableFromInline
+    func loggedRead(
+        _ log: ConnectionLog, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags
+    ) async throws(NBDError) {
         let id = log.enter("Read") { line in
             line.text(" offset=")
             line.hex(offset)
@@ -51,8 +62,16 @@ public struct LogFilter<Next: BlockBackend>: Filter {
         }
     }
 
+    @inlinable
     public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         guard let log else { return try await next.write(data, at: offset, flags: flags) }
+        try await loggedWrite(log, data, at: offset, flags: flags)
+    }
+
+    @usableFromInline
+    func loggedWrite(_ log: ConnectionLog, _ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags)
+        async throws(NBDError)
+    {
         let id = log.enter("Write") { line in
             line.text(" offset=")
             line.hex(offset)
@@ -69,8 +88,15 @@ public struct LogFilter<Next: BlockBackend>: Filter {
         }
     }
 
+    @inlinable
     public func zero(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         guard let log else { return try await next.zero(count: count, at: offset, flags: flags) }
+        try await loggedZero(log, count: count, at: offset, flags: flags)
+    }
+
+    @usableFromInline
+    func loggedZero(_ log: ConnectionLog, count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError)
+    {
         let id = log.enter("Zero") { line in
             line.text(" offset=")
             line.hex(offset)
@@ -90,8 +116,15 @@ public struct LogFilter<Next: BlockBackend>: Filter {
         }
     }
 
+    @inlinable
     public func trim(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         guard let log else { return try await next.trim(count: count, at: offset, flags: flags) }
+        try await loggedTrim(log, count: count, at: offset, flags: flags)
+    }
+
+    @usableFromInline
+    func loggedTrim(_ log: ConnectionLog, count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError)
+    {
         let id = log.enter("Trim") { line in
             line.text(" offset=")
             line.hex(offset)
@@ -108,8 +141,14 @@ public struct LogFilter<Next: BlockBackend>: Filter {
         }
     }
 
+    @inlinable
     public func flush(flags: CommandFlags) async throws(NBDError) {
         guard let log else { return try await next.flush(flags: flags) }
+        try await loggedFlush(log, flags: flags)
+    }
+
+    @usableFromInline
+    func loggedFlush(_ log: ConnectionLog, flags: CommandFlags) async throws(NBDError) {
         let id = log.enter("Flush") { _ in }
         do {
             try await next.flush(flags: flags)
@@ -120,8 +159,15 @@ public struct LogFilter<Next: BlockBackend>: Filter {
         }
     }
 
+    @inlinable
     public func cache(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         guard let log else { return try await next.cache(count: count, at: offset, flags: flags) }
+        try await loggedCache(log, count: count, at: offset, flags: flags)
+    }
+
+    @usableFromInline
+    func loggedCache(_ log: ConnectionLog, count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError)
+    {
         let id = log.enter("Cache") { line in
             line.text(" offset=")
             line.hex(offset)
@@ -137,8 +183,16 @@ public struct LogFilter<Next: BlockBackend>: Filter {
         }
     }
 
+    @inlinable
     public func extents(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) -> [Extent] {
         guard let log else { return try await next.extents(count: count, at: offset, flags: flags) }
+        return try await loggedExtents(log, count: count, at: offset, flags: flags)
+    }
+
+    @usableFromInline
+    func loggedExtents(_ log: ConnectionLog, count: UInt64, at offset: UInt64, flags: CommandFlags)
+        async throws(NBDError) -> [Extent]
+    {
         let id = log.enter("Extents") { line in
             line.text(" offset=")
             line.hex(offset)
