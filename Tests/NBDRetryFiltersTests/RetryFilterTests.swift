@@ -188,6 +188,13 @@ final class RetryFilterTests: XCTestCase {
         XCTAssertEqual(provider.opens.load(ordering: .relaxed), 1)
     }
 
+    func testTheDelayDoublesBeforeEachRetryOnlyWhenExponential() throws {
+        let exponential = try RetryLayer(parameters: [:]).configuration
+        XCTAssertEqual((1...5).map { exponential.delay(before: $0) }, [2, 4, 8, 16, 32].map { Duration.seconds($0) })
+        let fixed = try RetryLayer(parameters: ["retry-delay": "250ms", "retry-exponential": "no"]).configuration
+        XCTAssertEqual((1...3).map { fixed.delay(before: $0) }, Array(repeating: .milliseconds(250), count: 3))
+    }
+
     func testParametersAreCheckedAndErrorsNameThem() throws {
         for (parameters, name) in [
             (["retry-delay": "0"] as ParameterValues, "retry-delay"), (["retries": "-1"], "retries"),

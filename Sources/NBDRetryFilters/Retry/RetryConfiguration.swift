@@ -25,4 +25,11 @@ public struct RetryConfiguration: Sendable, Hashable {
         self.isExponential = isExponential
         self.reopensReadOnly = reopensReadOnly
     }
+
+    /// The wait before retry number `retry` (1 for the first): ``delay``, doubled for each earlier
+    /// retry when ``isExponential``.
+    public func delay(before retry: Int) -> Duration {
+        guard isExponential, retry > 1 else { return delay }
+        return delay * (1 << min(retry - 1, 40))
+    }
 }

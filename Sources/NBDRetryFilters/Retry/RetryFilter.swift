@@ -62,7 +62,6 @@ public struct RetryFilter<Next: BlockBackend>: Filter {
         for connection: ConnectionInfo, configuration: RetryConfiguration, canReopen: Bool,
         below openBelow: @escaping @Sendable (ConnectionInfo) async throws(NBDError) -> Next
     ) async throws(NBDError) -> RetryFilter {
-        var delay = configuration.delay
         var failures = 0
         var below = connection
         while true {
@@ -75,7 +74,7 @@ public struct RetryFilter<Next: BlockBackend>: Filter {
             } catch {
                 guard failures < configuration.retries else { throw error }
                 failures += 1
-                try await pause(&delay, configuration, after: error)
+                try await pause(before: failures, configuration, after: error)
                 if configuration.reopensReadOnly { below.isReadOnly = true }
             }
         }
@@ -84,17 +83,16 @@ public struct RetryFilter<Next: BlockBackend>: Filter {
     /// How many times this connection reopened the layer below.
     public var reopenCount: Int { session.reopenCount }
 
-    /// Waits before a retry and doubles the next wait if exponential; a cancelled task stops retrying
+    /// Waits before retry number `retry` (see ``RetryConfiguration/delay(before:)``); a cancelled task stops retrying
     /// and reports the original error.
-    static func pause(_ delay: inout Duration, _ configuration: RetryConfiguration, after error: NBDError)
+    static func pause(before retry: Int, _ configuration: RetryConfiguration, after error: NBDError)
         async throws(NBDError)
     {
         do {
-            try await Task.sleep(for: delay)
+            try await Task.sleep(for: configuration.delay(before: retry))
         } catch {
             throw error as? NBDError ?? NBDError(.ioError, "retry cancelled")
         }
-        if configuration.isExponential { delay *= 2 }
     }
 
     /// What a request does to the layer below, for the bookkeeping of unflushed writes.
@@ -109,7 +107,6 @@ public struct RetryFilter<Next: BlockBackend>: Filter {
         check: (Capabilities) throws(NBDError) -> Void,
         _ body: (Next) async throws(NBDError) -> Result
     ) async throws(NBDError) -> Result {
-        var delay = configuration.delay
         var failures = 0
         while true {
             if effect == .writes && configuration.reopensReadOnly && session.hasReopened {
@@ -132,7 +129,7 @@ public struct RetryFilter<Next: BlockBackend>: Filter {
             }
             guard failures < configuration.retries, isRetried(error) else { throw error }
             failures += 1
-            try await Self.pause(&delay, configuration, after: error)
+            try await Self.pause(before: failures, configuration, after: error)
             do {
                 try await session.reopen(after: lease?.generation)
             } catch {
