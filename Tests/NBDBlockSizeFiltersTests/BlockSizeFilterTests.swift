@@ -107,6 +107,21 @@ final class BlockSizeFilterTests: XCTestCase {
         XCTAssertTrue(log.all.allSatisfy { !$0.flags.contains(.fua) }, "\(log.all)")
     }
 
+    func testLimitsFollowTheLayerBelowAsNbdkitComputesThem() throws {
+        let below = BlockSizeConstraints(minimum: 4096, preferred: 4096, maximumPayload: 1 << 20)
+        let raised = try BlockSizeLimits.resolved(minimumBlock: 512, maximumData: nil, maximumLength: nil, below: below)
+        XCTAssertEqual(raised.minimumBlock, 4096, "minblock is raised to the layer below's minimum")
+        XCTAssertEqual(raised.maximumData, 1 << 20, "maxdata is capped by the layer below's maximum")
+        XCTAssertEqual(raised.maximumLength, UInt32.max / 4096 * 4096)
+        let defaults = try BlockSizeLimits.resolved(
+            minimumBlock: nil, maximumData: nil, maximumLength: 8 << 20, below: BlockSizeConstraints(maximumPayload: .max))
+        XCTAssertEqual(defaults.minimumBlock, 1)
+        XCTAssertEqual(defaults.maximumData, 8 << 20, "maxdata defaults to maxlen when that is below 64M")
+        let nbdkitDefault = try BlockSizeLimits.resolved(
+            minimumBlock: nil, maximumData: nil, maximumLength: nil, below: BlockSizeConstraints(maximumPayload: .max))
+        XCTAssertEqual(nbdkitDefault.maximumData, 64 << 20)
+    }
+
     func testParametersAreCheckedAndErrorsNameThem() {
         for (parameters, name) in [
             (["minblock": "1000"] as ParameterValues, "minblock"), (["minblock": "128K"], "minblock"),
