@@ -114,7 +114,8 @@ final class BlockSizeFilterTests: XCTestCase {
         XCTAssertEqual(raised.maximumData, 1 << 20, "maxdata is capped by the layer below's maximum")
         XCTAssertEqual(raised.maximumLength, UInt32.max / 4096 * 4096)
         let defaults = try BlockSizeLimits.resolved(
-            minimumBlock: nil, maximumData: nil, maximumLength: 8 << 20, below: BlockSizeConstraints(maximumPayload: .max))
+            minimumBlock: nil, maximumData: nil, maximumLength: 8 << 20,
+            below: BlockSizeConstraints(maximumPayload: .max))
         XCTAssertEqual(defaults.minimumBlock, 1)
         XCTAssertEqual(defaults.maximumData, 8 << 20, "maxdata defaults to maxlen when that is below 64M")
         let nbdkitDefault = try BlockSizeLimits.resolved(
