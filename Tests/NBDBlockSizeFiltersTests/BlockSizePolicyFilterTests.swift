@@ -38,6 +38,21 @@ final class BlockSizePolicyFilterTests: XCTestCase {
         XCTAssertEqual(log.all.map(\.description), ["c\(log.all[0].connection) write 3@7 fua=0"])
     }
 
+    func testAllowStillKeepsRequestsTheLayerBelowDeclaredInvalidFromIt() async throws {
+        let log = OperationLog()
+        let provider = TestProvider(
+            capabilities: Capabilities(size: 1 << 20, blockSize: BlockSizeConstraints(minimum: 512)))
+        let layers: [any FilterLayer] = [
+            try BlockSizePolicyLayer(parameters: ["blocksize-minimum": "4K"]), RecordingLayer(log: log),
+        ]
+        let backend = try await FilterStack(layers, over: provider).open(ConnectionInfo())
+        XCTAssertEqual(backend.capabilities.blockSize.minimum, 4096)
+        try await backend.writeBytes([UInt8](repeating: 1, count: 512), at: 512)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in try await backend.writeBytes([1], at: 0) }, code: .invalidArgument)
+        XCTAssertEqual(log.all.map(\.offset), [512], "only the request aligned for the layer below reached it")
+    }
+
     func testErrorFailsMisalignedAndOversizedRequestsWithEINVALBeforeTheLayerBelow() async throws {
         let log = OperationLog()
         let backend = try await stack(

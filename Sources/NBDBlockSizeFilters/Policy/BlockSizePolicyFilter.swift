@@ -20,6 +20,9 @@ public struct BlockSizePolicyFilter<Next: BlockBackend>: Filter {
     public let capabilities: Capabilities
     /// The parameters this connection uses.
     public let configuration: BlockSizePolicyConfiguration
+    /// The alignment the layer below requires the server to enforce (1 when it requires none).
+    /// Turning the server's check off must not hand the layer below requests it declared invalid.
+    @usableFromInline let requiredBelow: UInt64
 
     /// Wraps `next`, computing the advertised constraints as nbdkit does: the configured values where
     /// given, the layer below's otherwise (or 1, 4096 and 4 GiB − 1 when the layer below states none).
@@ -30,7 +33,9 @@ public struct BlockSizePolicyFilter<Next: BlockBackend>: Filter {
         self.next = next
         self.configuration = configuration
         var caps = next.capabilities
-        caps.blockSize = try configuration.advertised(below: caps.blockSize)
+        let below = caps.blockSize
+        requiredBelow = below.isEnforced ? UInt64(max(below.minimum, 1)) : 1
+        caps.blockSize = try configuration.advertised(below: below)
         // The filter checks requests itself, so it needs extents requests too (nbdkit does the same):
         // a layer without allocation information answers "all data".
         caps.canExtents = true
@@ -40,7 +45,15 @@ public struct BlockSizePolicyFilter<Next: BlockBackend>: Filter {
     /// Throws `EINVAL` if the policy rejects a request of `count` bytes at `offset`.
     @inlinable
     func check(_ operation: StaticString, count: UInt64, at offset: UInt64, carriesData: Bool) throws(NBDError) {
-        guard configuration.errorPolicy != .allow else { return }
+        guard configuration.errorPolicy != .allow else {
+            if requiredBelow > 1 && (offset % requiredBelow != 0 || count % requiredBelow != 0) {
+                throw NBDError(
+                    .invalidArgument,
+                    "\(operation) at offset \(offset), length \(count) is not aligned to the layer below's minimum block size \(requiredBelow)"
+                )
+            }
+            return
+        }
         let minimum = UInt64(capabilities.blockSize.minimum)
         var length = count
         // An export whose size is not a multiple of the minimum still lets `error` reach its last bytes.
