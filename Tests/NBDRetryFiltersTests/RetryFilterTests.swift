@@ -173,6 +173,17 @@ final class RetryFilterTests: XCTestCase {
         XCTAssertEqual(refusing.opens.load(ordering: .relaxed), 3)
     }
 
+    func testRetryReadonlyAppliesWhenTheFirstOpenHadToBeRetried() async throws {
+        let provider = try CountingProvider(refusingFirst: 1)
+        let backend = try await FilterStack(
+            [try RetryLayer(parameters: ["retry-delay": "1ms", "retry-readonly": "on"])], over: provider
+        ).open(ConnectionInfo())
+        XCTAssertEqual(provider.readOnlyOpens.load(ordering: .relaxed), 1, "the retried open was read-only")
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in try await backend.writeBytes([1], at: 0) }, code: .notPermitted)
+        XCTAssertEqual(provider.opens.load(ordering: .relaxed), 2, "refused at once, without reopening again")
+    }
+
     func testAFastZeroAnsweredWithENOTSUPIsNotRetried() async throws {
         let counter = AttemptCounter { _, command, flags throws(NBDError) in
             if command == .writeZeroes && flags.contains(.fastZero) { throw NBDError(.notSupported, "not fast") }

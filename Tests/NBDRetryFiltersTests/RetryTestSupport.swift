@@ -106,7 +106,8 @@ func makeTrigger() -> String {
 struct GateFilter<Next: BlockBackend>: Filter {
     let next: Next
     let gate: AsyncGate
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError)
+    {
         if offset == 4096 { await gate.pass() }
         try await next.read(into: buffer, at: offset, flags: flags)
     }

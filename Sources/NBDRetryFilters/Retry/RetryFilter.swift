@@ -69,7 +69,7 @@ public struct RetryFilter<Next: BlockBackend>: Filter {
                 let first = try await openBelow(below)
                 let session = RetrySession(
                     first: first, connection: connection, reopensReadOnly: configuration.reopensReadOnly,
-                    canReopen: canReopen, open: openBelow)
+                    canReopen: canReopen, failedOpens: failures, open: openBelow)
                 return RetryFilter(first: first, session: session, configuration: configuration)
             } catch {
                 guard failures < configuration.retries else { throw error }

@@ -63,12 +63,14 @@ final class RetrySession<Next: BlockBackend>: Sendable {
     /// retry runs on that one again).
     let canReopen: Bool
 
+    /// `failedOpens` counts the attempts to open `first` that failed: they count as reopens, so
+    /// `retry-readonly` applies to a connection whose first open had to be retried.
     init(
-        first: Next, connection: ConnectionInfo, reopensReadOnly: Bool, canReopen: Bool = true,
+        first: Next, connection: ConnectionInfo, reopensReadOnly: Bool, canReopen: Bool = true, failedOpens: Int = 0,
         open: @escaping @Sendable (ConnectionInfo) async throws(NBDError) -> Next
     ) {
         self.canReopen = canReopen
-        state = LockedValue(State(current: Opened(backend: first, generation: 0)))
+        state = LockedValue(State(current: Opened(backend: first, generation: 0), reopens: failedOpens))
         self.connection = connection
         self.reopensReadOnly = reopensReadOnly
         self.open = open
