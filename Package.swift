@@ -20,6 +20,9 @@ let package = Package(
         .library(name: "NBDRangeFilters", targets: ["NBDRangeFilters"]),
         .library(name: "NBDFeatureFilters", targets: ["NBDFeatureFilters"]),
         .library(name: "NBDFlowFilters", targets: ["NBDFlowFilters"]),
+        .library(name: "NBDBlockSizeFilters", targets: ["NBDBlockSizeFilters"]),
+        .library(name: "NBDRetryFilters", targets: ["NBDRetryFilters"]),
+        .library(name: "NBDLogFilter", targets: ["NBDLogFilter"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
@@ -36,6 +39,9 @@ let package = Package(
         .target(name: "NBDFeatureFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // noparallel, delay, rate, limit: filters that shape when requests and clients are served.
         .target(name: "NBDFlowFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDBlockSizeFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDRetryFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDLogFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The server other programs embed: it knows the NBD protocol and NBDCore's contracts, nothing else.
         .target(name: "NBDServer", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
@@ -46,6 +52,7 @@ let package = Package(
                 "NBDCore", "NBDServer", "NBDBackends",
                 "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter",
                 "NBDRangeFilters", "NBDFeatureFilters", "NBDFlowFilters",
+                "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -96,6 +103,21 @@ let package = Package(
         .testTarget(
             name: "NBDFlowFiltersTests",
             dependencies: ["NBDCore", "NBDFlowFilters", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDBlockSizeFiltersTests",
+            dependencies: ["NBDCore", "NBDBlockSizeFilters", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDRetryFiltersTests",
+            dependencies: ["NBDCore", "NBDRetryFilters", "NBDErrorFilter", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDLogFilterTests",
+            dependencies: ["NBDCore", "NBDLogFilter", "NBDErrorFilter", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

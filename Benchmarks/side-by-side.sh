@@ -17,6 +17,10 @@
 #   mc         --filter=multi-conn memory 1G
 #   mcstats    --filter=multi-conn --filter=stats memory 1G statsfile=/dev/null
 #   file       file on a 1 GiB image in /dev/shm (tmpfs)
+#   blocksize  --filter=blocksize memory 1G maxdata=64K   (not in the default list; its rows are
+#              seqread1m and seqwrite1m: --setups blocksize --workloads seqread1m,seqwrite1m)
+#   log        --filter=log memory 1G logfile=FILE, FILE in the private temporary directory (not in
+#              the default list; its row is randread4k: --setups log --workloads randread4k)
 # Workloads (--workloads; default all), fio's nbd engine, time based:
 #   randread4k       4 KiB random read, iodepth 16, 1 connection
 #   randwrite4k      4 KiB random write, iodepth 16, 1 connection
@@ -47,7 +51,7 @@ build=1
 rss=1
 out=""
 
-usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -106,6 +110,8 @@ setup_args() {
         mc) echo "--filter=multi-conn memory 1G" ;;
         mcstats) echo "--filter=multi-conn --filter=stats memory 1G statsfile=/dev/null" ;;
         file) echo "file $image" ;;
+        blocksize) echo "--filter=blocksize memory 1G maxdata=64K" ;;
+        log) echo "--filter=log memory 1G logfile=$work/requests.log" ;;
         *) echo "side-by-side: unknown setup $1" >&2; exit 2 ;;
     esac
 }

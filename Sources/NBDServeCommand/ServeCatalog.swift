@@ -1,10 +1,13 @@
 import NBDBackends
+import NBDBlockSizeFilters
 import NBDCore
 import NBDErrorFilter
 import NBDFUAFilter
 import NBDFeatureFilters
 import NBDFlowFilters
 import NBDRangeFilters
+import NBDLogFilter
+import NBDRetryFilters
 import NBDStatsFilter
 
 /// The backends and filters `nbd-serve` offers. Each one describes itself (name, summary, parameters,
@@ -33,6 +36,11 @@ package enum ServeCatalog {
         DelayLayer.self,
         RateLayer.self,
         LimitLayer.self,
+        BlockSizeLayer.self,
+        BlockSizePolicyLayer.self,
+        RetryLayer.self,
+        RetryRequestLayer.self,
+        LogLayer.self,
     ]
 
     /// The backend called `name`, if any.

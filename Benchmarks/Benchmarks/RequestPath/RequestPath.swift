@@ -2,6 +2,7 @@ import Benchmark
 import NBDBackends
 import NBDCore
 import NBDFUAFilter
+import NBDLogFilter
 import NBDStatsFilter
 
 // One 4 KiB read and one 4 KiB write per iteration (scaled by 1000), through
@@ -108,6 +109,14 @@ let benchmarks: @Sendable () -> Void = {
         let provider = FilterStack(
             [MultiConnLayer(), StatsLayer(collector: StatsCollector()), FUALayer()],
             over: try MemoryBackendProvider(size: 1 << 30))
+        return try await prepare(provider)
+    }
+
+    // (d) The log filter without a log file, composed statically: a filter that only passes
+    // requests through must cost about nothing (compare with (a)).
+    registerReadWrite("log without a file static", configuration: configuration) {
+        let provider = try MemoryBackendProvider(size: 1 << 30)
+            .wrapped { next, connection in LogFilter(wrapping: next, file: nil, connection: connection) }
         return try await prepare(provider)
     }
 

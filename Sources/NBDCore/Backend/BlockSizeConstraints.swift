@@ -6,13 +6,28 @@ public struct BlockSizeConstraints: Sendable, Hashable {
     public var preferred: UInt32
     /// The largest payload of a read or write, ≥ preferred.
     public var maximumPayload: UInt32
+    /// Whether the server rejects, with `EINVAL`, requests whose offset or length is not a multiple
+    /// of ``minimum`` before they enter the stack. `true` by default.
+    ///
+    /// `false` advertises the minimum as a hint only and lets such requests through to the filters,
+    /// as nbdkit's server does: the blocksize-policy filter's `allow` policy, and its own checks for
+    /// `error`, rely on it. ``maximumPayload`` is always enforced (it bounds the server's buffers).
+    public var isEnforced: Bool
+    /// A write request longer than this makes the server close the connection at once, without
+    /// reading its payload or replying, as qemu-nbd does above 32 MiB (blocksize-policy's
+    /// `blocksize-write-disconnect`). `nil`, the default, keeps the connection and answers `EINVAL`.
+    public var writeDisconnectLimit: UInt32?
 
     /// Creates constraints. The defaults are the NBD protocol's when a server advertises none,
     /// with a 32 MiB payload limit.
-    public init(minimum: UInt32 = 1, preferred: UInt32 = 4096, maximumPayload: UInt32 = 32 << 20) {
+    public init(
+        minimum: UInt32 = 1, preferred: UInt32 = 4096, maximumPayload: UInt32 = 32 << 20, isEnforced: Bool = true
+    ) {
         self.minimum = minimum
         self.preferred = preferred
         self.maximumPayload = maximumPayload
+        self.isEnforced = isEnforced
+        self.writeDisconnectLimit = nil
     }
 
     /// The protocol's defaults: minimum 1, preferred 4096, maximum payload 32 MiB.

@@ -39,7 +39,7 @@ public enum Command: UInt16, Sendable, Hashable, CustomStringConvertible {
 /// | write, zero or trim on a read-only export | `EPERM` |
 /// | write or zero past the end of the export | `ENOSPC` |
 /// | any other request past the end, or of length 0 | `EINVAL` |
-/// | offset or length not a multiple of the minimum block size | `EINVAL` |
+/// | offset or length not a multiple of the minimum block size (when enforced) | `EINVAL` |
 /// | a command or flag that was not advertised, or does not apply to the command | `EINVAL` |
 /// | flush with a non-zero offset or length | `EINVAL` |
 /// | read or write payload above the maximum payload | `EINVAL` |
@@ -120,7 +120,7 @@ public struct RequestValidator: Sendable {
                 code, "\(command) of \(length) bytes at offset \(offset) is outside the export of \(caps.size) bytes")
         }
         let minimum = UInt64(caps.blockSize.minimum)
-        if minimum > 1 && (offset % minimum != 0 || length % minimum != 0) {
+        if minimum > 1 && caps.blockSize.isEnforced && (offset % minimum != 0 || length % minimum != 0) {
             throw NBDError(
                 .invalidArgument,
                 "\(command) at offset \(offset), length \(length) is not aligned to the minimum block size \(minimum)")

@@ -10,10 +10,39 @@ public protocol FilterLayer: Sendable {
     /// Wraps one connection's stack. Throwing refuses the connection (nbdkit's `prepare` failing).
     func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
 
+    /// Opens one connection's stack from this layer down, given a function that opens everything
+    /// below it (the filters under this one and the export) and may be called again.
+    ///
+    /// A filter that must reopen what lies below it, such as the retry filter after a failure (nbdkit's
+    /// `nbdkit_next_context_open`), implements this and keeps `openBelow`. Every other filter keeps the
+    /// default: open below once and ``wrap(_:for:)`` the result, closing it again if `wrap` throws.
+    /// ``FilterStack`` opens connections through this requirement.
+    func open(for connection: ConnectionInfo, below openBelow: @escaping OpenBelow) async throws(NBDError)
+        -> AnyBlockBackend
+
     /// Called once when the server stops, after every connection closed.
     func shutdown() async
 }
 
+/// Opens everything below one ``FilterLayer`` for a connection: the filters under it and the export.
+/// Each call opens a new, independent stack (a new backend for each layer below); the caller owns it
+/// and must ``BlockBackend/close()`` it.
+public typealias OpenBelow = @Sendable (ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
+
 extension FilterLayer {
     public func shutdown() async {}
+
+    /// Opens below once and wraps the result; closes what was opened if ``wrap(_:for:)`` throws.
+    public func open(for connection: ConnectionInfo, below openBelow: @escaping OpenBelow) async throws(NBDError)
+        -> AnyBlockBackend
+    {
+        let next = try await openBelow(connection)
+        do {
+            return try await wrap(next, for: connection)
+        } catch {
+            // The layers below were opened for this connection; release them before refusing it.
+            await next.close()
+            throw error
+        }
+    }
 }

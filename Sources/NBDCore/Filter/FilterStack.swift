@@ -23,17 +23,18 @@ public struct FilterStack<Base: BackendProvider>: BackendProvider {
     }
 
     public func open(_ connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
-        var current = AnyBlockBackend(FeatureEmulation(wrapping: try await base.open(connection)))
-        for layer in layers.reversed() {
-            do {
-                current = try await layer.wrap(current, for: connection)
-            } catch {
-                // The layers below were opened for this connection; release them before refusing it.
-                await current.close()
-                throw error
-            }
+        try await open(connection, from: 0)
+    }
+
+    /// Opens the stack from `layers[index]` down. Each layer receives a function that opens the rest,
+    /// so a layer that must reopen what is below it (retry) can; the others call it once.
+    private func open(_ connection: ConnectionInfo, from index: Int) async throws(NBDError) -> AnyBlockBackend {
+        guard index < layers.count else {
+            return AnyBlockBackend(FeatureEmulation(wrapping: try await base.open(connection)))
         }
-        return current
+        return try await layers[index].open(for: connection) { (below: ConnectionInfo) async throws(NBDError) in
+            try await open(below, from: index + 1)
+        }
     }
 
     public func shutdown() async {

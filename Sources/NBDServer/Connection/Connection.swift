@@ -81,6 +81,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
             logger: configuration.logger)
         let writer = CombiningWriter(socket: socket)
         let slowOperations = caps.slowOperations
+        let writeDisconnectLimit = caps.blockSize.writeDisconnectLimit
         let slowLimit = max(1, configuration.maximumSlowRequestsPerConnection)
         let slots = Semaphore(value: UInt32(slowLimit))
         let pool = context.pool
@@ -114,6 +115,10 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 break loop
             }
             let length = UInt64(header.length)
+            if command == .write, let limit = writeDisconnectLimit, length > UInt64(limit) {
+                warn("write of \(length) bytes is larger than the write disconnect limit \(limit); disconnecting")
+                break loop
+            }
             do {
                 try validator.validate(command, offset: header.offset, length: length, flags: flags)
             } catch {
