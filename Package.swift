@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "NBDFUAFilter", targets: ["NBDFUAFilter"]),
         .library(name: "NBDStatsFilter", targets: ["NBDStatsFilter"]),
         .library(name: "NBDErrorFilter", targets: ["NBDErrorFilter"]),
+        .library(name: "NBDCachingFilters", targets: ["NBDCachingFilters"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
@@ -27,6 +28,7 @@ let package = Package(
         .target(name: "NBDFUAFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDStatsFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDErrorFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDCachingFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The server other programs embed: it knows the NBD protocol and NBDCore's contracts, nothing else.
         .target(name: "NBDServer", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
@@ -36,6 +38,7 @@ let package = Package(
             dependencies: [
                 "NBDCore", "NBDServer", "NBDBackends",
                 "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter",
+                "NBDCachingFilters",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -71,6 +74,11 @@ let package = Package(
         .testTarget(
             name: "NBDErrorFilterTests",
             dependencies: ["NBDCore", "NBDErrorFilter", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDCachingFiltersTests",
+            dependencies: ["NBDCore", "NBDCachingFilters", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import NBDBackends
+import NBDCachingFilters
 import NBDCore
 import NBDErrorFilter
 import NBDFUAFilter
@@ -20,6 +21,7 @@ package enum ServeCatalog {
         FUALayer.self,
         StatsLayer.self,
         ErrorInjectionLayer.self,
+        CacheLayer.self,
     ]
 
     /// The backend called `name`, if any.
