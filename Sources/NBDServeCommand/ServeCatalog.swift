@@ -22,6 +22,7 @@ package enum ServeCatalog {
         StatsLayer.self,
         ErrorInjectionLayer.self,
         CacheLayer.self,
+        COWLayer.self,
     ]
 
     /// The backend called `name`, if any.
