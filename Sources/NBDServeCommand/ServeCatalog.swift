@@ -23,6 +23,7 @@ package enum ServeCatalog {
         ErrorInjectionLayer.self,
         CacheLayer.self,
         COWLayer.self,
+        ReadAheadLayer.self,
     ]
 
     /// The backend called `name`, if any.
