@@ -269,22 +269,14 @@ package final class CacheStore: Sendable {
                 ?? UnsafeRawBufferPointer(rebasing: zeroes![0..<count])
             await locks.acquire(block)
             defer { locks.release(block) }
-            let state = touch(block)
-            if through {
-                // The layer below gets exactly the client's bytes; a cached copy is kept in step.
-                if state != nil { try file.write(block: block, at: within, source) }
-                do {
-                    try await next.write(source, at: position, flags: fua && fuaBelow ? .fua : [])
-                } catch {
-                    // The cached copy already has the new bytes: let a later flush retry them.
-                    if state != nil { setState(block, .dirty) }
-                    throw error
-                }
-            } else if state != nil {
+            // Every written block is kept in the cache, also when the write goes through (as nbdkit
+            // does): other connections then read the new data from the cache rather than from a
+            // layer below that may keep stale data per connection.
+            var cached = touch(block) != nil
+            if cached {
                 try file.write(block: block, at: within, source)
-                setState(block, .dirty)
             } else if await admit(block, next: next) {
-                do {
+                do throws(NBDError) {
                     if count == length(of: block) {
                         try file.write(block: block, source)
                     } else {
@@ -299,11 +291,23 @@ package final class CacheStore: Sendable {
                     file.release(block: block)
                     throw error
                 }
-                setState(block, .dirty)
+                cached = true
+                if !through { setState(block, .dirty) }
+            }
+            if through || !cached {
+                // Through to the layer below: writethrough, a FUA write in writeback, or no room in the
+                // cache even after reclaiming (so it never grows past its maximum, and nothing is lost).
+                // The layer below gets exactly the client's bytes.
+                do throws(NBDError) {
+                    try await next.write(source, at: position, flags: fua && fuaBelow && through ? .fua : [])
+                } catch {
+                    // The cached copy already has the new bytes: let a later flush retry them.
+                    if cached { setState(block, .dirty) }
+                    throw error
+                }
+                if cached && state(of: block) == .filling { setState(block, .clean) }
             } else {
-                // No room even after reclaiming (every block busy): write this one through instead,
-                // so the cache never grows past its maximum and nothing is lost.
-                try await next.write(source, at: position, flags: [])
+                setState(block, .dirty)
             }
             done += count
         }
