@@ -53,7 +53,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NBDCoreTests",
-            dependencies: ["NBDCore", "NBDBackends", "NBDTestSupport"],
+            dependencies: ["NBDCore", "NBDBackends", "NBDCachingFilters", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

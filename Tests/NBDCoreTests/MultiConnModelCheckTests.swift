@@ -1,4 +1,5 @@
 import NBDBackends
+import NBDCachingFilters
 import NBDCore
 import NBDTestSupport
 import XCTest
@@ -108,6 +109,30 @@ final class MultiConnModelCheckTests: XCTestCase {
                 layers: [multiConn(.plugin), SharedWritebackCacheLayer()], strictFUA: false, seed: seed)
             XCTAssertEqual(count, 0, "seed \(seed)")
         }
+    }
+
+    /// `--filter=multi-conn --filter=cache`: the cache filter in every mode under multi-conn in emulate
+    /// mode, and writeback under plugin mode (the cache advertises multi-conn: one cache for every
+    /// connection, and a flush anywhere writes back every dirty block).
+    func testMultiConnOverTheCacheFilterKeepsTheGuarantee() async throws {
+        let stacks: [(String, () throws -> [any FilterLayer])] = [
+            ("emulate over writeback", { [multiConn(.emulate), try Self.cacheLayer(.writeback)] }),
+            ("emulate over writethrough", { [multiConn(.emulate), try Self.cacheLayer(.writethrough)] }),
+            ("plugin over writeback", { [multiConn(.plugin), try Self.cacheLayer(.writeback)] }),
+            ("auto over writeback, cache-on-read", { [multiConn(.auto), try Self.cacheLayer(.writeback, onRead: true)] }),
+        ]
+        for (name, layers) in stacks {
+            for strict in [false, true] {
+                for seed: UInt64 in [8, 9] {
+                    let count = try await violations(layers: try layers(), strictFUA: strict, seed: seed)
+                    XCTAssertEqual(count, 0, "\(name), strictfua=\(strict), seed \(seed)")
+                }
+            }
+        }
+    }
+
+    static func cacheLayer(_ mode: CacheMode, onRead: Bool = false) throws -> CacheLayer {
+        try CacheLayer(configuration: CacheConfiguration(mode: mode, minimumBlockSize: 4096, cacheOnRead: onRead))
     }
 
     /// The check has teeth: with multi-conn disabled, per-connection caches serve stale data.
