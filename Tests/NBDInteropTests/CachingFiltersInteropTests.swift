@@ -85,11 +85,16 @@ final class CachingFiltersInteropTests: XCTestCase {
             "qemu-io -f raw -c 'write -z 0 64k' -c 'read -P 0 0 64k' \"$uri\"",
             "qemu-img convert -f raw -O raw \"$uri\" \(q(copy))",
             "cmp -i 65536 \(q(replacement)) \(q(copy)) && echo same",
+            // How the server opened the base image (root may write a 0444 file, so look at the flags).
+            "for f in /proc/$PPID/fd/*; do [ \"$(readlink $f)\" = \(q(base)) ] && grep '^flags' /proc/$PPID/fdinfo/${f##*/}; done; true",
         ].joined(separator: " && ")
         let result = try InteropEnvironment.serve(["--filter=cow", "file", base], run: commands)
         assertSame(result, "qemu-img over cow")
         XCTAssertFalse(result.stdout.contains("verification failed"), result.stdout)
         XCTAssertEqual(FileManager.default.contents(atPath: base), before, "cow changed the read-only file below")
+        let flags = result.stdout.split(separator: "\n").first { $0.hasPrefix("flags:") }
+        let accessMode = flags.flatMap { $0.split(separator: "\t").last?.last }
+        XCTAssertEqual(accessMode, "0", "the base image must be opened O_RDONLY: \(flags ?? "no descriptor found")")
     }
 
     func testFioVerifiesThroughTheCacheWithFourConnections() throws {
