@@ -17,6 +17,10 @@
 #   mc         --filter=multi-conn memory 1G
 #   mcstats    --filter=multi-conn --filter=stats memory 1G statsfile=/dev/null
 #   file       file on a 1 GiB image in /dev/shm (tmpfs)
+#   cache      --filter=cache file (the same image) cache-on-read=true: the prefill warms the cache
+#              (writeback), so reads are warm-cache reads; the cache file is in TMPDIR (/var/tmp)
+#   cow        --filter=cow file (the same image): writes and reads back through the overlay
+#   racache    --filter=readahead --filter=cache file (the same image)
 # Workloads (--workloads; default all), fio's nbd engine, time based:
 #   randread4k       4 KiB random read, iodepth 16, 1 connection
 #   randwrite4k      4 KiB random write, iodepth 16, 1 connection
@@ -106,6 +110,9 @@ setup_args() {
         mc) echo "--filter=multi-conn memory 1G" ;;
         mcstats) echo "--filter=multi-conn --filter=stats memory 1G statsfile=/dev/null" ;;
         file) echo "file $image" ;;
+        cache) echo "--filter=cache file $image cache-on-read=true" ;;
+        cow) echo "--filter=cow file $image" ;;
+        racache) echo "--filter=readahead --filter=cache file $image" ;;
         *) echo "side-by-side: unknown setup $1" >&2; exit 2 ;;
     esac
 }
@@ -188,7 +195,7 @@ for rep in $(seq 1 "$reps"); do
     for setup in "${setup_list[@]}"; do
         # shellcheck disable=SC2207
         args=($(setup_args "$setup"))
-        if [ "$setup" = file ]; then
+        if [ "$setup" = file ] || [ "$setup" = cache ] || [ "$setup" = cow ] || [ "$setup" = racache ]; then
             rm -f "$image"
             truncate -s 1G "$image"
         fi

@@ -122,12 +122,12 @@ final class COWFilterTests: XCTestCase {
     func testAFullOverlayFailsWithENOSPCAndKeepsServing() async throws {
         let (cow, _, backend) = try await makeStack()
         try await seed(backend)
-        cow.overlay.file.injectedWriteError.withLock { $0 = ENOSPC }
+        cow.overlay.file.injectedWriteError.store(ENOSPC, ordering: .relaxed)
         await XCTAssertThrowsNBDError({ () throws(NBDError) in try await cow.writeBytes(self.bytes(1, 10), at: 0) },
                                       code: .noSpace)
         XCTAssertNil(cow.overlay.state(of: 0))
         try await assertEqual({ try await cow.readBytes(10, at: 0) }, bytes(0xAA, 10))
-        cow.overlay.file.injectedWriteError.withLock { $0 = nil }
+        cow.overlay.file.injectedWriteError.store(0, ordering: .relaxed)
         try await cow.writeBytes(bytes(1, 10), at: 0)
         try await assertEqual({ try await cow.readBytes(11, at: 0) }, bytes(1, 10) + [0xAA])
     }

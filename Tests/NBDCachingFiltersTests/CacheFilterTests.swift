@@ -178,12 +178,12 @@ final class CacheFilterTests: XCTestCase {
     func testAFullCacheFileFailsWithENOSPCAndKeepsServing() async throws {
         let (cache, _, backend, store) = try makeStack()
         try await cache.writeBytes(bytes(1), at: 0)
-        store.file.injectedWriteError.withLock { $0 = ENOSPC }
+        store.file.injectedWriteError.store(ENOSPC, ordering: .relaxed)
         await XCTAssertThrowsNBDError({ () throws(NBDError) in try await cache.writeBytes(self.bytes(2), at: 8192) },
                                       code: .noSpace)
         XCTAssertNil(store.state(of: 2), "a block that could not be stored is not cached")
         try await assertEqual({ try await cache.readBytes(4096, at: 0) }, bytes(1), "reads still work while the disk is full")
-        store.file.injectedWriteError.withLock { $0 = nil }
+        store.file.injectedWriteError.store(0, ordering: .relaxed)
         try await cache.writeBytes(bytes(3), at: 8192)
         try await cache.flush(flags: [])
         try await assertEqual({ try await backend.readBytes(4096 * 3, at: 0) }, bytes(1) + bytes(0) + bytes(3))

@@ -1,3 +1,5 @@
+import Foundation
+import NBDBackends
 import NBDCachingFilters
 import NBDCore
 import NBDTestSupport
@@ -77,9 +79,11 @@ final class ReadAheadFilterTests: XCTestCase {
     func testNothingIsPrefetchedOverALayerThatDoesNotCache() async throws {
         let backend = TestMemoryBackend(capabilities: Capabilities(size: 1 << 20, cache: .none))
         let log = OperationLog()
+        let thread = PrefetchThread()
+        defer { thread.stop() }
         let filter = ReadAheadFilter(
             wrapping: RecordingFilter(wrapping: backend, log: log, connection: 1), window: ReadAheadWindow(),
-            thread: PrefetchThread())
+            thread: thread)
         XCTAssertFalse(filter.isPrefetching)
         _ = try await filter.readBytes(4096, at: 0)
         await filter.close()
@@ -122,5 +126,28 @@ final class BlockingCacheBackend: BlockBackend {
 
     func close() async {
         if running.load(ordering: .sequentiallyConsistent) > 0 { closedWhileRunning.store(true, ordering: .sequentiallyConsistent) }
+    }
+}
+
+/// The static stacks the DocC comments show: one concrete nested type per stack.
+final class StaticCachingStackTests: XCTestCase {
+    func testStaticStacksComposeAsTheDocumentationShows() async throws {
+        let directory = try TemporaryDirectory.make()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try CacheStore(
+            exportSize: 1 << 20, configuration: CacheConfiguration(minimumBlockSize: 4096, directory: directory))
+        let overlay = try COWOverlay(exportSize: 1 << 20, configuration: COWConfiguration(blockSize: 4096, directory: directory))
+        let readAhead = ReadAheadLayer()
+        let export = try MemoryBackendProvider(size: 1 << 20)
+            .wrapped { next, connection in COWFilter(wrapping: next, overlay: overlay, connection: connection) }
+            .wrapped { next, _ in CacheFilter(wrapping: next, store: store) }
+            .wrapped { next, _ in ReadAheadFilter(wrapping: next, sharing: readAhead) }
+        let connection = try await export.open(ConnectionInfo())
+        try await connection.writeBytes([1, 2, 3], at: 100)
+        try await connection.flush(flags: [])
+        let seen = try await connection.readBytes(3, at: 100)
+        XCTAssertEqual(seen, [1, 2, 3])
+        XCTAssertEqual(overlay.state(of: 0), .allocated, "the cache wrote back into the overlay on flush")
+        await connection.close()
     }
 }

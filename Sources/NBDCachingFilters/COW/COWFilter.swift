@@ -7,7 +7,7 @@ import NBDCore
 /// ```swift
 /// let overlay = try COWOverlay(exportSize: 1 << 30, configuration: COWConfiguration())
 /// let export = try FileBackendProvider(path: "base.img", readOnly: true)
-///     .wrapped { next, _ in COWFilter(wrapping: next, overlay: overlay) }
+///     .wrapped { next, connection in COWFilter(wrapping: next, overlay: overlay, connection: connection) }
 /// ```
 ///
 /// Capabilities, as nbdkit: writable, trim, zero (fast zero advertised and refused with `ENOTSUP`),
@@ -19,10 +19,11 @@ public struct COWFilter<Next: BlockBackend>: Filter {
     /// The capabilities the overlay advertises.
     public let capabilities: Capabilities
     /// The overlay shared by every connection of the export.
-    package let overlay: COWOverlay
+    public let overlay: COWOverlay
 
-    /// Wraps `next` for one connection, using the shared `overlay`.
-    package init(wrapping next: Next, overlay: COWOverlay, connection: ConnectionInfo = ConnectionInfo()) {
+    /// Wraps `next` for one connection, using the `overlay` every connection of the export shares.
+    /// A read-only `connection` gets a read-only view.
+    public init(wrapping next: Next, overlay: COWOverlay, connection: ConnectionInfo = ConnectionInfo()) {
         self.next = next
         self.overlay = overlay
         let below = next.capabilities

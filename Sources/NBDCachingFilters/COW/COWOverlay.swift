@@ -9,7 +9,7 @@ import Synchronization
 ///
 /// Locking is the cache's: one mutex for the table, held only for lookups, and an asynchronous
 /// lock per block (``BlockLocks``) for read-modify-writes and copies from below.
-package final class COWOverlay: Sendable {
+public final class COWOverlay: Sendable {
     package enum State: UInt8, Sendable {
         /// The overlay holds the block's data.
         case allocated
@@ -17,15 +17,17 @@ package final class COWOverlay: Sendable {
         case trimmed
     }
 
-    package let configuration: COWConfiguration
+    /// The settings the overlay was created with.
+    public let configuration: COWConfiguration
     package let file: TemporaryBlockFile
     /// The size of the export the overlay covers.
-    package let exportSize: UInt64
+    public let exportSize: UInt64
     let locks = BlockLocks()
     let table = LockedValue<[UInt64: State]>([:])
 
-    /// Creates the overlay file for an export of `exportSize` bytes.
-    package init(exportSize: UInt64, configuration: COWConfiguration) throws(NBDError) {
+    /// Creates the overlay file for an export of `exportSize` bytes, in `configuration.directory`
+    /// (or `TMPDIR`, or `/var/tmp`), unlinked at once. Share one overlay between every connection.
+    public init(exportSize: UInt64, configuration: COWConfiguration) throws(NBDError) {
         try configuration.validate()
         self.configuration = configuration
         self.exportSize = exportSize
@@ -36,7 +38,7 @@ package final class COWOverlay: Sendable {
     }
 
     /// The overlay block size in bytes.
-    package var blockSize: Int { file.blockSize }
+    public var blockSize: Int { file.blockSize }
 
     /// The state of block `block`, or `nil` when the layer below has it.
     package func state(of block: UInt64) -> State? {

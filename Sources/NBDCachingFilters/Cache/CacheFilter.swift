@@ -26,12 +26,12 @@ public struct CacheFilter<Next: BlockBackend>: Filter {
     /// The capabilities the cache advertises over the layer below.
     public let capabilities: Capabilities
     /// The cache shared by every connection of the export.
-    package let store: CacheStore
+    public let store: CacheStore
     private let fuaBelow: Bool
     private let flushAfterFUA: Bool
 
-    /// Wraps `next` for one connection, using the shared `store`.
-    package init(wrapping next: Next, store: CacheStore) {
+    /// Wraps `next` for one connection, using the `store` every connection of the export shares.
+    public init(wrapping next: Next, store: CacheStore) {
         self.next = next
         self.store = store
         let below = next.capabilities

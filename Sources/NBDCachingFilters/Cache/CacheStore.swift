@@ -15,7 +15,7 @@ import Synchronization
 /// blocks never wait for each other, and the layer below may be awaited while the lock is held.
 /// A request holds at most one block lock at a time, and reclaiming only *tries* other blocks'
 /// locks, so there is no deadlock.
-package final class CacheStore: Sendable {
+public final class CacheStore: Sendable {
     package enum State: UInt8, Sendable {
         /// Being filled or written for the first time by the holder of its lock.
         case filling
@@ -32,6 +32,8 @@ package final class CacheStore: Sendable {
 
     struct Table {
         var entries: [UInt64: Entry] = [:]
+        /// The dirty blocks, so a flush does not scan every cached block.
+        var dirty = Set<UInt64>()
         var clock: UInt64 = 0
 
         mutating func tick() -> UInt64 {
@@ -40,10 +42,11 @@ package final class CacheStore: Sendable {
         }
     }
 
-    package let configuration: CacheConfiguration
+    /// The settings the cache was created with.
+    public let configuration: CacheConfiguration
     package let file: TemporaryBlockFile
     /// The size of the export the cache mirrors.
-    package let exportSize: UInt64
+    public let exportSize: UInt64
     let locks = BlockLocks()
     let table = LockedValue(Table())
     /// The most blocks the file may hold, when ``CacheConfiguration/maximumSize`` is set.
@@ -51,8 +54,12 @@ package final class CacheStore: Sendable {
     let highBlocks: Int
     let lowBlocks: Int
 
-    /// Creates the cache file for an export of `exportSize` bytes.
-    package init(exportSize: UInt64, configuration: CacheConfiguration) throws(NBDError) {
+    /// Creates the cache file for an export of `exportSize` bytes, in `configuration.directory`
+    /// (or `TMPDIR`, or `/var/tmp`), unlinked at once. Share one store between every connection.
+    ///
+    /// - Throws: ``NBDError`` for invalid settings (naming the parameter) or when the file cannot be
+    ///   created.
+    public init(exportSize: UInt64, configuration: CacheConfiguration) throws(NBDError) {
         try configuration.validate()
         self.configuration = configuration
         self.exportSize = exportSize
@@ -72,13 +79,13 @@ package final class CacheStore: Sendable {
     }
 
     /// The cache block size in bytes.
-    package var blockSize: Int { file.blockSize }
+    public var blockSize: Int { file.blockSize }
 
     /// The number of blocks the cache holds now.
     package var cachedBlocks: Int { table.withLock { $0.entries.count } }
 
     /// The number of dirty blocks.
-    package var dirtyBlocks: Int { table.withLock { $0.entries.values.filter { $0.state == .dirty }.count } }
+    package var dirtyBlocks: Int { table.withLock { $0.dirty.count } }
 
     /// The state of block `block`, or `nil` when it is not cached.
     package func state(of block: UInt64) -> State? {
@@ -96,11 +103,22 @@ package final class CacheStore: Sendable {
     }
 
     private func setState(_ block: UInt64, _ state: State) {
-        table.withLock { $0.entries[block]?.state = state }
+        table.withLock { table in
+            guard table.entries[block] != nil else { return }
+            table.entries[block]!.state = state
+            if state == .dirty {
+                table.dirty.insert(block)
+            } else {
+                table.dirty.remove(block)
+            }
+        }
     }
 
     private func forget(_ block: UInt64) {
-        _ = table.withLock { $0.entries.removeValue(forKey: block) }
+        table.withLock { table in
+            table.entries.removeValue(forKey: block)
+            table.dirty.remove(block)
+        }
     }
 
     /// The bytes of the export in block `block` (the last block may be short).
@@ -316,9 +334,7 @@ package final class CacheStore: Sendable {
     /// Writes every dirty block back to the layer below through `next`, then flushes it. A block
     /// that fails stays dirty; the others are still written, and the first error is thrown.
     package func flush<Next: BlockBackend>(next: Next) async throws(NBDError) {
-        let dirty: [UInt64] = table.withLock { table in
-            table.entries.filter { $0.value.state == .dirty }.map(\.key).sorted()
-        }
+        let dirty: [UInt64] = table.withLock { $0.dirty.sorted() }
         var firstError: NBDError?
         if !dirty.isEmpty {
             await withBlockBufferIgnoringErrors { buffer in
@@ -378,11 +394,10 @@ package final class CacheStore: Sendable {
         let size = UInt64(blockSize)
         let first = offset / size, last = (offset + count - 1) / size
         let blocks: [UInt64] = table.withLock { table in
-            if UInt64(table.entries.count) < last - first + 1 {
-                return table.entries.filter { $0.value.state == .dirty && $0.key >= first && $0.key <= last }
-                    .map(\.key).sorted()
+            if UInt64(table.dirty.count) < last - first + 1 {
+                return table.dirty.filter { $0 >= first && $0 <= last }.sorted()
             }
-            return (first...last).filter { table.entries[$0]?.state == .dirty }
+            return (first...last).filter { table.dirty.contains($0) }
         }
         return blocks.map { ExtentOverlay.Override($0 * size..<min(exportSize, ($0 + 1) * size), []) }
     }

@@ -12,6 +12,12 @@ public struct ReadAheadFilter<Next: BlockBackend>: Filter {
     private let window: ReadAheadWindow
     private let queue: PrefetchQueue?
 
+    /// Wraps `next` for one connection, sharing `layer`'s window and prefetch thread with the
+    /// other connections.
+    public init(wrapping next: Next, sharing layer: ReadAheadLayer) {
+        self.init(wrapping: next, window: layer.window, thread: layer.thread)
+    }
+
     /// Wraps `next`, prefetching on `thread` with the shared `window`.
     package init(wrapping next: Next, window: ReadAheadWindow, thread: PrefetchThread) {
         self.next = next

@@ -22,9 +22,9 @@ package final class TemporaryBlockFile: Sendable {
     /// The directory the file was created in.
     package let directory: String
     private let descriptor: Int32
-    /// A test hook: when set, writes fail with this `errno` before reaching the kernel, so tests can
-    /// make the file "full" (`ENOSPC`) without filling a disk.
-    package let injectedWriteError = LockedValue<Int32?>(nil)
+    /// A test hook: when not 0, writes fail with this `errno` before reaching the kernel, so tests can
+    /// make the file "full" (`ENOSPC`) without filling a disk. An atomic, read once per write.
+    package let injectedWriteError = Atomic<Int32>(0)
 
     /// Creates an unlinked file of `size` bytes (rounded up to whole blocks) in `directory`, or in
     /// `TMPDIR` when `nil`. The block size is `minimumBlockSize`, or the filesystem's block size when
@@ -92,7 +92,8 @@ package final class TemporaryBlockFile: Sendable {
     ///
     /// - Throws: `ENOSPC` when the filesystem is full: the block keeps whatever it held before.
     package func write(block index: UInt64, at within: Int = 0, _ data: UnsafeRawBufferPointer) throws(NBDError) {
-        if let code = injectedWriteError.withLock({ $0 }) {
+        let code = injectedWriteError.load(ordering: .relaxed)
+        if code != 0 {
             throw NBDError(errno: code, "writing block \(index) of the temporary file in \(directory)")
         }
         guard let base = data.baseAddress else { return }
