@@ -53,6 +53,16 @@ final class COWFilterTests: XCTestCase {
         try await assertEqual({ try await cow.readBytes(65536, at: 0) }, expected)
     }
 
+    func testReadsSpanningOverlayTrimmedAndBaseBlocksAreAssembledInOrder() async throws {
+        let (cow, _, backend) = try await makeStack()
+        try await seed(backend, 9)
+        try await cow.writeBytes(bytes(1, 2 * 4096), at: 0)
+        try await cow.trim(count: 4096, at: 3 * 4096, flags: [])
+        try await cow.writeBytes(bytes(4), at: 4 * 4096)
+        let expected = bytes(1, 2 * 4096 - 100) + bytes(9) + bytes(0) + bytes(4) + bytes(9, 200)
+        try await assertEqual({ try await cow.readBytes(expected.count, at: 100) }, expected)
+    }
+
     func testTheOverlayIsWritableOverAReadOnlyLayer() async throws {
         let (cow, _, _) = try await makeStack()
         XCTAssertTrue(cow.capabilities.isWritable)

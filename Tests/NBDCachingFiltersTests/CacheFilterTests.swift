@@ -98,6 +98,18 @@ final class CacheFilterTests: XCTestCase {
         try await assertEqual({ try await backend.readBytes(8192, at: 0) }, expected)
     }
 
+    func testReadsSpanningCachedAndUncachedBlocksAreAssembledInOrder() async throws {
+        for limit in [nil, UInt64(1 << 20)] {
+            let (cache, _, backend, _) = try makeStack(CacheConfiguration(maximumSize: limit), below: Capabilities(size: 2 << 20))
+            try await backend.writeBytes(bytes(9, 6 * 4096), at: 0)
+            // Blocks 0, 1 and 4 cached (dirty), 2, 3 and 5 only below.
+            try await cache.writeBytes(bytes(1, 2 * 4096), at: 0)
+            try await cache.writeBytes(bytes(4), at: 4 * 4096)
+            let expected = bytes(1, 2 * 4096 - 100) + bytes(9, 2 * 4096) + bytes(4) + bytes(9, 200)
+            try await assertEqual({ try await cache.readBytes(expected.count, at: 100) }, expected, "limit \(String(describing: limit))")
+        }
+    }
+
     func testCacheOnReadServesRepeatedReadsFromTheCache() async throws {
         var configuration = CacheConfiguration()
         configuration.onRead = .on

@@ -99,7 +99,19 @@ public final class COWOverlay: Sendable {
             let block = position / size
             let within = Int(position % size)
             var count = min(blockSize - within, buffer.count - done)
-            if !onRead && state(of: block) == nil {
+            let found = state(of: block)
+            if found == .allocated {
+                // A block is marked allocated only once its data is in the file, and never leaves
+                // the overlay: a run of them is one read of the file, without block locks.
+                while done + count < buffer.count && state(of: (position + UInt64(count)) / size) == .allocated {
+                    count += min(blockSize, buffer.count - done - count)
+                }
+                try file.read(
+                    block: block, from: within, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + count]))
+                done += count
+                continue
+            }
+            if !onRead && found == nil {
                 // A run of blocks the overlay does not have is one read below; the layer below never
                 // changes, so no lock is needed.
                 while done + count < buffer.count && state(of: (position + UInt64(count)) / size) == nil {

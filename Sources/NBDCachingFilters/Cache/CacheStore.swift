@@ -92,6 +92,12 @@ public final class CacheStore: Sendable {
         table.withLock { $0.entries[block]?.state }
     }
 
+    /// Whether `block` is cached with its data in the file (clean or dirty).
+    private func isCached(_ block: UInt64) -> Bool {
+        let state = state(of: block)
+        return state == .clean || state == .dirty
+    }
+
     /// The state of `block`, marking it as just used.
     private func touch(_ block: UInt64) -> State? {
         table.withLock { table in
@@ -226,7 +232,20 @@ public final class CacheStore: Sendable {
             let block = position / size
             let within = Int(position % size)
             var count = min(blockSize - within, buffer.count - done)
-            if !onRead && state(of: block) == nil {
+            let current = self.state(of: block)
+            if maximumBlocks == nil, current == .clean || current == .dirty {
+                // Without a size limit a cached block is never evicted, and it is marked clean or
+                // dirty only once its data is in the file: a run of them is one read of the file,
+                // without block locks (a write racing with this read overlaps it: undefined in NBD).
+                while done + count < buffer.count, isCached((position + UInt64(count)) / size) {
+                    count += min(blockSize, buffer.count - done - count)
+                }
+                try file.read(
+                    block: block, from: within, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + count]))
+                done += count
+                continue
+            }
+            if !onRead && current == nil {
                 // A run of uncached blocks is one read below. No lock is needed: an absent block's
                 // newest data is below (an evicted dirty block was written back before it was
                 // forgotten), and a write racing with this read overlaps it, which NBD leaves undefined.
