@@ -163,12 +163,12 @@ final class CacheFilterTests: XCTestCase {
         }
         for block in 0..<(4 * limit) {
             let data = try await cache.readBytes(store.blockSize, at: UInt64(block * store.blockSize))
-            XCTAssertEqual(data, bytes(UInt8(block % 251 + 1), store.blockSize), "block \(block)")
+            XCTAssertTrue(data.allSatisfy { $0 == UInt8(block % 251 + 1) }, "block \(block) reads \(data[0]) ...")
         }
         try await cache.flush(flags: [])
         for block in 0..<(4 * limit) {
             let data = try await backend.readBytes(store.blockSize, at: UInt64(block * store.blockSize))
-            XCTAssertEqual(data, bytes(UInt8(block % 251 + 1), store.blockSize), "block \(block) below")
+            XCTAssertTrue(data.allSatisfy { $0 == UInt8(block % 251 + 1) }, "block \(block) below holds \(data[0]) ...")
         }
     }
 
