@@ -22,14 +22,18 @@ final class COWFilterTests: XCTestCase {
 
     func makeStack(
         _ configuration: COWConfiguration = COWConfiguration(blockSize: 4096),
-        below: Capabilities = Capabilities(size: 1 << 20, isWritable: false, canFlush: false, fua: .none, canExtents: true)
+        below: Capabilities = Capabilities(
+            size: 1 << 20, isWritable: false, canFlush: false, fua: .none, canExtents: true)
     ) async throws -> (Stack, OperationLog, TestMemoryBackend) {
         var configuration = configuration
         configuration.directory = directory
         let backend = TestMemoryBackend(capabilities: below)
         let log = OperationLog()
         let overlay = try COWOverlay(exportSize: below.size, configuration: configuration)
-        return (COWFilter(wrapping: RecordingFilter(wrapping: backend, log: log, connection: 1), overlay: overlay), log, backend)
+        return (
+            COWFilter(wrapping: RecordingFilter(wrapping: backend, log: log, connection: 1), overlay: overlay), log,
+            backend
+        )
     }
 
     func bytes(_ value: UInt8, _ count: Int = 4096) -> [UInt8] { [UInt8](repeating: value, count: count) }
@@ -48,7 +52,8 @@ final class COWFilterTests: XCTestCase {
         try await cow.flush(flags: [])
         XCTAssertTrue(log.all.allSatisfy { $0.command == .read }, "sent below: \(log.all)")
         try await assertEqual({ try await backend.readBytes(65536, at: 0) }, bytes(0xAA, 65536))
-        let expected = bytes(0xAA, 4000) + bytes(1, 100) + bytes(0xAA, 8192 - 4100) + bytes(0, 8192)
+        let expected =
+            bytes(0xAA, 4000) + bytes(1, 100) + bytes(0xAA, 8192 - 4100) + bytes(0, 8192)
             + bytes(0xAA, 20000 - 16384) + bytes(0, 5000) + bytes(0xAA, 65536 - 25000)
         try await assertEqual({ try await cow.readBytes(65536, at: 0) }, expected)
     }
@@ -78,7 +83,8 @@ final class COWFilterTests: XCTestCase {
     func testBlockStatusReportsOverlayBlocksAsDataAndTrimmedBlocksAsHoles() async throws {
         let below = Capabilities(size: 1 << 20, isWritable: false, canExtents: true)
         let backend = TestMemoryBackend(capabilities: below)
-        let overlay = try COWOverlay(exportSize: below.size, configuration: COWConfiguration(blockSize: 4096, directory: directory))
+        let overlay = try COWOverlay(
+            exportSize: below.size, configuration: COWConfiguration(blockSize: 4096, directory: directory))
         let cow = COWFilter(wrapping: HoleFilter(next: backend), overlay: overlay)
         try await cow.writeBytes(bytes(1, 10), at: 4096 + 7)
         try await cow.trim(count: 8192, at: 12288, flags: [])
@@ -92,8 +98,9 @@ final class COWFilterTests: XCTestCase {
     func testZeroWithNoHoleAllocatesAndFastZeroIsRefused() async throws {
         let (cow, _, backend) = try await makeStack()
         try await seed(backend)
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in try await cow.zero(count: 4096, at: 0, flags: .fastZero) },
-                                      code: .notSupported)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await cow.zero(count: 4096, at: 0, flags: .fastZero) },
+            code: .notSupported)
         try await cow.zero(count: 4096, at: 0, flags: .noHole)
         XCTAssertEqual(cow.overlay.state(of: 0), .allocated)
         try await assertEqual({ try await cow.readBytes(4096, at: 0) }, bytes(0))
@@ -126,15 +133,17 @@ final class COWFilterTests: XCTestCase {
         let second = try await layer.wrap(backend, for: ConnectionInfo())
         try await first.writeBytes(bytes(5, 10), at: 0)
         try await assertEqual({ try await second.readBytes(10, at: 0) }, bytes(5, 10))
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory), [], "the overlay file has no name")
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: directory), [], "the overlay file has no name")
     }
 
     func testAFullOverlayFailsWithENOSPCAndKeepsServing() async throws {
         let (cow, _, backend) = try await makeStack()
         try await seed(backend)
         cow.overlay.file.injectedWriteError.store(ENOSPC, ordering: .relaxed)
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in try await cow.writeBytes(self.bytes(1, 10), at: 0) },
-                                      code: .noSpace)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await cow.writeBytes(self.bytes(1, 10), at: 0) },
+            code: .noSpace)
         XCTAssertNil(cow.overlay.state(of: 0))
         try await assertEqual({ try await cow.readBytes(10, at: 0) }, bytes(0xAA, 10))
         cow.overlay.file.injectedWriteError.store(0, ordering: .relaxed)
@@ -148,7 +157,9 @@ final class COWFilterTests: XCTestCase {
         XCTAssertTrue(layer.configuration.onCache)
         XCTAssertEqual(try COWLayer(parameters: [:]).configuration.blockSize, 65536)
         XCTAssertTrue(COWLayer.opensLayerBelowReadOnly)
-        for (key, value) in [("cow-block-size", "1000"), ("cow-block-size", "2K"), ("cow-on-cache", "maybe"), ("cow-on-read", "x")] {
+        for (key, value) in [
+            ("cow-block-size", "1000"), ("cow-block-size", "2K"), ("cow-on-cache", "maybe"), ("cow-on-read", "x"),
+        ] {
             XCTAssertThrowsError(try COWLayer(parameters: [key: value])) { error in
                 XCTAssertTrue("\(error)".contains(key), "\(error) does not name \(key)")
             }

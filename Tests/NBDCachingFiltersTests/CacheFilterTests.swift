@@ -1,8 +1,8 @@
 import Foundation
-import Synchronization
 import NBDCachingFilters
 import NBDCore
 import NBDTestSupport
+import Synchronization
 import XCTest
 
 /// The cache filter's block logic, observed through a ``RecordingFilter`` below it.
@@ -73,8 +73,9 @@ final class CacheFilterTests: XCTestCase {
         let (cache, log, backend, store) = try makeStack()
         try await cache.writeBytes(bytes(1), at: 0)
         try await cache.writeBytes(bytes(2, 512), at: 4096 + 512, flags: .fua)
-        XCTAssertEqual(log.all.map { "\($0.command) \($0.offset) \($0.count) fua=\($0.flags.contains(.fua))" },
-                       ["read 4096 4096 fua=false", "write 4608 512 fua=true"])
+        XCTAssertEqual(
+            log.all.map { "\($0.command) \($0.offset) \($0.count) fua=\($0.flags.contains(.fua))" },
+            ["read 4096 4096 fua=false", "write 4608 512 fua=true"])
         try await assertEqual({ try await backend.readBytes(512, at: 4608) }, bytes(2, 512))
         XCTAssertEqual(store.dirtyBlocks, 1, "the unrelated block stays dirty")
     }
@@ -100,13 +101,15 @@ final class CacheFilterTests: XCTestCase {
 
     func testReadsSpanningCachedAndUncachedBlocksAreAssembledInOrder() async throws {
         for limit in [nil, UInt64(1 << 20)] {
-            let (cache, _, backend, _) = try makeStack(CacheConfiguration(maximumSize: limit), below: Capabilities(size: 2 << 20))
+            let (cache, _, backend, _) = try makeStack(
+                CacheConfiguration(maximumSize: limit), below: Capabilities(size: 2 << 20))
             try await backend.writeBytes(bytes(9, 6 * 4096), at: 0)
             // Blocks 0, 1 and 4 cached (dirty), 2, 3 and 5 only below.
             try await cache.writeBytes(bytes(1, 2 * 4096), at: 0)
             try await cache.writeBytes(bytes(4), at: 4 * 4096)
             let expected = bytes(1, 2 * 4096 - 100) + bytes(9, 2 * 4096) + bytes(4) + bytes(9, 200)
-            try await assertEqual({ try await cache.readBytes(expected.count, at: 100) }, expected, "limit \(String(describing: limit))")
+            try await assertEqual(
+                { try await cache.readBytes(expected.count, at: 100) }, expected, "limit \(String(describing: limit))")
         }
     }
 
@@ -157,7 +160,8 @@ final class CacheFilterTests: XCTestCase {
         let (cache, _, backend, store) = try makeStack(configuration, below: below)
         let limit = Int(1 << 20) / store.blockSize
         for block in 0..<(4 * limit) {
-            try await cache.writeBytes(bytes(UInt8(block % 251 + 1), store.blockSize), at: UInt64(block * store.blockSize))
+            try await cache.writeBytes(
+                bytes(UInt8(block % 251 + 1), store.blockSize), at: UInt64(block * store.blockSize))
             XCTAssertLessThanOrEqual(store.cachedBlocks, limit)
             XCTAssertLessThanOrEqual(store.file.allocatedBytes, 1 << 20, "after block \(block)")
         }
@@ -191,10 +195,12 @@ final class CacheFilterTests: XCTestCase {
         let (cache, _, backend, store) = try makeStack()
         try await cache.writeBytes(bytes(1), at: 0)
         store.file.injectedWriteError.store(ENOSPC, ordering: .relaxed)
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in try await cache.writeBytes(self.bytes(2), at: 8192) },
-                                      code: .noSpace)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await cache.writeBytes(self.bytes(2), at: 8192) },
+            code: .noSpace)
         XCTAssertNil(store.state(of: 2), "a block that could not be stored is not cached")
-        try await assertEqual({ try await cache.readBytes(4096, at: 0) }, bytes(1), "reads still work while the disk is full")
+        try await assertEqual(
+            { try await cache.readBytes(4096, at: 0) }, bytes(1), "reads still work while the disk is full")
         store.file.injectedWriteError.store(0, ordering: .relaxed)
         try await cache.writeBytes(bytes(3), at: 8192)
         try await cache.flush(flags: [])
@@ -233,10 +239,12 @@ final class CacheFilterTests: XCTestCase {
     func testZeroIsWrittenLikeDataAndFastZeroIsRefused() async throws {
         let (cache, log, backend, _) = try makeStack()
         try await backend.writeBytes(bytes(9, 8192), at: 0)
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in try await cache.zero(count: 4096, at: 0, flags: .fastZero) },
-                                      code: .notSupported)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await cache.zero(count: 4096, at: 0, flags: .fastZero) },
+            code: .notSupported)
         try await cache.zero(count: 5000, at: 100, flags: [])
-        try await assertEqual({ try await cache.readBytes(8192, at: 0) }, bytes(9, 100) + bytes(0, 5000) + bytes(9, 8192 - 5100))
+        try await assertEqual(
+            { try await cache.readBytes(8192, at: 0) }, bytes(9, 100) + bytes(0, 5000) + bytes(9, 8192 - 5100))
         XCTAssertEqual(log.count(of: .writeZeroes), 0)
     }
 
@@ -254,7 +262,9 @@ final class CacheFilterTests: XCTestCase {
     }
 
     func testParametersUseNbdkitsNamesAndNameTheParameterInErrors() throws {
-        let layer = try CacheLayer(parameters: ["cache": "writethrough", "cache-on-read": "true", "cache-max-size": "2M"])
+        let layer = try CacheLayer(parameters: [
+            "cache": "writethrough", "cache-on-read": "true", "cache-max-size": "2M",
+        ])
         XCTAssertEqual(layer.configuration.mode, .writethrough)
         XCTAssertEqual(layer.configuration.maximumSize, 2 << 20)
         XCTAssertEqual(try CacheLayer(parameters: [:]).configuration.mode, .writeback)
@@ -267,7 +277,9 @@ final class CacheFilterTests: XCTestCase {
             }
         }
         XCTAssertThrowsError(
-            try CacheLayer(parameters: ["cache-max-size": "1G", "cache-low-threshold": "90", "cache-high-threshold": "80"])
+            try CacheLayer(parameters: [
+                "cache-max-size": "1G", "cache-low-threshold": "90", "cache-high-threshold": "80",
+            ])
         ) { XCTAssertTrue("\($0)".contains("cache-low-threshold")) }
     }
 

@@ -43,7 +43,8 @@ final class CacheStressTests: XCTestCase {
                             let value = UInt8.random(in: 1...255, using: &random)
                             let flags: CommandFlags = Int.random(in: 0..<8, using: &random) == 0 ? .fua : []
                             try await connection.writeBytes(
-                                [UInt8](repeating: value, count: blockSize), at: UInt64(block * blockSize), flags: flags)
+                                [UInt8](repeating: value, count: blockSize), at: UInt64(block * blockSize), flags: flags
+                            )
                             model[block] = value
                         case 5..<9:
                             let seen = try await connection.readBytes(blockSize, at: UInt64(block * blockSize))
@@ -69,7 +70,8 @@ final class CacheStressTests: XCTestCase {
         try await store.flush(next: backend)
         for (block, value) in models {
             let below = try await backend.readBytes(blockSize, at: UInt64(block * blockSize))
-            XCTAssertTrue(below.allSatisfy { $0 == value }, "\(label): block \(block) below holds \(below[0]), not \(value)")
+            XCTAssertTrue(
+                below.allSatisfy { $0 == value }, "\(label): block \(block) below holds \(below[0]), not \(value)")
         }
     }
 }

@@ -110,7 +110,8 @@ final class BlockingCacheBackend: BlockBackend {
     var cacheRequests: [(offset: UInt64, count: UInt64)] { requests.withLock { $0 } }
     var closedAfterEveryCache: Bool { !closedWhileRunning.load(ordering: .sequentiallyConsistent) }
 
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError)
+    {
         buffer.initializeMemory(as: UInt8.self, repeating: 0)
     }
 
@@ -125,7 +126,9 @@ final class BlockingCacheBackend: BlockBackend {
     }
 
     func close() async {
-        if running.load(ordering: .sequentiallyConsistent) > 0 { closedWhileRunning.store(true, ordering: .sequentiallyConsistent) }
+        if running.load(ordering: .sequentiallyConsistent) > 0 {
+            closedWhileRunning.store(true, ordering: .sequentiallyConsistent)
+        }
     }
 }
 
@@ -136,7 +139,8 @@ final class StaticCachingStackTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try CacheStore(
             exportSize: 1 << 20, configuration: CacheConfiguration(minimumBlockSize: 4096, directory: directory))
-        let overlay = try COWOverlay(exportSize: 1 << 20, configuration: COWConfiguration(blockSize: 4096, directory: directory))
+        let overlay = try COWOverlay(
+            exportSize: 1 << 20, configuration: COWConfiguration(blockSize: 4096, directory: directory))
         let readAhead = ReadAheadLayer()
         let export = try MemoryBackendProvider(size: 1 << 20)
             .wrapped { next, connection in COWFilter(wrapping: next, overlay: overlay, connection: connection) }

@@ -31,9 +31,12 @@ final class CachingFiltersInteropTests: XCTestCase {
 
     private func q(_ path: String) -> String { InteropEnvironment.shellQuoted(path) }
 
-    private func assertSame(_ result: InteropEnvironment.Result, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+    private func assertSame(
+        _ result: InteropEnvironment.Result, _ what: String, file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertEqual(result.status, 0, "\(what): \(result.stdout)\n\(result.stderr)", file: file, line: line)
-        XCTAssertTrue(result.stdout.contains("same"), "\(what): \(result.stdout)\n\(result.stderr)", file: file, line: line)
+        XCTAssertTrue(
+            result.stdout.contains("same"), "\(what): \(result.stdout)\n\(result.stderr)", file: file, line: line)
     }
 
     func testNbdcopyRoundTripsThroughEachFilter() throws {
@@ -56,7 +59,9 @@ final class CachingFiltersInteropTests: XCTestCase {
             let parameters = stack.filter { !$0.hasPrefix("--filter=") }
             let result = try InteropEnvironment.serve(
                 filters + ["memory", "8M"] + parameters,
-                run: "nbdcopy --flush \(q(source)) \"$uri\" && nbdcopy \"$uri\" \(q(copy)) && cmp \(q(source)) \(q(copy)) && echo same")
+                run:
+                    "nbdcopy --flush \(q(source)) \"$uri\" && nbdcopy \"$uri\" \(q(copy)) && cmp \(q(source)) \(q(copy)) && echo same"
+            )
             assertSame(result, "\(stack)")
         }
     }

@@ -89,7 +89,8 @@ public struct COWFilter<Next: BlockBackend>: Filter {
         case .emulated:
             let chunk = 1 << 20
             var done: UInt64 = 0
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(min(UInt64(chunk), count)), alignment: 16)
+            let buffer = UnsafeMutableRawBufferPointer.allocate(
+                byteCount: Int(min(UInt64(chunk), count)), alignment: 16)
             defer { buffer.deallocate() }
             while done < count {
                 let piece = Int(min(UInt64(buffer.count), count - done))

@@ -25,7 +25,8 @@ public final class COWLayer: FilterLayer, Sendable {
                 guard overlay.exportSize == size else {
                     throw NBDError(
                         .invalidArgument,
-                        "cow: the export changed size from \(overlay.exportSize) to \(size) bytes; the overlay cannot follow")
+                        "cow: the export changed size from \(overlay.exportSize) to \(size) bytes; the overlay cannot follow"
+                    )
                 }
                 return overlay
             }
@@ -55,7 +56,8 @@ extension COWLayer: ConfigurableFilterLayer {
     public static var parameters: [ParameterDescription] {
         [
             ParameterDescription("cow-block-size", "overlay block size, a power of 2 >= 4096", default: "64K"),
-            ParameterDescription("cow-on-cache", "true to copy cache (prefetch) requests into the overlay", default: "false"),
+            ParameterDescription(
+                "cow-on-cache", "true to copy cache (prefetch) requests into the overlay", default: "false"),
             ParameterDescription(
                 "cow-on-read", "true to copy what is read into the overlay, or /PATH: while that file exists",
                 default: "false"),
@@ -69,7 +71,8 @@ extension COWLayer: ConfigurableFilterLayer {
         if let size = try parameters.size("cow-block-size") {
             guard size >= 4096, size & (size - 1) == 0, size <= UInt64(UInt32.max) else {
                 throw NBDError(
-                    .invalidArgument, "cow-block-size=\(parameters["cow-block-size"]!): must be a power of 2 from 4096 to 2G")
+                    .invalidArgument,
+                    "cow-block-size=\(parameters["cow-block-size"]!): must be a power of 2 from 4096 to 2G")
             }
             configuration.blockSize = Int(size)
         }

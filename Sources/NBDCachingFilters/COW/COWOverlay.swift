@@ -77,7 +77,8 @@ public final class COWOverlay: Sendable {
         case nil:
             let count = length(of: block)
             try await next.read(
-                into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), at: block * UInt64(blockSize), flags: [])
+                into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), at: block * UInt64(blockSize),
+                flags: [])
             if count < buffer.count {
                 UnsafeMutableRawBufferPointer(rebasing: buffer[count...]).initializeMemory(as: UInt8.self, repeating: 0)
             }
@@ -107,7 +108,8 @@ public final class COWOverlay: Sendable {
                     count += min(blockSize, buffer.count - done - count)
                 }
                 try file.read(
-                    block: block, from: within, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + count]))
+                    block: block, from: within,
+                    into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + count]))
                 done += count
                 continue
             }
@@ -117,8 +119,9 @@ public final class COWOverlay: Sendable {
                 while done + count < buffer.count && state(of: (position + UInt64(count)) / size) == nil {
                     count += min(blockSize, buffer.count - done - count)
                 }
-                try await next.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + count]),
-                                    at: position, flags: [])
+                try await next.read(
+                    into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + count]),
+                    at: position, flags: [])
                 done += count
                 continue
             }
@@ -170,9 +173,11 @@ public final class COWOverlay: Sendable {
                 setState(block, .allocated)
             } else if state(of: block) == .allocated {
                 if let data {
-                    try file.write(block: block, at: within, UnsafeRawBufferPointer(rebasing: data[done..<done + count]))
+                    try file.write(
+                        block: block, at: within, UnsafeRawBufferPointer(rebasing: data[done..<done + count]))
                 } else {
-                    try withZeroes(count) { zeroes throws(NBDError) in try file.write(block: block, at: within, zeroes) }
+                    try withZeroes(count) { zeroes throws(NBDError) in try file.write(block: block, at: within, zeroes)
+                    }
                 }
             } else {
                 try await withBlockBuffer { bounce throws(NBDError) in
@@ -228,7 +233,9 @@ public final class COWOverlay: Sendable {
         let first = offset / size, last = (offset + count - 1) / size
         let present: [(UInt64, State)] = table.withLock { table in
             if UInt64(table.count) < last - first + 1 {
-                return table.filter { $0.key >= first && $0.key <= last }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+                return table.filter { $0.key >= first && $0.key <= last }.sorted { $0.key < $1.key }.map {
+                    ($0.key, $0.value)
+                }
             }
             return (first...last).compactMap { block in table[block].map { (block, $0) } }
         }

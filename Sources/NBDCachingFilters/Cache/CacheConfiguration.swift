@@ -34,7 +34,9 @@ public struct CacheConfiguration: Sendable, Hashable {
 
     /// Checks the combination, with nbdkit's limits; the message names the parameter.
     public func validate() throws(NBDError) {
-        if minimumBlockSize < 4096 || minimumBlockSize & (minimumBlockSize - 1) != 0 || minimumBlockSize > Int(UInt32.max) {
+        if minimumBlockSize < 4096 || minimumBlockSize & (minimumBlockSize - 1) != 0
+            || minimumBlockSize > Int(UInt32.max)
+        {
             throw NBDError(
                 .invalidArgument, "cache-min-block-size=\(minimumBlockSize): must be a power of 2 from 4096 to 2G")
         }

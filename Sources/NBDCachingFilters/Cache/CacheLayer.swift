@@ -25,7 +25,8 @@ public final class CacheLayer: FilterLayer, Sendable {
                 guard store.exportSize == size else {
                     throw NBDError(
                         .invalidArgument,
-                        "cache: the export changed size from \(store.exportSize) to \(size) bytes; the cache cannot follow")
+                        "cache: the export changed size from \(store.exportSize) to \(size) bytes; the cache cannot follow"
+                    )
                 }
                 return store
             }
@@ -61,9 +62,12 @@ extension CacheLayer: ConfigurableFilterLayer {
             ParameterDescription(
                 "cache-on-read", "true to cache what is read, or /PATH: cache reads while that file exists",
                 default: "false"),
-            ParameterDescription("cache-max-size", "largest size of the cache file (at least 1M); LRU blocks are reclaimed"),
-            ParameterDescription("cache-high-threshold", "percent of cache-max-size where reclaiming starts", default: "95"),
-            ParameterDescription("cache-low-threshold", "percent of cache-max-size where reclaiming stops", default: "80"),
+            ParameterDescription(
+                "cache-max-size", "largest size of the cache file (at least 1M); LRU blocks are reclaimed"),
+            ParameterDescription(
+                "cache-high-threshold", "percent of cache-max-size where reclaiming starts", default: "95"),
+            ParameterDescription(
+                "cache-low-threshold", "percent of cache-max-size where reclaiming stops", default: "80"),
         ]
     }
 
@@ -75,7 +79,8 @@ extension CacheLayer: ConfigurableFilterLayer {
         if let size = try parameters.size("cache-min-block-size") {
             guard size >= 4096, size & (size - 1) == 0, size <= UInt64(UInt32.max) else {
                 throw NBDError(
-                    .invalidArgument, "cache-min-block-size=\(parameters["cache-min-block-size"]!): must be a power of 2 from 4096 to 2G")
+                    .invalidArgument,
+                    "cache-min-block-size=\(parameters["cache-min-block-size"]!): must be a power of 2 from 4096 to 2G")
             }
             configuration.minimumBlockSize = Int(size)
         }

@@ -241,7 +241,8 @@ public final class CacheStore: Sendable {
                     count += min(blockSize, buffer.count - done - count)
                 }
                 try file.read(
-                    block: block, from: within, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + count]))
+                    block: block, from: within,
+                    into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + count]))
                 done += count
                 continue
             }
@@ -252,8 +253,9 @@ public final class CacheStore: Sendable {
                 while done + count < buffer.count && state(of: (position + UInt64(count)) / size) == nil {
                     count += min(blockSize, buffer.count - done - count)
                 }
-                try await next.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + count]),
-                                    at: position, flags: [])
+                try await next.read(
+                    into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + count]),
+                    at: position, flags: [])
                 done += count
                 continue
             }
@@ -319,7 +321,8 @@ public final class CacheStore: Sendable {
                     } else {
                         try await withBlockBuffer { bounce throws(NBDError) in
                             try await readBelow(block, into: bounce, next: next)
-                            UnsafeMutableRawBufferPointer(rebasing: bounce[within..<within + count]).copyMemory(from: source)
+                            UnsafeMutableRawBufferPointer(rebasing: bounce[within..<within + count]).copyMemory(
+                                from: source)
                             try file.write(block: block, UnsafeRawBufferPointer(bounce))
                         }
                     }
@@ -366,7 +369,8 @@ public final class CacheStore: Sendable {
                         setState(block, .clean)
                     } catch {
                         if firstError == nil {
-                            firstError = NBDError(error.code, "cache: writing back block \(block) failed: \(error.message)")
+                            firstError = NBDError(
+                                error.code, "cache: writing back block \(block) failed: \(error.message)")
                         }
                     }
                 }
