@@ -17,6 +17,11 @@ public final class ReadAheadLayer: FilterLayer, Sendable {
         thread.stop()
     }
 
+    /// Ends the prefetch thread; every connection has closed, and with it its prefetches.
+    public func shutdown() async {
+        thread.stop()
+    }
+
     public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
     {
         AnyBlockBackend(ReadAheadFilter(wrapping: next, window: window, thread: thread))
