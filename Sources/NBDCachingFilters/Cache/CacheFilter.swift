@@ -17,7 +17,8 @@ import NBDCore
 ///
 /// Capabilities, as nbdkit: native cache requests; fast zero advertised and always refused with
 /// `ENOTSUP` (a zero is written like data); flush and native FUA always in unsafe mode; multi-conn
-/// unless in writethrough mode, where it is the layer below's. Trim passes through, as in nbdkit.
+/// unless in writethrough mode, where it is the layer below's (and, unlike nbdkit, also the layer
+/// below's when `cache-max-size` makes the cache reclaim blocks). Trim passes through, as in nbdkit.
 /// Block status reports dirty blocks as data, whatever the layer below says (nbdkit passes block
 /// status through unchanged; see `Documentation/CachingFilters.md`).
 public struct CacheFilter<Next: BlockBackend>: Filter {
@@ -40,10 +41,11 @@ public struct CacheFilter<Next: BlockBackend>: Filter {
         // FUA becomes a flush afterwards when the layer below only emulates FUA (nbdkit's rule); in
         // unsafe mode that flush is the no-op flush.
         flushAfterFUA = mode != .unsafe && below.fua == .emulated
-        capabilities = Self.capabilities(mode: mode, blockSize: store.blockSize, below: below)
+        capabilities = Self.capabilities(
+            mode: mode, blockSize: store.blockSize, reclaims: store.configuration.maximumSize != nil, below: below)
     }
 
-    static func capabilities(mode: CacheMode, blockSize: Int, below: Capabilities) -> Capabilities {
+    static func capabilities(mode: CacheMode, blockSize: Int, reclaims: Bool, below: Capabilities) -> Capabilities {
         var caps = below
         caps.cache = .native
         caps.canFastZero = below.canZero
@@ -52,8 +54,10 @@ public struct CacheFilter<Next: BlockBackend>: Filter {
             caps.fua = .native
         }
         // Writeback: one connection's flush writes back every connection's dirty blocks. Unsafe: the
-        // cache is one for all and flushes are no-ops. Writethrough relies on the layer below.
-        caps.canMultiConn = mode == .writethrough ? below.canMultiConn : true
+        // cache is one for all and flushes are no-ops. Writethrough relies on the layer below, and so
+        // does a cache that reclaims: an evicted block is read again through the reading connection,
+        // which may hold an older copy than the one the evicting connection wrote back.
+        caps.canMultiConn = mode == .writethrough || reclaims ? below.canMultiConn : true
         if below.blockSize.maximumPayload >= UInt32(blockSize) {
             caps.blockSize.preferred = max(below.blockSize.preferred, UInt32(blockSize))
         }
