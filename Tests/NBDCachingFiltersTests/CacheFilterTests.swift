@@ -231,9 +231,11 @@ final class CacheFilterTests: XCTestCase {
         XCTAssertTrue(try makeStack(CacheConfiguration(mode: .unsafe), below: below).0.capabilities.canMultiConn)
         XCTAssertFalse(try makeStack(CacheConfiguration(mode: .writethrough), below: below).0.capabilities.canMultiConn)
         // A cache that reclaims is only as consistent across connections as the layer below.
-        XCTAssertFalse(try makeStack(CacheConfiguration(maximumSize: 1 << 20), below: below).0.capabilities.canMultiConn)
+        XCTAssertFalse(
+            try makeStack(CacheConfiguration(maximumSize: 1 << 20), below: below).0.capabilities.canMultiConn)
         let consistent = Capabilities(size: 1 << 20, canMultiConn: true)
-        XCTAssertTrue(try makeStack(CacheConfiguration(maximumSize: 1 << 20), below: consistent).0.capabilities.canMultiConn)
+        XCTAssertTrue(
+            try makeStack(CacheConfiguration(maximumSize: 1 << 20), below: consistent).0.capabilities.canMultiConn)
         let caps = try makeStack().0.capabilities
         XCTAssertEqual(caps.cache, .native)
         XCTAssertTrue(caps.canFastZero)
