@@ -66,6 +66,20 @@ final class CachingFiltersInteropTests: XCTestCase {
         }
     }
 
+    /// nbdkit's layering: the stats filter between readahead and cache counts the prefetches.
+    func testReadaheadSendsCacheRequestsToTheCacheBelowIt() throws {
+        try InteropEnvironment.require("nbdcopy")
+        let source = try makeImage("source.img", size: 8 << 20)
+        let stats = directory.appendingPathComponent("stats.txt").path
+        let copy = directory.appendingPathComponent("copy.img").path
+        let result = try InteropEnvironment.serve(
+            ["--filter=readahead", "--filter=stats", "--filter=cache", "file", source, "statsfile=\(stats)"],
+            run: "nbdcopy -C 1 --request-size=65536 \"$uri\" \(q(copy)) && cmp \(q(source)) \(q(copy)) && echo same")
+        assertSame(result, "nbdcopy through readahead + cache")
+        let report = try String(contentsOfFile: stats, encoding: .utf8)
+        XCTAssertTrue(report.contains("\ncache: "), "no cache requests reached the cache filter:\n\(report)")
+    }
+
     func testNbdcopyWritesThroughTheCacheIntoTheFileBelow() throws {
         try InteropEnvironment.require("nbdcopy")
         let source = try makeImage("source.img", size: 4 << 20)
