@@ -116,50 +116,52 @@ final class CachingFiltersInteropTests: XCTestCase {
         XCTAssertEqual(accessMode, "0", "the base image must be opened O_RDONLY: \(flags ?? "no descriptor found")")
     }
 
-    /// A real full disk: the cache file lives on a 256 KiB tmpfs mounted in a private mount namespace
+    /// A real full disk: the cache or overlay file lives on a 256 KiB tmpfs mounted in a private mount namespace
     /// (`unshare -m`, so nothing outside the test sees it, and it goes away with the server). Writes
     /// beyond what fits fail with ENOSPC; what was written before still reads back, other connections
     /// are served, and a flush writes the cached blocks down.
-    func testAFullCacheFileSystemGivesENOSPCAndTheServerKeepsServing() throws {
+    func testAFullDiskUnderTheCacheOrOverlayGivesENOSPCAndTheServerKeepsServing() throws {
         try InteropEnvironment.require("python3-libnbd")
         guard getuid() == 0, let unshare = InteropEnvironment.path(of: "unshare") else {
             throw XCTSkip("needs root and unshare to mount a private tmpfs")
         }
-        let small = directory.appendingPathComponent("small").path
-        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
-        let script = """
-            import nbd, os
-            h = nbd.NBD(); h.connect_uri(os.environ["uri"])
-            failed = None
-            for i in range(256):
-                try:
-                    h.pwrite(bytes([i % 251 + 1]) * 4096, i * 4096)
-                except nbd.Error as e:
-                    failed = (i, e.errno)
-                    break
-            print("failed at", failed[0] if failed else None, "errno", failed[1] if failed else None)
-            print("first block intact", h.pread(4096, 0) == bytes([1]) * 4096)
-            h2 = nbd.NBD(); h2.connect_uri(os.environ["uri"])
-            print("second connection reads", h2.pread(4096, 4096) == bytes([2]) * 4096)
-            h2.flush()
-            print("flushed", flush=True)
-            """
-        let command = try InteropEnvironment.pythonCommand(script, in: directory)
-        let server = [
-            "mount -t tmpfs -o size=256k none \(q(small))",
-            "exec env TMPDIR=\(q(small)) \(q(try InteropEnvironment.nbdServe)) -U - --filter=cache memory 4M"
-                + " cache-min-block-size=4K --run \(q(command))",
-        ].joined(separator: " && ")
-        let result = try InteropEnvironment.run(unshare, ["-m", "sh", "-c", server])
-        XCTAssertEqual(result.status, 0, "\(result.stdout)\n\(result.stderr)")
-        let failedAt = result.stdout.split(separator: "\n").first { $0.hasPrefix("failed at") }
-        XCTAssertNotNil(failedAt, result.stdout + result.stderr)
-        XCTAssertFalse(failedAt?.contains("None") ?? true, "1 MiB fit into a 256 KiB tmpfs? \(result.stdout)")
-        XCTAssertTrue(failedAt?.hasSuffix("errno ENOSPC") ?? false, "not ENOSPC: \(result.stdout)")
-        XCTAssertTrue(result.stdout.contains("first block intact True"), result.stdout)
-        XCTAssertTrue(result.stdout.contains("second connection reads True"), result.stdout)
-        XCTAssertTrue(result.stdout.contains("flushed"), result.stdout)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: small), [], "the private mount leaked out")
+        for (filter, parameter) in [("--filter=cache", "cache-min-block-size=4K"), ("--filter=cow", "cow-block-size=4K")] {
+            let small = directory.appendingPathComponent("small-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+            let script = """
+                import nbd, os
+                h = nbd.NBD(); h.connect_uri(os.environ["uri"])
+                failed = None
+                for i in range(256):
+                    try:
+                        h.pwrite(bytes([i % 251 + 1]) * 4096, i * 4096)
+                    except nbd.Error as e:
+                        failed = (i, e.errno)
+                        break
+                print("failed at", failed[0] if failed else None, "errno", failed[1] if failed else None)
+                print("first block intact", h.pread(4096, 0) == bytes([1]) * 4096)
+                h2 = nbd.NBD(); h2.connect_uri(os.environ["uri"])
+                print("second connection reads", h2.pread(4096, 4096) == bytes([2]) * 4096)
+                h2.flush()
+                print("flushed", flush=True)
+                """
+            let command = try InteropEnvironment.pythonCommand(script, in: directory)
+            let server = [
+                "mount -t tmpfs -o size=256k none \(q(small))",
+                "exec env TMPDIR=\(q(small)) \(q(try InteropEnvironment.nbdServe)) -U - \(filter) memory 4M"
+                    + " \(parameter) --run \(q(command))",
+            ].joined(separator: " && ")
+            let result = try InteropEnvironment.run(unshare, ["-m", "sh", "-c", server])
+            let output = "\(filter):\n\(result.stdout)\n\(result.stderr)"
+            XCTAssertEqual(result.status, 0, output)
+            let failedAt = result.stdout.split(separator: "\n").first { $0.hasPrefix("failed at") }
+            XCTAssertFalse(failedAt?.contains("None") ?? true, "1 MiB fit into a 256 KiB tmpfs? \(output)")
+            XCTAssertTrue(failedAt?.hasSuffix("errno ENOSPC") ?? false, "not ENOSPC: \(output)")
+            XCTAssertTrue(result.stdout.contains("first block intact True"), output)
+            XCTAssertTrue(result.stdout.contains("second connection reads True"), output)
+            XCTAssertTrue(result.stdout.contains("flushed"), output)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: small), [], "the private mount leaked out")
+        }
     }
 
     func testFioVerifiesThroughTheCacheWithFourConnections() throws {
