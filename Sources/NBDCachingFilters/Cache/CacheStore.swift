@@ -191,15 +191,14 @@ public final class CacheStore: Sendable {
             defer { locks.release(victim) }
             guard let state = state(of: victim), state != .filling else { continue }
             if state == .dirty {
-                let written: Bool
-                do {
-                    written = try await withBlockBuffer { buffer throws(NBDError) in
+                do throws(NBDError) {
+                    try await withBlockBuffer { buffer throws(NBDError) in
                         try await writeBack(victim, buffer: buffer, next: next)
                     }
                 } catch {
-                    written = false
+                    // Kept, dirty: the next flush reports the failure to a client that can act on it.
+                    continue
                 }
-                guard written else { continue }
             }
             forget(victim)
             file.release(block: victim)
@@ -208,13 +207,12 @@ public final class CacheStore: Sendable {
 
     /// Writes dirty block `block` from the file to the layer below. The caller holds its lock.
     private func writeBack<Next: BlockBackend>(_ block: UInt64, buffer: UnsafeMutableRawBufferPointer, next: Next)
-        async throws(NBDError) -> Bool
+        async throws(NBDError)
     {
         let count = length(of: block)
         let data = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
         try file.read(block: block, into: data)
         try await next.write(UnsafeRawBufferPointer(data), at: block * UInt64(blockSize), flags: [])
-        return true
     }
 
     // MARK: - Requests
@@ -365,7 +363,7 @@ public final class CacheStore: Sendable {
                     defer { locks.release(block) }
                     guard state(of: block) == .dirty else { continue }
                     do throws(NBDError) {
-                        _ = try await writeBack(block, buffer: buffer, next: next)
+                        try await writeBack(block, buffer: buffer, next: next)
                         setState(block, .clean)
                     } catch {
                         if firstError == nil {
