@@ -289,6 +289,29 @@ final class CacheFilterTests: XCTestCase {
         ) { XCTAssertTrue("\($0)".contains("cache-low-threshold")) }
     }
 
+    func testEachExportNameHasItsOwnCacheUpToALimit() async throws {
+        let layer = try CacheLayer(configuration: CacheConfiguration(minimumBlockSize: 4096, directory: directory))
+        let backend = AnyBlockBackend(TestMemoryBackend(capabilities: Capabilities(size: 1 << 20)))
+        let a = try await layer.wrap(backend, for: ConnectionInfo(exportName: "a"))
+        let alsoA = try await layer.wrap(backend, for: ConnectionInfo(exportName: "a"))
+        let b = try await layer.wrap(backend, for: ConnectionInfo(exportName: "b"))
+        try await a.writeBytes(bytes(1, 10), at: 0)
+        try await assertEqual({ try await alsoA.readBytes(10, at: 0) }, bytes(1, 10), "one cache per export name")
+        try await assertEqual({ try await b.readBytes(10, at: 0) }, bytes(0, 10), "another name, another cache")
+        for i in 2..<CacheLayer.maximumExports {
+            _ = try await layer.wrap(backend, for: ConnectionInfo(exportName: "export \(i)"))
+        }
+        do {
+            _ = try await layer.wrap(backend, for: ConnectionInfo(exportName: "one too many"))
+            XCTFail("a connection to one export name too many was accepted")
+        } catch {
+            XCTAssertEqual(error.code, .noSpace)
+            XCTAssertTrue(error.message.contains("one too many"), error.message)
+        }
+        _ = try await layer.wrap(backend, for: ConnectionInfo(exportName: "a"))
+        await layer.shutdown()
+    }
+
     func testTheCacheFileHasNoNameFromTheStart() throws {
         let (_, _, _, store) = try makeStack()
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory), [])

@@ -8,6 +8,8 @@ import Synchronization
 /// ``opensLayerBelowReadOnly``), so a read-only file can be served writable.
 public final class COWLayer: FilterLayer, Sendable {
     public var name: String { Self.filterName }
+    /// The most export names that get their own overlay file; connections to further names are refused.
+    public static let maximumExports = 64
     /// The settings every overlay uses.
     public let configuration: COWConfiguration
     private let overlays = LockedValue<[String: COWOverlay]>([:])
@@ -29,6 +31,13 @@ public final class COWLayer: FilterLayer, Sendable {
                     )
                 }
                 return overlay
+            }
+            // Every export name gets its own file; a client inventing names must not exhaust descriptors.
+            guard overlays.count < Self.maximumExports else {
+                throw NBDError(
+                    .noSpace,
+                    "cow: \(Self.maximumExports) export names already have their own overlay; refusing export '\(exportName)'"
+                )
             }
             let overlay = try COWOverlay(exportSize: size, configuration: configuration)
             overlays[exportName] = overlay

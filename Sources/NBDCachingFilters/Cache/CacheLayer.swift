@@ -8,6 +8,8 @@ import Synchronization
 /// export opens and shared by every later one, so all connections see one cache.
 public final class CacheLayer: FilterLayer, Sendable {
     public var name: String { Self.filterName }
+    /// The most export names that get their own cache file; connections to further names are refused.
+    public static let maximumExports = 64
     /// The settings every store uses.
     public let configuration: CacheConfiguration
     private let stores = LockedValue<[String: CacheStore]>([:])
@@ -29,6 +31,13 @@ public final class CacheLayer: FilterLayer, Sendable {
                     )
                 }
                 return store
+            }
+            // Every export name gets its own file; a client inventing names must not exhaust descriptors.
+            guard stores.count < Self.maximumExports else {
+                throw NBDError(
+                    .noSpace,
+                    "cache: \(Self.maximumExports) export names already have their own cache; refusing export '\(exportName)'"
+                )
             }
             let store = try CacheStore(exportSize: size, configuration: configuration)
             stores[exportName] = store
