@@ -104,6 +104,8 @@ final class COWFilterTests: XCTestCase {
         try await cow.zero(count: 4096, at: 0, flags: .noHole)
         XCTAssertEqual(cow.overlay.state(of: 0), .allocated)
         try await assertEqual({ try await cow.readBytes(4096, at: 0) }, bytes(0))
+        let extents = try await cow.extents(count: 4096, at: 0, flags: [])
+        XCTAssertEqual(extents, [.data(4096)], "NO_HOLE zeroes are allocated data, not a hole")
     }
 
     func testCowOnReadCopiesReadBlocksIntoTheOverlay() async throws {

@@ -171,6 +171,10 @@ public final class COWOverlay: Sendable {
             } else if whole, let data {
                 try file.write(block: block, UnsafeRawBufferPointer(rebasing: data[done..<done + count]))
                 setState(block, .allocated)
+            } else if whole {
+                // A whole block of zeroes that must stay allocated (NO_HOLE): nothing to copy from below.
+                try withZeroes(count) { zeroes throws(NBDError) in try file.write(block: block, zeroes) }
+                setState(block, .allocated)
             } else if state(of: block) == .allocated {
                 if let data {
                     try file.write(
