@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "NBDBlockSizeFilters", targets: ["NBDBlockSizeFilters"]),
         .library(name: "NBDRetryFilters", targets: ["NBDRetryFilters"]),
         .library(name: "NBDLogFilter", targets: ["NBDLogFilter"]),
+        .library(name: "NBDCachingFilters", targets: ["NBDCachingFilters"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
@@ -42,6 +43,7 @@ let package = Package(
         .target(name: "NBDBlockSizeFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDRetryFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDLogFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDCachingFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The server other programs embed: it knows the NBD protocol and NBDCore's contracts, nothing else.
         .target(name: "NBDServer", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
@@ -53,6 +55,7 @@ let package = Package(
                 "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter",
                 "NBDRangeFilters", "NBDFeatureFilters", "NBDFlowFilters",
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
+                "NBDCachingFilters",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -67,7 +70,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NBDCoreTests",
-            dependencies: ["NBDCore", "NBDBackends", "NBDTestSupport"],
+            dependencies: ["NBDCore", "NBDBackends", "NBDCachingFilters", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(
@@ -118,6 +121,11 @@ let package = Package(
         .testTarget(
             name: "NBDLogFilterTests",
             dependencies: ["NBDCore", "NBDLogFilter", "NBDErrorFilter", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDCachingFiltersTests",
+            dependencies: ["NBDCore", "NBDCachingFilters", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -21,6 +21,10 @@
 #              seqread1m and seqwrite1m: --setups blocksize --workloads seqread1m,seqwrite1m)
 #   log        --filter=log memory 1G logfile=FILE, FILE in the private temporary directory (not in
 #              the default list; its row is randread4k: --setups log --workloads randread4k)
+#   cache      --filter=cache file (the same image) cache-on-read=true: the prefill warms the cache
+#              (writeback), so reads are warm-cache reads; the cache file is in TMPDIR (/var/tmp)
+#   cow        --filter=cow file (the same image): writes and reads back through the overlay
+#   racache    --filter=readahead --filter=cache file (the same image)
 # Workloads (--workloads; default all), fio's nbd engine, time based:
 #   randread4k       4 KiB random read, iodepth 16, 1 connection
 #   randwrite4k      4 KiB random write, iodepth 16, 1 connection
@@ -112,6 +116,9 @@ setup_args() {
         file) echo "file $image" ;;
         blocksize) echo "--filter=blocksize memory 1G maxdata=64K" ;;
         log) echo "--filter=log memory 1G logfile=$work/requests.log" ;;
+        cache) echo "--filter=cache file $image cache-on-read=true" ;;
+        cow) echo "--filter=cow file $image" ;;
+        racache) echo "--filter=readahead --filter=cache file $image" ;;
         *) echo "side-by-side: unknown setup $1" >&2; exit 2 ;;
     esac
 }
@@ -194,7 +201,7 @@ for rep in $(seq 1 "$reps"); do
     for setup in "${setup_list[@]}"; do
         # shellcheck disable=SC2207
         args=($(setup_args "$setup"))
-        if [ "$setup" = file ]; then
+        if [ "$setup" = file ] || [ "$setup" = cache ] || [ "$setup" = cow ] || [ "$setup" = racache ]; then
             rm -f "$image"
             truncate -s 1G "$image"
         fi

@@ -156,7 +156,8 @@ package struct ExportPlan: Sendable {
         var configuration = configuration
         configuration.isReadOnly = configuration.isReadOnly || isReadOnly
         var options = options
-        options.isReadOnly = configuration.isReadOnly
+        // A filter such as cow never writes below, and lets a read-only file be served writable.
+        options.isReadOnly = configuration.isReadOnly || filters.contains { $0.type.opensLayerBelowReadOnly }
         do {
             return try await Self.makeServer(
                 backend, parameters: backendParameters, options: options, layers: layers,

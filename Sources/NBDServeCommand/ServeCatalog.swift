@@ -1,5 +1,6 @@
 import NBDBackends
 import NBDBlockSizeFilters
+import NBDCachingFilters
 import NBDCore
 import NBDErrorFilter
 import NBDFUAFilter
@@ -41,6 +42,9 @@ package enum ServeCatalog {
         RetryLayer.self,
         RetryRequestLayer.self,
         LogLayer.self,
+        CacheLayer.self,
+        COWLayer.self,
+        ReadAheadLayer.self,
     ]
 
     /// The backend called `name`, if any.

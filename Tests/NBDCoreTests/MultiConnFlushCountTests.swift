@@ -1,4 +1,5 @@
 import NBDBackends
+import NBDCachingFilters
 import NBDCore
 import NBDTestSupport
 import XCTest
@@ -39,13 +40,15 @@ final class MultiConnFlushCountTests: XCTestCase {
     ]
 
     private func flushCounts(
-        _ tracking: MultiConnConfiguration.DirtyTracking, _ mode: MultiConnConfiguration.Mode, sharedCache: Bool
+        _ tracking: MultiConnConfiguration.DirtyTracking, _ mode: MultiConnConfiguration.Mode, sharedCache: Bool,
+        cacheFilter: Bool = false
     ) async throws -> [Int] {
         var counts: [Int] = []
         for script in Self.scripts {
             let log = OperationLog()
             var layers: [any FilterLayer] = [multiConn(mode, tracking), RecordingLayer(log: log)]
             if sharedCache { layers.append(SharedWritebackCacheLayer()) }
+            if cacheFilter { layers.append(try CacheLayer(configuration: CacheConfiguration(minimumBlockSize: 4096))) }
             var h = try MultiConnHarness(layers: layers, log: log)
             try await h.connect(script.handles)
             try await script.run(h)
@@ -73,6 +76,20 @@ final class MultiConnFlushCountTests: XCTestCase {
         for (tracking, mode, cache, counts) in expected {
             let measured = try await flushCounts(tracking, mode, sharedCache: cache)
             XCTAssertEqual(measured, counts, "track-dirty=\(tracking) mode=\(mode)\(cache ? " + cache" : "")")
+        }
+    }
+
+    /// The same table with the real cache filter (`--filter=multi-conn --filter=stats --filter=cache`,
+    /// counted between multi-conn and cache as nbdkit's stats filter counts): the "+cache" columns.
+    func testFlushCountsOverTheCacheFilterMatchUpstreamTable() async throws {
+        let expected: [(MultiConnConfiguration.DirtyTracking, MultiConnConfiguration.Mode, [Int])] = [
+            (.off, .emulate, [6, 12, 12]), (.off, .plugin, [2, 3, 4]),
+            (.connection, .emulate, [0, 4, 4]), (.connection, .plugin, [0, 2, 2]),
+            (.fast, .emulate, [0, 8, 6]), (.fast, .plugin, [0, 2, 2]),
+        ]
+        for (tracking, mode, counts) in expected {
+            let measured = try await flushCounts(tracking, mode, sharedCache: false, cacheFilter: true)
+            XCTAssertEqual(measured, counts, "track-dirty=\(tracking) mode=\(mode) + cache filter")
         }
     }
 

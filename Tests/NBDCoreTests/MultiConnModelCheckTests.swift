@@ -1,4 +1,5 @@
 import NBDBackends
+import NBDCachingFilters
 import NBDCore
 import NBDTestSupport
 import XCTest
@@ -20,11 +21,24 @@ final class MultiConnModelCheckTests: XCTestCase {
     static let connections = 4
 
     /// Runs `rounds` rounds and returns the number of reads that broke the guarantee.
-    func violations(layers: [any FilterLayer], strictFUA: Bool, seed: UInt64, rounds: Int = 120) async throws -> Int {
-        let provider = try ConnectionCacheProvider(size: UInt64(Self.slots * 8), strictFUA: strictFUA)
-        let stack = FilterStack(layers, over: provider)
+    ///
+    /// With `filler` bytes, the export has that much more space after the slots, and every round
+    /// one connection reads all of it (so a cache with a size limit over it evicts the slots' blocks).
+    /// With `consistentBelow`, the backend is one shared memory image (multi-conn) instead of the
+    /// backend with a private cache per connection.
+    func violations(
+        layers: [any FilterLayer], strictFUA: Bool, seed: UInt64, rounds: Int = 120, filler: Int = 0,
+        consistentBelow: Bool = false
+    ) async throws -> Int {
+        let size = UInt64(Self.slots * 8 + filler)
         var handles: [AnyBlockBackend] = []
-        for _ in 0..<Self.connections { handles.append(try await stack.open(ConnectionInfo())) }
+        if consistentBelow {
+            let stack = FilterStack(layers, over: SharedMemoryTestProvider(size: size))
+            for _ in 0..<Self.connections { handles.append(try await stack.open(ConnectionInfo())) }
+        } else {
+            let stack = FilterStack(layers, over: try ConnectionCacheProvider(size: size, strictFUA: strictFUA))
+            for _ in 0..<Self.connections { handles.append(try await stack.open(ConnectionInfo())) }
+        }
 
         var random = SeededGenerator(seed: seed)
         // The latest value of each slot, and whether the specification already guarantees it.
@@ -73,6 +87,12 @@ final class MultiConnModelCheckTests: XCTestCase {
             let flushes = (0..<Int.random(in: 1...3, using: &random)).map { _ in
                 Int.random(in: 0..<Self.connections, using: &random)
             }
+            if filler > 0 {
+                let reader = handles[Int.random(in: 0..<Self.connections, using: &random)]
+                for offset in stride(from: Self.slots * 8, to: Self.slots * 8 + filler, by: 65536) {
+                    _ = try await reader.readBytes(min(65536, Self.slots * 8 + filler - offset), at: UInt64(offset))
+                }
+            }
             let second = randomWrites(Int.random(in: 0...2, using: &random), avoiding: Set(first.map(\.slot)))
             try await perform(second, flushes: flushes)
             for slot in completed { latest[slot].covered = true }
@@ -108,6 +128,51 @@ final class MultiConnModelCheckTests: XCTestCase {
                 layers: [multiConn(.plugin), SharedWritebackCacheLayer()], strictFUA: false, seed: seed)
             XCTAssertEqual(count, 0, "seed \(seed)")
         }
+    }
+
+    /// `--filter=multi-conn --filter=cache`: the cache filter in every mode under multi-conn in emulate
+    /// mode, and writeback under plugin mode (the cache advertises multi-conn: one cache for every
+    /// connection, and a flush anywhere writes back every dirty block).
+    func testMultiConnOverTheCacheFilterKeepsTheGuarantee() async throws {
+        let stacks: [(String, () throws -> [any FilterLayer])] = [
+            ("emulate over writeback", { [multiConn(.emulate), try Self.cacheLayer(.writeback)] }),
+            ("emulate over writethrough", { [multiConn(.emulate), try Self.cacheLayer(.writethrough)] }),
+            ("plugin over writeback", { [multiConn(.plugin), try Self.cacheLayer(.writeback)] }),
+            ("auto over writeback, cache-on-read", { [multiConn(.auto), try Self.cacheLayer(.writeback, onRead: true)] }),
+        ]
+        for (name, layers) in stacks {
+            for strict in [false, true] {
+                for seed: UInt64 in [8, 9] {
+                    let count = try await violations(layers: try layers(), strictFUA: strict, seed: seed)
+                    XCTAssertEqual(count, 0, "\(name), strictfua=\(strict), seed \(seed)")
+                }
+            }
+        }
+    }
+
+    /// A cache that must reclaim (1 MiB, while 2 MiB are read through it every round) evicts dirty
+    /// blocks through whichever connection needs room, and fills blocks through the reading
+    /// connection. Over a layer below that is consistent across connections it keeps the guarantee by
+    /// itself (plugin mode); over one with a private view per connection it cannot, which is why it
+    /// then does not advertise multi-conn, and the check finds the stale reads: it has teeth over the
+    /// cache filter too.
+    func testAReclaimingCacheKeepsTheGuaranteeOnlyOverAConsistentLayer() async throws {
+        let reclaiming = { try Self.cacheLayer(.writeback, onRead: true, maximumSize: 1 << 20) }
+        for seed: UInt64 in [11, 12] {
+            let count = try await violations(
+                layers: [multiConn(.plugin), try reclaiming()], strictFUA: false, seed: seed, rounds: 30,
+                filler: 2 << 20, consistentBelow: true)
+            XCTAssertEqual(count, 0, "plugin mode over a reclaiming cache over a consistent layer, seed \(seed)")
+        }
+        let stale = try await violations(
+            layers: [multiConn(.plugin), try reclaiming()], strictFUA: false, seed: 13, rounds: 30, filler: 2 << 20)
+        XCTAssertGreaterThan(stale, 0, "a reclaiming cache over per-connection views must show stale reads")
+    }
+
+    static func cacheLayer(_ mode: CacheMode, onRead: Bool = false, maximumSize: UInt64? = nil) throws -> CacheLayer {
+        try CacheLayer(
+            configuration: CacheConfiguration(
+                mode: mode, minimumBlockSize: 4096, cacheOnRead: onRead, maximumSize: maximumSize))
     }
 
     /// The check has teeth: with multi-conn disabled, per-connection caches serve stale data.

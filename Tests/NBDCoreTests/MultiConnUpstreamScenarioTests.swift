@@ -1,4 +1,5 @@
 import NBDBackends
+import NBDCachingFilters
 import NBDCore
 import NBDTestSupport
 import XCTest
@@ -79,6 +80,8 @@ final class MultiConnUpstreamScenarioTests: XCTestCase {
             ("auto (emulate)", [multiConn()], false),
             ("auto (emulate), strictfua", [multiConn()], true),
             ("plugin over a shared writeback cache", [multiConn(.plugin), SharedWritebackCacheLayer()], false),
+            ("plugin over the cache filter", [multiConn(.plugin), try MultiConnModelCheckTests.cacheLayer(.writeback)], false),
+            ("emulate over the cache filter", [multiConn(.emulate), try MultiConnModelCheckTests.cacheLayer(.writeback)], false),
         ]
         for (name, layers, strict) in setups {
             var h = try MultiConnHarness(layers: layers, strictFUA: strict)
@@ -115,10 +118,12 @@ final class MultiConnUpstreamScenarioTests: XCTestCase {
     /// (F) When the server takes one connection at a time, auto mode disables multi-conn even over a
     /// layer that has it.
     func testSerializedConnectionsDisableMultiConnInAutoMode() async throws {
-        var h = try MultiConnHarness(layers: [multiConn(serialized: true), SharedWritebackCacheLayer()])
-        try await h.connect(1)
-        XCTAssertFalse(h[0].capabilities.canMultiConn)
-        await h.closeAll()
+        for cache in [SharedWritebackCacheLayer() as any FilterLayer, try MultiConnModelCheckTests.cacheLayer(.writeback)] {
+            var h = try MultiConnHarness(layers: [multiConn(serialized: true), cache])
+            try await h.connect(1)
+            XCTAssertFalse(h[0].capabilities.canMultiConn)
+            await h.closeAll()
+        }
     }
 
     /// 2.2: one group for all export names, or one group per name with multi-conn-exportname.

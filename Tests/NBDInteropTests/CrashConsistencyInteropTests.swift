@@ -99,4 +99,77 @@ final class CrashConsistencyInteropTests: XCTestCase {
             indices.count, 64, "the synchronous writes were acknowledged: \(result.stdout) \(result.stderr)")
         try assertBlocks(indices, in: disk)
     }
+
+    /// Runs nbd-serve with `TMPDIR` set to `temporary`, where the cache and cow filters put their files.
+    private func serve(_ arguments: [String], temporary: String, run command: String) throws -> InteropEnvironment.Result {
+        try InteropEnvironment.run(
+            "/usr/bin/env", ["TMPDIR=\(temporary)", try InteropEnvironment.nbdServe, "-U", "-"] + arguments + ["--run", command])
+    }
+
+    /// Through the cache filter: in writethrough mode every acknowledged write, and in writeback mode
+    /// every write covered by an acknowledged flush or FUA, is in the file after SIGKILL. The cache's
+    /// temporary file had no name while the server ran (its /proc fd link ends in "(deleted)") and
+    /// nothing is left in TMPDIR afterwards.
+    func testAcknowledgedWritesThroughTheCacheSurviveSIGKILLAndLeaveNoTemporaryFile() throws {
+        try InteropEnvironment.require("python3-libnbd")
+        let stacks: [(filters: [String], extra: [String], unflushedSurvive: Bool)] = [
+            (["--filter=cache"], [], false),
+            (["--filter=multi-conn", "--filter=cache"], ["multi-conn-mode=emulate"], false),
+            (["--filter=cache"], ["cache=writethrough"], true),
+            (["--filter=cache"], ["cache-on-read=true", "cache-min-block-size=4K"], false),
+        ]
+        for stack in stacks {
+            let disk = try makeDisk(size: 1 << 20)
+            let temporary = directory.appendingPathComponent("tmp-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+            let descriptors = directory.appendingPathComponent("fds.txt").path
+            let script = pattern + """
+                import nbd, os
+                hs = []
+                for _ in range(2):
+                    h = nbd.NBD(); h.connect_uri(os.environ["uri"]); hs.append(h)
+                for i in range(0, 64):
+                    hs[i % 2].pread(4096, i * 4096)
+                    hs[i % 2].pwrite(block(i), i * 4096)
+                hs[1].flush()
+                for i in range(64, 96):
+                    hs[i % 2].pwrite(block(i), i * 4096, nbd.CMD_FLAG_FUA)
+                for i in range(96, 128):
+                    hs[i % 2].pwrite(block(i), i * 4096)
+                print("acknowledged", flush=True)
+                """
+            let command = try InteropEnvironment.pythonCommand(script, in: directory)
+            let description = "\(stack.filters) \(stack.extra)"
+            let result = try serve(
+                stack.filters + ["file", disk] + stack.extra, temporary: temporary,
+                run: "\(command) && ls -l /proc/$PPID/fd > \(InteropEnvironment.shellQuoted(descriptors)) && kill -KILL $PPID")
+            XCTAssertTrue(result.stdout.contains("acknowledged"), "\(description): \(result.stdout)\n\(result.stderr)")
+            try assertBlocks(Array(0..<96), in: disk)
+            if stack.unflushedSurvive { try assertBlocks(Array(96..<128), in: disk) }
+            let links = (try? String(contentsOfFile: descriptors, encoding: .utf8)) ?? ""
+            let cacheLinks = links.split(separator: "\n").filter { $0.contains(temporary + "/nbd-cache-") }
+            XCTAssertEqual(cacheLinks.count, 1, "\(description): the server holds one cache file: \(links)")
+            XCTAssertTrue(cacheLinks.allSatisfy { $0.hasSuffix("(deleted)") }, "\(description): \(cacheLinks)")
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: temporary), [], "\(description)")
+        }
+    }
+
+    /// The cow overlay's temporary file is unlinked too: nothing is left after SIGKILL.
+    func testTheCowOverlayLeavesNoTemporaryFileAfterSIGKILL() throws {
+        try InteropEnvironment.require("nbdsh")
+        let disk = try makeDisk(size: 1 << 20)
+        let temporary = directory.appendingPathComponent("tmp").path
+        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        let descriptors = directory.appendingPathComponent("fds.txt").path
+        let result = try serve(
+            ["--filter=cow", "file", disk], temporary: temporary,
+            run: "nbdsh -u \"$uri\" -c 'h.pwrite(b\"x\" * 65536, 0)' && ls -l /proc/$PPID/fd > \(InteropEnvironment.shellQuoted(descriptors)) && kill -KILL $PPID")
+        let links = (try? String(contentsOfFile: descriptors, encoding: .utf8)) ?? ""
+        XCTAssertTrue(
+            links.split(separator: "\n").contains { $0.contains(temporary + "/nbd-cow-") && $0.hasSuffix("(deleted)") },
+            "\(links)\n\(result.stderr)")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: temporary), [])
+        let data = try XCTUnwrap(FileManager.default.contents(atPath: disk))
+        XCTAssertTrue(data.allSatisfy { $0 == 0 }, "cow wrote to the file below")
+    }
 }

@@ -102,6 +102,23 @@ final class CommandLineTests: XCTestCase {
         }
     }
 
+    func testCachingFiltersTakeNbdkitsParametersAndNameThemInErrors() async throws {
+        for line in [
+            "--filter=cache memory 1M cache=writethrough cache-on-read=/nonexistent cache-max-size=2M",
+            "--filter=cow memory 1M cow-block-size=128K cow-on-read=true cow-on-cache=true",
+            "--filter=readahead --filter=cache memory 1M cache-min-block-size=4K",
+        ] {
+            let server = try await ExportPlan(parse(line)).makeServer(configuration: ServerConfiguration())
+            await server.shutdown()
+        }
+        await assertError("--filter=cache memory 1M cache=sometimes", contains: "filter 'cache': cache=sometimes")
+        await assertError("--filter=cache memory 1M cache-max-size=512K", contains: "cache-max-size")
+        await assertError(
+            "--filter=cache memory 1M cache-max-size=1G cache-low-threshold=95", contains: "cache-low-threshold")
+        await assertError("--filter=cow memory 1M cow-block-size=1000", contains: "filter 'cow': cow-block-size=1000")
+        await assertError("memory 1M cow-on-read=true", contains: "add --filter=cow")
+    }
+
     func testAParameterOfAFilterNotGivenNamesThatFilter() async {
         await assertError(
             "memory 1M multi-conn-mode=emulate",

@@ -12,6 +12,9 @@ public protocol ConfigurableFilterLayer: FilterLayer {
     static var summary: String { get }
     /// The parameters this filter accepts, in `--help` order.
     static var parameters: [ParameterDescription] { get }
+    /// Whether the backend under this filter must be opened read-only (nbdkit's cow filter). Has a
+    /// default of `false`.
+    static var opensLayerBelowReadOnly: Bool { get }
 
     /// Creates the layer from the parameters routed to it (only keys listed in ``parameters``).
     ///
@@ -26,4 +29,11 @@ extension ConfigurableFilterLayer {
     public static func accepts(_ key: String) -> Bool {
         parameters.contains { $0.name == key }
     }
+}
+
+extension ConfigurableFilterLayer {
+    /// Whether the backend under this filter is opened read-only (nbdkit's cow filter passes
+    /// `readonly=1` to the plugin), so that a read-only file or device can be served writable. The
+    /// export itself stays writable unless the server is read-only. The default is `false`.
+    public static var opensLayerBelowReadOnly: Bool { false }
 }
