@@ -65,7 +65,7 @@ public final class BlockRangeLock: Sendable {
         }
     }
 
-    /// A granted claim, to hand back to ``release(_:)``.
+    /// A granted claim, to hand back to `release(_:)`.
     public struct Ticket: Sendable, Hashable {
         let value: UInt64
     }

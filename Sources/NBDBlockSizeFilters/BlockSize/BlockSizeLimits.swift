@@ -14,7 +14,7 @@ public struct BlockSizeLimits: Sendable, Hashable {
     /// nbdkit's ceiling for a single request with data: 64 MiB.
     public static let dataCeiling: UInt32 = 64 << 20
 
-    /// Creates limits as given; ``resolved(configured:below:)`` derives them for one connection.
+    /// Creates limits as given; `resolved(configured:below:)` derives them for one connection.
     public init(minimumBlock: UInt32, maximumData: UInt32, maximumLength: UInt32) {
         self.minimumBlock = minimumBlock
         self.maximumData = maximumData

@@ -4,7 +4,7 @@ import NBDCore
 /// below does not state, and decides what happens to requests that break them (see
 /// ``BlockSizeErrorPolicy``).
 ///
-/// The server is told not to enforce the minimum itself (``BlockSizeConstraints/isEnforced`` is
+/// The server is told not to enforce the minimum itself (`BlockSizeConstraints.isEnforced` is
 /// `false`), as nbdkit's server does not: with ``BlockSizeErrorPolicy/allow`` a misaligned request
 /// reaches the layer below (a ``BlockSizeFilter`` there turns it into aligned ones); with
 /// ``BlockSizeErrorPolicy/error`` this filter fails it with `EINVAL`.

@@ -1,7 +1,7 @@
 import NBDCore
 import Synchronization
 
-/// The cow filter as a run-time ``FilterLayer``: `nbd-serve --filter=cow file base.img`.
+/// The cow filter as a run-time `FilterLayer`: `nbd-serve --filter=cow file base.img`.
 ///
 /// The layer owns one ``COWOverlay`` per export name (as nbdkit ≥ 1.44), created when the first
 /// connection to that export opens. The layer below is opened read-only (see

@@ -8,7 +8,7 @@ import Synchronization
 /// *allocated* (read from the overlay) or *trimmed* (read as zeroes, reported as a hole).
 ///
 /// Locking is the cache's: one mutex for the table, held only for lookups, and an asynchronous
-/// lock per block (``BlockLocks``) for read-modify-writes and copies from below.
+/// lock per block (`BlockLocks`) for read-modify-writes and copies from below.
 public final class COWOverlay: Sendable {
     package enum State: UInt8, Sendable {
         /// The overlay holds the block's data.

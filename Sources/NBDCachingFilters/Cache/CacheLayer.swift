@@ -1,7 +1,7 @@
 import NBDCore
 import Synchronization
 
-/// The cache filter as a run-time ``FilterLayer``:
+/// The cache filter as a run-time `FilterLayer`:
 /// `nbd-serve --filter=cache file disk.img cache=writeback cache-on-read=true`.
 ///
 /// The layer owns one ``CacheStore`` per export name, created when the first connection to that

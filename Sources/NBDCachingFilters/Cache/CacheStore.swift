@@ -11,7 +11,7 @@ import Synchronization
 /// ## Locking
 /// The block table sits behind one mutex that is held only for lookups and updates, never across
 /// I/O. Work on a block (a read-modify-write, a fill from the layer below, a write-back, an
-/// eviction) holds that block's asynchronous lock from ``BlockLocks``, so requests for different
+/// eviction) holds that block's asynchronous lock from `BlockLocks`, so requests for different
 /// blocks never wait for each other, and the layer below may be awaited while the lock is held.
 /// A request holds at most one block lock at a time, and reclaiming only *tries* other blocks'
 /// locks, so there is no deadlock.
@@ -57,7 +57,7 @@ public final class CacheStore: Sendable {
     /// Creates the cache file for an export of `exportSize` bytes, in `configuration.directory`
     /// (or `TMPDIR`, or `/var/tmp`), unlinked at once. Share one store between every connection.
     ///
-    /// - Throws: ``NBDError`` for invalid settings (naming the parameter) or when the file cannot be
+    /// - Throws: `NBDError` for invalid settings (naming the parameter) or when the file cannot be
     ///   created.
     public init(exportSize: UInt64, configuration: CacheConfiguration) throws(NBDError) {
         try configuration.validate()

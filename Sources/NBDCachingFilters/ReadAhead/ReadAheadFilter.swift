@@ -1,7 +1,7 @@
 import NBDCore
 
 /// nbdkit's readahead filter for one connection: after each read, asks the layer below to cache
-/// what the client is likely to read next (see ``ReadAheadWindow``), in the background.
+/// what the client is likely to read next (see `ReadAheadWindow`), in the background.
 ///
 /// The client's read is sent down at once and never waits for a prefetch. The prefetch is an
 /// `NBD_CMD_CACHE` request, so the filter helps only over a layer that caches natively, such as

@@ -1,9 +1,9 @@
 import NBDCore
 
-/// The readahead filter as a run-time ``FilterLayer``:
+/// The readahead filter as a run-time `FilterLayer`:
 /// `nbd-serve --filter=readahead --filter=cache file disk.img`. nbdkit's filter has no parameters.
 ///
-/// One ``ReadAheadWindow`` and one prefetch thread serve every connection, as nbdkit's window and
+/// One `ReadAheadWindow` and one prefetch thread serve every connection, as nbdkit's window and
 /// per-connection background threads do.
 public final class ReadAheadLayer: FilterLayer, Sendable {
     public var name: String { Self.filterName }

@@ -1,6 +1,6 @@
 import NBDCore
 
-/// The nocache filter as a run-time ``NBDCore/FilterLayer``, built from nbdkit's parameter:
+/// The nocache filter as a run-time `FilterLayer`, built from nbdkit's parameter:
 /// `nbd-serve --filter=nocache file disk.img cachemode=nop`.
 public struct NoCacheLayer: FilterLayer {
     public var name: String { Self.filterName }

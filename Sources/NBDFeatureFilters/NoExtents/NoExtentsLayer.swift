@@ -1,6 +1,6 @@
 import NBDCore
 
-/// The noextents filter as a run-time ``NBDCore/FilterLayer``: `nbd-serve --filter=noextents file disk.img`.
+/// The noextents filter as a run-time `FilterLayer`: `nbd-serve --filter=noextents file disk.img`.
 public struct NoExtentsLayer: FilterLayer {
     public var name: String { Self.filterName }
 

@@ -27,7 +27,7 @@ public struct NoZeroFilter<Next: BlockBackend>: Filter {
 
     /// Wraps `next` for one connection.
     ///
-    /// - Throws: ``NBDError`` (`EINVAL`) for ``ZeroMode/notrim`` or ``ZeroMode/plugin`` over a writable
+    /// - Throws: `NBDError` (`EINVAL`) for `ZeroMode.notrim` or `ZeroMode.plugin` over a writable
     ///   layer without zero support, as nbdkit refuses the connection in `prepare`. A read-only
     ///   connection is never refused: no zero request can arrive.
     public init(

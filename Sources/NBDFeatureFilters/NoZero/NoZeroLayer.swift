@@ -1,6 +1,6 @@
 import NBDCore
 
-/// The nozero filter as a run-time ``NBDCore/FilterLayer``, built from nbdkit's parameters:
+/// The nozero filter as a run-time `FilterLayer`, built from nbdkit's parameters:
 /// `nbd-serve --filter=nozero file disk.img zeromode=emulate`.
 public struct NoZeroLayer: FilterLayer {
     public var name: String { Self.filterName }

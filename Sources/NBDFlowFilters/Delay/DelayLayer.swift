@@ -1,6 +1,6 @@
 import NBDCore
 
-/// The delay filter as a run-time ``NBDCore/FilterLayer``, built from nbdkit's parameters:
+/// The delay filter as a run-time `FilterLayer`, built from nbdkit's parameters:
 /// `nbd-serve --filter=delay file disk.img rdelay=100ms wdelay=100ms`.
 public struct DelayLayer: FilterLayer {
     public var name: String { Self.filterName }

@@ -16,7 +16,7 @@ public struct LimitFilter<Next: BlockBackend>: Filter {
 
     /// Admits one connection over `next`.
     ///
-    /// - Throws: ``NBDError`` (`EPERM`) when `limit` connections are already open.
+    /// - Throws: `NBDError` (`EPERM`) when `limit` connections are already open.
     public init(wrapping next: Next, limit: ConnectionLimit) throws(NBDError) {
         try limit.admit()
         var capabilities = next.capabilities

@@ -1,6 +1,6 @@
 import NBDCore
 
-/// The limit filter as a run-time ``NBDCore/FilterLayer``, built from nbdkit's parameter:
+/// The limit filter as a run-time `FilterLayer`, built from nbdkit's parameter:
 /// `nbd-serve --filter=limit memory 1G limit=4`.
 ///
 /// The filter refuses the client's `NBD_OPT_GO` (or `NBD_OPT_INFO`) when the limit is reached; nbdkit

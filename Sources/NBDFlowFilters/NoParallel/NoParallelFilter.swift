@@ -11,7 +11,7 @@ import NBDCore
 /// ```
 ///
 /// Waiting suspends the request's task; no thread blocks. The filter also declares no operation slow
-/// (``NBDCore/Capabilities/slowOperations`` is empty), so the server runs every request in turn on
+/// (`Capabilities.slowOperations` is empty), so the server runs every request in turn on
 /// the connection's thread and replies in request order, as nbdkit's serialized thread models do.
 public struct NoParallelFilter<Next: BlockBackend>: Filter {
     /// The layer below.

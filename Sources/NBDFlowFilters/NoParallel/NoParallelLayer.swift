@@ -1,6 +1,6 @@
 import NBDCore
 
-/// The noparallel filter as a run-time ``NBDCore/FilterLayer``, built from nbdkit's parameter:
+/// The noparallel filter as a run-time `FilterLayer`, built from nbdkit's parameter:
 /// `nbd-serve --filter=noparallel file disk.img serialize=connections`.
 public struct NoParallelLayer: FilterLayer {
     public var name: String { Self.filterName }

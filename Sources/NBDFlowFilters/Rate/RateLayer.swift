@@ -1,6 +1,6 @@
 import NBDCore
 
-/// The rate filter as a run-time ``NBDCore/FilterLayer``, built from nbdkit's parameters:
+/// The rate filter as a run-time `FilterLayer`, built from nbdkit's parameters:
 /// `nbd-serve --filter=rate memory 64M rate=1M connection-rate=50K`.
 ///
 /// Rates are in bits per second and use nbdkit's size syntax, so `1M` is 1,048,576 bits per second

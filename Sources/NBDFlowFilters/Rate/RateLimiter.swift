@@ -15,7 +15,12 @@ import Synchronization
 /// ```
 public final class RateLimiter: Sendable {
     /// A direction of transfer, each with its own bucket.
-    public enum Direction: Sendable { case read, write }
+    public enum Direction: Sendable {
+        /// Data sent to the client: reads.
+        case read
+        /// Data received from the client: writes.
+        case write
+    }
 
     private let readBucket: LockedValue<TokenBucket>
     private let writeBucket: LockedValue<TokenBucket>

@@ -22,7 +22,7 @@ public struct OffsetFilter<Next: BlockBackend>: Filter {
     /// Serves `range` bytes of `next` starting at `offset`; without `range`, everything from `offset`
     /// to the end of `next`.
     ///
-    /// - Throws: ``NBDError`` (`EINVAL`) when the window does not lie within the layer below: nbdkit
+    /// - Throws: `NBDError` (`EINVAL`) when the window does not lie within the layer below: nbdkit
     ///   refuses the connection in that case too.
     public init(wrapping next: Next, offset: UInt64 = 0, range: UInt64? = nil) throws(NBDError) {
         let below = next.capabilities

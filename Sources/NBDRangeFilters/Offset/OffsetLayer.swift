@@ -1,6 +1,6 @@
 import NBDCore
 
-/// The offset filter as a run-time ``NBDCore/FilterLayer``, built from nbdkit's parameters:
+/// The offset filter as a run-time `FilterLayer`, built from nbdkit's parameters:
 /// `nbd-serve --filter=offset file disk.img offset=1M range=100M`.
 public struct OffsetLayer: FilterLayer {
     public var name: String { Self.filterName }

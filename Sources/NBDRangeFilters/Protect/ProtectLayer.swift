@@ -1,6 +1,6 @@
 import NBDCore
 
-/// The protect filter as a run-time ``NBDCore/FilterLayer``, built from nbdkit's parameters:
+/// The protect filter as a run-time `FilterLayer`, built from nbdkit's parameters:
 /// `nbd-serve --filter=protect file disk.img protect=0-0x1bd protect=~1048576-`.
 public struct ProtectLayer: FilterLayer {
     public var name: String { Self.filterName }

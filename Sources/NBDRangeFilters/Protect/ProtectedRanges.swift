@@ -30,7 +30,7 @@ public struct ProtectedRanges: Sendable, Hashable {
     /// outside it. `START` and `END` are decimal, octal (`0NN`) or hexadecimal (`0xNN`) byte offsets;
     /// an omitted `START` is 0 and an omitted `END` the largest possible offset.
     ///
-    /// - Throws: ``NBDError`` naming `protect=` for a value without `-`, a bad number, or `END < START`.
+    /// - Throws: `NBDError` naming `protect=` for a value without `-`, a bad number, or `END < START`.
     public init(parsing values: [String]) throws(NBDError) {
         var ranges: [ClosedRange<UInt64>] = []
         for value in values {

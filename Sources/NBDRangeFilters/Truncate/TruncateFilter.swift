@@ -29,7 +29,7 @@ public struct TruncateFilter<Next: BlockBackend>: Filter {
     /// Applies `truncate`, then `roundUp`, then `roundDown` to the size of `next`, as nbdkit applies
     /// its three parameters in that order.
     ///
-    /// - Throws: ``NBDError`` (`EINVAL`) when a rounding is not a power of two or rounding up passes
+    /// - Throws: `NBDError` (`EINVAL`) when a rounding is not a power of two or rounding up passes
     ///   the NBD maximum size of 2^63 − 1.
     public init(
         wrapping next: Next, truncate: UInt64? = nil, roundUp: UInt64? = nil, roundDown: UInt64? = nil

@@ -1,6 +1,6 @@
 import NBDCore
 
-/// The truncate filter as a run-time ``NBDCore/FilterLayer``, built from nbdkit's parameters:
+/// The truncate filter as a run-time `FilterLayer`, built from nbdkit's parameters:
 /// `nbd-serve --filter=truncate file disk.img round-up=512`.
 public struct TruncateLayer: FilterLayer {
     public var name: String { Self.filterName }

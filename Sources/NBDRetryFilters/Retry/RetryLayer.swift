@@ -2,7 +2,7 @@ import NBDCore
 
 /// The retry filter as a run-time layer: `nbd-serve --filter=retry nbd ... retries=10 retry-delay=1`.
 ///
-/// It implements ``FilterLayer/open(for:below:)`` to keep the function that opens the stack below it,
+/// It implements `FilterLayer.open(for:below:)` to keep the function that opens the stack below it,
 /// which is how it reopens that stack after a failure. ``wrap(_:for:)``, used only by callers that
 /// open the layers below themselves, cannot reopen: that filter retries on the same backend.
 public struct RetryLayer: ConfigurableFilterLayer {
