@@ -168,4 +168,32 @@ final class FilterInteropTests: XCTestCase {
         assertSucceeded(result, "delay and rate")
         XCTAssertEqual(result.stdout, "50\n")
     }
+    /// A client that leaves with a request still waiting out an hour-long delay must not hold its
+    /// connection, and so the server's shutdown, for that hour: the wait is cancelled and ends with
+    /// ESHUTDOWN, as nbdkit's sleeps end. `timeout -s KILL` bounds the run: a server that waits the
+    /// delay out is killed and the test fails on its status.
+    func testAbandonedDelayedRequestDoesNotHoldTheServer() throws {
+        try InteropEnvironment.require("python3-libnbd")
+        let directory = try InteropEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let script = """
+            import nbd, os
+            uri = os.environ["uri"]
+            waiting = nbd.NBD()
+            waiting.connect_uri(uri)
+            waiting.aio_pread(nbd.Buffer(4096), 0)
+            other = nbd.NBD()
+            other.connect_uri(uri)
+            other.pwrite(b"z" * 512, 4096)
+            print("other client served")
+            other.shutdown()
+            """
+        let command = try InteropEnvironment.pythonCommand(script, in: directory)
+        let result = try InteropEnvironment.run(
+            "/usr/bin/timeout",
+            ["-s", "KILL", "60", try InteropEnvironment.nbdServe, "-U", "-", "--filter=delay", "memory", "1M",
+             "delay-read=3600", "--run", command])
+        assertSucceeded(result, "nbd-serve with an abandoned delayed read")
+        XCTAssertEqual(result.stdout, "other client served\n")
+    }
 }
