@@ -16,7 +16,8 @@ final class FilterInteropTests: XCTestCase {
         let directory = try InteropEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let preamble = "import nbd, os, sys\nuri = os.environ[\"uri\"]\n"
-        return try InteropEnvironment.serve(arguments, run: try InteropEnvironment.pythonCommand(preamble + script, in: directory))
+        return try InteropEnvironment.serve(
+            arguments, run: try InteropEnvironment.pythonCommand(preamble + script, in: directory))
     }
 
     func testOffsetAndTruncateSizesAsNbdinfoSeesThem() throws {
@@ -59,7 +60,8 @@ final class FilterInteropTests: XCTestCase {
         let sparse = try InteropEnvironment.serve(["memory", "1M"], run: "nbdinfo --map \"$uri\"")
         assertSucceeded(sparse, "nbdinfo --map")
         XCTAssertTrue(sparse.stdout.contains("hole,zero"), sparse.stdout)
-        let hidden = try InteropEnvironment.serve(["--filter=noextents", "memory", "1M"], run: "nbdinfo --map \"$uri\"")
+        let hidden = try InteropEnvironment.serve(
+            ["--filter=noextents", "memory", "1M"], run: "nbdinfo --map \"$uri\"")
         assertSucceeded(hidden, "nbdinfo --map with noextents")
         XCTAssertFalse(hidden.stdout.contains("hole"), hidden.stdout)
         XCTAssertTrue(hidden.stdout.contains("1048576    0  data"), hidden.stdout)
@@ -152,7 +154,8 @@ final class FilterInteropTests: XCTestCase {
         try InteropEnvironment.require("python3-libnbd")
         let result = try python(
             [
-                "--filter=delay", "--filter=rate", "--filter=noparallel", "memory", "1M", "rdelay=1ms", "delay-write=1ms",
+                "--filter=delay", "--filter=rate", "--filter=noparallel", "memory", "1M", "rdelay=1ms",
+                "delay-write=1ms",
                 "rate=1G", "connection-rate=512M",
             ],
             """
@@ -191,8 +194,10 @@ final class FilterInteropTests: XCTestCase {
         let command = try InteropEnvironment.pythonCommand(script, in: directory)
         let result = try InteropEnvironment.run(
             "/usr/bin/timeout",
-            ["-s", "KILL", "60", try InteropEnvironment.nbdServe, "-U", "-", "--filter=delay", "memory", "1M",
-             "delay-read=3600", "--run", command])
+            [
+                "-s", "KILL", "60", try InteropEnvironment.nbdServe, "-U", "-", "--filter=delay", "memory", "1M",
+                "delay-read=3600", "--run", command,
+            ])
         assertSucceeded(result, "nbd-serve with an abandoned delayed read")
         XCTAssertEqual(result.stdout, "other client served\n")
     }

@@ -31,7 +31,9 @@ public struct DelayFilter<Next: BlockBackend>: Filter {
     }
 
     /// Wraps `next` with a sleep function of the caller's (tests count delays without waiting).
-    package init(wrapping next: Next, delays: Delays, sleep: @escaping @Sendable (Duration) async throws(NBDError) -> Void) {
+    package init(
+        wrapping next: Next, delays: Delays, sleep: @escaping @Sendable (Duration) async throws(NBDError) -> Void
+    ) {
         var capabilities = next.capabilities
         capabilities.slowOperations.formUnion(delays.delayedOperations)
         self.next = next
