@@ -6,7 +6,7 @@ import NBDCore
 /// ```swift
 /// let delays = Delays(read: .milliseconds(100), write: .milliseconds(100))
 /// let export = try MemoryBackendProvider(size: 1 << 30)
-///     .wrapped { next, _ in await DelayFilter.open(wrapping: next, delays: delays) }
+///     .wrapped { next, _ in try await DelayFilter.open(wrapping: next, delays: delays) }
 /// ```
 ///
 /// A delay suspends the request's task with `Task.sleep`; it never blocks a thread. Operations with a
