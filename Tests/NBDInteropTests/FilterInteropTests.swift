@@ -201,4 +201,39 @@ final class FilterInteropTests: XCTestCase {
         assertSucceeded(result, "nbd-serve with an abandoned delayed read")
         XCTAssertEqual(result.stdout, "other client served\n")
     }
+    /// What reaches the layer below, counted by the stats filter placed under nozero and nocache:
+    /// emulated zeroes arrive as writes, emulated cache requests as reads, and `nop` cache requests
+    /// not at all.
+    func testEmulatedZeroAndCacheReachTheLayerBelowAsWritesAndReads() throws {
+        try InteropEnvironment.require("python3-libnbd")
+        let directory = try InteropEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let script = """
+            import nbd, os
+            h = nbd.NBD()
+            h.connect_uri(os.environ["uri"])
+            h.zero(65536, 0)
+            h.cache(8192, 0)
+            h.shutdown()
+            """
+        let command = try InteropEnvironment.pythonCommand(script, in: directory)
+        func report(_ modes: [String]) throws -> String {
+            let statsFile = directory.appendingPathComponent("stats-\(modes.joined())").path
+            let result = try InteropEnvironment.serve(
+                ["--filter=nozero", "--filter=nocache", "--filter=stats", "memory", "1M", "statsfile=\(statsFile)"]
+                    + modes, run: command)
+            assertSucceeded(result, "\(modes)")
+            return (try? String(contentsOfFile: statsFile, encoding: .utf8)) ?? ""
+        }
+        let emulated = try report(["zeromode=emulate", "cachemode=emulate"])
+        XCTAssertTrue(emulated.contains("write: 1 ops"), emulated)
+        XCTAssertTrue(emulated.contains("read: 1 ops"), emulated)
+        XCTAssertFalse(emulated.contains("zero:"), emulated)
+        XCTAssertFalse(emulated.contains("cache:"), emulated)
+        let passed = try report(["zeromode=plugin", "cachemode=nop"])
+        XCTAssertTrue(passed.contains("zero: 1 ops"), passed)
+        XCTAssertFalse(passed.contains("write:"), passed)
+        XCTAssertFalse(passed.contains("read:"), passed)
+        XCTAssertFalse(passed.contains("cache:"), passed)
+    }
 }
