@@ -236,4 +236,39 @@ final class FilterInteropTests: XCTestCase {
         XCTAssertFalse(passed.contains("read:"), passed)
         XCTAssertFalse(passed.contains("cache:"), passed)
     }
+    /// A tiny per-connection rate (1 byte per second, each bucket starting with 100,000 bytes): a 1 MiB
+    /// read waits, suspended off the connection's thread, so the same connection's flush and zero
+    /// (which carry no data) and another connection's small reads and writes (within its own full
+    /// bucket) are served meanwhile; the waiting client then leaves and the server stops at once
+    /// (`timeout -s KILL` bounds the run).
+    func testATinyConnectionRateStallsOnlyTheRequestItHolds() throws {
+        try InteropEnvironment.require("python3-libnbd")
+        let directory = try InteropEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let script = """
+            import nbd, os
+            uri = os.environ["uri"]
+            slow = nbd.NBD()
+            slow.connect_uri(uri)
+            cookie = slow.aio_pread(nbd.Buffer(1 << 20), 0)
+            slow.flush()
+            slow.zero(4096, 8192)
+            print("same connection served", slow.aio_command_completed(cookie))
+            other = nbd.NBD()
+            other.connect_uri(uri)
+            other.pwrite(b"q" * 8, 65536)
+            print("other connection served", bytes(other.pread(8, 65536)).decode())
+            other.shutdown()
+            """
+        let command = try InteropEnvironment.pythonCommand(script, in: directory)
+        let result = try InteropEnvironment.run(
+            "/usr/bin/timeout",
+            [
+                "-s", "KILL", "60", try InteropEnvironment.nbdServe, "-U", "-", "--filter=rate", "memory", "1M",
+                "connection-rate=8", "burstiness=100000", "--run", command,
+            ])
+        assertSucceeded(result, "nbd-serve with connection-rate=8")
+        XCTAssertEqual(
+            result.stdout.split(separator: "\n"), ["same connection served False", "other connection served qqqqqqqq"])
+    }
 }
