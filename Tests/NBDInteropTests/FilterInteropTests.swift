@@ -185,6 +185,8 @@ final class FilterInteropTests: XCTestCase {
             waiting = nbd.NBD()
             waiting.connect_uri(uri)
             waiting.aio_pread(nbd.Buffer(4096), 0)
+            waiting.pwrite(b"w" * 512, 8192)
+            print("same connection served")
             other = nbd.NBD()
             other.connect_uri(uri)
             other.pwrite(b"z" * 512, 4096)
@@ -199,7 +201,7 @@ final class FilterInteropTests: XCTestCase {
                 "delay-read=3600", "--run", command,
             ])
         assertSucceeded(result, "nbd-serve with an abandoned delayed read")
-        XCTAssertEqual(result.stdout, "other client served\n")
+        XCTAssertEqual(result.stdout, "same connection served\nother client served\n")
     }
     /// What reaches the layer below, counted by the stats filter placed under nozero and nocache:
     /// emulated zeroes arrive as writes, emulated cache requests as reads, and `nop` cache requests
