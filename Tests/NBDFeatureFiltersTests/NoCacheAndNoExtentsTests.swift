@@ -15,7 +15,8 @@ final class NoCacheAndNoExtentsTests: XCTestCase {
         let (filter, log) = makeStack(.none)
         XCTAssertEqual(filter.capabilities.cache, CacheSupport.none)
         await XCTAssertThrowsNBDError(
-            { () async throws(NBDError) in try await filter.cache(count: 4096, at: 0, flags: []) }, code: .invalidArgument)
+            { () async throws(NBDError) in try await filter.cache(count: 4096, at: 0, flags: []) },
+            code: .invalidArgument)
         XCTAssertTrue(log.all.isEmpty)
     }
 

@@ -63,7 +63,8 @@ final class NoZeroFilterTests: XCTestCase {
 
         let (slow, slowLog, _) = try makeStack(.plugin, .slow)
         await XCTAssertThrowsNBDError(
-            { () async throws(NBDError) in try await slow.zero(count: 4096, at: 0, flags: .fastZero) }, code: .notSupported)
+            { () async throws(NBDError) in try await slow.zero(count: 4096, at: 0, flags: .fastZero) },
+            code: .notSupported)
         XCTAssertEqual(slowLog.all.count, 0)
 
         let (ignore, ignoreLog, _) = try makeStack(.plugin, .ignore)

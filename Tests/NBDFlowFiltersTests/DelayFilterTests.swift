@@ -10,7 +10,8 @@ final class DelayFilterTests: XCTestCase {
         let clock = ManualClock()
         let log = OperationLog()
         let filter = DelayFilter(
-            wrapping: RecordingFilter(wrapping: TestMemoryBackend(size: 1 << 20), log: log, connection: 1), delays: delays,
+            wrapping: RecordingFilter(wrapping: TestMemoryBackend(size: 1 << 20), log: log, connection: 1),
+            delays: delays,
             sleep: { duration in clock.sleep(duration) })
         return (filter, clock, log)
     }
@@ -32,7 +33,8 @@ final class DelayFilterTests: XCTestCase {
     func testFastZeroFailsAtOnceWhenDelayFastZeroIsFalse() async throws {
         let (filter, clock, log) = makeStack(Delays(zero: .seconds(1), delaysFastZero: false))
         await XCTAssertThrowsNBDError(
-            { () async throws(NBDError) in try await filter.zero(count: 512, at: 0, flags: .fastZero) }, code: .notSupported)
+            { () async throws(NBDError) in try await filter.zero(count: 512, at: 0, flags: .fastZero) },
+            code: .notSupported)
         XCTAssertEqual(clock.sleeps, [])
         XCTAssertEqual(log.all.count, 0)
         try await filter.zero(count: 512, at: 0, flags: [])

@@ -15,7 +15,8 @@ final class GatedBackend: BlockBackend {
     /// The most reads that were inside the backend at once.
     var maximumInFlight: Int { maximum.load(ordering: .relaxed) }
 
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError)
+    {
         let now = inFlight.wrappingAdd(1, ordering: .relaxed).newValue
         var seen = maximum.load(ordering: .relaxed)
         while now > seen {

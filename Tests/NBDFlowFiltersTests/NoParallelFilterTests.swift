@@ -13,11 +13,12 @@ final class NoParallelFilterTests: XCTestCase {
         await lock.lock()
         var tasks: [Task<Void, Never>] = []
         for index in 0..<5 {
-            tasks.append(Task {
-                await lock.lock()
-                order.append(index)
-                lock.unlock()
-            })
+            tasks.append(
+                Task {
+                    await lock.lock()
+                    order.append(index)
+                    lock.unlock()
+                })
             await waitUntil("task \(index) waits for the lock") { lock.waiterCount == index + 1 }
         }
         XCTAssertEqual(order.values, [], "nobody enters while the lock is held")

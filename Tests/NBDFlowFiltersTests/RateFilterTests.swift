@@ -43,7 +43,8 @@ final class RateFilterTests: XCTestCase {
     func testPerConnectionLimitersAreIndependent() async throws {
         let clock = ManualClock()
         func limiter() -> RateLimiter {
-            RateLimiter(bitsPerSecond: 8000, burstiness: 1, rateFile: nil, now: { clock.now }, sleep: { clock.sleep($0) })
+            RateLimiter(
+                bitsPerSecond: 8000, burstiness: 1, rateFile: nil, now: { clock.now }, sleep: { clock.sleep($0) })
         }
         let backend = TestMemoryBackend(size: 1 << 20)
         let one = RateFilter(wrapping: backend, shared: nil, connection: limiter())

@@ -16,7 +16,8 @@ final class FilterInteropTests: XCTestCase {
         let directory = try InteropEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let preamble = "import nbd, os, sys\nuri = os.environ[\"uri\"]\n"
-        return try InteropEnvironment.serve(arguments, run: try InteropEnvironment.pythonCommand(preamble + script, in: directory))
+        return try InteropEnvironment.serve(
+            arguments, run: try InteropEnvironment.pythonCommand(preamble + script, in: directory))
     }
 
     func testOffsetAndTruncateSizesAsNbdinfoSeesThem() throws {
@@ -59,7 +60,8 @@ final class FilterInteropTests: XCTestCase {
         let sparse = try InteropEnvironment.serve(["memory", "1M"], run: "nbdinfo --map \"$uri\"")
         assertSucceeded(sparse, "nbdinfo --map")
         XCTAssertTrue(sparse.stdout.contains("hole,zero"), sparse.stdout)
-        let hidden = try InteropEnvironment.serve(["--filter=noextents", "memory", "1M"], run: "nbdinfo --map \"$uri\"")
+        let hidden = try InteropEnvironment.serve(
+            ["--filter=noextents", "memory", "1M"], run: "nbdinfo --map \"$uri\"")
         assertSucceeded(hidden, "nbdinfo --map with noextents")
         XCTAssertFalse(hidden.stdout.contains("hole"), hidden.stdout)
         XCTAssertTrue(hidden.stdout.contains("1048576    0  data"), hidden.stdout)
@@ -152,7 +154,8 @@ final class FilterInteropTests: XCTestCase {
         try InteropEnvironment.require("python3-libnbd")
         let result = try python(
             [
-                "--filter=delay", "--filter=rate", "--filter=noparallel", "memory", "1M", "rdelay=1ms", "delay-write=1ms",
+                "--filter=delay", "--filter=rate", "--filter=noparallel", "memory", "1M", "rdelay=1ms",
+                "delay-write=1ms",
                 "rate=1G", "connection-rate=512M",
             ],
             """
@@ -167,5 +170,107 @@ final class FilterInteropTests: XCTestCase {
             """)
         assertSucceeded(result, "delay and rate")
         XCTAssertEqual(result.stdout, "50\n")
+    }
+    /// A client that leaves with a request still waiting out an hour-long delay must not hold its
+    /// connection, and so the server's shutdown, for that hour: the wait is cancelled and ends with
+    /// ESHUTDOWN, as nbdkit's sleeps end. `timeout -s KILL` bounds the run: a server that waits the
+    /// delay out is killed and the test fails on its status.
+    func testAbandonedDelayedRequestDoesNotHoldTheServer() throws {
+        try InteropEnvironment.require("python3-libnbd")
+        let directory = try InteropEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let script = """
+            import nbd, os
+            uri = os.environ["uri"]
+            waiting = nbd.NBD()
+            waiting.connect_uri(uri)
+            waiting.aio_pread(nbd.Buffer(4096), 0)
+            waiting.pwrite(b"w" * 512, 8192)
+            print("same connection served")
+            other = nbd.NBD()
+            other.connect_uri(uri)
+            other.pwrite(b"z" * 512, 4096)
+            print("other client served")
+            other.shutdown()
+            """
+        let command = try InteropEnvironment.pythonCommand(script, in: directory)
+        let result = try InteropEnvironment.run(
+            "/usr/bin/timeout",
+            [
+                "-s", "KILL", "60", try InteropEnvironment.nbdServe, "-U", "-", "--filter=delay", "memory", "1M",
+                "delay-read=3600", "--run", command,
+            ])
+        assertSucceeded(result, "nbd-serve with an abandoned delayed read")
+        XCTAssertEqual(result.stdout, "same connection served\nother client served\n")
+    }
+    /// What reaches the layer below, counted by the stats filter placed under nozero and nocache:
+    /// emulated zeroes arrive as writes, emulated cache requests as reads, and `nop` cache requests
+    /// not at all.
+    func testEmulatedZeroAndCacheReachTheLayerBelowAsWritesAndReads() throws {
+        try InteropEnvironment.require("python3-libnbd")
+        let directory = try InteropEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let script = """
+            import nbd, os
+            h = nbd.NBD()
+            h.connect_uri(os.environ["uri"])
+            h.zero(65536, 0)
+            h.cache(8192, 0)
+            h.shutdown()
+            """
+        let command = try InteropEnvironment.pythonCommand(script, in: directory)
+        func report(_ modes: [String]) throws -> String {
+            let statsFile = directory.appendingPathComponent("stats-\(modes.joined())").path
+            let result = try InteropEnvironment.serve(
+                ["--filter=nozero", "--filter=nocache", "--filter=stats", "memory", "1M", "statsfile=\(statsFile)"]
+                    + modes, run: command)
+            assertSucceeded(result, "\(modes)")
+            return (try? String(contentsOfFile: statsFile, encoding: .utf8)) ?? ""
+        }
+        let emulated = try report(["zeromode=emulate", "cachemode=emulate"])
+        XCTAssertTrue(emulated.contains("write: 1 ops"), emulated)
+        XCTAssertTrue(emulated.contains("read: 1 ops"), emulated)
+        XCTAssertFalse(emulated.contains("zero:"), emulated)
+        XCTAssertFalse(emulated.contains("cache:"), emulated)
+        let passed = try report(["zeromode=plugin", "cachemode=nop"])
+        XCTAssertTrue(passed.contains("zero: 1 ops"), passed)
+        XCTAssertFalse(passed.contains("write:"), passed)
+        XCTAssertFalse(passed.contains("read:"), passed)
+        XCTAssertFalse(passed.contains("cache:"), passed)
+    }
+    /// A tiny per-connection rate (1 byte per second, each bucket starting with 100,000 bytes): a 1 MiB
+    /// read waits, suspended off the connection's thread, so the same connection's flush and zero
+    /// (which carry no data) and another connection's small reads and writes (within its own full
+    /// bucket) are served meanwhile; the waiting client then leaves and the server stops at once
+    /// (`timeout -s KILL` bounds the run).
+    func testATinyConnectionRateStallsOnlyTheRequestItHolds() throws {
+        try InteropEnvironment.require("python3-libnbd")
+        let directory = try InteropEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let script = """
+            import nbd, os
+            uri = os.environ["uri"]
+            slow = nbd.NBD()
+            slow.connect_uri(uri)
+            cookie = slow.aio_pread(nbd.Buffer(1 << 20), 0)
+            slow.flush()
+            slow.zero(4096, 8192)
+            print("same connection served", slow.aio_command_completed(cookie))
+            other = nbd.NBD()
+            other.connect_uri(uri)
+            other.pwrite(b"q" * 8, 65536)
+            print("other connection served", bytes(other.pread(8, 65536)).decode())
+            other.shutdown()
+            """
+        let command = try InteropEnvironment.pythonCommand(script, in: directory)
+        let result = try InteropEnvironment.run(
+            "/usr/bin/timeout",
+            [
+                "-s", "KILL", "60", try InteropEnvironment.nbdServe, "-U", "-", "--filter=rate", "memory", "1M",
+                "connection-rate=8", "burstiness=100000", "--run", command,
+            ])
+        assertSucceeded(result, "nbd-serve with connection-rate=8")
+        XCTAssertEqual(
+            result.stdout.split(separator: "\n"), ["same connection served False", "other connection served qqqqqqqq"])
     }
 }

@@ -54,7 +54,8 @@ final class ManyClientsInteropTests: XCTestCase {
         XCTAssertTrue(result.stdout.contains("verified \(count) of \(count)"), result.stdout)
         XCTAssertFalse(result.stderr.contains("refused a connection"), result.stderr)
         let threads = result.stdout.split(separator: " ").drop { $0 != "threads" }.dropFirst().first.flatMap { Int($0) }
-        XCTAssertGreaterThanOrEqual(threads ?? 0, count, "one thread per connection, all open at once: \(result.stdout)")
+        XCTAssertGreaterThanOrEqual(
+            threads ?? 0, count, "one thread per connection, all open at once: \(result.stdout)")
         print("nbd-serve with \(count) clients:", result.stdout)
     }
 }

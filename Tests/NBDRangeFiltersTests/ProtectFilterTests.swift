@@ -21,7 +21,9 @@ final class ProtectFilterTests: XCTestCase {
         }
     }
 
-    func makeFilter(_ values: [String]) async throws -> (ProtectFilter<RecordingFilter<TestMemoryBackend>>, TestMemoryBackend, OperationLog) {
+    func makeFilter(_ values: [String]) async throws -> (
+        ProtectFilter<RecordingFilter<TestMemoryBackend>>, TestMemoryBackend, OperationLog
+    ) {
         let backend = TestMemoryBackend(size: 65536)
         try await backend.writeBytes([UInt8](repeating: 0xAA, count: 512), at: 0)
         let log = OperationLog()
@@ -62,7 +64,8 @@ final class ProtectFilterTests: XCTestCase {
             { () async throws(NBDError) in try await filter.trim(count: 4096, at: 0, flags: []) }, code: .notPermitted)
         XCTAssertEqual(log.count(of: .trim), 0)
         try await filter.trim(count: 4096, at: 512, flags: [])
-        XCTAssertEqual(log.all.filter { $0.command == .trim }.map { [$0.offset, $0.count] }, [[512, 512], [2048, 2560]])
+        XCTAssertEqual(
+            log.all.filter { $0.command == .trim }.map { [$0.offset, $0.count] }, [[512, 512], [2048, 2560]])
     }
 
     func testInvertedRangeProtectsEverythingOutsideIt() async throws {

@@ -38,7 +38,8 @@ final class TruncateFilterTests: XCTestCase {
     func testZeroesPastTheRealEndAreAcceptedAndOtherDataIsRefusedWithENOSPC() async throws {
         let backend = makeBackend()
         let filter = try TruncateFilter(wrapping: backend, truncate: 20_000)
-        try await filter.writeBytes([UInt8](repeating: 1, count: 100) + [UInt8](repeating: 0, count: 100), at: realSize - 100)
+        try await filter.writeBytes(
+            [UInt8](repeating: 1, count: 100) + [UInt8](repeating: 0, count: 100), at: realSize - 100)
         let written = try await backend.readBytes(100, at: realSize - 100)
         XCTAssertEqual(written, [UInt8](repeating: 1, count: 100))
         await XCTAssertThrowsNBDError(
@@ -54,7 +55,8 @@ final class TruncateFilterTests: XCTestCase {
     func testZeroTrimAndCacheAreCutAtTheRealEnd() async throws {
         let log = OperationLog()
         let filter = try TruncateFilter(
-            wrapping: RecordingFilter(wrapping: makeBackend(canFastZero: false), log: log, connection: 1), truncate: 20_000)
+            wrapping: RecordingFilter(wrapping: makeBackend(canFastZero: false), log: log, connection: 1),
+            truncate: 20_000)
         try await filter.zero(count: 200, at: realSize - 100, flags: [])
         try await filter.trim(count: 200, at: realSize - 100, flags: [])
         try await filter.cache(count: 200, at: realSize - 100, flags: [])

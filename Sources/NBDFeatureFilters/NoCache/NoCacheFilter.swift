@@ -54,7 +54,8 @@ public struct NoCacheFilter<Next: BlockBackend>: Filter {
             var done: UInt64 = 0
             while done < count {
                 let n = Int(min(UInt64(chunk), count - done))
-                try await next.read(into: UnsafeMutableRawBufferPointer(rebasing: scratch[..<n]), at: offset + done, flags: [])
+                try await next.read(
+                    into: UnsafeMutableRawBufferPointer(rebasing: scratch[..<n]), at: offset + done, flags: [])
                 done += UInt64(n)
             }
         }

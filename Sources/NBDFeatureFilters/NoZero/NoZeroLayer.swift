@@ -17,7 +17,8 @@ public struct NoZeroLayer: FilterLayer {
 
     public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
     {
-        AnyBlockBackend(try NoZeroFilter(wrapping: next, zeroMode: zeroMode, fastZeroMode: fastZeroMode, connection: connection))
+        AnyBlockBackend(
+            try NoZeroFilter(wrapping: next, zeroMode: zeroMode, fastZeroMode: fastZeroMode, connection: connection))
     }
 }
 

@@ -6,7 +6,7 @@ import NBDCore
 /// ```swift
 /// let delays = Delays(read: .milliseconds(100), write: .milliseconds(100))
 /// let export = try MemoryBackendProvider(size: 1 << 30)
-///     .wrapped { next, _ in await DelayFilter.open(wrapping: next, delays: delays) }
+///     .wrapped { next, _ in try await DelayFilter.open(wrapping: next, delays: delays) }
 /// ```
 ///
 /// A delay suspends the request's task with `Task.sleep`; it never blocks a thread. Operations with a
@@ -31,7 +31,9 @@ public struct DelayFilter<Next: BlockBackend>: Filter {
     }
 
     /// Wraps `next` with a sleep function of the caller's (tests count delays without waiting).
-    package init(wrapping next: Next, delays: Delays, sleep: @escaping @Sendable (Duration) async throws(NBDError) -> Void) {
+    package init(
+        wrapping next: Next, delays: Delays, sleep: @escaping @Sendable (Duration) async throws(NBDError) -> Void
+    ) {
         var capabilities = next.capabilities
         capabilities.slowOperations.formUnion(delays.delayedOperations)
         self.next = next

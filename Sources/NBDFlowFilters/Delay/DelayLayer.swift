@@ -20,7 +20,9 @@ public struct DelayLayer: FilterLayer {
 
 extension DelayLayer: ConfigurableFilterLayer {
     public static var filterName: String { "delay" }
-    public static var summary: String { "wait before requests, to simulate a slow or distant server (seconds, or with ms)" }
+    public static var summary: String {
+        "wait before requests, to simulate a slow or distant server (seconds, or with ms)"
+    }
     public static var parameters: [ParameterDescription] {
         let delay = "such as 1.5, 100ms or 250us"
         return [
@@ -35,7 +37,8 @@ extension DelayLayer: ConfigurableFilterLayer {
             ParameterDescription("delay-open", "delay before a client's connection opens", default: "0"),
             ParameterDescription("delay-close", "delay before a client's connection closes", default: "0"),
             ParameterDescription(
-                "delay-fast-zero", "false to fail fast zeroes at once (ENOTSUP) instead of delaying them", default: "true"),
+                "delay-fast-zero", "false to fail fast zeroes at once (ENOTSUP) instead of delaying them",
+                default: "true"),
         ]
     }
 

@@ -22,7 +22,9 @@ public struct NoParallelLayer: FilterLayer {
 
 extension NoParallelLayer: ConfigurableFilterLayer {
     public static var filterName: String { "noparallel" }
-    public static var summary: String { "run requests one at a time: per connection, across connections, or one client at a time" }
+    public static var summary: String {
+        "run requests one at a time: per connection, across connections, or one client at a time"
+    }
     public static var parameters: [ParameterDescription] {
         [
             ParameterDescription(

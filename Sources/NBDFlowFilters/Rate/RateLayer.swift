@@ -41,15 +41,21 @@ public struct RateLayer: FilterLayer {
 
 extension RateLayer: ConfigurableFilterLayer {
     public static var filterName: String { "rate" }
-    public static var summary: String { "limit read and write bandwidth, in total and per connection (bits per second)" }
+    public static var summary: String {
+        "limit read and write bandwidth, in total and per connection (bits per second)"
+    }
     public static var parameters: [ParameterDescription] {
         [
-            ParameterDescription("rate", "total bandwidth of all connections in bits per second, such as 1M (= 1048576)"),
-            ParameterDescription("connection-rate", "bandwidth of each connection in bits per second, such as 50K"),
-            ParameterDescription("rate-file", "a file whose first line sets the total rate, re-read at most once a second"),
             ParameterDescription(
-                "connection-rate-file", "a file whose first line sets the per-connection rate, re-read at most once a second"),
-            ParameterDescription("burstiness", "seconds of bandwidth a client may burst after being idle", default: "2.0"),
+                "rate", "total bandwidth of all connections in bits per second, such as 1M (= 1048576)"),
+            ParameterDescription("connection-rate", "bandwidth of each connection in bits per second, such as 50K"),
+            ParameterDescription(
+                "rate-file", "a file whose first line sets the total rate, re-read at most once a second"),
+            ParameterDescription(
+                "connection-rate-file",
+                "a file whose first line sets the per-connection rate, re-read at most once a second"),
+            ParameterDescription(
+                "burstiness", "seconds of bandwidth a client may burst after being idle", default: "2.0"),
         ]
     }
 
@@ -66,7 +72,8 @@ extension RateLayer: ConfigurableFilterLayer {
         var burstiness = 2.0
         if let text = parameters["burstiness"] {
             guard let value = Double(text), value.isFinite, value > 0 else {
-                throw NBDError(.invalidArgument, "burstiness=\(text): expected a number of seconds above 0, such as 2.0")
+                throw NBDError(
+                    .invalidArgument, "burstiness=\(text): expected a number of seconds above 0, such as 2.0")
             }
             burstiness = value
         }

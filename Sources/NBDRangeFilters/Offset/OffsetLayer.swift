@@ -23,7 +23,9 @@ public struct OffsetLayer: FilterLayer {
 
 extension OffsetLayer: ConfigurableFilterLayer {
     public static var filterName: String { "offset" }
-    public static var summary: String { "serve the bytes [offset, offset+range) of the layer below as the whole export" }
+    public static var summary: String {
+        "serve the bytes [offset, offset+range) of the layer below as the whole export"
+    }
     public static var parameters: [ParameterDescription] {
         [
             ParameterDescription("offset", "where the served window starts, a size such as 1M", default: "0"),

@@ -38,7 +38,8 @@ public struct ProtectedRanges: Sendable, Hashable {
             let inverted = text.first == "~"
             if inverted { text = text.dropFirst() }
             guard let dash = text.firstIndex(of: "-") else {
-                throw NBDError(.invalidArgument, "protect=\(value): expected START-END, such as 0-511 or ~1048576-2097151")
+                throw NBDError(
+                    .invalidArgument, "protect=\(value): expected START-END, such as 0-511 or ~1048576-2097151")
             }
             let start = try Self.parseOffset(text[..<dash], value: value) ?? 0
             let end = try Self.parseOffset(text[text.index(after: dash)...], value: value) ?? Self.end

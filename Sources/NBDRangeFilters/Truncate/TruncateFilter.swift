@@ -40,7 +40,8 @@ public struct TruncateFilter<Next: BlockBackend>: Filter {
             try Self.checkRounding(roundUp, "round-up")
             let (rounded, overflow) = size.addingReportingOverflow(roundUp - 1)
             guard !overflow, rounded & ~(roundUp - 1) <= UInt64(Int64.max) else {
-                throw NBDError(.invalidArgument, "round-up=\(roundUp): cannot round the size \(size) up beyond 2^63 - 1")
+                throw NBDError(
+                    .invalidArgument, "round-up=\(roundUp): cannot round the size \(size) up beyond 2^63 - 1")
             }
             size = rounded & ~(roundUp - 1)
         }
@@ -60,7 +61,8 @@ public struct TruncateFilter<Next: BlockBackend>: Filter {
     /// nbdkit's rules for `round-up` and `round-down`: above zero, at most 2^32 − 1, a power of two.
     static func checkRounding(_ value: UInt64, _ key: String) throws(NBDError) {
         guard value > 0, value <= UInt64(UInt32.max), value & (value - 1) == 0 else {
-            throw NBDError(.invalidArgument, "\(key)=\(value): expected a power of two from 1 to 2^31, such as 512 or 4K")
+            throw NBDError(
+                .invalidArgument, "\(key)=\(value): expected a power of two from 1 to 2^31, such as 512 or 4K")
         }
     }
 
@@ -79,7 +81,8 @@ public struct TruncateFilter<Next: BlockBackend>: Filter {
             return try await next.read(into: buffer, at: offset, flags: flags)
         }
         if inside > 0 {
-            try await next.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<inside]), at: offset, flags: flags)
+            try await next.read(
+                into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<inside]), at: offset, flags: flags)
         }
         UnsafeMutableRawBufferPointer(rebasing: buffer[inside...]).initializeMemory(as: UInt8.self, repeating: 0)
     }

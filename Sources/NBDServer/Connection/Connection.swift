@@ -88,6 +88,8 @@ struct Connection<Provider: BackendProvider>: Sendable {
         let batchSize = configuration.sendBatchSize
         let inlineThreshold = configuration.inlineSlowOperationThreshold
         let estimate = SlowOperationEstimate()
+        let slowTasks = SlowRequestTasks()
+        var disconnectedGracefully = false
         var scratch = OutputBuffer(capacity: 0)
 
         loop: while true {
@@ -112,6 +114,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
             }
             if command == .disconnect {
                 log("client disconnected")
+                disconnectedGracefully = true
                 break loop
             }
             let length = UInt64(header.length)
@@ -152,7 +155,8 @@ struct Connection<Provider: BackendProvider>: Sendable {
                     }
                 }
                 let request = SlowRequest(command: command, flags: flags, header: header, payload: payload)
-                Task(executorPreference: pool) {
+                let taskID = slowTasks.reserveID()
+                let task = Task(executorPreference: pool) {
                     var reply = OutputBuffer(capacity: request.command == .read ? 64 + Int(request.header.length) : 256)
                     let started = ContinuousClock.now
                     await executor.perform(
@@ -162,8 +166,10 @@ struct Connection<Provider: BackendProvider>: Sendable {
                     estimate.record(started.duration(to: .now))
                     request.payload.release()
                     writer.write(reply.bytes)
+                    slowTasks.finished(taskID)
                     slots.signal()
                 }
+                slowTasks.register(taskID, task)
                 continue loop
             }
 
@@ -194,7 +200,10 @@ struct Connection<Provider: BackendProvider>: Sendable {
         }
 
         // DISC, end of stream or an error: complete every outstanding request before closing. Taking
-        // every slot means no slow request is left running.
+        // every slot means no slow request is left running. Without a DISC nobody waits for the
+        // replies (the client left, or the server is stopping and shut the read side), so requests
+        // suspended in a cancellable wait (a delay, a rate limit) end now instead of when it runs out.
+        if !disconnectedGracefully { slowTasks.cancelAll() }
         for _ in 0..<slowLimit { slots.wait() }
         _ = flush(&output, to: writer)
     }
