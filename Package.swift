@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "NBDStatsFilter", targets: ["NBDStatsFilter"]),
         .library(name: "NBDErrorFilter", targets: ["NBDErrorFilter"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
+        .library(name: "NBDClient", targets: ["NBDClient"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
     dependencies: [],
@@ -29,6 +30,8 @@ let package = Package(
         .target(name: "NBDErrorFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The server other programs embed: it knows the NBD protocol and NBDCore's contracts, nothing else.
         .target(name: "NBDServer", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // An async NBD client; knows the protocol and NBDCore's types, not the server.
+        .target(name: "NBDClient", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
         // backend and filter it offers. Not a product: only the executable and its tests use it.
         .target(
@@ -76,6 +79,11 @@ let package = Package(
         .testTarget(
             name: "NBDServerTests",
             dependencies: ["NBDCore", "NBDServer", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDClientTests",
+            dependencies: ["NBDCore", "NBDClient", "NBDServer", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(
