@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "NBDErrorFilter", targets: ["NBDErrorFilter"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
         .library(name: "NBDClient", targets: ["NBDClient"]),
+        .library(name: "NBDProxy", targets: ["NBDProxy"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
     dependencies: [],
@@ -32,13 +33,15 @@ let package = Package(
         .target(name: "NBDServer", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // An async NBD client; knows the protocol and NBDCore's types, not the server.
         .target(name: "NBDClient", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // The `nbd` backend: an upstream NBD server through NBDClient.
+        .target(name: "NBDProxy", dependencies: ["NBDCore", "NBDClient"], swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
         // backend and filter it offers. Not a product: only the executable and its tests use it.
         .target(
             name: "NBDServeCommand",
             dependencies: [
                 "NBDCore", "NBDServer", "NBDBackends",
-                "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter",
+                "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter", "NBDProxy",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -83,7 +86,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NBDClientTests",
-            dependencies: ["NBDCore", "NBDClient", "NBDServer", "NBDBackends", "NBDTestSupport"],
+            dependencies: ["NBDCore", "NBDClient", "NBDProxy", "NBDServer", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -2,6 +2,7 @@ import NBDBackends
 import NBDCore
 import NBDErrorFilter
 import NBDFUAFilter
+import NBDProxy
 import NBDStatsFilter
 
 /// The backends and filters `nbd-serve` offers. Each one describes itself (name, summary, parameters,
@@ -12,6 +13,7 @@ package enum ServeCatalog {
         MemoryBackendProvider.self,
         FileBackendProvider.self,
         ConnectionCacheProvider.self,
+        NBDProxyProvider.self,
     ]
 
     /// Every filter, in `--help` order.

@@ -1,0 +1,92 @@
+import NBDClient
+import NBDCore
+
+/// An export served from another NBD server (nbdkit's `nbd` plugin): each client connection gets an
+/// upstream connection of its own, or all share one, and every request, error and capability passes
+/// through.
+///
+/// ```swift
+/// let upstream = try await NBDProxyProvider(endpoint: .unix("/run/qemu-nbd.sock"))
+/// let server = NBDServer(provider: upstream)
+/// ```
+///
+/// - Capabilities are the upstream's: size, read-only, flush, FUA, trim, zero, fast zero, cache,
+///   block status, multi-conn and block sizes (a maximum payload above 32 MiB is served as 32 MiB).
+///   Every operation is declared slow (``NBDCore/Capabilities/slowOperations``), so the server keeps
+///   several requests of one client in flight upstream instead of waiting for each round trip.
+/// - Errors keep the upstream's errno and, with structured replies, its message. A flush or FUA
+///   write is acknowledged only after the upstream acknowledged it.
+/// - When the upstream closes or dies, every request in flight and every later one on that client
+///   connection fails with `ESHUTDOWN` or `EIO`; a new client connection opens a new upstream one
+///   (with `shared`, the one shared connection stays failed).
+public struct NBDProxyProvider: BackendProvider {
+    /// Where the upstream server listens.
+    public let endpoint: NBDEndpoint
+    /// The upstream export name.
+    public let exportName: String
+    /// How many times a failed connect is retried, one second apart.
+    public let retries: Int
+    /// Whether connections are opened for reading only (`-r`).
+    public let isReadOnly: Bool
+    /// How the upstream connections negotiate.
+    public let configuration: ClientConfiguration
+    private let sharedConnection: NBDConnection?
+
+    /// Creates the provider. With `shared`, connects now (retrying as told) and serves every client
+    /// over that one connection; otherwise connects once per client connection, when it opens.
+    ///
+    /// - Throws: ``NBDError`` when `shared` and the upstream cannot be reached.
+    public init(
+        endpoint: NBDEndpoint, exportName: String = "", shared: Bool = false, retries: Int = 0,
+        isReadOnly: Bool = false, configuration: ClientConfiguration = ClientConfiguration()
+    ) async throws(NBDError) {
+        self.endpoint = endpoint
+        self.exportName = exportName
+        self.retries = max(retries, 0)
+        self.isReadOnly = isReadOnly
+        self.configuration = configuration
+        if shared {
+            sharedConnection = try await Self.connect(endpoint, exportName, retries: retries, configuration)
+        } else {
+            sharedConnection = nil
+        }
+    }
+
+    /// Whether one upstream connection serves every client.
+    public var isShared: Bool { sharedConnection != nil }
+
+    public func open(_ connection: ConnectionInfo) async throws(NBDError) -> NBDProxyBackend {
+        let upstream: NBDConnection
+        if let sharedConnection {
+            if let reason = sharedConnection.closedReason {
+                throw NBDError(reason.code, "the shared upstream connection to \(endpoint) is closed: \(reason.message)")
+            }
+            upstream = sharedConnection
+        } else {
+            upstream = try await Self.connect(endpoint, exportName, retries: retries, configuration)
+        }
+        var capabilities = upstream.export.capabilities
+        if isReadOnly || connection.isReadOnly { capabilities = capabilities.readOnly }
+        return NBDProxyBackend(upstream: upstream, ownsConnection: sharedConnection == nil, capabilities: capabilities)
+    }
+
+    public func shutdown() async {
+        await sharedConnection?.disconnect()
+    }
+
+    /// Connects, retrying `retries` more times one second apart when the connect or handshake fails.
+    private static func connect(
+        _ endpoint: NBDEndpoint, _ exportName: String, retries: Int, _ configuration: ClientConfiguration
+    ) async throws(NBDError) -> NBDConnection {
+        var attempt = 0
+        while true {
+            do {
+                return try await NBDConnection.connect(to: endpoint, exportName: exportName, configuration: configuration)
+            } catch {
+                guard attempt < retries else { throw error }
+                attempt += 1
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+}
