@@ -86,7 +86,12 @@ let package = Package(
         ),
         .testTarget(
             name: "NBDClientTests",
-            dependencies: ["NBDCore", "NBDClient", "NBDProxy", "NBDServer", "NBDBackends", "NBDTestSupport"],
+            dependencies: ["NBDCore", "NBDClient", "NBDServer", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDProxyTests",
+            dependencies: ["NBDCore", "NBDClient", "NBDProxy", "NBDServer", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

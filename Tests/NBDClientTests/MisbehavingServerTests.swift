@@ -162,3 +162,54 @@ final class MisbehavingServerTests: ClientTestCase {
         await outcome.connection.disconnect()
     }
 }
+
+/// Back-pressure: at most `maximumBytesInFlight` payload bytes are sent before replies come back.
+final class BackPressureTests: ClientTestCase {
+    func testWritesBeyondTheInFlightBudgetWaitForReplies() async throws {
+        let proceed = DispatchSemaphore(value: 0)
+        let seenBeforeReplies = LockedBox(0)
+        let server = try ScriptedServer(path: try socketPath("scripted")) { peer in
+            var first: [ScriptedServer.Request] = []
+            while first.count < 2, let request = peer.request() { first.append(request) }
+            seenBeforeReplies.set(first.count)
+            guard proceed.waitOrFail("the test to check the waiting requests") else { return }
+            var pending = first
+            var answered = 0
+            while answered < 4 {
+                if pending.isEmpty, let request = peer.request() { pending.append(request) }
+                guard !pending.isEmpty else { return }
+                peer.send(ScriptedServer.simpleReply(cookie: pending.removeFirst().cookie))
+                answered += 1
+            }
+            _ = peer.request()
+        }
+        let connection = try await NBDConnection.connect(
+            to: .unix(server.path), configuration: ClientConfiguration(maximumBytesInFlight: 8192))
+        let writes = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<4 {
+                    group.addTask { try await connection.write([UInt8](repeating: 1, count: 4096), at: UInt64(index) * 4096) }
+                }
+                try await group.waitForAll()
+            }
+        }
+        await waitUntil("two writes to wait for room") { connection.occupancy.waiting == 2 }
+        XCTAssertEqual(connection.occupancy.admitted, 2)
+        XCTAssertEqual(connection.occupancy.bytes, 8192)
+        XCTAssertEqual(seenBeforeReplies.get(), 2)
+        proceed.signal()
+        try await withBoundedWait("the writes to finish") { try await writes.value }
+        XCTAssertEqual(connection.occupancy.admitted, 0)
+        await connection.disconnect()
+        _ = server.finished.waitOrFail("the scripted server to finish")
+    }
+}
+
+/// A value shared with a server thread.
+final class LockedBox<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func get() -> Value { lock.withLock { value } }
+    func set(_ newValue: Value) { lock.withLock { value = newValue } }
+}

@@ -66,6 +66,11 @@ final class ConnectionCore: Sendable {
     /// Why the connection closed, or `nil` while it is open.
     var failure: NBDError? { state.withLock { $0.failure } }
 
+    /// Requests waiting for room in the in-flight budget, and requests in flight.
+    var occupancy: (waiting: Int, admitted: Int, bytes: Int) {
+        state.withLock { ($0.waiters.count - $0.waitersHead, $0.admitted, $0.bytesAdmitted) }
+    }
+
     // MARK: Requests
 
     /// Sends one request and waits for its complete reply. `payload` is a write's data; `destination`

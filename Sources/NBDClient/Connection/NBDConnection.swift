@@ -40,6 +40,10 @@ public final class NBDConnection: Sendable {
     /// Why the connection closed, or `nil` while it is usable.
     public var closedReason: NBDError? { core.failure }
 
+    /// Requests waiting for room in the in-flight budget, requests admitted, and their payload bytes
+    /// (for tests and diagnostics).
+    package var occupancy: (waiting: Int, admitted: Int, bytes: Int) { core.occupancy }
+
     private init(core: ConnectionCore) {
         self.core = core
     }
