@@ -63,7 +63,7 @@ public struct ExportInfo: Sendable, Hashable {
 
     /// The export as NBDCore's capabilities, for a backend that passes it on (the `nbd` backend).
     /// Block sizes the server did not send, or that NBDCore would not accept, fall back to values
-    /// that keep every request valid upstream.
+    /// that keep every request valid upstream. No operation is declared slow; the caller decides.
     public var capabilities: Capabilities {
         var constraints = BlockSizeConstraints.default
         if let blockSize {
@@ -78,7 +78,7 @@ public struct ExportInfo: Sendable, Hashable {
             size: size, isWritable: !isReadOnly, canFlush: canFlush, fua: canFUA ? .native : .none,
             canTrim: canTrim, canZero: canZero, canFastZero: canZero && canFastZero,
             cache: canCache ? .native : .none, canExtents: canBlockStatus, canMultiConn: canMultiConn,
-            isRotational: isRotational, blockSize: constraints, slowOperations: .all)
+            isRotational: isRotational, blockSize: constraints, slowOperations: [])
     }
 }
 

@@ -196,7 +196,7 @@ final class BackPressureTests: ClientTestCase {
         await waitUntil("two writes to wait for room") { connection.occupancy.waiting == 2 }
         XCTAssertEqual(connection.occupancy.admitted, 2)
         XCTAssertEqual(connection.occupancy.bytes, 8192)
-        XCTAssertEqual(seenBeforeReplies.get(), 2)
+        await waitUntil("the server to read the two admitted writes") { seenBeforeReplies.get() == 2 }
         proceed.signal()
         try await withBoundedWait("the writes to finish") { try await writes.value }
         XCTAssertEqual(connection.occupancy.admitted, 0)

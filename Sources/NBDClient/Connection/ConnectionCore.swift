@@ -86,6 +86,7 @@ final class ConnectionCore: Sendable {
         return await withUnsafeContinuation { (completion: Completion) in
             let registered = state.withLock { state -> Result<UInt64, NBDError> in
                 if let failure = state.failure { return .failure(failure) }
+                if state.disconnecting { return .failure(Self.disconnected) }
                 let cookie = state.nextCookie
                 state.nextCookie &+= 1
                 state.pending[cookie] = Pending(
@@ -129,6 +130,7 @@ final class ConnectionCore: Sendable {
         enum Decision { case admitted, refused(NBDError), wait }
         let decision = state.withLock { state -> Decision in
             if let failure = state.failure { return .refused(failure) }
+            if state.disconnecting { return .refused(Self.disconnected) }
             if state.waitersHead == state.waiters.count && fits(cost, state) {
                 state.admitted += 1
                 state.bytesAdmitted += cost
@@ -188,6 +190,8 @@ final class ConnectionCore: Sendable {
     }
 
     // MARK: Disconnect
+
+    static let disconnected = NBDError(.shutdown, "the NBD connection was closed by disconnect()")
 
     /// Sends `NBD_CMD_DISC` once; requests already in flight still get their replies, later ones
     /// fail. Returns after the reader stopped.
@@ -260,7 +264,7 @@ final class ConnectionCore: Sendable {
                 buffer.consume(consumed)
                 if let error = deliver(event, payload: payload, buffer: &buffer) { return error }
                 if state.withLock({ $0.disconnecting && $0.pending.isEmpty }) {
-                    return NBDError(.shutdown, "the NBD connection was closed by disconnect()")
+                    return Self.disconnected
                 }
             }
         }
@@ -308,7 +312,7 @@ final class ConnectionCore: Sendable {
 
     private func closedError(midReply: Bool) -> NBDError {
         if state.withLock({ $0.disconnecting }) {
-            return NBDError(.shutdown, "the NBD connection was closed by disconnect()")
+            return Self.disconnected
         }
         if midReply {
             return NBDError(.ioError, "the NBD server \(export.name.isEmpty ? "" : "for '\(export.name)' ")closed the connection in the middle of a reply (truncated data)")
