@@ -102,42 +102,40 @@ final class ClientSocket: Sendable {
     /// request header and its payload leave in one system call. Returns `false` if the socket failed.
     ///
     /// `MSG_NOSIGNAL` keeps a vanished server from raising `SIGPIPE`.
-    func sendAll(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) -> Bool {
-        var parts = [(first.baseAddress, first.count), (second.baseAddress, second.count)]
-        var index = 0
-        while index < 2 {
-            if parts[index].1 == 0 || parts[index].0 == nil {
-                index += 1
-                continue
-            }
-            var vectors = (
-                iovec(iov_base: UnsafeMutableRawPointer(mutating: parts[index].0), iov_len: parts[index].1),
-                iovec(
-                    iov_base: index == 0 ? UnsafeMutableRawPointer(mutating: parts[1].0) : nil,
-                    iov_len: index == 0 ? parts[1].1 : 0)
-            )
-            let sent = withUnsafeMutablePointer(to: &vectors) { pointer in
-                pointer.withMemoryRebound(to: iovec.self, capacity: 2) { vector in
+    func sendAll(
+        _ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
+    ) -> Bool {
+        var vectors = (
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count),
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count)
+        )
+        return withUnsafeMutablePointer(to: &vectors) { pair in
+            pair.withMemoryRebound(to: iovec.self, capacity: 2) { vector in
+                // Skip empty parts, then send what is left until both parts are gone.
+                var index = 0
+                while index < 2 && (vector[index].iov_len == 0 || vector[index].iov_base == nil) { index += 1 }
+                while index < 2 {
                     var message = msghdr()
-                    message.msg_iov = vector
-                    message.msg_iovlen = vector[1].iov_len > 0 && vector[1].iov_base != nil ? 2 : 1
-                    return sendmsg(descriptor, &message, Int32(MSG_NOSIGNAL))
+                    message.msg_iov = vector + index
+                    message.msg_iovlen = index == 0 && vector[1].iov_len > 0 && vector[1].iov_base != nil ? 2 : 1
+                    let sent = sendmsg(descriptor, &message, Int32(MSG_NOSIGNAL))
+                    if sent < 0 {
+                        if errno == EINTR { continue }
+                        return false
+                    }
+                    var remaining = sent
+                    while remaining > 0 && index < 2 {
+                        let step = min(remaining, vector[index].iov_len)
+                        vector[index].iov_base += step
+                        vector[index].iov_len -= step
+                        remaining -= step
+                        if vector[index].iov_len == 0 { index += 1 }
+                    }
+                    while index < 2 && (vector[index].iov_len == 0 || vector[index].iov_base == nil) { index += 1 }
                 }
-            }
-            if sent < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            var remaining = sent
-            while remaining > 0 && index < 2 {
-                let step = min(remaining, parts[index].1)
-                parts[index].0 = parts[index].0.map { $0 + step }
-                parts[index].1 -= step
-                remaining -= step
-                if parts[index].1 == 0 { index += 1 }
+                return true
             }
         }
-        return true
     }
 
     /// Makes a blocking `recv` fail after `timeout` without data; `nil` waits forever.
