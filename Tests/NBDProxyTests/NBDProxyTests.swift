@@ -12,6 +12,33 @@ private struct OneBackendProvider: BackendProvider {
     func open(_ connection: ConnectionInfo) async throws(NBDError) -> TestMemoryBackend { backend }
 }
 
+/// A backend whose flushes and FUA writes wait at a gate, to see when the proxy acknowledges them.
+private struct GatedBackend: BlockBackend {
+    let inner: TestMemoryBackend
+    let gate: AsyncGate
+    let fuaGate: AsyncGate
+    var capabilities: Capabilities { inner.capabilities }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+        try await inner.read(into: buffer, at: offset, flags: flags)
+    }
+    func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+        if flags.contains(.fua) { await fuaGate.pass() }
+        try await inner.write(data, at: offset, flags: flags)
+    }
+    func zero(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+        try await inner.zero(count: count, at: offset, flags: flags)
+    }
+    func flush(flags: CommandFlags) async throws(NBDError) {
+        await gate.pass()
+    }
+}
+
+private struct GatedProvider: BackendProvider {
+    let backend: GatedBackend
+    func open(_ connection: ConnectionInfo) async throws(NBDError) -> GatedBackend { backend }
+}
+
 /// The `nbd` backend against this package's server in-process: capabilities, data, errors and block
 /// status pass through; parameters are checked with errors that name them.
 final class NBDProxyTests: XCTestCase {
@@ -92,6 +119,35 @@ final class NBDProxyTests: XCTestCase {
         XCTAssertNotNil(backend.upstream.closedReason, "closing the backend disconnects its own upstream connection")
     }
 
+    func testFlushAndFUAWriteAreAcknowledgedOnlyAfterTheUpstreamAcknowledgedThem() async throws {
+        let gate = AsyncGate("upstream flush")
+        let fuaGate = AsyncGate("upstream FUA write")
+        let upstreamBackend = GatedBackend(
+            inner: TestMemoryBackend(capabilities: Capabilities(size: 65536)), gate: gate, fuaGate: fuaGate)
+        let server = NBDServer(provider: GatedProvider(backend: upstreamBackend))
+        let path = "\(directory!)/gated"
+        try server.listen(on: .unix(path: path))
+        servers.append(server)
+        let provider = try await NBDProxyProvider(parameters: ["socket": path], options: BackendOptions())
+        let backend = try await provider.open(ConnectionInfo())
+        let finished = LockedCounter()
+        let flush = Task {
+            try await backend.flush(flags: [])
+            finished.increment()
+            try await backend.writeBytes([1, 2, 3], at: 0, flags: .fua)
+            finished.increment()
+        }
+        await gate.waitForArrivals(1)
+        XCTAssertEqual(finished.value, 0, "the flush was acknowledged while the upstream still held it")
+        await gate.open()
+        await fuaGate.waitForArrivals(1)
+        XCTAssertEqual(finished.value, 1, "the FUA write was acknowledged while the upstream still held it")
+        await fuaGate.open()
+        try await withBoundedWait("the flush and the FUA write") { try await flush.value }
+        XCTAssertEqual(finished.value, 2)
+        await backend.close()
+    }
+
     func testSharedServesEveryClientOverOneUpstreamConnection() async throws {
         let (path, _) = try upstream(Capabilities(size: 65536))
         let provider = try await NBDProxyProvider(parameters: ["socket": path, "shared": "true"], options: BackendOptions())
@@ -152,4 +208,12 @@ final class NBDProxyTests: XCTestCase {
         XCTAssertThrowsError(try NBDEndpoint(uri: "nbd+unix:///e"))
         XCTAssertThrowsError(try NBDEndpoint(uri: "nbds+unix:///?socket=/tmp/s"))
     }
+}
+
+/// A counter shared with a task.
+private final class LockedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    var value: Int { lock.withLock { count } }
+    func increment() { lock.withLock { count += 1 } }
 }
