@@ -67,7 +67,8 @@ public struct ExportInfo: Sendable, Hashable {
     public var capabilities: Capabilities {
         var constraints = BlockSizeConstraints.default
         if let blockSize {
-            let minimum = blockSize.minimum > 0 && blockSize.minimum & (blockSize.minimum - 1) == 0
+            let minimum =
+                blockSize.minimum > 0 && blockSize.minimum & (blockSize.minimum - 1) == 0
                 ? min(blockSize.minimum, 65536) : 1
             var preferred = max(blockSize.preferred, minimum, 512)
             if preferred & (preferred - 1) != 0 { preferred = 4096 }

@@ -43,7 +43,9 @@ public struct NBDEndpoint: Sendable, Hashable, CustomStringConvertible {
     ///   `nbds+unix://` are recognised and refused with "TLS is not supported yet".
     public init(uri: String) throws(NBDError) {
         guard let schemeEnd = uri.firstRange(of: "://") else {
-            throw NBDError(.invalidArgument, "\(uri) is not an NBD URI: expected nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH")
+            throw NBDError(
+                .invalidArgument,
+                "\(uri) is not an NBD URI: expected nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH")
         }
         let scheme = uri[..<schemeEnd.lowerBound].lowercased()
         var rest = uri[schemeEnd.upperBound...]
@@ -79,7 +81,8 @@ public struct NBDEndpoint: Sendable, Hashable, CustomStringConvertible {
             self.init(.tcp(host: host, port: port), exportName: export)
         case "nbd+unix":
             guard authority.isEmpty else {
-                throw NBDError(.invalidArgument, "\(uri): an nbd+unix URI has no host; write nbd+unix:///EXPORT?socket=PATH")
+                throw NBDError(
+                    .invalidArgument, "\(uri): an nbd+unix URI has no host; write nbd+unix:///EXPORT?socket=PATH")
             }
             guard let socket = parameters["socket"], !socket.isEmpty else {
                 throw NBDError(.invalidArgument, "\(uri): an nbd+unix URI needs ?socket=PATH")

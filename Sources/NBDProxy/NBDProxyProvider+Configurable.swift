@@ -6,13 +6,15 @@ extension NBDProxyProvider: ConfigurableBackendProvider {
     public static var summary: String { "serve an export of another NBD server (qemu-nbd, nbdkit, nbd-serve)" }
     public static var parameters: [ParameterDescription] {
         [
-            ParameterDescription("uri", "the upstream as an NBD URI: nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH"),
+            ParameterDescription(
+                "uri", "the upstream as an NBD URI: nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH"),
             ParameterDescription("socket", "the upstream's Unix socket"),
             ParameterDescription("hostname", "the upstream's TCP host name or address"),
             ParameterDescription("port", "the upstream's TCP port or service name, with hostname=", default: "10809"),
             ParameterDescription("export", "the upstream export name", default: ""),
             ParameterDescription(
-                "shared", "true: one upstream connection opened at start serves every client; false: one per client connection",
+                "shared",
+                "true: one upstream connection opened at start serves every client; false: one per client connection",
                 default: "false"),
             ParameterDescription("retry", "retry a failed connect this many times, one second apart", default: "0"),
         ]
@@ -49,7 +51,8 @@ extension NBDProxyProvider: ConfigurableBackendProvider {
             endpoint = NBDEndpoint(.tcp(host: host, port: parameters["port"] ?? "10809"))
         }
         if let uriExport = endpoint.exportName, !uriExport.isEmpty, parameters.contains("export") {
-            throw NBDError(.invalidArgument, "export=\(parameters["export"]!): the uri already names export '\(uriExport)'")
+            throw NBDError(
+                .invalidArgument, "export=\(parameters["export"]!): the uri already names export '\(uriExport)'")
         }
         let exportName = parameters["export"] ?? endpoint.exportName ?? ""
         endpoint.exportName = nil

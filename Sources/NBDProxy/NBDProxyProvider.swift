@@ -59,7 +59,8 @@ public struct NBDProxyProvider: BackendProvider {
         let upstream: NBDConnection
         if let sharedConnection {
             if let reason = sharedConnection.closedReason {
-                throw NBDError(reason.code, "the shared upstream connection to \(endpoint) is closed: \(reason.message)")
+                throw NBDError(
+                    reason.code, "the shared upstream connection to \(endpoint) is closed: \(reason.message)")
             }
             upstream = sharedConnection
         } else {
@@ -98,7 +99,8 @@ public struct NBDProxyProvider: BackendProvider {
         var attempt = 0
         while true {
             do {
-                return try await NBDConnection.connect(to: endpoint, exportName: exportName, configuration: configuration)
+                return try await NBDConnection.connect(
+                    to: endpoint, exportName: exportName, configuration: configuration)
             } catch {
                 guard attempt < retries else { throw error }
                 attempt += 1

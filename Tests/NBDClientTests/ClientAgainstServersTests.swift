@@ -9,7 +9,8 @@ import XCTest
 /// child processes. Each server gets the same exercise of every command.
 final class ClientAgainstServersTests: ClientTestCase {
     /// Writes, reads back, zeroes, trims, flushes, caches and asks block status; checks the data.
-    private func exercise(_ connection: NBDConnection, file: StaticString = #filePath, line: UInt = #line) async throws {
+    private func exercise(_ connection: NBDConnection, file: StaticString = #filePath, line: UInt = #line) async throws
+    {
         let pattern = (0..<65536).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
         try await connection.write(pattern, at: 4096, flags: connection.export.canFUA ? .fua : [])
         let back = try await connection.read(count: 65536, at: 4096)

@@ -52,7 +52,8 @@ class ClientTestCase: XCTestCase {
             return Self.canConnect(path)
         }
         guard ready, process.isRunning else {
-            throw XCTSkip("\(executable) did not start (exit status \(process.isRunning ? -1 : process.terminationStatus))")
+            throw XCTSkip(
+                "\(executable) did not start (exit status \(process.isRunning ? -1 : process.terminationStatus))")
         }
         return process
     }

@@ -49,7 +49,8 @@ final class MisbehavingServerTests: ClientTestCase {
                 continue
             }
             XCTAssertEqual(error.code, code, "\(error)", file: file, line: line)
-            XCTAssertTrue(error.message.contains(text), "\(error.message) should mention \(text)", file: file, line: line)
+            XCTAssertTrue(
+                error.message.contains(text), "\(error.message) should mention \(text)", file: file, line: line)
         }
         XCTAssertNotNil(outcome.connection.closedReason, file: file, line: line)
         await XCTAssertThrowsNBDError(
@@ -64,7 +65,8 @@ final class MisbehavingServerTests: ClientTestCase {
                 peer.send(
                     ScriptedServer.chunk(
                         cookie: request.cookie, type: 1,
-                        payload: ScriptedServer.be(request.offset) + [UInt8](repeating: fill, count: Int(request.length))))
+                        payload: ScriptedServer.be(request.offset)
+                            + [UInt8](repeating: fill, count: Int(request.length))))
             }
             _ = peer.request()  // waits for the disconnect
         }
@@ -190,7 +192,9 @@ final class BackPressureTests: ClientTestCase {
         let writes = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for index in 0..<4 {
-                    group.addTask { try await connection.write([UInt8](repeating: 1, count: 4096), at: UInt64(index) * 4096) }
+                    group.addTask {
+                        try await connection.write([UInt8](repeating: 1, count: 4096), at: UInt64(index) * 4096)
+                    }
                 }
                 try await group.waitForAll()
             }

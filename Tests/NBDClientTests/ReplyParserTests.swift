@@ -31,11 +31,13 @@ final class ReplyParserTests: XCTestCase {
 
     func testDataChunkLeavesItsPayloadToTheCaller() throws {
         let outcome = try parse(chunk(1, 1, be(UInt64(4096 + 100)) + [UInt8](repeating: 1, count: 24), done: false))
-        XCTAssertEqual(outcome, .event(.data(cookie: 1, position: 100, count: 24, done: false), consumed: 28, payload: 24))
+        XCTAssertEqual(
+            outcome, .event(.data(cookie: 1, position: 100, count: 24, done: false), consumed: 28, payload: 24))
     }
 
     func testBlockStatusIsClippedToTheRequest() throws {
-        let outcome = try parse(chunk(2, 5, be(UInt32(7)) + be(UInt32(4096)) + be(UInt32(3)) + be(UInt32(65536)) + be(UInt32(0))))
+        let outcome = try parse(
+            chunk(2, 5, be(UInt32(7)) + be(UInt32(4096)) + be(UInt32(3)) + be(UInt32(65536)) + be(UInt32(0))))
         XCTAssertEqual(
             outcome,
             .event(.blockStatus(cookie: 2, extents: [.hole(4096), .data(4096)], done: true), consumed: 40, payload: 0))

@@ -117,10 +117,12 @@ final class ScriptedServer: @unchecked Sendable {
             case 8:  // structured reply
                 peer.send(optionReply(option, 1))
             case 10:  // set meta context: base:allocation as id 1
-                peer.send(optionReply(option, 4, be(UInt32(1)) + Array("base:allocation".utf8)) + optionReply(option, 1))
+                peer.send(
+                    optionReply(option, 4, be(UInt32(1)) + Array("base:allocation".utf8)) + optionReply(option, 1))
             case 7:  // go: a 1 MiB writable export with flush, FUA and DF
                 let flags: UInt16 = 1 | 4 | 8 | 128
-                peer.send(optionReply(option, 3, be(UInt16(0)) + be(UInt64(1 << 20)) + be(flags)) + optionReply(option, 1))
+                peer.send(
+                    optionReply(option, 3, be(UInt16(0)) + be(UInt64(1 << 20)) + be(flags)) + optionReply(option, 1))
                 return true
             default:
                 peer.send(optionReply(option, 0x8000_0001))

@@ -19,7 +19,8 @@ private struct GatedBackend: BlockBackend {
     let fuaGate: AsyncGate
     var capabilities: Capabilities { inner.capabilities }
 
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError)
+    {
         try await inner.read(into: buffer, at: offset, flags: flags)
     }
     func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
@@ -90,7 +91,8 @@ final class NBDProxyTests: XCTestCase {
 
     func testReadOnlyOptionMakesTheProxyReadOnly() async throws {
         let (path, _) = try upstream(Capabilities(size: 65536))
-        let provider = try await NBDProxyProvider(parameters: ["socket": path], options: BackendOptions(isReadOnly: true))
+        let provider = try await NBDProxyProvider(
+            parameters: ["socket": path], options: BackendOptions(isReadOnly: true))
         let backend = try await provider.open(ConnectionInfo())
         XCTAssertFalse(backend.capabilities.isWritable)
         await backend.close()
@@ -109,7 +111,8 @@ final class NBDProxyTests: XCTestCase {
             { () async throws(NBDError) in try await backend.writeBytes([1], at: 0) }, code: .noSpace)
         XCTAssertEqual(error?.message, "upstream is full")
         upstreamBackend.failNext(.flush, with: NBDError(.ioError, "flush failed"))
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in try await backend.flush(flags: []) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in try await backend.flush(flags: []) }, code: .ioError)
         let extents = try await backend.extents(count: 65536, at: 0, flags: [])
         XCTAssertFalse(extents.isEmpty)
         XCTAssertLessThanOrEqual(extents.reduce(0) { $0 + $1.length }, 65536)
@@ -150,7 +153,8 @@ final class NBDProxyTests: XCTestCase {
 
     func testSharedServesEveryClientOverOneUpstreamConnection() async throws {
         let (path, _) = try upstream(Capabilities(size: 65536))
-        let provider = try await NBDProxyProvider(parameters: ["socket": path, "shared": "true"], options: BackendOptions())
+        let provider = try await NBDProxyProvider(
+            parameters: ["socket": path, "shared": "true"], options: BackendOptions())
         let first = try await provider.open(ConnectionInfo())
         let second = try await provider.open(ConnectionInfo())
         XCTAssertTrue(first.upstream === second.upstream)
@@ -196,15 +200,20 @@ final class NBDProxyTests: XCTestCase {
                 _ = try await NBDProxyProvider(parameters: parameters, options: BackendOptions())
                 XCTFail("\(parameters) was accepted")
             } catch {
-                XCTAssertTrue(error.message.contains(expected), "\(parameters): \(error.message) should mention \(expected)")
+                XCTAssertTrue(
+                    error.message.contains(expected), "\(parameters): \(error.message) should mention \(expected)")
             }
         }
     }
 
     func testURIsParse() throws {
-        XCTAssertEqual(try NBDEndpoint(uri: "nbd://example.com:10810/my%20disk"), NBDEndpoint(.tcp(host: "example.com", port: "10810"), exportName: "my disk"))
-        XCTAssertEqual(try NBDEndpoint(uri: "nbd://[::1]/"), NBDEndpoint(.tcp(host: "::1", port: "10809"), exportName: ""))
-        XCTAssertEqual(try NBDEndpoint(uri: "nbd+unix:///e?socket=/tmp/s"), NBDEndpoint(.unix(path: "/tmp/s"), exportName: "e"))
+        XCTAssertEqual(
+            try NBDEndpoint(uri: "nbd://example.com:10810/my%20disk"),
+            NBDEndpoint(.tcp(host: "example.com", port: "10810"), exportName: "my disk"))
+        XCTAssertEqual(
+            try NBDEndpoint(uri: "nbd://[::1]/"), NBDEndpoint(.tcp(host: "::1", port: "10809"), exportName: ""))
+        XCTAssertEqual(
+            try NBDEndpoint(uri: "nbd+unix:///e?socket=/tmp/s"), NBDEndpoint(.unix(path: "/tmp/s"), exportName: "e"))
         XCTAssertThrowsError(try NBDEndpoint(uri: "nbd+unix:///e"))
         XCTAssertThrowsError(try NBDEndpoint(uri: "nbds+unix:///?socket=/tmp/s"))
     }

@@ -315,7 +315,10 @@ final class ConnectionCore: Sendable {
             return Self.disconnected
         }
         if midReply {
-            return NBDError(.ioError, "the NBD server \(export.name.isEmpty ? "" : "for '\(export.name)' ")closed the connection in the middle of a reply (truncated data)")
+            return NBDError(
+                .ioError,
+                "the NBD server \(export.name.isEmpty ? "" : "for '\(export.name)' ")closed the connection in the middle of a reply (truncated data)"
+            )
         }
         return NBDError(.shutdown, "the NBD server closed the connection")
     }

@@ -63,7 +63,8 @@ public final class NBDConnection: Sendable {
         to endpoint: NBDEndpoint, exportName: String? = nil, configuration: ClientConfiguration = ClientConfiguration()
     ) async throws(NBDError) -> NBDConnection {
         let name = exportName ?? endpoint.exportName ?? ""
-        let result = await withUnsafeContinuation { (resume: UnsafeContinuation<Result<ConnectionCore, NBDError>, Never>) in
+        let result = await withUnsafeContinuation {
+            (resume: UnsafeContinuation<Result<ConnectionCore, NBDError>, Never>) in
             let started = ClientThread.start {
                 let socket: ClientSocket
                 do throws(NBDError) {
@@ -73,7 +74,8 @@ public final class NBDConnection: Sendable {
                     return
                 }
                 socket.setReceiveTimeout(configuration.handshakeTimeout)
-                var handshake = ClientHandshake(socket: socket, endpoint: endpoint, bufferSize: configuration.receiveBufferSize)
+                var handshake = ClientHandshake(
+                    socket: socket, endpoint: endpoint, bufferSize: configuration.receiveBufferSize)
                 let export: ExportInfo
                 do throws(NBDError) {
                     export = try handshake.negotiate(export: name, configuration: configuration)
@@ -88,7 +90,8 @@ public final class NBDConnection: Sendable {
                 core.runReader(&handshake.buffer)
             }
             if !started {
-                resume.resume(returning: .failure(NBDError(.outOfMemory, "cannot start a thread for the NBD connection")))
+                resume.resume(
+                    returning: .failure(NBDError(.outOfMemory, "cannot start a thread for the NBD connection")))
             }
         }
         return NBDConnection(core: try result.get())
@@ -112,7 +115,8 @@ public final class NBDConnection: Sendable {
         let name = exportName ?? endpoint.exportName ?? ""
         return try await negotiateOnly(endpoint, configuration) { handshake throws(NBDError) in
             guard handshake.fixedNewstyle else {
-                throw NBDError(.notSupported, "the NBD server \(endpoint) does not support NBD_OPT_INFO (not fixed newstyle)")
+                throw NBDError(
+                    .notSupported, "the NBD server \(endpoint) does not support NBD_OPT_INFO (not fixed newstyle)")
             }
             let structured = configuration.structuredReplies ? try handshake.negotiateStructuredReplies() : false
             let context =
@@ -145,7 +149,8 @@ public final class NBDConnection: Sendable {
                 }
             }
             if !started {
-                resume.resume(returning: .failure(NBDError(.outOfMemory, "cannot start a thread for the NBD connection")))
+                resume.resume(
+                    returning: .failure(NBDError(.outOfMemory, "cannot start a thread for the NBD connection")))
             }
         }
         return try result.get()
@@ -160,7 +165,8 @@ public final class NBDConnection: Sendable {
     {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
         let flags = flags.intersection(export.canDontFragment ? [.dontFragment] : [])
-        try await forEachPiece(count: UInt64(buffer.count), limit: export.maximumPayload) { start, length throws(NBDError) in
+        try await forEachPiece(count: UInt64(buffer.count), limit: export.maximumPayload) {
+            start, length throws(NBDError) in
             _ = try await core.perform(
                 .read, offset: offset + start, length: length, flags: flags, destination: base + Int(start)
             ).get()
@@ -176,10 +182,13 @@ public final class NBDConnection: Sendable {
     }
 
     /// Writes `data` at `offset` (`NBD_CMD_WRITE`); with `.fua` it returns once the data is durable.
-    public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags = []) async throws(NBDError) {
+    public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags = [])
+        async throws(NBDError)
+    {
         guard let base = data.baseAddress, data.count > 0 else { return }
         let flags = try checked(flags, allowed: [.fua], for: "write")
-        try await forEachPiece(count: UInt64(data.count), limit: export.maximumPayload) { start, length throws(NBDError) in
+        try await forEachPiece(count: UInt64(data.count), limit: export.maximumPayload) {
+            start, length throws(NBDError) in
             _ = try await core.perform(
                 .write, offset: offset + start, length: length, flags: flags,
                 payload: UnsafeRawBufferPointer(start: base + Int(start), count: Int(length))
@@ -228,13 +237,17 @@ public final class NBDConnection: Sendable {
     /// The allocation status of the range at `offset` (`NBD_CMD_BLOCK_STATUS`, `base:allocation`):
     /// at least one extent, together at most `count` bytes; with `.requestOne` exactly one.
     /// `count` above 4 GiB is shortened to one request's worth.
-    public func blockStatus(count: UInt64, at offset: UInt64, flags: CommandFlags = []) async throws(NBDError) -> [Extent] {
+    public func blockStatus(count: UInt64, at offset: UInt64, flags: CommandFlags = []) async throws(NBDError)
+        -> [Extent]
+    {
         guard export.canBlockStatus else {
             throw NBDError(.notSupported, "the NBD server did not agree to report base:allocation on this connection")
         }
         let length = UInt32(min(count, UInt64(rangeLimit)))
-        return try await core.perform(.blockStatus, offset: offset, length: length, flags: flags.intersection([.requestOne]))
-            .get()
+        return try await core.perform(
+            .blockStatus, offset: offset, length: length, flags: flags.intersection([.requestOne])
+        )
+        .get()
     }
 
     /// Ends the connection politely (`NBD_CMD_DISC`): replies to requests already sent still arrive,
@@ -252,7 +265,9 @@ public final class NBDConnection: Sendable {
         return (Int(UInt32.max) / minimum) * minimum
     }
 
-    private func checked(_ flags: CommandFlags, allowed: CommandFlags, for what: String) throws(NBDError) -> CommandFlags {
+    private func checked(_ flags: CommandFlags, allowed: CommandFlags, for what: String) throws(NBDError)
+        -> CommandFlags
+    {
         let flags = flags.intersection(allowed)
         if flags.contains(.fua) && !export.canFUA {
             throw NBDError(.invalidArgument, "the NBD server does not support FUA, asked for on a \(what)")

@@ -16,7 +16,8 @@ package enum ClientFuzzEntryPoints {
     package static func replies(_ data: UnsafeRawBufferPointer) {
         guard let setup = data.first else { return }
         let parser = ReplyParser(
-            structuredReplies: setup & 1 != 0, allocationContextID: setup & 2 != 0 ? 1 : nil, maximumMetadataChunk: 4096)
+            structuredReplies: setup & 1 != 0, allocationContextID: setup & 2 != 0 ? 1 : nil, maximumMetadataChunk: 4096
+        )
         var inFlight: [UInt64: ReplyProgress] = [
             1: ReplyProgress(request: RequestRecord(command: .read, offset: 0, length: 4096, flags: [])),
             2: ReplyProgress(request: RequestRecord(command: .read, offset: 8192, length: 512, flags: [])),

@@ -44,7 +44,9 @@ struct ClientHandshake: ~Copyable {
         if style == WireProtocol.oldstyleMagic {
             throw failure("the server speaks the oldstyle protocol, which this client does not support")
         }
-        guard style == WireProtocol.optionMagic else { throw failure("unknown handshake style 0x\(String(style, radix: 16))") }
+        guard style == WireProtocol.optionMagic else {
+            throw failure("unknown handshake style 0x\(String(style, radix: 16))")
+        }
         let flags = try receive(2).withUnsafeBytes { $0.uint16(at: 0) }
         fixedNewstyle = flags & WireProtocol.serverFixedNewstyle != 0
         noZeroes = flags & WireProtocol.serverNoZeroes != 0
@@ -142,7 +144,8 @@ struct ClientHandshake: ~Copyable {
                         flags = bytes.uint16(at: 10)
                     } else if type == InfoType.blockSize, bytes.count >= 14 {
                         blockSize = BlockSizeConstraints(
-                            minimum: bytes.uint32(at: 2), preferred: bytes.uint32(at: 6), maximumPayload: bytes.uint32(at: 10))
+                            minimum: bytes.uint32(at: 2), preferred: bytes.uint32(at: 6),
+                            maximumPayload: bytes.uint32(at: 10))
                     }
                 }
             case OptionReplyType.errUnsupported:
@@ -163,7 +166,9 @@ struct ClientHandshake: ~Copyable {
         do {
             reply = try receive(10 + (noZeroes ? 0 : 124))
         } catch {
-            throw NBDError(.invalidArgument, "NBD server \(endpoint) closed the connection when asked for export '\(export)' (it may not exist)")
+            throw NBDError(
+                .invalidArgument,
+                "NBD server \(endpoint) closed the connection when asked for export '\(export)' (it may not exist)")
         }
         let (size, flags) = reply.withUnsafeBytes { ($0.uint64(at: 0), $0.uint16(at: 8)) }
         return ExportInfo(name: export, size: size, transmissionFlags: flags)

@@ -81,7 +81,8 @@ package struct ReplyParser: Sendable {
 
     /// Decodes the reply that starts at the beginning of `bytes`. `lookup` returns the request a
     /// cookie belongs to, or `nil` if no such request is in flight.
-    package func parse(_ bytes: UnsafeRawBufferPointer, lookup: (UInt64) -> RequestRecord?) throws(NBDError) -> Outcome {
+    package func parse(_ bytes: UnsafeRawBufferPointer, lookup: (UInt64) -> RequestRecord?) throws(NBDError) -> Outcome
+    {
         guard bytes.count >= 4 else { return .needMore(4) }
         switch bytes.uint32(at: 0) {
         case WireProtocol.simpleReplyMagic:
@@ -123,23 +124,31 @@ package struct ReplyParser: Sendable {
             return .event(.none(cookie: cookie), consumed: header, payload: 0)
 
         case ChunkType.offsetData:
-            guard request.command == .read else { throw Self.violation("a data chunk in reply to a \(request.command)") }
+            guard request.command == .read else {
+                throw Self.violation("a data chunk in reply to a \(request.command)")
+            }
             guard length > 8 else { throw Self.violation("a data chunk of \(length) bytes (at least 9 are needed)") }
             guard bytes.count >= header + 8 else { return .needMore(header + 8) }
             let count = length - 8
-            let position = try Self.position(of: bytes.uint64(at: header), count: UInt64(count), in: request, what: "data chunk")
+            let position = try Self.position(
+                of: bytes.uint64(at: header), count: UInt64(count), in: request, what: "data chunk")
             return .event(
-                .data(cookie: cookie, position: position, count: count, done: done), consumed: header + 8, payload: count)
+                .data(cookie: cookie, position: position, count: count, done: done), consumed: header + 8,
+                payload: count)
 
         case ChunkType.offsetHole:
-            guard request.command == .read else { throw Self.violation("a hole chunk in reply to a \(request.command)") }
+            guard request.command == .read else {
+                throw Self.violation("a hole chunk in reply to a \(request.command)")
+            }
             guard length == 12 else { throw Self.violation("a hole chunk of \(length) bytes (12 expected)") }
             guard bytes.count >= header + 12 else { return .needMore(header + 12) }
             let count = bytes.uint32(at: header + 8)
             guard count > 0 else { throw Self.violation("a hole chunk of length 0") }
-            let position = try Self.position(of: bytes.uint64(at: header), count: UInt64(count), in: request, what: "hole chunk")
+            let position = try Self.position(
+                of: bytes.uint64(at: header), count: UInt64(count), in: request, what: "hole chunk")
             return .event(
-                .hole(cookie: cookie, position: position, count: Int(count), done: done), consumed: header + 12, payload: 0)
+                .hole(cookie: cookie, position: position, count: Int(count), done: done), consumed: header + 12,
+                payload: 0)
 
         case ChunkType.blockStatus:
             guard request.command == .blockStatus else {
@@ -149,7 +158,8 @@ package struct ReplyParser: Sendable {
                 throw Self.violation("a block status chunk of \(length) bytes (4 + 8 per extent expected)")
             }
             guard length <= maximumMetadataChunk else {
-                throw Self.violation("a block status chunk of \(length) bytes (at most \(maximumMetadataChunk) accepted)")
+                throw Self.violation(
+                    "a block status chunk of \(length) bytes (at most \(maximumMetadataChunk) accepted)")
             }
             guard bytes.count >= header + length else { return .needMore(header + length) }
             let context = bytes.uint32(at: header)
@@ -170,7 +180,8 @@ package struct ReplyParser: Sendable {
                 position += 8
                 if request.flags.contains(.requestOne) { break }
             }
-            return .event(.blockStatus(cookie: cookie, extents: extents, done: done), consumed: header + length, payload: 0)
+            return .event(
+                .blockStatus(cookie: cookie, extents: extents, done: done), consumed: header + length, payload: 0)
 
         default:
             guard type & ChunkType.errorBit != 0 else {
@@ -200,7 +211,8 @@ package struct ReplyParser: Sendable {
                 decoding: UnsafeRawBufferPointer(rebasing: bytes[(header + 6)..<(header + 6 + messageLength)]),
                 as: UTF8.self)
             return .event(
-                .error(cookie: cookie, errno: errno, message: message, done: done), consumed: header + length, payload: 0)
+                .error(cookie: cookie, errno: errno, message: message, done: done), consumed: header + length,
+                payload: 0)
         }
     }
 
@@ -213,7 +225,8 @@ package struct ReplyParser: Sendable {
         let end = overflow ? UInt64.max : sum
         guard offset >= request.offset, offset <= end, count <= end - offset else {
             throw violation(
-                "a \(what) for \(count) bytes at offset \(offset), outside the request (\(request.length) bytes at \(request.offset))")
+                "a \(what) for \(count) bytes at offset \(offset), outside the request (\(request.length) bytes at \(request.offset))"
+            )
         }
         return Int(offset - request.offset)
     }

@@ -22,7 +22,9 @@ package struct ReplyProgress: Sendable {
     package mutating func accept(_ event: ReplyEvent) throws(NBDError) -> Result<[Extent], NBDError>? {
         switch event {
         case .simple(_, let errno):
-            guard !sawChunk else { throw ReplyParser.violation("a simple reply to a request already answered in chunks") }
+            guard !sawChunk else {
+                throw ReplyParser.violation("a simple reply to a request already answered in chunks")
+            }
             if errno != 0 { return .failure(serverError(errno: errno, message: "")) }
             if request.command == .blockStatus {
                 throw ReplyParser.violation("a simple reply to a block status request")
@@ -73,6 +75,8 @@ package struct ReplyProgress: Sendable {
         let code = NBDError.Code(wireErrno: errno)
         if !message.isEmpty { return NBDError(code, message) }
         return NBDError(
-            code, "the NBD server failed the \(request.command) of \(request.length) bytes at offset \(request.offset) with \(code.name)")
+            code,
+            "the NBD server failed the \(request.command) of \(request.length) bytes at offset \(request.offset) with \(code.name)"
+        )
     }
 }

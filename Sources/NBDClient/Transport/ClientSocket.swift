@@ -70,7 +70,8 @@ final class ClientSocket: Sendable {
         while let info = candidate {
             candidate = info.pointee.ai_next
             let descriptor = socket(
-                info.pointee.ai_family, info.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), info.pointee.ai_protocol)
+                info.pointee.ai_family, info.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue),
+                info.pointee.ai_protocol)
             guard descriptor >= 0 else {
                 lastError = errno
                 continue

@@ -69,7 +69,8 @@ struct ReceiveBuffer: ~Copyable {
         while done < count {
             let received: Int
             if let destination {
-                received = socket.receive(into: UnsafeMutableRawBufferPointer(start: destination + done, count: count - done))
+                received = socket.receive(
+                    into: UnsafeMutableRawBufferPointer(start: destination + done, count: count - done))
             } else {
                 received = socket.receive(
                     into: UnsafeMutableRawBufferPointer(rebasing: storage[0..<min(storage.count, count - done)]))
