@@ -14,7 +14,7 @@ import XCTest
 /// directory, and stops them after each test.
 class ClientTestCase: XCTestCase {
     private var servers: [NBDServer] = []
-    private var children: [Process] = []
+    private var children: [(process: Process, exited: DispatchSemaphore)] = []
     private var directory: URL?
 
     /// A fresh socket path in this test's directory.
@@ -45,8 +45,12 @@ class ClientTestCase: XCTestCase {
         process.arguments = arguments
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
+        // A termination handler rather than waitUntilExit, whose run-loop wait leaks a weak
+        // reference under LeakSanitizer.
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
         try process.run()
-        children.append(process)
+        children.append((process, exited))
         let ready = await waitUntil("\(executable) to listen on \(path)") {
             if !process.isRunning { return true }
             return Self.canConnect(path)
@@ -103,14 +107,9 @@ class ClientTestCase: XCTestCase {
     override func tearDown() async throws {
         for server in servers { await server.shutdown() }
         servers = []
-        for child in children where child.isRunning {
+        for (child, exited) in children {
             // SIGKILL: children inherit a signal mask in which SIGTERM may be blocked.
-            kill(child.processIdentifier, SIGKILL)
-            let exited = DispatchSemaphore(value: 0)
-            DispatchQueue.global().async {
-                child.waitUntilExit()
-                exited.signal()
-            }
+            if child.isRunning { kill(child.processIdentifier, SIGKILL) }
             _ = exited.waitOrFail("child \(child.processIdentifier) to exit")
         }
         children = []
