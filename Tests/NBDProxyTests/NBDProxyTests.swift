@@ -86,6 +86,7 @@ final class NBDProxyTests: XCTestCase {
         XCTAssertTrue(proxied.canExtents)
         XCTAssertTrue(proxied.canMultiConn)
         XCTAssertEqual(proxied.blockSize, upstreamCapabilities.blockSize)
+        XCTAssertEqual(proxied.slowOperations, [.flush, .fuaRequests], "over a Unix socket the rest runs inline")
         await backend.close()
     }
 
@@ -149,6 +150,26 @@ final class NBDProxyTests: XCTestCase {
         try await withBoundedWait("the flush and the FUA write") { try await flush.value }
         XCTAssertEqual(finished.value, 2)
         await backend.close()
+    }
+
+    func testTCPUpstreamKeepsEveryOperationSlowAndPassesDataThrough() async throws {
+        let backend = TestMemoryBackend(capabilities: Capabilities(size: 65536))
+        let server = NBDServer(provider: OneBackendProvider(backend: backend))
+        let bound = try server.listen(on: .tcp(host: "127.0.0.1", port: 0))
+        servers.append(server)
+        guard case .tcp(_, let port) = bound else { return XCTFail("not a TCP address: \(bound)") }
+        let provider = try await NBDProxyProvider(
+            parameters: ["hostname": "127.0.0.1", "port": String(port)], options: BackendOptions())
+        let proxied = try await provider.open(ConnectionInfo())
+        XCTAssertEqual(proxied.capabilities.slowOperations, .all, "a TCP upstream is pipelined through the slow pool")
+        try await proxied.writeBytes(Array(repeating: 4, count: 512), at: 512)
+        let back = try await proxied.readBytes(512, at: 512)
+        XCTAssertEqual(back, Array(repeating: 4, count: 512))
+        await proxied.close()
+
+        let uriProvider = try await NBDProxyProvider(
+            parameters: ["uri": "nbd://127.0.0.1:\(port)/"], options: BackendOptions())
+        XCTAssertEqual(uriProvider.endpoint, NBDEndpoint(.tcp(host: "127.0.0.1", port: String(port))))
     }
 
     func testSharedServesEveryClientOverOneUpstreamConnection() async throws {
