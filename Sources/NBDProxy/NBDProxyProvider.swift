@@ -31,6 +31,11 @@ public struct NBDProxyProvider: BackendProvider {
     /// How the upstream connections negotiate.
     public let configuration: ClientConfiguration
     private let sharedConnection: NBDConnection?
+    /// Waits before retry number `attempt` (1-based): one second, or what a test substitutes.
+    private let pauseBeforeRetry: @Sendable (Int) async -> Void
+
+    /// One second, nbdkit's pause between connection attempts.
+    package static let oneSecondPause: @Sendable (Int) async -> Void = { _ in try? await Task.sleep(for: .seconds(1)) }
 
     /// Creates the provider. With `shared`, connects now (retrying as told) and serves every client
     /// over that one connection; otherwise connects once per client connection, when it opens.
@@ -40,13 +45,27 @@ public struct NBDProxyProvider: BackendProvider {
         endpoint: NBDEndpoint, exportName: String = "", shared: Bool = false, retries: Int = 0,
         isReadOnly: Bool = false, configuration: ClientConfiguration = ClientConfiguration()
     ) async throws(NBDError) {
+        try await self.init(
+            endpoint: endpoint, exportName: exportName, shared: shared, retries: retries, isReadOnly: isReadOnly,
+            configuration: configuration, pauseBeforeRetry: Self.oneSecondPause)
+    }
+
+    /// Creates the provider with another pause between connection attempts (for tests, which must
+    /// not depend on timing: the pause can start the upstream).
+    package init(
+        endpoint: NBDEndpoint, exportName: String = "", shared: Bool = false, retries: Int = 0,
+        isReadOnly: Bool = false, configuration: ClientConfiguration = ClientConfiguration(),
+        pauseBeforeRetry: @escaping @Sendable (Int) async -> Void
+    ) async throws(NBDError) {
         self.endpoint = endpoint
+        self.pauseBeforeRetry = pauseBeforeRetry
         self.exportName = exportName
         self.retries = max(retries, 0)
         self.isReadOnly = isReadOnly
         self.configuration = configuration
         if shared {
-            sharedConnection = try await Self.connect(endpoint, exportName, retries: retries, configuration)
+            sharedConnection = try await Self.connect(
+                endpoint, exportName, retries: retries, configuration, pause: pauseBeforeRetry)
         } else {
             sharedConnection = nil
         }
@@ -64,7 +83,8 @@ public struct NBDProxyProvider: BackendProvider {
             }
             upstream = sharedConnection
         } else {
-            upstream = try await Self.connect(endpoint, exportName, retries: retries, configuration)
+            upstream = try await Self.connect(
+                endpoint, exportName, retries: retries, configuration, pause: pauseBeforeRetry)
         }
         var capabilities = upstream.export.capabilities
         capabilities.slowOperations = Self.slowOperations(for: endpoint)
@@ -94,7 +114,8 @@ public struct NBDProxyProvider: BackendProvider {
 
     /// Connects, retrying `retries` more times one second apart when the connect or handshake fails.
     private static func connect(
-        _ endpoint: NBDEndpoint, _ exportName: String, retries: Int, _ configuration: ClientConfiguration
+        _ endpoint: NBDEndpoint, _ exportName: String, retries: Int, _ configuration: ClientConfiguration,
+        pause: @Sendable (Int) async -> Void
     ) async throws(NBDError) -> NBDConnection {
         var attempt = 0
         while true {
@@ -104,7 +125,7 @@ public struct NBDProxyProvider: BackendProvider {
             } catch {
                 guard attempt < retries else { throw error }
                 attempt += 1
-                try? await Task.sleep(for: .seconds(1))
+                await pause(attempt)
             }
         }
     }

@@ -172,6 +172,39 @@ final class NBDProxyTests: XCTestCase {
         XCTAssertEqual(uriProvider.endpoint, NBDEndpoint(.tcp(host: "127.0.0.1", port: String(port))))
     }
 
+    func testRetryConnectsAgainAfterAFailedAttempt() async throws {
+        // The pause before the first retry starts the upstream, so the second attempt succeeds
+        // without depending on how long anything takes.
+        let path = "\(directory!)/late-upstream"
+        let server = NBDServer(
+            provider: OneBackendProvider(backend: TestMemoryBackend(capabilities: Capabilities(size: 4096))))
+        servers.append(server)
+        let pauses = LockedCounter()
+        let provider = try await NBDProxyProvider(
+            endpoint: .unix(path), shared: true, retries: 3,
+            pauseBeforeRetry: { _ in
+                pauses.increment()
+                _ = try? server.listen(on: .unix(path: path))
+            })
+        XCTAssertEqual(pauses.value, 1, "one failed attempt, then a successful one")
+        XCTAssertTrue(provider.isShared)
+        let backend = try await provider.open(ConnectionInfo())
+        XCTAssertEqual(backend.capabilities.size, 4096)
+        await provider.shutdown()
+    }
+
+    func testWithoutRetryAFailedConnectFailsAtOnce() async throws {
+        let pauses = LockedCounter()
+        let error = await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in
+                _ = try await NBDProxyProvider(
+                    endpoint: .unix("\(self.directory!)/nobody"), shared: true, retries: 0,
+                    pauseBeforeRetry: { _ in pauses.increment() })
+            }, code: .ioError)
+        XCTAssertNotNil(error)
+        XCTAssertEqual(pauses.value, 0)
+    }
+
     func testSharedServesEveryClientOverOneUpstreamConnection() async throws {
         let (path, _) = try upstream(Capabilities(size: 65536))
         let provider = try await NBDProxyProvider(
