@@ -84,6 +84,20 @@ final class ClientAgainstServersTests: ClientTestCase {
         await connection.disconnect()
     }
 
+    func testARangePastTheLargestOffsetIsRefusedWithoutASend() async throws {
+        let path = try startMemoryServer(try MemoryBackendProvider(size: 1 << 20))
+        let connection = try await NBDConnection.connect(to: .unix(path))
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in try await connection.zero(count: 8192, at: UInt64.max - 4096) },
+            code: .invalidArgument)
+        // A request past the export reaches the server, which refuses it; the connection stays usable.
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in _ = try await connection.read(count: 4096, at: 1 << 20) },
+            code: .invalidArgument)
+        _ = try await connection.read(count: 4096, at: 0)
+        await connection.disconnect()
+    }
+
     func testListAndInfo() async throws {
         let path = try startMemoryServer(try MemoryBackendProvider(size: 1 << 20))
         let exports = try await NBDConnection.listExports(at: .unix(path))

@@ -165,7 +165,7 @@ public final class NBDConnection: Sendable {
     {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
         let flags = flags.intersection(export.canDontFragment ? [.dontFragment] : [])
-        try await forEachPiece(count: UInt64(buffer.count), limit: export.maximumPayload) {
+        try await forEachPiece(count: UInt64(buffer.count), at: offset, limit: export.maximumPayload) {
             start, length throws(NBDError) in
             _ = try await core.perform(
                 .read, offset: offset + start, length: length, flags: flags, destination: base + Int(start)
@@ -187,7 +187,7 @@ public final class NBDConnection: Sendable {
     {
         guard let base = data.baseAddress, data.count > 0 else { return }
         let flags = try checked(flags, allowed: [.fua], for: "write")
-        try await forEachPiece(count: UInt64(data.count), limit: export.maximumPayload) {
+        try await forEachPiece(count: UInt64(data.count), at: offset, limit: export.maximumPayload) {
             start, length throws(NBDError) in
             _ = try await core.perform(
                 .write, offset: offset + start, length: length, flags: flags,
@@ -213,7 +213,7 @@ public final class NBDConnection: Sendable {
     /// Tells the server `count` bytes at `offset` are no longer needed (`NBD_CMD_TRIM`).
     public func trim(count: UInt64, at offset: UInt64, flags: CommandFlags = []) async throws(NBDError) {
         let flags = try checked(flags, allowed: [.fua], for: "trim")
-        try await forEachPiece(count: count, limit: rangeLimit) { start, length throws(NBDError) in
+        try await forEachPiece(count: count, at: offset, limit: rangeLimit) { start, length throws(NBDError) in
             _ = try await core.perform(.trim, offset: offset + start, length: length, flags: flags).get()
         }
     }
@@ -222,14 +222,14 @@ public final class NBDConnection: Sendable {
     /// range allocated and `.fastZero` to fail with `ENOTSUP` rather than write slowly.
     public func zero(count: UInt64, at offset: UInt64, flags: CommandFlags = []) async throws(NBDError) {
         let flags = try checked(flags, allowed: [.fua, .noHole, .fastZero], for: "write zeroes")
-        try await forEachPiece(count: count, limit: rangeLimit) { start, length throws(NBDError) in
+        try await forEachPiece(count: count, at: offset, limit: rangeLimit) { start, length throws(NBDError) in
             _ = try await core.perform(.writeZeroes, offset: offset + start, length: length, flags: flags).get()
         }
     }
 
     /// Asks the server to prefetch `count` bytes at `offset` (`NBD_CMD_CACHE`).
     public func cache(count: UInt64, at offset: UInt64) async throws(NBDError) {
-        try await forEachPiece(count: count, limit: rangeLimit) { start, length throws(NBDError) in
+        try await forEachPiece(count: count, at: offset, limit: rangeLimit) { start, length throws(NBDError) in
             _ = try await core.perform(.cache, offset: offset + start, length: length, flags: []).get()
         }
     }
@@ -278,10 +278,13 @@ public final class NBDConnection: Sendable {
         return flags
     }
 
-    /// Splits `count` bytes into requests of at most `limit` bytes.
+    /// Splits `count` bytes at `offset` into requests of at most `limit` bytes.
     private func forEachPiece(
-        count: UInt64, limit: Int, _ body: (UInt64, UInt32) async throws(NBDError) -> Void
+        count: UInt64, at offset: UInt64, limit: Int, _ body: (UInt64, UInt32) async throws(NBDError) -> Void
     ) async throws(NBDError) {
+        guard !offset.addingReportingOverflow(count).overflow else {
+            throw NBDError(.invalidArgument, "\(count) bytes at offset \(offset) run past the largest offset")
+        }
         var start: UInt64 = 0
         let limit = UInt64(max(limit, 1))
         while start < count {
