@@ -25,6 +25,8 @@ let package = Package(
         .library(name: "NBDLogFilter", targets: ["NBDLogFilter"]),
         .library(name: "NBDCachingFilters", targets: ["NBDCachingFilters"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
+        .library(name: "NBDClient", targets: ["NBDClient"]),
+        .library(name: "NBDProxy", targets: ["NBDProxy"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
     dependencies: [],
@@ -46,6 +48,10 @@ let package = Package(
         .target(name: "NBDCachingFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The server other programs embed: it knows the NBD protocol and NBDCore's contracts, nothing else.
         .target(name: "NBDServer", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // An async NBD client; knows the protocol and NBDCore's types, not the server.
+        .target(name: "NBDClient", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // The `nbd` backend: an upstream NBD server through NBDClient.
+        .target(name: "NBDProxy", dependencies: ["NBDCore", "NBDClient"], swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
         // backend and filter it offers. Not a product: only the executable and its tests use it.
         .target(
@@ -55,7 +61,7 @@ let package = Package(
                 "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter",
                 "NBDRangeFilters", "NBDFeatureFilters", "NBDFlowFilters",
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
-                "NBDCachingFilters",
+                "NBDCachingFilters", "NBDProxy",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -131,6 +137,16 @@ let package = Package(
         .testTarget(
             name: "NBDServerTests",
             dependencies: ["NBDCore", "NBDServer", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDClientTests",
+            dependencies: ["NBDCore", "NBDClient", "NBDServer", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDProxyTests",
+            dependencies: ["NBDCore", "NBDClient", "NBDProxy", "NBDServer", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

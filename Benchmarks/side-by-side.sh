@@ -25,6 +25,8 @@
 #              (writeback), so reads are warm-cache reads; the cache file is in TMPDIR (/var/tmp)
 #   cow        --filter=cow file (the same image): writes and reads back through the overlay
 #   racache    --filter=readahead --filter=cache file (the same image)
+#   nbdproxy   nbd socket=UP: the nbd backend/plugin in front of `nbdkit -U UP memory 1G` (a fresh
+#              upstream per server start; the CPU column is the front server's alone)
 # Workloads (--workloads; default all), fio's nbd engine, time based:
 #   randread4k       4 KiB random read, iodepth 16, 1 connection
 #   randwrite4k      4 KiB random write, iodepth 16, 1 connection
@@ -49,7 +51,7 @@ root="$(cd "$here/.." && pwd)"
 
 reps=3
 runtime=5
-setups="memory,mc,mcstats,file"
+setups="memory,mc,mcstats,file,nbdproxy"
 workloads="randread4k,randwrite4k,seqread1m,seqwrite1m,randwrite4k4c,randwrite4k4cfl,nbdcopy4c,nbdcopy1c"
 build=1
 rss=1
@@ -80,6 +82,8 @@ done
 work="$(mktemp -d /tmp/nbd-side-by-side.XXXXXX)"
 sock="$work/nbd.sock"
 image="/dev/shm/nbd-side-by-side.$$.img"
+upsock="$work/upstream.sock"
+upstream_pid=""
 results="$work/results.tsv"
 server_pid=""
 
@@ -92,8 +96,31 @@ stop_server() {
     rm -f "$sock"
 }
 
+# The nbdproxy setup's upstream: nbdkit memory 1G on $upsock.
+start_upstream() {
+    rm -f "$upsock"
+    nbdkit -f -U "$upsock" memory 1G >"$work/upstream.log" 2>&1 &
+    upstream_pid=$!
+    for _ in $(seq 1 200); do
+        [ -S "$upsock" ] && return 0
+        sleep 0.05
+    done
+    echo "side-by-side: the upstream nbdkit did not start" >&2
+    exit 1
+}
+
+stop_upstream() {
+    if [ -n "$upstream_pid" ]; then
+        kill "$upstream_pid" 2>/dev/null || true
+        wait "$upstream_pid" 2>/dev/null || true
+        upstream_pid=""
+    fi
+    rm -f "$upsock"
+}
+
 cleanup() {
     stop_server
+    stop_upstream
     rm -f "$image"
     rm -rf "$work"
 }
@@ -119,6 +146,7 @@ setup_args() {
         cache) echo "--filter=cache file $image cache-on-read=true" ;;
         cow) echo "--filter=cow file $image" ;;
         racache) echo "--filter=readahead --filter=cache file $image" ;;
+        nbdproxy) echo "nbd socket=$upsock" ;;
         *) echo "side-by-side: unknown setup $1" >&2; exit 2 ;;
     esac
 }
@@ -207,6 +235,7 @@ for rep in $(seq 1 "$reps"); do
         fi
         for workload in "${workload_list[@]}"; do
             for server in nbd-serve nbdkit; do
+                [ "$setup" = nbdproxy ] && start_upstream
                 start_server "$server" "${args[@]}"
                 prefill
                 before=$(cpu_ticks)
@@ -217,6 +246,7 @@ for rep in $(seq 1 "$reps"); do
                 # Wall time of the whole client run, the same span as the CPU reading.
                 seconds=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
                 stop_server
+                stop_upstream
                 cpu=$(python3 -c "print(($after - $before) / 100)")
                 printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
                     "$setup" "$workload" "$server" "$rep" "$value" "$unit" "$requests" "$seconds" "$cpu" >>"$results"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (Fuzz/<Name>/main.swift over the NBDServer module, compiled with
-# -sanitize=fuzzer,address) and runs each for the given number of seconds (default 600).
+# -sanitize=fuzzer,address; ClientReplies over NBDClient) and runs each for the given number of seconds (default 600).
 #
 #   Fuzz/run.sh [seconds] [name...]     e.g. Fuzz/run.sh 20, Fuzz/run.sh 600 Handshake
 #   FUZZ_MERGE=1 Fuzz/run.sh ...        afterwards, merge inputs with new coverage into Fuzz/Corpus
@@ -15,16 +15,18 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 shift || true
 names=("$@")
-if [ ${#names[@]} -eq 0 ]; then names=(Handshake Connection); fi
+if [ ${#names[@]} -eq 0 ]; then names=(Handshake Connection ClientReplies); fi
 
 scratch=.build-fuzz
 flags=(-Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing)
-echo "== building NBDServer with -sanitize=fuzzer,address into $scratch"
+echo "== building NBDServer and NBDClient with -sanitize=fuzzer,address into $scratch"
 swift build -c release --scratch-path "$scratch" --target NBDServer "${flags[@]}"
+swift build -c release --scratch-path "$scratch" --target NBDClient "${flags[@]}"
 bin=$(swift build -c release --scratch-path "$scratch" --show-bin-path)
 
 objects=()
-for module in NBDCore NBDServer; do
+# NBDCore plus the two modules the targets use (NBDServer no longer depends on backends or filters).
+for module in NBDCore NBDServer NBDClient; do
     objects+=("$bin/$module.build"/*.o)
 done
 

@@ -9,6 +9,7 @@ import NBDFlowFilters
 import NBDRangeFilters
 import NBDLogFilter
 import NBDRetryFilters
+import NBDProxy
 import NBDStatsFilter
 
 /// The backends and filters `nbd-serve` offers. Each one describes itself (name, summary, parameters,
@@ -19,6 +20,7 @@ package enum ServeCatalog {
         MemoryBackendProvider.self,
         FileBackendProvider.self,
         ConnectionCacheProvider.self,
+        NBDProxyProvider.self,
     ]
 
     /// Every filter, in `--help` order.

@@ -95,6 +95,16 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(cache.backendParameters, ["size": "32", "init": "Hello", "strictfua": "true"])
     }
 
+    func testTheNbdBackendTakesAURIAsItsPositionalArgumentAndNbdkitsParameters() async throws {
+        XCTAssertEqual(try ExportPlan(parse("nbd nbd://localhost/disk")).backendParameters, ["uri": "nbd://localhost/disk"])
+        let plan = try ExportPlan(parse("--filter=multi-conn nbd socket=/tmp/up.sock export=e shared=false retry=0"))
+        XCTAssertEqual(plan.backendParameters, ["socket": "/tmp/up.sock", "export": "e", "shared": "false", "retry": "0"])
+        await assertError("nbd", contains: "socket=PATH")
+        await assertError("nbd socket=/tmp/a hostname=b", contains: "only one of")
+        await assertError("nbd nbds://localhost/", contains: "TLS is not supported yet")
+        await assertError("nbd socket=/tmp/a tls=on", contains: "tls")
+    }
+
     func testMakesServersForEachBackend() async throws {
         for line in ["memory 1G", "--filter=multi-conn connection-cache size=32 init=Hi strictfua=yes"] {
             let server = try await ExportPlan(parse(line)).makeServer(configuration: ServerConfiguration())

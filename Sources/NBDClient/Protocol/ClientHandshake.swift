@@ -1,0 +1,230 @@
+import NBDCore
+
+/// The client side of the fixed newstyle handshake, blocking, on the connection's own thread.
+///
+/// Order: greeting and client flags; `NBD_OPT_STRUCTURED_REPLY`; `NBD_OPT_SET_META_CONTEXT` for
+/// `base:allocation`; `NBD_OPT_GO` asking for `NBD_INFO_BLOCK_SIZE`, falling back to
+/// `NBD_OPT_EXPORT_NAME` when the server does not know `GO`.
+struct ClientHandshake: ~Copyable {
+    let socket: ClientSocket
+    var buffer: ReceiveBuffer
+    let endpoint: NBDEndpoint
+    private(set) var fixedNewstyle = false
+    private(set) var noZeroes = false
+
+    init(socket: ClientSocket, endpoint: NBDEndpoint, bufferSize: Int) {
+        self.socket = socket
+        self.endpoint = endpoint
+        self.buffer = ReceiveBuffer(socket: socket, capacity: bufferSize)
+    }
+
+    private func failure(_ what: String) -> NBDError {
+        NBDError(.ioError, "NBD handshake with \(endpoint) failed: \(what)")
+    }
+
+    private mutating func receive(_ count: Int) throws(NBDError) -> [UInt8] {
+        guard count <= buffer.capacity, buffer.fill(atLeast: count) else {
+            throw failure("the server closed the connection or did not answer")
+        }
+        let bytes = Array(UnsafeRawBufferPointer(rebasing: buffer.unread[0..<count]))
+        buffer.consume(count)
+        return bytes
+    }
+
+    private func send(_ bytes: [UInt8]) throws(NBDError) {
+        let sent = bytes.withUnsafeBytes { socket.sendAll($0) }
+        guard sent else { throw failure("the server closed the connection") }
+    }
+
+    /// Reads the greeting and sends the client flags.
+    mutating func greet() throws(NBDError) {
+        let greeting = try receive(16)
+        let (magic, style) = greeting.withUnsafeBytes { ($0.uint64(at: 0), $0.uint64(at: 8)) }
+        guard magic == WireProtocol.nbdMagic else { throw failure("this is not an NBD server (bad greeting magic)") }
+        if style == WireProtocol.oldstyleMagic {
+            throw failure("the server speaks the oldstyle protocol, which this client does not support")
+        }
+        guard style == WireProtocol.optionMagic else {
+            throw failure("unknown handshake style 0x\(String(style, radix: 16))")
+        }
+        let flags = try receive(2).withUnsafeBytes { $0.uint16(at: 0) }
+        fixedNewstyle = flags & WireProtocol.serverFixedNewstyle != 0
+        noZeroes = flags & WireProtocol.serverNoZeroes != 0
+        var clientFlags: UInt32 = 0
+        if fixedNewstyle { clientFlags |= WireProtocol.clientFixedNewstyle }
+        if noZeroes { clientFlags |= WireProtocol.clientNoZeroes }
+        try send(Self.bigEndian(clientFlags))
+    }
+
+    /// Sends an option.
+    private func sendOption(_ code: UInt32, _ data: [UInt8] = []) throws(NBDError) {
+        var bytes = Self.bigEndian(WireProtocol.optionMagic)
+        bytes += Self.bigEndian(code)
+        bytes += Self.bigEndian(UInt32(data.count))
+        bytes += data
+        try send(bytes)
+    }
+
+    /// Reads one option reply to `option`: its type and payload.
+    private mutating func readReply(to option: UInt32) throws(NBDError) -> (type: UInt32, payload: [UInt8]) {
+        let header = try receive(20)
+        let (magic, echoed, type, length) = header.withUnsafeBytes {
+            ($0.uint64(at: 0), $0.uint32(at: 8), $0.uint32(at: 12), $0.uint32(at: 16))
+        }
+        guard magic == WireProtocol.optionReplyMagic else { throw failure("bad option reply magic") }
+        guard echoed == option else { throw failure("a reply to option \(echoed) when option \(option) was sent") }
+        guard length <= WireProtocol.maximumOptionReply else {
+            throw failure("an option reply of \(length) bytes (at most \(WireProtocol.maximumOptionReply) accepted)")
+        }
+        return (type, try receive(Int(length)))
+    }
+
+    private func optionError(_ type: UInt32, _ payload: [UInt8], _ what: String) -> NBDError {
+        let text = String(decoding: payload, as: UTF8.self)
+        let detail = text.isEmpty ? "" : ": \(text)"
+        let code: NBDError.Code = type == OptionReplyType.errUnknown ? .invalidArgument : .ioError
+        return NBDError(code, "NBD server \(endpoint) refused \(what) (\(OptionReplyType.name(type)))\(detail)")
+    }
+
+    /// Asks for structured replies; returns whether the server agreed.
+    mutating func negotiateStructuredReplies() throws(NBDError) -> Bool {
+        guard fixedNewstyle else { return false }
+        try sendOption(OptionCode.structuredReply)
+        while true {
+            let reply = try readReply(to: OptionCode.structuredReply)
+            if reply.type == OptionReplyType.ack { return true }
+            if reply.type & OptionReplyType.errorBit != 0 { return false }
+        }
+    }
+
+    /// Asks for `base:allocation` on `export`; returns its context id if the server agreed.
+    mutating func negotiateAllocationContext(export: String) throws(NBDError) -> UInt32? {
+        let query = Array("base:allocation".utf8)
+        let name = Array(export.utf8)
+        var data = Self.bigEndian(UInt32(name.count)) + name
+        data += Self.bigEndian(UInt32(1))
+        data += Self.bigEndian(UInt32(query.count)) + query
+        try sendOption(OptionCode.setMetaContext, data)
+        var contextID: UInt32?
+        while true {
+            let reply = try readReply(to: OptionCode.setMetaContext)
+            if reply.type == OptionReplyType.ack { return contextID }
+            if reply.type & OptionReplyType.errorBit != 0 { return nil }
+            if reply.type == OptionReplyType.metaContext, reply.payload.count >= 4 {
+                let id = reply.payload.withUnsafeBytes { $0.uint32(at: 0) }
+                if Array(reply.payload[4...]) == query { contextID = id }
+            }
+        }
+    }
+
+    /// `NBD_OPT_GO` (or `NBD_OPT_INFO` when `enter` is false) for `export`, asking for block sizes.
+    /// Returns `nil` when the server does not support the option (the caller falls back).
+    mutating func go(export: String, enter: Bool) throws(NBDError) -> ExportInfo? {
+        let option = enter ? OptionCode.go : OptionCode.info
+        let name = Array(export.utf8)
+        var data = Self.bigEndian(UInt32(name.count)) + name
+        data += Self.bigEndian(UInt16(1))
+        data += Self.bigEndian(InfoType.blockSize)
+        try sendOption(option, data)
+        var size: UInt64?
+        var flags: UInt16 = 0
+        var blockSize: BlockSizeConstraints?
+        while true {
+            let reply = try readReply(to: option)
+            switch reply.type {
+            case OptionReplyType.ack:
+                guard let size else { throw failure("the server acknowledged the export without sending its size") }
+                return ExportInfo(name: export, size: size, transmissionFlags: flags, blockSize: blockSize)
+            case OptionReplyType.info:
+                guard reply.payload.count >= 2 else { throw failure("an empty NBD_REP_INFO") }
+                reply.payload.withUnsafeBytes { bytes in
+                    let type = bytes.uint16(at: 0)
+                    if type == InfoType.export, bytes.count >= 12 {
+                        size = bytes.uint64(at: 2)
+                        flags = bytes.uint16(at: 10)
+                    } else if type == InfoType.blockSize, bytes.count >= 14 {
+                        blockSize = BlockSizeConstraints(
+                            minimum: bytes.uint32(at: 2), preferred: bytes.uint32(at: 6),
+                            maximumPayload: bytes.uint32(at: 10))
+                    }
+                }
+            case OptionReplyType.errUnsupported:
+                return nil
+            case let type where type & OptionReplyType.errorBit != 0:
+                throw optionError(type, reply.payload, "export '\(export)'")
+            default:
+                continue
+            }
+        }
+    }
+
+    /// `NBD_OPT_EXPORT_NAME`: enters transmission; the server closes the connection if the export
+    /// does not exist.
+    mutating func exportName(_ export: String) throws(NBDError) -> ExportInfo {
+        try sendOption(OptionCode.exportName, Array(export.utf8))
+        let reply: [UInt8]
+        do {
+            reply = try receive(10 + (noZeroes ? 0 : 124))
+        } catch {
+            throw NBDError(
+                .invalidArgument,
+                "NBD server \(endpoint) closed the connection when asked for export '\(export)' (it may not exist)")
+        }
+        let (size, flags) = reply.withUnsafeBytes { ($0.uint64(at: 0), $0.uint16(at: 8)) }
+        return ExportInfo(name: export, size: size, transmissionFlags: flags)
+    }
+
+    /// `NBD_OPT_LIST`.
+    mutating func list() throws(NBDError) -> [ExportListing] {
+        guard fixedNewstyle else { throw failure("the server does not support listing exports (not fixed newstyle)") }
+        try sendOption(OptionCode.list)
+        var exports: [ExportListing] = []
+        while true {
+            let reply = try readReply(to: OptionCode.list)
+            switch reply.type {
+            case OptionReplyType.ack:
+                return exports
+            case OptionReplyType.server:
+                guard reply.payload.count >= 4 else { throw failure("a short NBD_REP_SERVER") }
+                let length = Int(reply.payload.withUnsafeBytes { $0.uint32(at: 0) })
+                guard length <= reply.payload.count - 4 else { throw failure("an export name longer than its reply") }
+                exports.append(
+                    ExportListing(
+                        name: String(decoding: reply.payload[4..<(4 + length)], as: UTF8.self),
+                        description: String(decoding: reply.payload[(4 + length)...], as: UTF8.self)))
+            case let type where type & OptionReplyType.errorBit != 0:
+                throw optionError(type, reply.payload, "the export list")
+            default:
+                continue
+            }
+        }
+    }
+
+    /// `NBD_OPT_ABORT`: ends the handshake politely. The server's answer is not awaited.
+    func abort() {
+        try? sendOption(OptionCode.abort)
+    }
+
+    /// The whole negotiation for a connection that will transmit.
+    mutating func negotiate(export: String, configuration: ClientConfiguration) throws(NBDError) -> ExportInfo {
+        try greet()
+        if configuration.useExportNameOption || !fixedNewstyle {
+            return try exportName(export)
+        }
+        let structured = configuration.structuredReplies ? try negotiateStructuredReplies() : false
+        let context = structured && configuration.blockStatus ? try negotiateAllocationContext(export: export) : nil
+        var info: ExportInfo
+        if let answer = try go(export: export, enter: true) {
+            info = answer
+        } else {
+            info = try exportName(export)
+        }
+        info.structuredReplies = structured
+        info.allocationContextID = context
+        return info
+    }
+
+    static func bigEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+        withUnsafeBytes(of: value.bigEndian) { Array($0) }
+    }
+}

@@ -1,0 +1,132 @@
+import NBDClient
+import NBDCore
+
+/// An export served from another NBD server (nbdkit's `nbd` plugin): each client connection gets an
+/// upstream connection of its own, or all share one, and every request, error and capability passes
+/// through.
+///
+/// ```swift
+/// let upstream = try await NBDProxyProvider(endpoint: .unix("/run/qemu-nbd.sock"))
+/// let server = NBDServer(provider: upstream)
+/// ```
+///
+/// - Capabilities are the upstream's: size, read-only, flush, FUA, trim, zero, fast zero, cache,
+///   block status, multi-conn and block sizes (a maximum payload above 32 MiB is served as 32 MiB).
+///   Which operations are slow (run off the connection's thread, several in flight upstream)
+///   depends on the transport: see ``slowOperations(for:)``.
+/// - Errors keep the upstream's errno and, with structured replies, its message. A flush or FUA
+///   write is acknowledged only after the upstream acknowledged it.
+/// - When the upstream closes or dies, every request in flight and every later one on that client
+///   connection fails with `ESHUTDOWN` or `EIO`; a new client connection opens a new upstream one
+///   (with `shared`, the one shared connection stays failed).
+public struct NBDProxyProvider: BackendProvider {
+    /// Where the upstream server listens.
+    public let endpoint: NBDEndpoint
+    /// The upstream export name.
+    public let exportName: String
+    /// How many times a failed connect is retried, one second apart.
+    public let retries: Int
+    /// Whether connections are opened for reading only (`-r`).
+    public let isReadOnly: Bool
+    /// How the upstream connections negotiate.
+    public let configuration: ClientConfiguration
+    private let sharedConnection: NBDConnection?
+    /// Waits before retry number `attempt` (1-based): one second, or what a test substitutes.
+    private let pauseBeforeRetry: @Sendable (Int) async -> Void
+
+    /// One second, nbdkit's pause between connection attempts.
+    package static let oneSecondPause: @Sendable (Int) async -> Void = { _ in try? await Task.sleep(for: .seconds(1)) }
+
+    /// Creates the provider. With `shared`, connects now (retrying as told) and serves every client
+    /// over that one connection; otherwise connects once per client connection, when it opens.
+    ///
+    /// - Throws: ``NBDError`` when `shared` and the upstream cannot be reached.
+    public init(
+        endpoint: NBDEndpoint, exportName: String = "", shared: Bool = false, retries: Int = 0,
+        isReadOnly: Bool = false, configuration: ClientConfiguration = ClientConfiguration()
+    ) async throws(NBDError) {
+        try await self.init(
+            endpoint: endpoint, exportName: exportName, shared: shared, retries: retries, isReadOnly: isReadOnly,
+            configuration: configuration, pauseBeforeRetry: Self.oneSecondPause)
+    }
+
+    /// Creates the provider with another pause between connection attempts (for tests, which must
+    /// not depend on timing: the pause can start the upstream).
+    package init(
+        endpoint: NBDEndpoint, exportName: String = "", shared: Bool = false, retries: Int = 0,
+        isReadOnly: Bool = false, configuration: ClientConfiguration = ClientConfiguration(),
+        pauseBeforeRetry: @escaping @Sendable (Int) async -> Void
+    ) async throws(NBDError) {
+        self.endpoint = endpoint
+        self.pauseBeforeRetry = pauseBeforeRetry
+        self.exportName = exportName
+        self.retries = max(retries, 0)
+        self.isReadOnly = isReadOnly
+        self.configuration = configuration
+        if shared {
+            sharedConnection = try await Self.connect(
+                endpoint, exportName, retries: retries, configuration, pause: pauseBeforeRetry)
+        } else {
+            sharedConnection = nil
+        }
+    }
+
+    /// Whether one upstream connection serves every client.
+    public var isShared: Bool { sharedConnection != nil }
+
+    public func open(_ connection: ConnectionInfo) async throws(NBDError) -> NBDProxyBackend {
+        let upstream: NBDConnection
+        if let sharedConnection {
+            if let reason = sharedConnection.closedReason {
+                throw NBDError(
+                    reason.code, "the shared upstream connection to \(endpoint) is closed: \(reason.message)")
+            }
+            upstream = sharedConnection
+        } else {
+            upstream = try await Self.connect(
+                endpoint, exportName, retries: retries, configuration, pause: pauseBeforeRetry)
+        }
+        var capabilities = upstream.export.capabilities
+        capabilities.slowOperations = Self.slowOperations(for: endpoint)
+        if isReadOnly || connection.isReadOnly { capabilities = capabilities.readOnly }
+        return NBDProxyBackend(upstream: upstream, ownsConnection: sharedConnection == nil, capabilities: capabilities)
+    }
+
+    /// Which operations the server should run off the connection's thread, so that several of one
+    /// client's requests are in flight upstream at once.
+    ///
+    /// Over TCP the upstream is usually another machine and a round trip is long: everything is
+    /// slow, so the server keeps up to `maximumSlowRequestsPerConnection` requests in flight. Over a
+    /// Unix socket a round trip (tens of µs) costs about what handing a request to the slow pool
+    /// costs, and measured (Benchmarks/side-by-side.sh, setup nbdproxy) running requests inline on
+    /// the connection's thread used a third of the CPU per request and served more of them; only
+    /// flushes and FUA requests, which may wait for a disk, are slow there.
+    public static func slowOperations(for endpoint: NBDEndpoint) -> Operations {
+        switch endpoint.transport {
+        case .tcp: .all
+        case .unix: [.flush, .fuaRequests]
+        }
+    }
+
+    public func shutdown() async {
+        await sharedConnection?.disconnect()
+    }
+
+    /// Connects, retrying `retries` more times one second apart when the connect or handshake fails.
+    private static func connect(
+        _ endpoint: NBDEndpoint, _ exportName: String, retries: Int, _ configuration: ClientConfiguration,
+        pause: @Sendable (Int) async -> Void
+    ) async throws(NBDError) -> NBDConnection {
+        var attempt = 0
+        while true {
+            do {
+                return try await NBDConnection.connect(
+                    to: endpoint, exportName: exportName, configuration: configuration)
+            } catch {
+                guard attempt < retries else { throw error }
+                attempt += 1
+                await pause(attempt)
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import NBDBackends
+import NBDClient
+import NBDCore
+import NBDServer
+import NBDTestSupport
+import XCTest
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Starts in-process servers and child NBD servers (nbdkit, qemu-nbd) on Unix sockets in a private
+/// directory, and stops them after each test.
+class ClientTestCase: XCTestCase {
+    private var servers: [NBDServer] = []
+    private var children: [(process: Process, exited: DispatchSemaphore)] = []
+    private var directory: URL?
+
+    /// A fresh socket path in this test's directory.
+    func socketPath(_ name: String = "socket") throws -> String {
+        if directory == nil {
+            directory = URL(fileURLWithPath: "/tmp").appendingPathComponent("nbd-client-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: directory!, withIntermediateDirectories: true)
+        }
+        return directory!.appendingPathComponent("\(name)-\(servers.count + children.count)").path
+    }
+
+    /// This package's server over a memory export of `size` bytes.
+    func startMemoryServer<Provider: BackendProvider>(
+        _ provider: Provider, configuration: ServerConfiguration = ServerConfiguration()
+    ) throws -> String {
+        let server = NBDServer(provider: provider, configuration: configuration)
+        let path = try socketPath()
+        try server.listen(on: .unix(path: path))
+        servers.append(server)
+        return path
+    }
+
+    /// Starts `executable` with `arguments` (which must make it listen on `path`) and waits, bounded,
+    /// until the socket accepts a connection.
+    func startChild(_ executable: String, _ arguments: [String], socket path: String) async throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        // A termination handler rather than waitUntilExit, whose run-loop wait leaks a weak
+        // reference under LeakSanitizer.
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
+        try process.run()
+        children.append((process, exited))
+        let ready = await waitUntil("\(executable) to listen on \(path)") {
+            if !process.isRunning { return true }
+            return Self.canConnect(path)
+        }
+        guard ready, process.isRunning else {
+            throw XCTSkip(
+                "\(executable) did not start (exit status \(process.isRunning ? -1 : process.terminationStatus))")
+        }
+        return process
+    }
+
+    /// Starts `nbdkit -f -U PATH ARGS` and returns the socket path.
+    func startNbdkit(_ arguments: [String]) async throws -> (path: String, process: Process) {
+        try InteropRequirement.require("nbdkit")
+        let path = try socketPath("nbdkit")
+        let process = try await startChild(
+            InteropRequirement.path(of: "nbdkit")!, ["-f", "-U", path] + arguments, socket: path)
+        return (path, process)
+    }
+
+    /// Starts `qemu-nbd` serving a fresh raw image of `size` bytes and returns the socket path.
+    func startQemuNbd(size: Int, extraArguments: [String] = []) async throws -> String {
+        try InteropRequirement.require("qemu-nbd")
+        let path = try socketPath("qemu")
+        let image = path + ".img"
+        _ = FileManager.default.createFile(atPath: image, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: image))
+        try handle.truncate(atOffset: UInt64(size))
+        try handle.close()
+        _ = try await startChild(
+            InteropRequirement.path(of: "qemu-nbd")!,
+            ["-k", path, "-f", "raw", "-t", "--cache=writeback"] + extraArguments + [image], socket: path)
+        return path
+    }
+
+    static func canConnect(_ path: String) -> Bool {
+        let descriptor = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(path.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
+    }
+
+    override func tearDown() async throws {
+        for server in servers { await server.shutdown() }
+        servers = []
+        for (child, exited) in children {
+            // SIGKILL: children inherit a signal mask in which SIGTERM may be blocked.
+            if child.isRunning { kill(child.processIdentifier, SIGKILL) }
+            _ = exited.waitOrFail("child \(child.processIdentifier) to exit")
+        }
+        children = []
+        if let directory { try? FileManager.default.removeItem(at: directory) }
+        directory = nil
+    }
+}
+
+/// Skips (or, under `NBD_INTEROP=required`, fails) when a tool is missing.
+enum InteropRequirement {
+    static func path(of tool: String) -> String? {
+        for directory in ["/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin"] {
+            let candidate = "\(directory)/\(tool)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    static func require(_ tool: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        guard path(of: tool) == nil else { return }
+        let message = "\(tool) is not installed"
+        if ProcessInfo.processInfo.environment["NBD_INTEROP"] == "required" {
+            XCTFail("NBD_INTEROP=required but \(message)", file: file, line: line)
+        }
+        throw XCTSkip(message)
+    }
+}
