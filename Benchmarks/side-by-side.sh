@@ -25,6 +25,9 @@
 #              (writeback), so reads are warm-cache reads; the cache file is in TMPDIR (/var/tmp)
 #   cow        --filter=cow file (the same image): writes and reads back through the overlay
 #   racache    --filter=readahead --filter=cache file (the same image)
+#   raslow     --filter=readahead --filter=cache --filter=delay file (the same image) delay-read=2ms:
+#              readahead and cache over a slow layer (each read below waits 2 ms); its row is
+#              seqread1m (not in the default list)
 #   nbdproxy   nbd socket=UP: the nbd backend/plugin in front of `nbdkit -U UP memory 1G` (a fresh
 #              upstream per server start; the CPU column is the front server's alone)
 # Workloads (--workloads; default all), fio's nbd engine, time based:
@@ -33,6 +36,7 @@
 #   seqread1m        1 MiB sequential read, iodepth 16, 1 connection
 #   seqwrite1m       1 MiB sequential write, iodepth 16, 1 connection
 #   randwrite4k4c    4 KiB random write, iodepth 16, 4 fio jobs (4 connections)
+#   randread4k4c     4 KiB random read, iodepth 16, 4 fio jobs (4 connections; not in the default list)
 #   randwrite4k4cfl  the same with a flush after every write (fio fsync=1)
 #   nbdcopy4c        nbdcopy of the whole export to null:, 4 connections (repeated for the runtime)
 #   nbdcopy1c        the same with 1 connection
@@ -57,7 +61,7 @@ build=1
 rss=1
 out=""
 
-usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -146,6 +150,7 @@ setup_args() {
         cache) echo "--filter=cache file $image cache-on-read=true" ;;
         cow) echo "--filter=cow file $image" ;;
         racache) echo "--filter=readahead --filter=cache file $image" ;;
+        raslow) echo "--filter=readahead --filter=cache --filter=delay file $image delay-read=2ms" ;;
         nbdproxy) echo "nbd socket=$upsock" ;;
         *) echo "side-by-side: unknown setup $1" >&2; exit 2 ;;
     esac
