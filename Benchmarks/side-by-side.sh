@@ -26,8 +26,8 @@
 #   cow        --filter=cow file (the same image): writes and reads back through the overlay
 #   racache    --filter=readahead --filter=cache file (the same image)
 #   raslow     --filter=readahead --filter=cache --filter=delay file (the same image) delay-read=2ms:
-#              readahead and cache over a slow layer (each read below waits 2 ms); its row is
-#              seqread1m (not in the default list)
+#              readahead and cache over a slow layer (each read below waits 2 ms), cold: no prefill;
+#              its row is seqread1m (not in the default list)
 #   nbdproxy   nbd socket=UP: the nbd backend/plugin in front of `nbdkit -U UP memory 1G` (a fresh
 #              upstream per server start; the CPU column is the front server's alone)
 # Workloads (--workloads; default all), fio's nbd engine, time based:
@@ -234,15 +234,19 @@ for rep in $(seq 1 "$reps"); do
     for setup in "${setup_list[@]}"; do
         # shellcheck disable=SC2207
         args=($(setup_args "$setup"))
-        if [ "$setup" = file ] || [ "$setup" = cache ] || [ "$setup" = cow ] || [ "$setup" = racache ]; then
-            rm -f "$image"
-            truncate -s 1G "$image"
-        fi
+        case "$setup" in
+            file | cache | cow | racache | raslow)
+                rm -f "$image"
+                truncate -s 1G "$image"
+                ;;
+        esac
         for workload in "${workload_list[@]}"; do
             for server in nbd-serve nbdkit; do
                 [ "$setup" = nbdproxy ] && start_upstream
                 start_server "$server" "${args[@]}"
-                prefill
+                # raslow reads a sparse image through the slow layer: a prefill through the cache
+                # would leave every block warm and measure the cache, not the readahead.
+                [ "$setup" = raslow ] || prefill
                 before=$(cpu_ticks)
                 t0=$(date +%s.%N)
                 read -r value unit requests _ < <(run_workload "$workload")
