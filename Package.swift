@@ -18,6 +18,8 @@ let package = Package(
         .library(name: "NBDStatsFilter", targets: ["NBDStatsFilter"]),
         .library(name: "NBDErrorFilter", targets: ["NBDErrorFilter"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
+        // TLS (GnuTLS) for NBDServer; an embedder who does not depend on this product never links GnuTLS.
+        .library(name: "NBDTLS", targets: ["NBDTLS"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
     dependencies: [],
@@ -29,6 +31,11 @@ let package = Package(
         .target(name: "NBDErrorFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The server other programs embed: it knows the NBD protocol and NBDCore's contracts, nothing else.
         .target(name: "NBDServer", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // GnuTLS, the TLS library nbdkit, qemu and libnbd use. Only NBDTLS imports it.
+        .systemLibrary(
+            name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
+        // STARTTLS for NBDServer: GnuTLS sessions behind NBDServer's SecureTransport seam.
+        .target(name: "NBDTLS", dependencies: ["NBDServer", "CGnuTLS"], swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
         // backend and filter it offers. Not a product: only the executable and its tests use it.
         .target(
@@ -36,6 +43,7 @@ let package = Package(
             dependencies: [
                 "NBDCore", "NBDServer", "NBDBackends",
                 "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter",
+                "NBDTLS",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -76,6 +84,11 @@ let package = Package(
         .testTarget(
             name: "NBDServerTests",
             dependencies: ["NBDCore", "NBDServer", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDTLSTests",
+            dependencies: ["NBDCore", "NBDServer", "NBDTLS", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -36,6 +36,15 @@ if options.isVerbose {
     configuration.logger = { message in printToStandardError("nbd-serve: debug: \(message)") }
 }
 
+do {
+    for warning in try TLSSetup.configure(&configuration, from: options) {
+        printToStandardError("nbd-serve: warning: \(warning)")
+    }
+} catch {
+    printToStandardError("nbd-serve: \(error.message)")
+    exit(1)
+}
+
 let server: NBDServer
 let plan: ExportPlan
 do {
