@@ -88,7 +88,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NBDTLSTests",
-            dependencies: ["NBDCore", "NBDServer", "NBDTLS", "NBDTestSupport"],
+            dependencies: ["NBDCore", "NBDServer", "NBDTLS", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -137,6 +137,11 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
                 reason = "the \(peer) did not complete the TLS handshake in time"
             case GNUTLS_E_UNEXPECTED_PACKET_LENGTH, GNUTLS_E_UNSUPPORTED_VERSION_PACKET:
                 reason = "the \(peer) does not speak TLS (\(GnuTLSCredentials.describe(result)))"
+            case GNUTLS_E_CERTIFICATE_REQUIRED where peer == "client", GNUTLS_E_NO_CERTIFICATE_FOUND where peer == "client":
+                // GnuTLS clients offer only a certificate signed by a CA the server names, so a
+                // certificate from another CA arrives as none at all.
+                reason =
+                    "the client presented no certificate signed by the CA in ca-cert.pem, which --tls-verify-peer requires (\(GnuTLSCredentials.describe(result)))"
             default:
                 var text = GnuTLSCredentials.describe(result)
                 if result == GNUTLS_E_FATAL_ALERT_RECEIVED {
