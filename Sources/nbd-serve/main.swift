@@ -109,7 +109,10 @@ let signalSources = ExitSignal.stopOnSignals([SIGINT, SIGTERM], exitSignal)
 /// The pid of the `--run` command while it runs, else 0.
 let runningChild = Atomic<pid_t>(0)
 if let command = options.runCommand {
-    var environment = ["uri": bound.uri]
+    // As nbdkit: under --tls=require the URI says TLS (nbds://, nbds+unix://); the client adds
+    // its credentials (tls-certificates=, tls-psk-file=).
+    let uri = configuration.tls == .require ? "nbds" + bound.uri.dropFirst(3) : bound.uri
+    var environment = ["uri": uri]
     switch bound {
     case .unix(let path):
         environment["unixsocket"] = path
