@@ -31,7 +31,7 @@ final class RawTLSClient {
         static let server: UInt32 = 2
         static let info: UInt32 = 3
         static let metaContext: UInt32 = 4
-        static let errUnsupported: UInt32 = 1 << 31 | 1
+        static let errPolicy: UInt32 = 1 << 31 | 2
         static let errInvalid: UInt32 = 1 << 31 | 3
         static let errTLSRequired: UInt32 = 1 << 31 | 5
     }

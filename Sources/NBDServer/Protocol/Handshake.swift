@@ -178,8 +178,9 @@ struct Handshake<Provider: BackendProvider> {
                 metaContext(option: option, data: data, output: &output)
             case OptionCode.startTLS:
                 guard configuration.tls != .off, let transport = configuration.secureTransport else {
+                    // As nbdkit and qemu-nbd: the option is known, the server's policy is no TLS.
                     output.appendOptionError(
-                        option: option, type: OptionReply.errUnsupported, message: "TLS is not enabled on this server")
+                        option: option, type: OptionReply.errPolicy, message: "TLS is not enabled on this server")
                     break
                 }
                 if length != 0 {
@@ -221,7 +222,7 @@ struct Handshake<Provider: BackendProvider> {
                 descriptor: socket.descriptor, timeout: configuration.handshakeTimeout,
                 reportProblem: { configuration.reportProblem("connection \(id): \($0)") })
         } catch {
-            warn("TLS handshake failed: \(error.message)")
+            warn(error.message)
             return false
         }
         socket = Socket(secure: session, over: socket)
