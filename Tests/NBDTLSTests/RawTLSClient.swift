@@ -72,6 +72,7 @@ final class RawTLSClient {
     }
 
     deinit {
+        session?.close()
         session = nil
         close(fd)
     }
