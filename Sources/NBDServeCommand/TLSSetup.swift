@@ -33,36 +33,37 @@ package enum TLSSetup {
                 (options.tlsCertificates != nil, "--tls-certificates"), (options.tlsPSKFile != nil, "--tls-psk"),
                 (options.tlsVerifyPeer, "--tls-verify-peer"),
             ] where given {
-                warnings.append("\(name) has no effect without --tls=on or --tls=require: clients are served in plaintext")
+                warnings.append(
+                    "\(name) has no effect without --tls=on or --tls=require: clients are served in plaintext")
             }
             return warnings
         }
         if let file = options.tlsPSKFile {
-                if options.tlsCertificates != nil {
-                    warnings.append("--tls-certificates is ignored: --tls-psk is given, and clients authenticate with keys")
-                }
-                if options.tlsVerifyPeer {
-                    warnings.append("--tls-verify-peer has no effect with --tls-psk: keys authenticate both sides")
-                }
-                configuration.secureTransport = try load { () throws(NBDError) in try TLSServerTransport(pskFile: file) }
-                return warnings
+            if options.tlsCertificates != nil {
+                warnings.append("--tls-certificates is ignored: --tls-psk is given, and clients authenticate with keys")
             }
-            let directory: String
-            if let given = options.tlsCertificates {
-                directory = given
-            } else {
-                let home = getenv("HOME").map { String(cString: $0) }
-                let candidates = defaultCertificateDirectories(home: home, isRoot: geteuid() == 0)
-                guard let found = candidates.first(where: { access($0 + "/server-cert.pem", R_OK) == 0 }) else {
-                    throw CommandLineError(
-                        "--tls=\(options.tls.rawValue) needs credentials: give --tls-certificates=DIR or --tls-psk=FILE (no certificates found in \(candidates.joined(separator: " or ")))"
-                    )
-                }
-                directory = found
+            if options.tlsVerifyPeer {
+                warnings.append("--tls-verify-peer has no effect with --tls-psk: keys authenticate both sides")
             }
-            configuration.secureTransport = try load { () throws(NBDError) in
-                try TLSServerTransport(certificatesDirectory: directory, verifyPeer: options.tlsVerifyPeer)
+            configuration.secureTransport = try load { () throws(NBDError) in try TLSServerTransport(pskFile: file) }
+            return warnings
+        }
+        let directory: String
+        if let given = options.tlsCertificates {
+            directory = given
+        } else {
+            let home = getenv("HOME").map { String(cString: $0) }
+            let candidates = defaultCertificateDirectories(home: home, isRoot: geteuid() == 0)
+            guard let found = candidates.first(where: { access($0 + "/server-cert.pem", R_OK) == 0 }) else {
+                throw CommandLineError(
+                    "--tls=\(options.tls.rawValue) needs credentials: give --tls-certificates=DIR or --tls-psk=FILE (no certificates found in \(candidates.joined(separator: " or ")))"
+                )
             }
+            directory = found
+        }
+        configuration.secureTransport = try load { () throws(NBDError) in
+            try TLSServerTransport(certificatesDirectory: directory, verifyPeer: options.tlsVerifyPeer)
+        }
         return warnings
     }
 

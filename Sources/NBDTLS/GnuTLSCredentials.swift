@@ -89,7 +89,8 @@ final class GnuTLSCredentials: @unchecked Sendable {
         let trusted = gnutls_certificate_set_x509_trust_file(handle, caCertificate, GNUTLS_X509_FMT_PEM)
         try check(trusted, "cannot load the CA certificate \(caCertificate)")
         if trusted == 0 {
-            throw NBDError(.invalidArgument, "cannot load the CA certificate \(caCertificate): it holds no PEM certificate")
+            throw NBDError(
+                .invalidArgument, "cannot load the CA certificate \(caCertificate): it holds no PEM certificate")
         }
         if isReadable(revocations) {
             try check(
@@ -119,7 +120,8 @@ final class GnuTLSCredentials: @unchecked Sendable {
         try check(gnutls_certificate_allocate_credentials(&handle), "cannot allocate TLS credentials")
         guard let handle else { throw NBDError(.outOfMemory, "cannot allocate TLS credentials") }
         let credentials = GnuTLSCredentials(
-            kind: .certificates(handle), hint: "check that \(caCertificate) is the authority that signed the server's certificate")
+            kind: .certificates(handle),
+            hint: "check that \(caCertificate) is the authority that signed the server's certificate")
         try check(
             gnutls_certificate_set_x509_trust_file(handle, caCertificate, GNUTLS_X509_FMT_PEM),
             "cannot load the CA certificate \(caCertificate)")
@@ -158,7 +160,8 @@ final class GnuTLSCredentials: @unchecked Sendable {
         try check(gnutls_psk_allocate_client_credentials(&handle), "cannot allocate TLS PSK credentials")
         guard let handle else { throw NBDError(.outOfMemory, "cannot allocate TLS PSK credentials") }
         let credentials = GnuTLSCredentials(
-            kind: .clientKey(handle), hint: "check that the server's PSK file has the key of '\(username)' from \(file)")
+            kind: .clientKey(handle), hint: "check that the server's PSK file has the key of '\(username)' from \(file)"
+        )
         var hex = Array(key.utf8)
         let result = hex.withUnsafeMutableBytes { bytes in
             var datum = gnutls_datum_t(

@@ -43,7 +43,8 @@ struct PSKFile {
             entries.append(Entry(username: username, hexKey: key))
         }
         guard !entries.isEmpty else {
-            throw NBDError(.invalidArgument, "the PSK file \(path) has no keys; make one with 'psktool -u USERNAME -p \(path)'")
+            throw NBDError(
+                .invalidArgument, "the PSK file \(path) has no keys; make one with 'psktool -u USERNAME -p \(path)'")
         }
         self.entries = entries
     }

@@ -54,7 +54,8 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
             if result < 0 {
                 throw NBDError(
                     .notPermitted,
-                    "the client's certificate could not be verified (--tls-verify-peer): \(GnuTLSCredentials.describe(result))")
+                    "the client's certificate could not be verified (--tls-verify-peer): \(GnuTLSCredentials.describe(result))"
+                )
             }
             if status != 0 {
                 throw NBDError(
@@ -108,7 +109,8 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
         if priorityResult < 0 {
             let rest = errorPosition.map { String(cString: $0) } ?? ""
             throw NBDError(
-                .invalidArgument, "TLS priority '\(fullPriority)' is invalid at '\(rest)': \(GnuTLSCredentials.describe(priorityResult))")
+                .invalidArgument,
+                "TLS priority '\(fullPriority)' is invalid at '\(rest)': \(GnuTLSCredentials.describe(priorityResult))")
         }
         try GnuTLSCredentials.check(
             gnutls_credentials_set(handle, credentials.type, UnsafeMutableRawPointer(credentials.handle)),
@@ -137,7 +139,8 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
                 reason = "the \(peer) did not complete the TLS handshake in time"
             case GNUTLS_E_UNEXPECTED_PACKET_LENGTH, GNUTLS_E_UNSUPPORTED_VERSION_PACKET:
                 reason = "the \(peer) does not speak TLS (\(GnuTLSCredentials.describe(result)))"
-            case GNUTLS_E_CERTIFICATE_REQUIRED where peer == "client", GNUTLS_E_NO_CERTIFICATE_FOUND where peer == "client":
+            case GNUTLS_E_CERTIFICATE_REQUIRED where peer == "client",
+                GNUTLS_E_NO_CERTIFICATE_FOUND where peer == "client":
                 // GnuTLS clients offer only a certificate signed by a CA the server names, so a
                 // certificate from another CA arrives as none at all.
                 reason =

@@ -37,7 +37,8 @@ final class TLSInteropTests: XCTestCase {
         let copy = directory.appendingPathComponent("copy").path
         let bytes = (0..<(3 << 20)).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 13) }
         try Data(bytes).write(to: URL(fileURLWithPath: source))
-        return "nbdcopy \(quoted(source)) \(uri) && nbdcopy \(uri) \(quoted(copy)) && cmp \(quoted(source)) \(quoted(copy)) && echo copied"
+        return
+            "nbdcopy \(quoted(source)) \(uri) && nbdcopy \(uri) \(quoted(copy)) && cmp \(quoted(source)) \(quoted(copy)) && echo copied"
     }
 
     func testNbdinfoAndNbdcopyWithCertificates() throws {
@@ -70,7 +71,8 @@ final class TLSInteropTests: XCTestCase {
             ],
             run: "nbdinfo --size \(certificateURI(credentials.clientDirectory)) && echo accepted; "
                 + "nbdinfo --size \(certificateURI(credentials.strangerDirectory)) || echo refused")
-        XCTAssertTrue(result.stdout.contains("1048576\naccepted"), "a client signed by the CA: \(result.stdout) \(result.stderr)")
+        XCTAssertTrue(
+            result.stdout.contains("1048576\naccepted"), "a client signed by the CA: \(result.stdout) \(result.stderr)")
         XCTAssertTrue(result.stdout.contains("refused"), "a client from another CA: \(result.stdout)")
         let lines = serverErrors(result)
         XCTAssertEqual(lines.count, 1, "one refusal: \(result.stderr)")
@@ -88,7 +90,8 @@ final class TLSInteropTests: XCTestCase {
         let lines = serverErrors(result)
         XCTAssertEqual(lines.count, 1, result.stderr)
         XCTAssertTrue(lines.first?.contains("TLS handshake with the client failed") ?? false, "\(lines)")
-        XCTAssertTrue(lines.first?.contains(credentials.pskFile) ?? false, "the line should name the key file: \(lines)")
+        XCTAssertTrue(
+            lines.first?.contains(credentials.pskFile) ?? false, "the line should name the key file: \(lines)")
     }
 
     func testPlaintextClientIsRefusedUnderRequireAndServedUnderOn() throws {
@@ -105,7 +108,9 @@ final class TLSInteropTests: XCTestCase {
 
         let optional = try InteropEnvironment.serve(
             ["--tls=on", "--tls-certificates=\(credentials.serverDirectory)", "memory", "1M"],
-            run: "nbdinfo --size \(plaintext) && nbdinfo --size \"nbds+unix:///?socket=$unixsocket&tls-certificates=\(credentials.clientDirectory)\"")
+            run:
+                "nbdinfo --size \(plaintext) && nbdinfo --size \"nbds+unix:///?socket=$unixsocket&tls-certificates=\(credentials.clientDirectory)\""
+        )
         assertSucceeded(optional, "plaintext and TLS clients under --tls=on")
         XCTAssertEqual(optional.stdout, "1048576\n1048576\n")
     }

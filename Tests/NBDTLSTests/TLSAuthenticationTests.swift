@@ -1,8 +1,8 @@
 import NBDBackends
 import NBDCore
 import NBDServer
-import NBDTestSupport
 import NBDTLS
+import NBDTestSupport
 import XCTest
 
 /// Who may connect: pre-shared keys, and client certificates under `verifyPeer`.
@@ -24,7 +24,8 @@ final class TLSAuthenticationTests: TLSServerTestCase {
         let (path, problems) = try startServer(tls: .require, keys: .psk)
         let client = try RawTLSClient(unixPath: path)
         try client.startHandshake()
-        let wrong = try TLSClientCredentials(pskFile: credentials.wrongPSKFile, username: TestTLSCredentials.pskUsername)
+        let wrong = try TLSClientCredentials(
+            pskFile: credentials.wrongPSKFile, username: TestTLSCredentials.pskUsername)
         XCTAssertThrowsError(try client.startTLS(wrong), "a wrong key must not complete the handshake")
         await waitForProblem("TLS handshake with the client failed", in: problems)
         XCTAssertTrue(problems.contains(credentials.pskFile), "the line should name the key file: \(problems.all)")

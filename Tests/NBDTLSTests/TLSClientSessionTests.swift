@@ -18,8 +18,9 @@ final class TLSClientSessionTests: XCTestCase {
     private var directory: String?
 
     override func setUpWithError() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/nbdkit")
-            || FileManager.default.isExecutableFile(atPath: "/usr/bin/nbdkit")
+        guard
+            FileManager.default.isExecutableFile(atPath: "/usr/sbin/nbdkit")
+                || FileManager.default.isExecutableFile(atPath: "/usr/bin/nbdkit")
         else {
             let message = "nbdkit is not installed (Debian package nbdkit)"
             if ProcessInfo.processInfo.environment["NBD_INTEROP"] == "required" { XCTFail(message) }
@@ -49,7 +50,8 @@ final class TLSClientSessionTests: XCTestCase {
         directory = String(cString: made)
         let socket = directory! + "/socket"
         let process = Process()
-        let path = FileManager.default.isExecutableFile(atPath: "/usr/sbin/nbdkit") ? "/usr/sbin/nbdkit" : "/usr/bin/nbdkit"
+        let path =
+            FileManager.default.isExecutableFile(atPath: "/usr/sbin/nbdkit") ? "/usr/sbin/nbdkit" : "/usr/bin/nbdkit"
         process.executableURL = URL(fileURLWithPath: path)
         // The data plugin gives the export known contents: "NBDTLS!" then zeroes.
         process.arguments =

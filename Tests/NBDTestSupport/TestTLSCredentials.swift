@@ -53,7 +53,8 @@ public struct TestTLSCredentials: Sendable {
             return path(name)
         }
         let caTemplate = try template("ca.info", "cn = NBD test CA\nca\ncert_signing_key\nexpiration_days = 3\n")
-        let otherCATemplate = try template("other-ca.info", "cn = Another CA\nca\ncert_signing_key\nexpiration_days = 3\n")
+        let otherCATemplate = try template(
+            "other-ca.info", "cn = Another CA\nca\ncert_signing_key\nexpiration_days = 3\n")
         let serverTemplate = try template(
             "server.info",
             "organization = NBD tests\ncn = localhost\ndns_name = localhost\nip_address = 127.0.0.1\ntls_www_server\nencryption_key\nsigning_key\nexpiration_days = 3\n"
@@ -73,7 +74,8 @@ public struct TestTLSCredentials: Sendable {
             "--outfile", path("other-ca-cert.pem"),
         ])
         for (name, ca, templatePath) in [
-            ("server", "ca", serverTemplate), ("client", "ca", clientTemplate), ("stranger", "other-ca", clientTemplate),
+            ("server", "ca", serverTemplate), ("client", "ca", clientTemplate),
+            ("stranger", "other-ca", clientTemplate),
         ] {
             try certtool(["--generate-privkey", "--outfile", path("\(name)-key.pem")])
             try certtool([
@@ -83,7 +85,8 @@ public struct TestTLSCredentials: Sendable {
             ])
         }
         func install(_ source: String, _ directory: String, _ name: String) throws {
-            try fileManager.copyItem(atPath: path(source), toPath: root.appendingPathComponent(directory).path + "/" + name)
+            try fileManager.copyItem(
+                atPath: path(source), toPath: root.appendingPathComponent(directory).path + "/" + name)
         }
         try install("ca-cert.pem", "server", "ca-cert.pem")
         try install("server-cert.pem", "server", "server-cert.pem")
