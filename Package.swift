@@ -27,6 +27,8 @@ let package = Package(
         .library(name: "NBDServer", targets: ["NBDServer"]),
         .library(name: "NBDClient", targets: ["NBDClient"]),
         .library(name: "NBDProxy", targets: ["NBDProxy"]),
+        // TLS (GnuTLS) for NBDServer; an embedder who does not depend on this product never links GnuTLS.
+        .library(name: "NBDTLS", targets: ["NBDTLS"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
     dependencies: [],
@@ -52,6 +54,11 @@ let package = Package(
         .target(name: "NBDClient", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The `nbd` backend: an upstream NBD server through NBDClient.
         .target(name: "NBDProxy", dependencies: ["NBDCore", "NBDClient"], swiftSettings: upcomingFeatures),
+        // GnuTLS, the TLS library nbdkit, qemu and libnbd use. Only NBDTLS imports it.
+        .systemLibrary(
+            name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
+        // STARTTLS for NBDServer: GnuTLS sessions behind NBDServer's SecureTransport seam.
+        .target(name: "NBDTLS", dependencies: ["NBDServer", "CGnuTLS"], swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
         // backend and filter it offers. Not a product: only the executable and its tests use it.
         .target(
@@ -62,6 +69,7 @@ let package = Package(
                 "NBDRangeFilters", "NBDFeatureFilters", "NBDFlowFilters",
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
                 "NBDCachingFilters", "NBDProxy",
+                "NBDTLS",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -147,6 +155,11 @@ let package = Package(
         .testTarget(
             name: "NBDProxyTests",
             dependencies: ["NBDCore", "NBDClient", "NBDProxy", "NBDServer", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDTLSTests",
+            dependencies: ["NBDCore", "NBDServer", "NBDTLS", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

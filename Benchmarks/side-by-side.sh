@@ -30,6 +30,9 @@
 #              its row is seqread1m (not in the default list)
 #   nbdproxy   nbd socket=UP: the nbd backend/plugin in front of `nbdkit -U UP memory 1G` (a fresh
 #              upstream per server start; the CPU column is the front server's alone)
+#   tls        memory 1G with --tls=require and X.509 certificates made by certtool (not in the
+#              default list: pass --setups tls); clients use nbds+unix:// and find the CA in
+#              $HOME/.pki/libnbd (a private HOME), since fio's nbd engine refuses tls-certificates=
 # Workloads (--workloads; default all), fio's nbd engine, time based:
 #   randread4k       4 KiB random read, iodepth 16, 1 connection
 #   randwrite4k      4 KiB random write, iodepth 16, 1 connection
@@ -152,6 +155,7 @@ setup_args() {
         racache) echo "--filter=readahead --filter=cache file $image" ;;
         raslow) echo "--filter=readahead --filter=cache --filter=delay file $image delay-read=2ms" ;;
         nbdproxy) echo "nbd socket=$upsock" ;;
+        tls) echo "--tls=require --tls-certificates=$work/pki memory 1G" ;;
         *) echo "side-by-side: unknown setup $1" >&2; exit 2 ;;
     esac
 }
@@ -177,7 +181,26 @@ start_server() {
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
 
-uri() { echo "nbd+unix:///?socket=$sock"; }
+uri() {
+    if [ "${setup:-}" = tls ]; then echo "nbds+unix:///?socket=$sock"; else echo "nbd+unix:///?socket=$sock"; fi
+}
+
+# The tls setup's certificates: a CA and a server certificate in $work/pki, and the CA where libnbd
+# looks by default in a private HOME that the clients get.
+make_pki() {
+    local pki="$work/pki"
+    mkdir -p "$pki" "$work/home/.pki/libnbd"
+    certtool --generate-privkey --outfile "$pki/ca-key.pem" 2>/dev/null
+    printf 'cn = bench CA\nca\ncert_signing_key\nexpiration_days = 2\n' >"$pki/ca.info"
+    certtool --generate-self-signed --load-privkey "$pki/ca-key.pem" --template "$pki/ca.info" \
+        --outfile "$pki/ca-cert.pem" 2>/dev/null
+    certtool --generate-privkey --outfile "$pki/server-key.pem" 2>/dev/null
+    printf 'cn = localhost\ndns_name = localhost\ntls_www_server\nencryption_key\nsigning_key\nexpiration_days = 2\n' \
+        >"$pki/server.info"
+    certtool --generate-certificate --load-ca-certificate "$pki/ca-cert.pem" --load-ca-privkey "$pki/ca-key.pem" \
+        --load-privkey "$pki/server-key.pem" --template "$pki/server.info" --outfile "$pki/server-cert.pem" 2>/dev/null
+    cp "$pki/ca-cert.pem" "$work/home/.pki/libnbd/ca-cert.pem"
+}
 
 fio_common() {
     echo --ioengine=nbd "--uri=$(uri)" --name=job --group_reporting --output-format=json
@@ -230,8 +253,12 @@ echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load: $(cut -d' ' -f1
 echo "== nbd-serve: $nbd_serve; $(nbdkit --version | head -1); fio $(fio --version)" >&2
 echo "== $reps rep(s), ${runtime} s per workload" >&2
 
+real_home="$HOME"
+case ",$setups," in *,tls,*) make_pki ;; esac
+
 for rep in $(seq 1 "$reps"); do
     for setup in "${setup_list[@]}"; do
+        if [ "$setup" = tls ]; then export HOME="$work/home"; else export HOME="$real_home"; fi
         # shellcheck disable=SC2207
         args=($(setup_args "$setup"))
         case "$setup" in

@@ -41,6 +41,13 @@ handshakes = {
     "list-info-abort": struct.pack(">I", 1) + option(3) + option(6, info(b"x")) + option(6, info(b"disk", (3,))) + option(2),
     "list-meta-export-name": FLAGS + option(8) + option(9, meta([b"base:"])) + option(9, meta([])) + option(1, b"disk"),
     "unsupported-then-go": FLAGS + option(5) + option(99, b"abc") + option(8, b"x") + option(7, info(b"a", (1,))),
+    # STARTTLS: the harness runs every input with TLS off, on and required; after STARTTLS its
+    # pass-through "TLS" handshake reads one byte (0 fails it).
+    "starttls-go": FLAGS + option(5) + b"\x01" + option(8) + option(10, meta([b"base:allocation"])) + option(7, info()),
+    "plaintext-then-starttls": FLAGS + option(3) + option(8) + option(10, meta([b"base:allocation"])) + option(5)
+    + b"\x01" + option(10, meta([b"base:allocation"])) + option(5) + option(1, b"disk"),
+    "starttls-fails": FLAGS + option(5) + b"\x00",
+    "starttls-with-data": FLAGS + option(5, b"x") + option(6, info()) + option(2),
 }
 
 data = bytes(range(256)) * 2

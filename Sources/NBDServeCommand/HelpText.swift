@@ -10,7 +10,8 @@ package enum HelpText {
     package static var usage: String {
         var text = """
             Usage: nbd-serve [-U PATH | -U - | -p PORT [-i ADDR]] [-r] [-f] [-v] [--run CMD]
-                             [--filter=NAME]... BACKEND [ARG] [KEY=VALUE]...
+                             [--tls=off|on|require] [--tls-certificates=DIR | --tls-psk=FILE]
+                             [--tls-verify-peer] [--filter=NAME]... BACKEND [ARG] [KEY=VALUE]...
 
             Serves BACKEND over NBD, behind the filters given with --filter (the first is the
             outermost, nearest the client). Options may come before or after the backend.
@@ -26,6 +27,15 @@ package enum HelpText {
               --run CMD      run CMD with /bin/sh once listening, with $uri, $unixsocket and $port set;
                              stop when it exits and exit with its status
               --filter=NAME  add a filter (repeatable)
+              --tls=off|on|require
+                             offer TLS (on) or insist on it (require): before NBD_OPT_STARTTLS a
+                             client learns nothing about the export (default off)
+              --tls-certificates=DIR
+                             X.509: DIR holds ca-cert.pem, server-cert.pem, server-key.pem and
+                             optionally ca-crl.pem (default $HOME/.pki/nbdkit, /etc/pki/nbdkit)
+              --tls-psk=FILE pre-shared keys: FILE holds psktool's username:hexkey lines
+              --tls-verify-peer
+                             clients must present a certificate signed by DIR/ca-cert.pem
               --help         show this text
               --version      show the version
 

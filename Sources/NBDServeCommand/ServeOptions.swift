@@ -1,7 +1,10 @@
+import NBDServer
+
 /// The parsed command line of `nbd-serve`:
 ///
 /// ```
 /// nbd-serve [-U PATH | -U - | -p PORT [-i ADDR]] [-r] [-f] [-v] [--run CMD] [--filter=NAME]...
+///           [--tls=off|on|require] [--tls-certificates=DIR | --tls-psk=FILE] [--tls-verify-peer]
 ///           BACKEND [ARG] [KEY=VALUE]...
 /// ```
 ///
@@ -50,6 +53,14 @@ package struct ServeOptions: Sendable, Hashable {
     package var backendArgument: String?
     /// Every `KEY=VALUE`, in order.
     package var parameters: [Parameter] = []
+    /// `--tls=off|on|require` (nbdkit's meanings; `off` by default).
+    package var tls: TLSMode = .off
+    /// `--tls-certificates=DIR`: `ca-cert.pem`, `server-cert.pem`, `server-key.pem`, `ca-crl.pem`.
+    package var tlsCertificates: String?
+    /// `--tls-psk=FILE`: `psktool`'s `username:hexkey` lines.
+    package var tlsPSKFile: String?
+    /// `--tls-verify-peer`: clients must present a certificate signed by the CA.
+    package var tlsVerifyPeer = false
     /// `--help`.
     package var showsHelp = false
     /// `--version`.
@@ -119,6 +130,18 @@ package struct ServeOptions: Sendable, Hashable {
                 options.runCommand = try value(for: name, inline: inline)
             case "--filter":
                 options.filters.append(try value(for: name, inline: inline))
+            case "--tls":
+                let text = try value(for: name, inline: inline)
+                guard let mode = Self.tlsMode(text) else {
+                    throw CommandLineError("--tls=\(text): use off, on or require")
+                }
+                options.tls = mode
+            case "--tls-certificates":
+                options.tlsCertificates = try value(for: name, inline: inline)
+            case "--tls-psk":
+                options.tlsPSKFile = try value(for: name, inline: inline)
+            case "--tls-verify-peer":
+                options.tlsVerifyPeer = true
             case "-h", "--help":
                 options.showsHelp = true
             case "-V", "--version":
@@ -150,6 +173,17 @@ package struct ServeOptions: Sendable, Hashable {
             )
         }
         return options
+    }
+
+    /// nbdkit's spellings: `off`/`on`/`require`, the boolean words for off and on, and `required`
+    /// or `force` for require.
+    private static func tlsMode(_ text: String) -> TLSMode? {
+        switch text.lowercased() {
+        case "off", "no", "false", "0": return .off
+        case "on", "yes", "true", "1": return .on
+        case "require", "required", "force": return .require
+        default: return nil
+        }
     }
 
     private mutating func addPositional(_ argument: String) throws(CommandLineError) {

@@ -48,9 +48,16 @@ public final class NBDServer: Sendable {
     /// listen on several addresses.
     ///
     /// - Returns: The bound address; for TCP port 0, the port the system picked.
-    /// - Throws: `NBDError` if the address cannot be bound or the server is shutting down.
+    /// - Throws: `NBDError` if the address cannot be bound, the server is shutting down, or
+    ///   ``ServerConfiguration/tls`` asks for TLS without a ``ServerConfiguration/secureTransport``.
     @discardableResult
     public func listen(on address: ListenAddress) throws(NBDError) -> ListenAddress {
+        if configuration.tls != .off && configuration.secureTransport == nil {
+            throw NBDError(
+                .invalidArgument,
+                "TLS is '\(configuration.tls.rawValue)' but no secure transport is configured: set ServerConfiguration.secureTransport (for example NBDTLS's TLSServerTransport)"
+            )
+        }
         let listener = try Listener(address)
         let registered = state.withLock { state -> Bool in
             guard !state.stopping else { return false }

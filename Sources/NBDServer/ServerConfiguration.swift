@@ -85,6 +85,14 @@ public struct ServerConfiguration: Sendable {
     /// connection limit, a client dropped for a protocol violation. `nil` sends these to ``logger``.
     public var errorLogger: (@Sendable (String) -> Void)?
 
+    /// Whether clients may (``TLSMode/on``) or must (``TLSMode/require``) upgrade to TLS with
+    /// `NBD_OPT_STARTTLS`; nbdkit's `--tls`. Anything but ``TLSMode/off`` needs
+    /// ``secureTransport``. The default is ``TLSMode/off``. See `Documentation/TLS.md`.
+    public var tls: TLSMode = .off
+    /// What runs the TLS handshake and sessions, such as `NBDTLS`'s `TLSServerTransport`; `nil`
+    /// (the default) for none. ``handshakeTimeout`` covers the TLS handshake too.
+    public var secureTransport: (any SecureTransport)? = nil
+
     /// Sends a problem an operator should see to ``errorLogger``, or to ``logger`` when there is none.
     func reportProblem(_ message: String) {
         if let errorLogger { errorLogger(message) } else { logger?(message) }

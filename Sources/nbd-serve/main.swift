@@ -39,6 +39,15 @@ if options.isVerbose {
     configuration.logger = { message in printToStandardError("nbd-serve: debug: \(message)") }
 }
 
+do {
+    for warning in try TLSSetup.configure(&configuration, from: options) {
+        printToStandardError("nbd-serve: warning: \(warning)")
+    }
+} catch {
+    printToStandardError("nbd-serve: \(error.message)")
+    exit(1)
+}
+
 let server: NBDServer
 let plan: ExportPlan
 do {
@@ -103,7 +112,10 @@ let signalSources = ExitSignal.stopOnSignals([SIGINT, SIGTERM], exitSignal)
 /// The pid of the `--run` command while it runs, else 0.
 let runningChild = Atomic<pid_t>(0)
 if let command = options.runCommand {
-    var environment = ["uri": bound.uri]
+    // As nbdkit: under --tls=require the URI says TLS (nbds://, nbds+unix://); the client adds
+    // its credentials (tls-certificates=, tls-psk-file=).
+    let uri = configuration.tls == .require ? "nbds" + bound.uri.dropFirst(3) : bound.uri
+    var environment = ["uri": uri]
     switch bound {
     case .unix(let path):
         environment["unixsocket"] = path

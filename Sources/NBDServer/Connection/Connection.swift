@@ -51,13 +51,15 @@ struct Connection<Provider: BackendProvider>: Sendable {
         socket.setReceiveTimeout(configuration.handshakeTimeout)
         guard let export = await handshake.run(reader: &reader, output: &output) else {
             log("closed during the handshake")
-            socket.shutdownBoth()
+            handshake.socket.shutdownBoth()
             return
         }
         if configuration.handshakeTimeout != nil {
             socket.setReceiveTimeout(nil)
         }
-        await transmit(export, reader: &reader, output: &output)
+        // After NBD_OPT_STARTTLS, the secure socket.
+        let socket = handshake.socket
+        await transmit(export, socket: socket, reader: &reader, output: &output)
         // The backend is closed exactly once, after the last request (inline or slow) finished.
         await export.backend.close()
         socket.shutdownBoth()
@@ -67,7 +69,8 @@ struct Connection<Provider: BackendProvider>: Sendable {
     /// The transmission phase: read, validate, serve, reply; until DISC, end of stream, a protocol
     /// violation or a failed send.
     private func transmit(
-        _ export: NegotiatedExport<Provider.Backend>, reader: inout BufferedReader, output: inout OutputBuffer
+        _ export: NegotiatedExport<Provider.Backend>, socket: Socket, reader: inout BufferedReader,
+        output: inout OutputBuffer
     ) async {
         let caps = export.capabilities
         var validated = caps

@@ -13,24 +13,49 @@ package enum FuzzEntryPoints {
     /// Fuzzes the handshake: `data` is what the client sends after the server's greeting (client
     /// flags, then options). Any export opened by `NBD_OPT_GO` or `NBD_OPT_EXPORT_NAME` is closed
     /// straight away.
+    ///
+    /// Each input runs three times: with TLS off, on and required. With TLS on or required,
+    /// `NBD_OPT_STARTTLS` upgrades to a ``FuzzSecureSession`` that passes bytes through unchanged,
+    /// so the paths after STARTTLS (options forgotten, a second STARTTLS, the refusals before it)
+    /// are fuzzed too; its "handshake" reads one byte and fails when it is zero.
     package static func handshake(_ data: UnsafeRawBufferPointer) {
+        for mode in TLSMode.allCases {
+            handshake(data, tls: mode)
+        }
+    }
+
+    private static func handshake(_ data: UnsafeRawBufferPointer, tls: TLSMode) {
         let counts = FuzzCounts()
         let provider = FuzzProvider(capabilities: Capabilities(size: 1 << 16, canExtents: true), counts: counts)
-        let context = contexts[0]
-        let transport = MemoryTransport(input: Array(data))
+        let transport = MemoryTransport(input: Array(data), pauses: startTLSEnds(in: data))
         let socket = Socket(memory: transport)
-        runBlocking {
-            var reader = BufferedReader(socket: socket, capacity: context.configuration.receiveBufferSize)
+        var configuration = contexts[0].configuration
+        configuration.tls = tls
+        configuration.secureTransport = FuzzSecureTransport(transport: transport)
+        runBlocking { [configuration] in
+            var reader = BufferedReader(socket: socket, capacity: configuration.receiveBufferSize)
             var output = OutputBuffer(capacity: 256)
             var handshake = Handshake(
-                provider: provider, configuration: context.configuration, connectionID: 1, socket: socket,
+                provider: provider, configuration: configuration, connectionID: 1, socket: socket,
                 acceptsMultipleConnections: true, isShuttingDown: { false })
             if let export = await handshake.run(reader: &reader, output: &output) {
+                precondition(
+                    tls != .require || handshake.socket.isSecure, "an export was opened without TLS under require")
                 await export.backend.close()
             }
         }
         counts.check()
         precondition(transport.sentByteCount >= 18, "the greeting was not sent")
+    }
+
+    /// The offsets just after each `NBD_OPT_STARTTLS` header without data in `data`: a real client
+    /// sends nothing more until the server acknowledged it (and the server discards what it did).
+    private static func startTLSEnds(in data: UnsafeRawBufferPointer) -> [Int] {
+        let header: [UInt8] = [0x49, 0x48, 0x41, 0x56, 0x45, 0x4F, 0x50, 0x54, 0, 0, 0, 5, 0, 0, 0, 0]
+        guard data.count >= header.count else { return [] }
+        return (0...(data.count - header.count)).filter { start in
+            (0..<header.count).allSatisfy { data[start + $0] == header[$0] }
+        }.map { $0 + header.count }
     }
 
     /// Fuzzes a whole connection, handshake and transmission, as ``Connection/run()`` serves it.
@@ -234,4 +259,31 @@ private final class FuzzBackend: BlockBackend {
         precondition(!wasClosed, "a backend was closed twice")
         counts.closes.add(1, ordering: .relaxed)
     }
+}
+
+/// A "TLS" for the fuzz targets: the handshake reads one byte from the client's input (zero fails
+/// it), and the session passes bytes through, so everything after STARTTLS stays reachable.
+private struct FuzzSecureTransport: SecureTransport {
+    let transport: MemoryTransport
+
+    func startServerSession(
+        descriptor: Int32, timeout: Duration?, reportProblem: @escaping @Sendable (String) -> Void
+    ) throws(NBDError) -> any SecureSession {
+        var byte: UInt8 = 1
+        let received = withUnsafeMutableBytes(of: &byte) { transport.receive(into: $0) }
+        guard received == 1, byte != 0 else { throw NBDError(.notPermitted, "fuzzed handshake failure") }
+        return FuzzSecureSession(transport: transport)
+    }
+}
+
+private final class FuzzSecureSession: SecureSession {
+    let transport: MemoryTransport
+
+    init(transport: MemoryTransport) {
+        self.transport = transport
+    }
+
+    func receive(into buffer: UnsafeMutableRawBufferPointer) -> Int { transport.receive(into: buffer) }
+    func send(_ bytes: UnsafeRawBufferPointer) -> Bool { transport.send(bytes) }
+    func close() {}
 }

@@ -17,15 +17,19 @@ package final class MemoryTransport: Sendable {
     private let state: LockedValue<State>
     private let chunkLimit: Int
     private let sendLimit: Int
+    private let pauses: [Int]
 
     /// - Parameters:
     ///   - input: Everything the client sends, in order.
     ///   - chunkLimit: The most one `receive` returns.
     ///   - sendLimit: The number of reply bytes after which sending fails.
-    package init(input: [UInt8], chunkLimit: Int = .max, sendLimit: Int = .max) {
+    ///   - pauses: Offsets in `input` that one `receive` never reads across: where a real client
+    ///     waits for a reply before it sends more (after `NBD_OPT_STARTTLS`).
+    package init(input: [UInt8], chunkLimit: Int = .max, sendLimit: Int = .max, pauses: [Int] = []) {
         state = LockedValue(State(input: input))
         self.chunkLimit = max(1, chunkLimit)
         self.sendLimit = sendLimit
+        self.pauses = pauses.sorted()
     }
 
     /// The number of reply bytes the server sent.
@@ -33,7 +37,9 @@ package final class MemoryTransport: Sendable {
 
     func receive(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         state.withLock { state in
-            let count = min(buffer.count, chunkLimit, state.input.count - state.position)
+            let position = state.position
+            let end = pauses.first { $0 > position } ?? state.input.count
+            let count = min(buffer.count, chunkLimit, min(end, state.input.count) - position)
             guard count > 0 else { return 0 }
             state.input.withUnsafeBytes { source in
                 buffer.baseAddress!.copyMemory(from: source.baseAddress! + state.position, byteCount: count)

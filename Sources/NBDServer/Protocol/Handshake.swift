@@ -10,7 +10,9 @@ struct Handshake<Provider: BackendProvider> {
     let provider: Provider
     let configuration: ServerConfiguration
     let connectionID: UInt64
-    let socket: Socket
+    /// The connection's socket: the plaintext one, or after `NBD_OPT_STARTTLS` the secure one the
+    /// connection must use from then on.
+    private(set) var socket: Socket
     let acceptsMultipleConnections: Bool
     let isShuttingDown: @Sendable () -> Bool
 
@@ -23,6 +25,8 @@ struct Handshake<Provider: BackendProvider> {
     private var structuredReplies = false
     private var baseAllocation = false
     private var noZeroes = false
+    /// Whether a refusal for want of TLS was already reported to the operator (once per connection).
+    private var reportedMissingTLS = false
 
     init(
         provider: Provider, configuration: ServerConfiguration, connectionID: UInt64, socket: Socket,
@@ -96,6 +100,28 @@ struct Handshake<Provider: BackendProvider> {
             let data = OptionData(bytes)
 
             output.removeAll()
+            if configuration.tls == .require && !socket.isSecure && option != OptionCode.startTLS
+                && option != OptionCode.abort
+            {
+                // Nothing about the export may be sent in clear text: refuse before looking at it.
+                guard option != OptionCode.exportName else {
+                    warn(
+                        "refused a plaintext client: it sent NBD_OPT_EXPORT_NAME without NBD_OPT_STARTTLS and the server requires TLS (--tls=require); disconnecting"
+                    )
+                    return nil
+                }
+                if !reportedMissingTLS {
+                    reportedMissingTLS = true
+                    warn(
+                        "refused option \(option) from a plaintext client with NBD_REP_ERR_TLS_REQD: the server requires TLS (--tls=require); the client must connect with TLS (an nbds:// URI, or tls-creds)"
+                    )
+                }
+                output.appendOptionError(
+                    option: option, type: OptionReply.errTLSRequired,
+                    message: "this server requires TLS: send NBD_OPT_STARTTLS first")
+                guard send(&output) else { return nil }
+                continue
+            }
             switch option {
             case OptionCode.exportName:
                 // No error reply exists for EXPORT_NAME: failure means disconnecting.
@@ -151,8 +177,23 @@ struct Handshake<Provider: BackendProvider> {
             case OptionCode.listMetaContext, OptionCode.setMetaContext:
                 metaContext(option: option, data: data, output: &output)
             case OptionCode.startTLS:
-                output.appendOptionError(
-                    option: option, type: OptionReply.errUnsupported, message: "TLS is not supported by this server")
+                guard configuration.tls != .off, let transport = configuration.secureTransport else {
+                    // As nbdkit and qemu-nbd: the option is known, the server's policy is no TLS.
+                    output.appendOptionError(
+                        option: option, type: OptionReply.errPolicy, message: "TLS is not enabled on this server")
+                    break
+                }
+                if length != 0 {
+                    output.appendOptionError(
+                        option: option, type: OptionReply.errInvalid, message: "NBD_OPT_STARTTLS takes no data")
+                } else if socket.isSecure {
+                    output.appendOptionError(
+                        option: option, type: OptionReply.errInvalid, message: "TLS is already negotiated")
+                } else {
+                    output.appendOptionReply(option: option, type: OptionReply.ack)
+                    guard send(&output), startTLS(transport, reader: &reader) else { return nil }
+                    continue
+                }
             default:
                 log("unsupported option \(option)")
                 output.appendOptionError(
@@ -160,6 +201,38 @@ struct Handshake<Provider: BackendProvider> {
             }
             guard send(&output) else { return nil }
         }
+    }
+
+    /// Runs the TLS handshake after `NBD_OPT_STARTTLS` was acknowledged and switches the connection
+    /// to the secure socket. Returns `false` (the connection closes) when the handshake fails.
+    private mutating func startTLS(_ transport: any SecureTransport, reader: inout BufferedReader) -> Bool {
+        // The protocol: whatever the client sent after NBD_OPT_STARTTLS, before the TLS handshake,
+        // must not be acted on. Such bytes can only be an injection by someone in the middle (a real
+        // client waits for the ACK), and the buffered reader may already hold them: a new reader
+        // over the secure socket drops them unread.
+        let injected = reader.buffered
+        if injected > 0 {
+            warn("discarded \(injected) bytes the client sent after NBD_OPT_STARTTLS before the TLS handshake")
+        }
+        let session: any SecureSession
+        do {
+            let configuration = self.configuration
+            let id = connectionID
+            session = try transport.startServerSession(
+                descriptor: socket.descriptor, timeout: configuration.handshakeTimeout,
+                reportProblem: { configuration.reportProblem("connection \(id): \($0)") })
+        } catch {
+            warn(error.message)
+            return false
+        }
+        socket = Socket(secure: session, over: socket)
+        reader = BufferedReader(socket: socket, capacity: reader.capacity)
+        // The protocol: options negotiated before STARTTLS are forgotten and must be negotiated again
+        // over TLS (an attacker could have sent them).
+        structuredReplies = false
+        baseAllocation = false
+        log("TLS session established")
+        return true
     }
 
     private func send(_ output: inout OutputBuffer) -> Bool {

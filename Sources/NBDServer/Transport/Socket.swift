@@ -11,35 +11,64 @@ import Synchronization
 /// may be called from any thread to wake a blocked `recv` (used by server shutdown).
 ///
 /// A socket may instead be backed by a ``MemoryTransport`` (no descriptor), so the fuzz targets can
-/// drive the real handshake and request loop without the kernel.
+/// drive the real handshake and request loop without the kernel; or by a ``SecureSession`` (TLS)
+/// over another socket's descriptor, after `NBD_OPT_STARTTLS`.
 final class Socket: Sendable {
+    /// Where the bytes go. A plaintext socket is `.kernel`: its `receive` and `send` test one enum
+    /// tag and make the syscall, with no dynamic dispatch.
+    private enum Peer: Sendable {
+        case kernel
+        case memory(MemoryTransport)
+        /// The session, and the plaintext socket whose descriptor it uses (kept alive, and closed by
+        /// it, not by this object).
+        case secure(any SecureSession, over: Socket)
+    }
+
     /// The file descriptor; valid for the life of the object. -1 for an in-memory socket.
     let descriptor: Int32
-    private let memory: MemoryTransport?
+    private let peer: Peer
 
     init(adopting descriptor: Int32) {
         self.descriptor = descriptor
-        self.memory = nil
+        self.peer = .kernel
     }
 
     /// A socket whose peer is `transport` instead of the kernel.
     init(memory transport: MemoryTransport) {
         self.descriptor = -1
-        self.memory = transport
+        self.peer = .memory(transport)
+    }
+
+    /// A socket that reads and writes through `session`, which runs over `plaintext`'s descriptor.
+    init(secure session: any SecureSession, over plaintext: Socket) {
+        self.descriptor = plaintext.descriptor
+        self.peer = .secure(session, over: plaintext)
     }
 
     deinit {
-        if descriptor >= 0 { close(descriptor) }
+        if case .kernel = peer, descriptor >= 0 { close(descriptor) }
+    }
+
+    /// Whether reads and writes go through a ``SecureSession``.
+    var isSecure: Bool {
+        if case .secure = peer { return true }
+        return false
     }
 
     /// Receives up to `buffer.count` bytes. Returns 0 at end of stream, -1 on error.
     func receive(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
-        if let memory { return memory.receive(into: buffer) }
-        while true {
-            let result = recv(descriptor, base, buffer.count, 0)
-            if result < 0 && errno == EINTR { continue }
-            return result
+        switch peer {
+        case .kernel:
+            while true {
+                let result = recv(descriptor, base, buffer.count, 0)
+                if result < 0 && errno == EINTR { continue }
+                return result
+            }
+        case .memory(let memory):
+            return memory.receive(into: buffer)
+        case .secure(let session, _):
+            return session.receive(into: buffer)
         }
     }
 
@@ -48,7 +77,11 @@ final class Socket: Sendable {
     /// `MSG_NOSIGNAL` keeps a vanished peer from raising `SIGPIPE`.
     func sendAll(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard var pointer = bytes.baseAddress else { return true }
-        if let memory { return memory.send(bytes) }
+        switch peer {
+        case .kernel: break
+        case .memory(let memory): return memory.send(bytes)
+        case .secure(let session, _): return session.send(bytes)
+        }
         var remaining = bytes.count
         while remaining > 0 {
             let sent = send(descriptor, pointer, remaining, Int32(MSG_NOSIGNAL))
@@ -70,7 +103,7 @@ final class Socket: Sendable {
     /// previous reply then leaves the client waiting; with a few MiB queued, the copy overlaps the
     /// client's reading. The kernel caps the size at `net.core.wmem_max`.
     func setUnixSendBufferSize(_ bytes: Int) {
-        guard memory == nil, descriptor >= 0 else { return }
+        guard case .kernel = peer, descriptor >= 0 else { return }
         var domain: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         guard getsockopt(descriptor, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0, domain == AF_UNIX else { return }
@@ -82,13 +115,13 @@ final class Socket: Sendable {
     var sendBufferSize: Int {
         var size: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
-        guard memory == nil, getsockopt(descriptor, SOL_SOCKET, SO_SNDBUF, &size, &length) == 0 else { return 0 }
+        guard descriptor >= 0, getsockopt(descriptor, SOL_SOCKET, SO_SNDBUF, &size, &length) == 0 else { return 0 }
         return Int(size)
     }
 
     /// Makes a blocking `recv` fail after `timeout` without data; `nil` waits forever.
     func setReceiveTimeout(_ timeout: Duration?) {
-        guard memory == nil else { return }
+        guard descriptor >= 0 else { return }
         var value = timeval(tv_sec: 0, tv_usec: 0)
         if let timeout {
             let (seconds, attoseconds) = timeout.components
@@ -100,13 +133,15 @@ final class Socket: Sendable {
 
     /// Stops further receives; a blocked `recv` returns end of stream. Replies can still be sent.
     func shutdownReading() {
-        guard memory == nil else { return }
+        guard descriptor >= 0 else { return }
         _ = Glibc.shutdown(descriptor, Int32(SHUT_RD))
     }
 
-    /// Stops both directions, which makes the peer see end of stream at once.
+    /// Stops both directions, which makes the peer see end of stream at once. A secure socket first
+    /// tells the peer the session ends (TLS `close_notify`).
     func shutdownBoth() {
-        guard memory == nil else { return }
+        if case .secure(let session, _) = peer { session.close() }
+        guard descriptor >= 0 else { return }
         _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR))
     }
 }

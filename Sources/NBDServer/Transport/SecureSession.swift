@@ -1,0 +1,21 @@
+/// An encrypted session over a connection's socket, such as a TLS session: what the connection
+/// reads and writes once `NBD_OPT_STARTTLS` succeeded.
+///
+/// The connection thread calls ``receive(into:)``; replies are sent by one thread at a time (the
+/// connection thread or a slow-operation thread, never two at once), possibly while a `receive`
+/// blocks on the connection thread. An implementation must allow that one sender and one receiver
+/// work at the same time (GnuTLS does).
+public protocol SecureSession: AnyObject, Sendable {
+    /// Receives up to `buffer.count` decrypted bytes, blocking. Returns 0 at end of stream and -1
+    /// on an error (including data that is not a valid record, such as plaintext sent after the
+    /// handshake), after which the connection is closed.
+    func receive(into buffer: UnsafeMutableRawBufferPointer) -> Int
+
+    /// Encrypts and sends all of `bytes`. Returns `false` if the peer went away or the session
+    /// failed.
+    func send(_ bytes: UnsafeRawBufferPointer) -> Bool
+
+    /// Tells the peer the session ends (TLS `close_notify`), without waiting for its answer. Called
+    /// once, when the connection closes.
+    func close()
+}
