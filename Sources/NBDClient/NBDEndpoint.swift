@@ -39,7 +39,7 @@ public struct NBDEndpoint: Sendable, Hashable, CustomStringConvertible {
     /// Parses an NBD URI (the NBD project's URI specification): `nbd://host[:port][/export]` and
     /// `nbd+unix:///[export]?socket=PATH`. The export name is percent-decoded.
     ///
-    /// - Throws: ``NBDError`` (`EINVAL`) for anything else; the TLS forms `nbds://` and
+    /// - Throws: `NBDError` (`EINVAL`) for anything else; the TLS forms `nbds://` and
     ///   `nbds+unix://` are recognised and refused with "TLS is not supported yet".
     public init(uri: String) throws(NBDError) {
         guard let schemeEnd = uri.firstRange(of: "://") else {

@@ -40,7 +40,7 @@ public struct NBDProxyProvider: BackendProvider {
     /// Creates the provider. With `shared`, connects now (retrying as told) and serves every client
     /// over that one connection; otherwise connects once per client connection, when it opens.
     ///
-    /// - Throws: ``NBDError`` when `shared` and the upstream cannot be reached.
+    /// - Throws: `NBDError` when `shared` and the upstream cannot be reached.
     public init(
         endpoint: NBDEndpoint, exportName: String = "", shared: Bool = false, retries: Int = 0,
         isReadOnly: Bool = false, configuration: ClientConfiguration = ClientConfiguration()

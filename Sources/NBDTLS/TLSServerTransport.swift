@@ -1,7 +1,7 @@
 import NBDCore
 import NBDServer
 
-/// The GnuTLS implementation of ``NBDServer/SecureTransport``: X.509 certificates or pre-shared
+/// The GnuTLS implementation of `NBDServer.SecureTransport`: X.509 certificates or pre-shared
 /// keys, with nbdkit's file layouts and defaults.
 ///
 /// ```swift
@@ -25,10 +25,11 @@ public struct TLSServerTransport: SecureTransport {
     /// `ca-crl.pem` (nbdkit's `--tls-certificates`).
     ///
     /// - Parameters:
+    ///   - directory: The folder with the PEM files.
     ///   - verifyPeer: Whether clients must present a certificate signed by `ca-cert.pem`
     ///     (nbdkit's `--tls-verify-peer`).
     ///   - priority: The GnuTLS priority string.
-    /// - Throws: ``NBDCore/NBDError`` naming the file that is missing or cannot be loaded.
+    /// - Throws: `NBDError` naming the file that is missing or cannot be loaded.
     public init(certificatesDirectory directory: String, verifyPeer: Bool = false, priority: String = defaultPriority)
         throws(NBDError)
     {
@@ -40,14 +41,14 @@ public struct TLSServerTransport: SecureTransport {
     /// Pre-shared keys: `file` holds `username:hexkey` lines as `psktool` writes them (nbdkit's
     /// `--tls-psk`). A client proves it knows the key of its username.
     ///
-    /// - Throws: ``NBDCore/NBDError`` when the file cannot be read or has a malformed line.
+    /// - Throws: `NBDError` when the file cannot be read or has a malformed line.
     public init(pskFile file: String, priority: String = defaultPriority) throws(NBDError) {
         credentials = try GnuTLSCredentials.server(pskFile: file)
         self.priority = priority
         self.verifyPeer = false
     }
 
-    /// Runs the server side of the TLS handshake; see ``NBDServer/SecureTransport``.
+    /// Runs the server side of the TLS handshake; see `NBDServer.SecureTransport`.
     public func startServerSession(
         descriptor: Int32, timeout: Duration?, reportProblem: @escaping @Sendable (String) -> Void
     ) throws(NBDError) -> any SecureSession {

@@ -71,11 +71,12 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
     /// the server just acknowledged `NBD_OPT_STARTTLS`.
     ///
     /// - Parameters:
+    ///   - descriptor: The connected socket; the session reads and writes it from now on.
     ///   - credentials: The CA to trust (and client certificate to present), or a pre-shared key.
     ///   - hostname: The name the server's certificate must carry, or `nil` to check only that the
     ///     certificate is signed by the trusted CA. Ignored with a pre-shared key.
     ///   - timeout: How long the handshake may take, or `nil` for no limit.
-    /// - Throws: ``NBDCore/NBDError`` when the handshake fails or the server's certificate is not
+    /// - Throws: `NBDError` when the handshake fails or the server's certificate is not
     ///   trusted (with ``TLSClientCredentials/verifiesPeer``).
     public static func client(
         descriptor: Int32, credentials: TLSClientCredentials, hostname: String? = nil, timeout: Duration? = nil

@@ -23,7 +23,7 @@ import NBDCore
 /// earlier replies.
 ///
 /// ## Errors
-/// A request the server fails throws ``NBDError`` with the server's errno (``NBDError/Code``) and, with
+/// A request the server fails throws `NBDError` with the server's errno (`NBDError.Code`) and, with
 /// structured replies, its message. A server that breaks the protocol (bad magic, a reply to a cookie
 /// not in flight, a chunk outside its request, an over-long error message, truncated data) or closes
 /// the connection fails every request in flight and every later one with `EIO` or `ESHUTDOWN`;
@@ -57,7 +57,7 @@ public final class NBDConnection: Sendable {
 
     /// Connects to `endpoint` and opens `exportName` (default: the endpoint's URI export, else `""`).
     ///
-    /// - Throws: ``NBDError``: `EIO` when the server cannot be reached or the handshake fails,
+    /// - Throws: `NBDError`: `EIO` when the server cannot be reached or the handshake fails,
     ///   `EINVAL` when the server does not have the export.
     public static func connect(
         to endpoint: NBDEndpoint, exportName: String? = nil, configuration: ClientConfiguration = ClientConfiguration()

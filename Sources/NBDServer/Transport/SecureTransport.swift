@@ -25,7 +25,7 @@ public protocol SecureTransport: Sendable {
     ///   - timeout: How long the whole handshake may take, or `nil` for no limit.
     ///   - reportProblem: Where the session reports, later, a problem an operator should see (a
     ///     client that sent plaintext after the handshake); the server prefixes the connection.
-    /// - Throws: ``NBDCore/NBDError`` with a message an operator can act on (a wrong key, a client
+    /// - Throws: `NBDError` with a message an operator can act on (a wrong key, a client
     ///   certificate from an unknown authority, a client that does not speak TLS).
     func startServerSession(
         descriptor: Int32, timeout: Duration?, reportProblem: @escaping @Sendable (String) -> Void
