@@ -17,7 +17,7 @@ import NBDTLS
 ///   depends on the transport: see ``slowOperations(for:)``.
 /// - Errors keep the upstream's errno and, with structured replies, its message. A flush or FUA
 ///   write is acknowledged only after the upstream acknowledged it.
-/// - TLS: an endpoint with ``NBDEndpoint/tls`` options (an `nbds://` URI, or the `tls=`
+/// - TLS: an endpoint with `NBDEndpoint.tls` options (an `nbds://` URI, or the `tls=`
 ///   parameters) connects through NBDTLS's `GnuTLSClientProvider`.
 /// - When the upstream closes or dies, every request in flight and every later one on that client
 ///   connection fails with `ESHUTDOWN` or `EIO`; a new client connection opens a new upstream one
