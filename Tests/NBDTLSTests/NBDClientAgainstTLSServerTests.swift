@@ -1,4 +1,5 @@
 import Foundation
+import NBDBackends
 import NBDClient
 import NBDCore
 import NBDServer
@@ -96,5 +97,45 @@ final class NBDClientAgainstTLSServerTests: TLSServerTestCase {
         } catch {
             XCTAssertTrue(error.message.contains("NBD_REP_ERR_TLS_REQD"), error.message)
         }
+    }
+
+    /// The provider checks the server certificate's name against the host name it is given (the
+    /// test certificate names localhost and 127.0.0.1), unless verification is off.
+    func testTheProviderChecksTheServerName() throws {
+        let server = try startServer(tls: .require)
+        func upgrade(hostname: String, verifyPeer: Bool = true) throws {
+            let raw = try RawTLSClient(unixPath: server.path)
+            try raw.startHandshake()
+            try raw.sendOption(RawTLSClient.Option.startTLS)
+            XCTAssertEqual(try raw.readOptionReply().type, RawTLSClient.Reply.ack)
+            let session = try provider.startSession(
+                descriptor: raw.fd,
+                options: ClientTLSOptions(certificatesDirectory: credentials.clientDirectory, verifyPeer: verifyPeer),
+                hostname: hostname, timeout: .seconds(20))
+            session.close()
+        }
+        XCTAssertNoThrow(try upgrade(hostname: "localhost"))
+        XCTAssertThrowsError(try upgrade(hostname: "not-the-server.example")) { error in
+            XCTAssertTrue("\(error)".contains("TLS handshake with the server failed"), "\(error)")
+        }
+        XCTAssertNoThrow(try upgrade(hostname: "not-the-server.example", verifyPeer: false))
+    }
+
+    /// nbds:// over TCP, where the certificate's name is checked against the URI's host.
+    func testCertificatesOverTCP() async throws {
+        var configuration = ServerConfiguration()
+        configuration.tls = .require
+        configuration.secureTransport = try TLSServerTransport(certificatesDirectory: credentials.serverDirectory)
+        let server = NBDServer(provider: try MemoryBackendProvider(size: 1 << 20), configuration: configuration)
+        guard case .tcp(_, let port) = try server.listen(on: .tcp(host: "127.0.0.1", port: 0)) else {
+            return XCTFail("the server did not listen on TCP")
+        }
+        let endpoint = try NBDEndpoint(uri: "nbds://127.0.0.1:\(port)/?tls-certificates=\(credentials.clientDirectory)")
+        do {
+            try await concurrentRoundTrip(endpoint)
+        } catch {
+            XCTFail("\(error)")
+        }
+        await server.shutdown()
     }
 }
