@@ -53,12 +53,12 @@ let package = Package(
         // An async NBD client; knows the protocol and NBDCore's types, not the server.
         .target(name: "NBDClient", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The `nbd` backend: an upstream NBD server through NBDClient.
-        .target(name: "NBDProxy", dependencies: ["NBDCore", "NBDClient"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDProxy", dependencies: ["NBDCore", "NBDClient", "NBDTLS"], swiftSettings: upcomingFeatures),
         // GnuTLS, the TLS library nbdkit, qemu and libnbd use. Only NBDTLS imports it.
         .systemLibrary(
             name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
         // STARTTLS for NBDServer: GnuTLS sessions behind NBDServer's SecureTransport seam.
-        .target(name: "NBDTLS", dependencies: ["NBDServer", "CGnuTLS"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDTLS", dependencies: ["NBDServer", "NBDClient", "CGnuTLS"], swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
         // backend and filter it offers. Not a product: only the executable and its tests use it.
         .target(
@@ -159,7 +159,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NBDTLSTests",
-            dependencies: ["NBDCore", "NBDServer", "NBDTLS", "NBDBackends", "NBDTestSupport"],
+            dependencies: ["NBDCore", "NBDServer", "NBDTLS", "NBDClient", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -16,6 +16,8 @@ public struct ExportInfo: Sendable, Hashable {
     public var structuredReplies: Bool
     /// The context id of `base:allocation`, when the server agreed to report it.
     public var allocationContextID: UInt32?
+    /// Whether the connection runs over TLS (`NBD_OPT_STARTTLS` was accepted).
+    public var usesTLS: Bool = false
 
     /// Creates export facts (for tests and tools).
     public init(

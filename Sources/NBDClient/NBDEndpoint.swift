@@ -21,11 +21,14 @@ public struct NBDEndpoint: Sendable, Hashable, CustomStringConvertible {
     /// The export named by the URI, or `nil` when the endpoint was not made from a URI (the
     /// default export is `""`).
     public var exportName: String?
+    /// TLS to use (from an `nbds://` or `nbds+unix://` URI), or `nil` for plaintext.
+    public var tls: ClientTLSOptions?
 
     /// An endpoint for a transport.
-    public init(_ transport: Transport, exportName: String? = nil) {
+    public init(_ transport: Transport, exportName: String? = nil, tls: ClientTLSOptions? = nil) {
         self.transport = transport
         self.exportName = exportName
+        self.tls = tls
     }
 
     /// A Unix-domain socket at `path`.
@@ -37,10 +40,12 @@ public struct NBDEndpoint: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Parses an NBD URI (the NBD project's URI specification): `nbd://host[:port][/export]` and
-    /// `nbd+unix:///[export]?socket=PATH`. The export name is percent-decoded.
+    /// `nbd+unix:///[export]?socket=PATH`, and their TLS forms `nbds://` and `nbds+unix://`, which
+    /// require TLS and take libnbd's query parameters `tls-certificates=DIR`, `tls-psk-file=FILE`,
+    /// `tls-username=NAME` (or a user part, `nbds+unix://NAME@/...`) and
+    /// `tls-verify-peer=true|false` (into ``tls``). The export name is percent-decoded.
     ///
-    /// - Throws: `NBDError` (`EINVAL`) for anything else; the TLS forms `nbds://` and
-    ///   `nbds+unix://` are recognised and refused with "TLS is not supported yet".
+    /// - Throws: `NBDError` (`EINVAL`) for anything else.
     public init(uri: String) throws(NBDError) {
         guard let schemeEnd = uri.firstRange(of: "://") else {
             throw NBDError(
@@ -55,7 +60,7 @@ public struct NBDEndpoint: Sendable, Hashable, CustomStringConvertible {
             rest = rest[..<mark]
         }
         if let hash = query.firstIndex(of: "#") { query = String(query[..<hash]) }
-        let authority: Substring
+        var authority: Substring
         let path: Substring
         if let slash = rest.firstIndex(of: "/") {
             authority = rest[..<slash]
@@ -64,22 +69,31 @@ public struct NBDEndpoint: Sendable, Hashable, CustomStringConvertible {
             authority = rest
             path = ""
         }
+        // libnbd takes the TLS user name from the user part too: nbds+unix://alice@/?socket=...
+        var userName: String?
+        if let at = authority.lastIndex(of: "@") {
+            userName = try Self.percentDecoded(authority[..<at], in: uri)
+            authority = authority[authority.index(after: at)...]
+        }
         let export = try Self.percentDecoded(path, in: uri)
         var parameters: [String: String] = [:]
         for pair in query.split(separator: "&") where !pair.isEmpty {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             parameters[String(parts[0])] = try Self.percentDecoded(parts.count > 1 ? parts[1] : "", in: uri)
         }
+        var tls: ClientTLSOptions?
+        if scheme.hasPrefix("nbds") {
+            tls = try Self.tlsOptions(parameters, in: uri)
+            if tls?.username == nil { tls?.username = userName }
+        }
         switch scheme {
-        case "nbds", "nbds+unix", "nbds+vsock":
-            throw NBDError(.notSupported, "\(uri): TLS is not supported yet; use an nbd:// or nbd+unix:// URI")
-        case "nbd":
+        case "nbd", "nbds":
             guard !authority.isEmpty else {
                 throw NBDError(.invalidArgument, "\(uri): an nbd:// URI needs a host, as in nbd://localhost:10809/")
             }
             let (host, port) = try Self.hostAndPort(authority, in: uri)
-            self.init(.tcp(host: host, port: port), exportName: export)
-        case "nbd+unix":
+            self.init(.tcp(host: host, port: port), exportName: export, tls: tls)
+        case "nbd+unix", "nbds+unix":
             guard authority.isEmpty else {
                 throw NBDError(
                     .invalidArgument, "\(uri): an nbd+unix URI has no host; write nbd+unix:///EXPORT?socket=PATH")
@@ -87,10 +101,38 @@ public struct NBDEndpoint: Sendable, Hashable, CustomStringConvertible {
             guard let socket = parameters["socket"], !socket.isEmpty else {
                 throw NBDError(.invalidArgument, "\(uri): an nbd+unix URI needs ?socket=PATH")
             }
-            self.init(.unix(path: socket), exportName: export)
+            self.init(.unix(path: socket), exportName: export, tls: tls)
         default:
-            throw NBDError(.invalidArgument, "\(uri): unsupported scheme \(scheme); use nbd:// or nbd+unix://")
+            throw NBDError(
+                .invalidArgument,
+                "\(uri): unsupported scheme \(scheme); use nbd://, nbds://, nbd+unix:// or nbds+unix://")
         }
+    }
+
+    /// libnbd's TLS query parameters of an `nbds` URI.
+    private static func tlsOptions(_ parameters: [String: String], in uri: String) throws(NBDError)
+        -> ClientTLSOptions
+    {
+        var options = ClientTLSOptions(mode: .require)
+        if let directory = parameters["tls-certificates"] {
+            guard !directory.isEmpty else { throw NBDError(.invalidArgument, "\(uri): tls-certificates= is empty") }
+            options.certificatesDirectory = directory
+        }
+        if let file = parameters["tls-psk-file"] {
+            guard !file.isEmpty else { throw NBDError(.invalidArgument, "\(uri): tls-psk-file= is empty") }
+            options.pskFile = file
+        }
+        if let name = parameters["tls-username"] { options.username = name }
+        if let verify = parameters["tls-verify-peer"] {
+            switch verify.lowercased() {
+            case "true", "yes", "on", "1": options.verifyPeer = true
+            case "false", "no", "off", "0": options.verifyPeer = false
+            default:
+                throw NBDError(
+                    .invalidArgument, "\(uri): tls-verify-peer=\(verify): expected true or false")
+            }
+        }
+        return options
     }
 
     private static func hostAndPort(_ authority: Substring, in uri: String) throws(NBDError) -> (String, String) {

@@ -1,5 +1,6 @@
 import NBDClient
 import NBDCore
+import NBDTLS
 
 /// An export served from another NBD server (nbdkit's `nbd` plugin): each client connection gets an
 /// upstream connection of its own, or all share one, and every request, error and capability passes
@@ -16,6 +17,8 @@ import NBDCore
 ///   depends on the transport: see ``slowOperations(for:)``.
 /// - Errors keep the upstream's errno and, with structured replies, its message. A flush or FUA
 ///   write is acknowledged only after the upstream acknowledged it.
+/// - TLS: an endpoint with `NBDEndpoint.tls` options (an `nbds://` URI, or the `tls=`
+///   parameters) connects through NBDTLS's `GnuTLSClientProvider`.
 /// - When the upstream closes or dies, every request in flight and every later one on that client
 ///   connection fails with `ESHUTDOWN` or `EIO`; a new client connection opens a new upstream one
 ///   (with `shared`, the one shared connection stays failed).
@@ -120,8 +123,10 @@ public struct NBDProxyProvider: BackendProvider {
         var attempt = 0
         while true {
             do {
+                // TLS (an endpoint with TLS options) goes through GnuTLS, in NBDTLS.
                 return try await NBDConnection.connect(
-                    to: endpoint, exportName: exportName, configuration: configuration)
+                    to: endpoint, exportName: exportName, configuration: configuration,
+                    tlsProvider: endpoint.tls == nil ? nil : GnuTLSClientProvider())
             } catch {
                 guard attempt < retries else { throw error }
                 attempt += 1

@@ -59,7 +59,17 @@ final class ScriptedServer: @unchecked Sendable {
     private let listener: Int32
     let finished = DispatchSemaphore(value: 0)
 
-    init(path: String, script: @escaping @Sendable (Peer) -> Void) throws {
+    /// The option codes the client sent, in order.
+    var options: [UInt32] { receivedOptions.get() }
+    private let receivedOptions = LockedBox<[UInt32]>([])
+
+    /// Answers `NBD_OPT_STARTTLS` with `startTLSReply` (default `NBD_REP_ERR_UNSUP`) followed by
+    /// `afterStartTLS` in the same write, and then goes on in plaintext (a test's provider may
+    /// pass the bytes through unencrypted).
+    init(
+        path: String, startTLSReply: UInt32 = 0x8000_0001, afterStartTLS: [UInt8] = [],
+        script: @escaping @Sendable (Peer) -> Void
+    ) throws {
         self.path = path
         let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         self.listener = listener
@@ -77,6 +87,7 @@ final class ScriptedServer: @unchecked Sendable {
         }
         guard bound == 0, listen(listener, 4) == 0 else { throw XCTSkip("cannot listen on \(path)") }
         let finished = self.finished
+        let receivedOptions = self.receivedOptions
         Thread.detachNewThread {
             let descriptor = accept(listener, nil, nil)
             guard descriptor >= 0 else {
@@ -86,7 +97,11 @@ final class ScriptedServer: @unchecked Sendable {
             var timeout = timeval(tv_sec: 30, tv_usec: 0)
             setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             let peer = Peer(descriptor)
-            if ScriptedServer.handshake(peer) { script(peer) }
+            let handshakeDone = ScriptedServer.handshake(peer) { option in
+                receivedOptions.set(receivedOptions.get() + [option])
+                return option == 5 ? ScriptedServer.optionReply(5, startTLSReply) + afterStartTLS : nil
+            }
+            if handshakeDone { script(peer) }
             peer.close()
             close(descriptor)
             finished.signal()
@@ -105,7 +120,7 @@ final class ScriptedServer: @unchecked Sendable {
     }
 
     /// Answers options until `NBD_OPT_GO`; returns false if the client went away.
-    private static func handshake(_ peer: Peer) -> Bool {
+    private static func handshake(_ peer: Peer, special: (UInt32) -> [UInt8]?) -> Bool {
         peer.send(be(UInt64(0x4e42_444d_4147_4943)) + be(UInt64(0x4948_4156_454F_5054)) + be(UInt16(3)))
         guard peer.receive(4) != nil else { return false }
         while true {
@@ -113,6 +128,10 @@ final class ScriptedServer: @unchecked Sendable {
             let option = header[8..<12].reduce(0) { $0 << 8 | UInt32($1) }
             let length = header[12..<16].reduce(0) { $0 << 8 | UInt32($1) }
             guard peer.receive(Int(length)) != nil else { return false }
+            if let answer = special(option) {
+                peer.send(answer)
+                continue
+            }
             switch option {
             case 8:  // structured reply
                 peer.send(optionReply(option, 1))

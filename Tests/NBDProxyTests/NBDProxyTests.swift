@@ -243,7 +243,12 @@ final class NBDProxyTests: XCTestCase {
             ([:], "socket="),
             (["socket": "/a", "uri": "nbd://x/"], "only one of"),
             (["socket": "/a", "port": "10"], "port="),
-            (["uri": "nbds://localhost/"], "TLS is not supported yet"),
+            (["uri": "nbds://localhost/?tls-psk-file=/nonexistent/keys.psk"], "tls-psk"),
+            (["socket": "/a", "tls": "maybe"], "tls="),
+            (["socket": "/a", "tls-psk": "/nonexistent/keys.psk"], "tls-psk"),
+            (["socket": "/a", "tls": "require", "tls-certificates": "/nonexistent"], "tls-certificates"),
+            (["socket": "/a", "tls-psk": "/nonexistent/keys.psk", "tls-verify": "perhaps"], "tls-verify="),
+            (["uri": "nbds+unix:///?socket=/a", "tls": "off"], "tls=off"),
             (["uri": "http://localhost/"], "uri="),
             (["socket": "/a", "retry": "many"], "retry="),
             (["socket": "/a", "shared": "maybe"], "shared="),
@@ -269,7 +274,16 @@ final class NBDProxyTests: XCTestCase {
         XCTAssertEqual(
             try NBDEndpoint(uri: "nbd+unix:///e?socket=/tmp/s"), NBDEndpoint(.unix(path: "/tmp/s"), exportName: "e"))
         XCTAssertThrowsError(try NBDEndpoint(uri: "nbd+unix:///e"))
-        XCTAssertThrowsError(try NBDEndpoint(uri: "nbds+unix:///?socket=/tmp/s"))
+        XCTAssertThrowsError(try NBDEndpoint(uri: "nbds://localhost/?tls-verify-peer=perhaps"))
+        XCTAssertEqual(
+            try NBDEndpoint(uri: "nbds+unix://alice@/e?socket=/tmp/s&tls-psk-file=/k.psk&tls-verify-peer=false"),
+            NBDEndpoint(
+                .unix(path: "/tmp/s"), exportName: "e",
+                tls: ClientTLSOptions(mode: .require, pskFile: "/k.psk", username: "alice", verifyPeer: false)))
+        XCTAssertEqual(
+            try NBDEndpoint(uri: "nbds://h:1/e?tls-certificates=/pki&tls-username=bob").tls,
+            ClientTLSOptions(mode: .require, certificatesDirectory: "/pki", username: "bob"))
+        XCTAssertNil(try NBDEndpoint(uri: "nbd://h/").tls)
     }
 }
 

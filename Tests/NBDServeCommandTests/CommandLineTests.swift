@@ -101,7 +101,7 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(plan.backendParameters, ["socket": "/tmp/up.sock", "export": "e", "shared": "false", "retry": "0"])
         await assertError("nbd", contains: "socket=PATH")
         await assertError("nbd socket=/tmp/a hostname=b", contains: "only one of")
-        await assertError("nbd nbds://localhost/", contains: "TLS is not supported yet")
+        await assertError("nbd nbds://localhost/?tls-psk-file=/nonexistent/keys.psk", contains: "tls-psk")
         await assertError("nbd socket=/tmp/a tls=on", contains: "tls")
     }
 

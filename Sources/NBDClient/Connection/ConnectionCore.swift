@@ -203,7 +203,9 @@ final class ConnectionCore: Sendable {
         }
         if first {
             _ = sendHeader(.disconnect, flags: [], cookie: 0, offset: 0, length: 0, payload: nil)
-            socket.shutdownWriting()
+            // After the writer drained: a concurrent sender may still be sending, and TLS may not
+            // send close_notify while another thread sends a record.
+            writer.closeWriting()
         }
         if idle { socket.shutdownBoth() }
         await withUnsafeContinuation { (resume: UnsafeContinuation<Void, Never>) in

@@ -57,10 +57,15 @@ public final class NBDConnection: Sendable {
 
     /// Connects to `endpoint` and opens `exportName` (default: the endpoint's URI export, else `""`).
     ///
+    /// When the endpoint has ``NBDEndpoint/tls`` options (an `nbds://` URI), `NBD_OPT_STARTTLS` is
+    /// sent first and `tlsProvider` (NBDTLS's `GnuTLSClientProvider()`) runs the TLS handshake;
+    /// everything after it, option haggling included, goes through TLS.
+    ///
     /// - Throws: `NBDError`: `EIO` when the server cannot be reached or the handshake fails,
     ///   `EINVAL` when the server does not have the export.
     public static func connect(
-        to endpoint: NBDEndpoint, exportName: String? = nil, configuration: ClientConfiguration = ClientConfiguration()
+        to endpoint: NBDEndpoint, exportName: String? = nil, configuration: ClientConfiguration = ClientConfiguration(),
+        tlsProvider: (any ClientTLSProvider)? = nil
     ) async throws(NBDError) -> NBDConnection {
         let name = exportName ?? endpoint.exportName ?? ""
         let result = await withUnsafeContinuation {
@@ -78,14 +83,15 @@ public final class NBDConnection: Sendable {
                     socket: socket, endpoint: endpoint, bufferSize: configuration.receiveBufferSize)
                 let export: ExportInfo
                 do throws(NBDError) {
-                    export = try handshake.negotiate(export: name, configuration: configuration)
+                    export = try handshake.negotiate(
+                        export: name, configuration: configuration, tlsProvider: tlsProvider)
                 } catch {
                     resume.resume(returning: .failure(error))
                     return
                 }
                 socket.setReceiveTimeout(nil)
                 socket.enlargeUnixSendBuffer(4 << 20)
-                let core = ConnectionCore(socket: socket, export: export, configuration: configuration)
+                let core = ConnectionCore(socket: handshake.socket, export: export, configuration: configuration)
                 resume.resume(returning: .success(core))
                 core.runReader(&handshake.buffer)
             }
@@ -99,9 +105,10 @@ public final class NBDConnection: Sendable {
 
     /// Lists the server's exports (`NBD_OPT_LIST`) and ends the handshake.
     public static func listExports(
-        at endpoint: NBDEndpoint, configuration: ClientConfiguration = ClientConfiguration()
+        at endpoint: NBDEndpoint, configuration: ClientConfiguration = ClientConfiguration(),
+        tlsProvider: (any ClientTLSProvider)? = nil
     ) async throws(NBDError) -> [ExportListing] {
-        try await negotiateOnly(endpoint, configuration) { handshake throws(NBDError) in
+        try await negotiateOnly(endpoint, configuration, tlsProvider) { handshake throws(NBDError) in
             try handshake.list()
         }
     }
@@ -110,10 +117,11 @@ public final class NBDConnection: Sendable {
     /// handshake. Structured replies and `base:allocation` are negotiated too, so the result says
     /// whether a connection would get them.
     public static func exportInfo(
-        at endpoint: NBDEndpoint, exportName: String? = nil, configuration: ClientConfiguration = ClientConfiguration()
+        at endpoint: NBDEndpoint, exportName: String? = nil, configuration: ClientConfiguration = ClientConfiguration(),
+        tlsProvider: (any ClientTLSProvider)? = nil
     ) async throws(NBDError) -> ExportInfo {
         let name = exportName ?? endpoint.exportName ?? ""
-        return try await negotiateOnly(endpoint, configuration) { handshake throws(NBDError) in
+        return try await negotiateOnly(endpoint, configuration, tlsProvider) { handshake throws(NBDError) in
             guard handshake.fixedNewstyle else {
                 throw NBDError(
                     .notSupported, "the NBD server \(endpoint) does not support NBD_OPT_INFO (not fixed newstyle)")
@@ -126,12 +134,13 @@ public final class NBDConnection: Sendable {
             }
             info.structuredReplies = structured
             info.allocationContextID = context
+            info.usesTLS = handshake.usesTLS
             return info
         }
     }
 
     private static func negotiateOnly<T: Sendable>(
-        _ endpoint: NBDEndpoint, _ configuration: ClientConfiguration,
+        _ endpoint: NBDEndpoint, _ configuration: ClientConfiguration, _ tlsProvider: (any ClientTLSProvider)?,
         _ body: @escaping @Sendable (inout ClientHandshake) throws(NBDError) -> T
     ) async throws(NBDError) -> T {
         let result = await withUnsafeContinuation { (resume: UnsafeContinuation<Result<T, NBDError>, Never>) in
@@ -141,6 +150,8 @@ public final class NBDConnection: Sendable {
                     socket.setReceiveTimeout(configuration.handshakeTimeout)
                     var handshake = ClientHandshake(socket: socket, endpoint: endpoint, bufferSize: 64 << 10)
                     try handshake.greet()
+                    _ = try handshake.startTLS(
+                        endpoint.tls, provider: tlsProvider, timeout: configuration.handshakeTimeout)
                     let value = try body(&handshake)
                     handshake.abort()
                     resume.resume(returning: .success(value))

@@ -6,11 +6,14 @@ import NBDCore
 /// `base:allocation`; `NBD_OPT_GO` asking for `NBD_INFO_BLOCK_SIZE`, falling back to
 /// `NBD_OPT_EXPORT_NAME` when the server does not know `GO`.
 struct ClientHandshake: ~Copyable {
-    let socket: ClientSocket
+    /// The connection; replaced by its TLS form after `NBD_OPT_STARTTLS`.
+    private(set) var socket: ClientSocket
     var buffer: ReceiveBuffer
     let endpoint: NBDEndpoint
     private(set) var fixedNewstyle = false
     private(set) var noZeroes = false
+    /// Whether the server accepted `NBD_OPT_STARTTLS` and the TLS handshake succeeded.
+    private(set) var usesTLS = false
 
     init(socket: ClientSocket, endpoint: NBDEndpoint, bufferSize: Int) {
         self.socket = socket
@@ -54,6 +57,50 @@ struct ClientHandshake: ~Copyable {
         if fixedNewstyle { clientFlags |= WireProtocol.clientFixedNewstyle }
         if noZeroes { clientFlags |= WireProtocol.clientNoZeroes }
         try send(Self.bigEndian(clientFlags))
+    }
+
+    /// `NBD_OPT_STARTTLS`, sent first after the greeting so that no option, export name or size
+    /// crosses the network in clear text; then the TLS handshake, after which every byte goes
+    /// through the session. With ``ClientTLSMode/on`` a server that answers `NBD_REP_ERR_UNSUP`
+    /// or `NBD_REP_ERR_POLICY` is used in plaintext. Returns whether TLS is in use.
+    mutating func startTLS(
+        _ options: ClientTLSOptions?, provider: (any ClientTLSProvider)?, timeout: Duration?
+    ) throws(NBDError) -> Bool {
+        guard let options, options.mode != .off else { return false }
+        guard let provider else {
+            throw NBDError(
+                .notSupported,
+                "TLS to \(endpoint) needs a TLS provider: pass NBDTLS's GnuTLSClientProvider() as tlsProvider (NBDClient does not link GnuTLS)"
+            )
+        }
+        guard fixedNewstyle else {
+            if options.mode == .on { return false }
+            throw NBDError(.notPermitted, "NBD server \(endpoint) cannot do TLS (it is not fixed newstyle) and TLS is required")
+        }
+        try sendOption(OptionCode.startTLS)
+        let reply = try readReply(to: OptionCode.startTLS)
+        if reply.type != OptionReplyType.ack {
+            let refusal = reply.type == OptionReplyType.errUnsupported || reply.type == OptionReplyType.errPolicy
+            if refusal && options.mode == .on { return false }
+            let text = String(decoding: reply.payload, as: UTF8.self)
+            throw NBDError(
+                .notPermitted,
+                "NBD server \(endpoint) refused NBD_OPT_STARTTLS (\(OptionReplyType.name(reply.type)))\(text.isEmpty ? "" : ": \(text)") and TLS is required"
+            )
+        }
+        // The server must not have sent anything after its acknowledgement: it would be plaintext
+        // injected ahead of the TLS handshake.
+        guard buffer.unread.isEmpty else {
+            throw failure("the server sent plaintext after acknowledging NBD_OPT_STARTTLS")
+        }
+        var hostname: String?
+        if case .tcp(let host, _) = endpoint.transport { hostname = host }
+        let session = try provider.startSession(
+            descriptor: socket.descriptor, options: options, hostname: hostname, timeout: timeout)
+        socket = socket.upgraded(to: session)
+        buffer = ReceiveBuffer(socket: socket, capacity: buffer.capacity)
+        usesTLS = true
+        return true
     }
 
     /// Sends an option.
@@ -206,10 +253,15 @@ struct ClientHandshake: ~Copyable {
     }
 
     /// The whole negotiation for a connection that will transmit.
-    mutating func negotiate(export: String, configuration: ClientConfiguration) throws(NBDError) -> ExportInfo {
+    mutating func negotiate(
+        export: String, configuration: ClientConfiguration, tlsProvider: (any ClientTLSProvider)?
+    ) throws(NBDError) -> ExportInfo {
         try greet()
+        let secure = try startTLS(endpoint.tls, provider: tlsProvider, timeout: configuration.handshakeTimeout)
         if configuration.useExportNameOption || !fixedNewstyle {
-            return try exportName(export)
+            var info = try exportName(export)
+            info.usesTLS = secure
+            return info
         }
         let structured = configuration.structuredReplies ? try negotiateStructuredReplies() : false
         let context = structured && configuration.blockStatus ? try negotiateAllocationContext(export: export) : nil
@@ -221,6 +273,7 @@ struct ClientHandshake: ~Copyable {
         }
         info.structuredReplies = structured
         info.allocationContextID = context
+        info.usesTLS = secure
         return info
     }
 

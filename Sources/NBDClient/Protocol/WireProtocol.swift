@@ -31,6 +31,7 @@ enum OptionCode {
     static let exportName: UInt32 = 1
     static let abort: UInt32 = 2
     static let list: UInt32 = 3
+    static let startTLS: UInt32 = 5
     static let info: UInt32 = 6
     static let go: UInt32 = 7
     static let structuredReply: UInt32 = 8

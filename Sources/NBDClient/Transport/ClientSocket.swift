@@ -8,15 +8,35 @@ import NBDCore
 ///
 /// `send` and `recv` block; the connection's reader thread receives and the requesting threads send
 /// (see ``NBDConnection``). `shutdown` may be called from any thread to wake a blocked `recv`.
+///
+/// After `NBD_OPT_STARTTLS` the handshake replaces the socket by ``upgraded(to:)``, which shares
+/// the descriptor and sends and receives through the TLS session.
 final class ClientSocket: Sendable {
-    let descriptor: Int32
-
-    private init(adopting descriptor: Int32) {
-        self.descriptor = descriptor
+    /// Closes the descriptor when both the plaintext and the TLS socket objects are gone.
+    private final class Descriptor: Sendable {
+        let value: Int32
+        init(_ value: Int32) { self.value = value }
+        deinit { close(value) }
     }
 
-    deinit {
-        close(descriptor)
+    private let owner: Descriptor
+    var descriptor: Int32 { owner.value }
+    /// The TLS session every byte goes through, or `nil` for plaintext.
+    let session: (any ClientTLSSession)?
+
+    private init(adopting descriptor: Int32) {
+        self.owner = Descriptor(descriptor)
+        self.session = nil
+    }
+
+    private init(owner: Descriptor, session: any ClientTLSSession) {
+        self.owner = owner
+        self.session = session
+    }
+
+    /// The same connection, sending and receiving through `session` from now on.
+    func upgraded(to session: any ClientTLSSession) -> ClientSocket {
+        ClientSocket(owner: owner, session: session)
     }
 
     /// Connects to `endpoint`, blocking.
@@ -92,6 +112,7 @@ final class ClientSocket: Sendable {
     /// Receives up to `buffer.count` bytes. Returns 0 at end of stream, -1 on error.
     func receive(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        if let session { return session.receive(into: buffer) }
         while true {
             let result = recv(descriptor, base, buffer.count, 0)
             if result < 0 && errno == EINTR { continue }
@@ -106,6 +127,10 @@ final class ClientSocket: Sendable {
     func sendAll(
         _ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
     ) -> Bool {
+        if let session {
+            // TLS encrypts each part into records straight from the caller's memory: no copy here.
+            return (first.count == 0 || session.send(first)) && (second.count == 0 || session.send(second))
+        }
         var vectors = (
             iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count),
             iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count)
@@ -162,6 +187,7 @@ final class ClientSocket: Sendable {
 
     /// Stops sending; the server sees end of stream after what was sent.
     func shutdownWriting() {
+        session?.close()
         _ = Glibc.shutdown(descriptor, Int32(SHUT_WR))
     }
 

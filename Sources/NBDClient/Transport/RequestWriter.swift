@@ -14,6 +14,8 @@ final class RequestWriter: Sendable {
         var spare: [UInt8] = []
         var flushing = false
         var failed = false
+        /// Stop writing (``closeWriting()``) once the flusher has sent what is pending.
+        var closeWhenDrained = false
     }
 
     private let socket: ClientSocket
@@ -57,6 +59,11 @@ final class RequestWriter: Sendable {
         while true {
             let taken = state.withLock { state -> [UInt8]? in
                 if state.pending.isEmpty {
+                    if state.closeWhenDrained {
+                        // Stays the flusher for good: nobody sends after the close.
+                        state.failed = true
+                        return []
+                    }
                     state.flushing = false
                     return nil
                 }
@@ -66,6 +73,10 @@ final class RequestWriter: Sendable {
                 return out
             }
             guard var buffer = taken else { return true }
+            if buffer.isEmpty {
+                socket.shutdownWriting()
+                return true
+            }
             guard buffer.withUnsafeBytes({ socket.sendAll($0) }) else {
                 fail()
                 return false
@@ -73,6 +84,22 @@ final class RequestWriter: Sendable {
             buffer.removeAll(keepingCapacity: true)
             state.withLock { $0.spare = buffer }
         }
+    }
+
+    /// Stops writing after everything already handed to ``send(_:_:)`` is sent: now if nobody
+    /// is sending, else by the thread that is, so the end of the stream (and TLS `close_notify`)
+    /// never overtakes or interrupts a request. Later sends fail.
+    func closeWriting() {
+        let closeNow = state.withLock { state -> Bool in
+            if state.flushing {
+                state.closeWhenDrained = true
+                return false
+            }
+            state.flushing = true
+            state.failed = true
+            return true
+        }
+        if closeNow { socket.shutdownWriting() }
     }
 
     private func fail() {
