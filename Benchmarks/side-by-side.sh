@@ -34,6 +34,7 @@
 #   seqwrite1m       1 MiB sequential write, iodepth 16, 1 connection
 #   randwrite4k4c    4 KiB random write, iodepth 16, 4 fio jobs (4 connections)
 #   randwrite4k4cfl  the same with a flush after every write (fio fsync=1)
+#   randread4k4c     4 KiB random read, iodepth 16, 4 fio jobs (not in the default list; an nbdproxy row)
 #   nbdcopy4c        nbdcopy of the whole export to null:, 4 connections (repeated for the runtime)
 #   nbdcopy1c        the same with 1 connection
 # Then, unless --no-rss: the resident memory (VmRSS) of each server's memory backend after writing

@@ -11,6 +11,7 @@ workload_fio_args() {
         seqread1m) echo --rw=read --bs=1m --iodepth=16 ;;
         seqwrite1m) echo --rw=write --bs=1m --iodepth=16 ;;
         randwrite4k4c) echo --rw=randwrite --bs=4k --iodepth=16 --numjobs=4 ;;
+        randread4k4c) echo --rw=randread --bs=4k --iodepth=16 --numjobs=4 ;;
         randwrite4k4cfl) echo --rw=randwrite --bs=4k --iodepth=16 --numjobs=4 --fsync=1 ;;
         nbdcopy4c|nbdcopy1c) ;;
         *) return 1 ;;

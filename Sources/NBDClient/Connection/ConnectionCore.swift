@@ -81,6 +81,12 @@ final class ConnectionCore: Sendable {
     ) async -> Result<[Extent], NBDError> {
         let cost = command == .read || command == .write ? Int(length) : 0
         if let refused = await admit(cost: cost) { return .failure(refused) }
+        if InlineResumption.isOwned(by: self) {
+            // A caller resumed on this connection's reader thread issues another request (a filter
+            // that reads before it writes). Sending may block until the server reads, and the server
+            // may wait for this thread to read its replies first: leave the reader thread.
+            await Self.leaveReaderThread()
+        }
         let record = RequestRecord(command: command, offset: offset, length: length, flags: flags)
         let address = destination.map(BufferAddress.init)
         return await withUnsafeContinuation { (completion: Completion) in
@@ -123,6 +129,14 @@ final class ConnectionCore: Sendable {
             return writer.send(
                 UnsafeRawBufferPointer(header), payload ?? UnsafeRawBufferPointer(start: nil, count: 0))
         }
+    }
+
+    /// Suspends and continues elsewhere: the yield enqueues the task on its executor from this
+    /// thread, and the marker makes an executor that runs resumed jobs inline (nbd-serve's) hand it
+    /// to its pool instead. Any other executor was not running it here in the first place.
+    private static func leaveReaderThread() async {
+        InlineResumption.leaveOnNextSuspension()
+        await Task.yield()
     }
 
     /// Waits until the request fits the in-flight budget. Returns why it cannot be sent, or `nil`.
@@ -221,6 +235,14 @@ final class ConnectionCore: Sendable {
     /// Receives and dispatches replies until the connection ends, then fails whatever is left.
     /// Runs on the connection's own thread.
     func runReader(_ buffer: inout ReceiveBuffer) {
+        if configuration.resumesCallersOnReaderThread {
+            InlineResumption.withScope(owner: self) { readUntilClosed(&buffer) }
+        } else {
+            readUntilClosed(&buffer)
+        }
+    }
+
+    private func readUntilClosed(_ buffer: inout ReceiveBuffer) {
         let failure = receiveReplies(&buffer)
         socket.shutdownBoth()
         let (pending, waiters, finishWaiters) = state.withLock { state in
@@ -259,6 +281,9 @@ final class ConnectionCore: Sendable {
                     return ReplyParser.violation("a reply header of \(count) bytes, more than the receive buffer holds")
                 }
                 let hadPartial = !buffer.unread.isEmpty
+                // Callers resumed on this thread may have batched work (replies to their own
+                // clients): let it go before waiting for more.
+                InlineResumption.endBatch()
                 guard buffer.fill(atLeast: count) else { return closedError(midReply: hadPartial) }
             case .event(let event, let consumed, let payload):
                 buffer.consume(consumed)

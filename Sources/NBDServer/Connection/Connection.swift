@@ -81,6 +81,8 @@ struct Connection<Provider: BackendProvider>: Sendable {
             logger: configuration.logger)
         let writer = CombiningWriter(socket: socket)
         let slowOperations = caps.slowOperations
+        let suspendingOperations = caps.suspendingOperations
+        let suspendedRequests = context.suspendedRequests
         let writeDisconnectLimit = caps.blockSize.writeDisconnectLimit
         let slowLimit = max(1, configuration.maximumSlowRequestsPerConnection)
         let slots = Semaphore(value: UInt32(slowLimit))
@@ -138,11 +140,12 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 continue loop
             }
 
-            let slow = Self.isSlow(command, flags: flags, slowOperations: slowOperations)
-            if slow && !(inlineThreshold.map { estimate.isBelow($0) } ?? false) {
+            let slow = Self.matches(command, flags: flags, slowOperations)
+            let suspends = !slow && Self.matches(command, flags: flags, suspendingOperations)
+            if suspends || (slow && !(inlineThreshold.map { estimate.isBelow($0) } ?? false)) {
                 if !slots.tryWait() {
-                    // Back-pressure: stop reading until a slow request finishes. This thread is the
-                    // connection's own, so waiting here blocks nobody else.
+                    // Back-pressure: stop reading until a slow or suspended request finishes. This
+                    // thread is the connection's own, so waiting here blocks nobody else.
                     guard flush(&output, to: writer) else { break loop }
                     slots.wait()
                 }
@@ -156,18 +159,44 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 }
                 let request = SlowRequest(command: command, flags: flags, header: header, payload: payload)
                 let taskID = slowTasks.reserveID()
-                let task = Task(executorPreference: pool) {
-                    var reply = OutputBuffer(capacity: request.command == .read ? 64 + Int(request.header.length) : 256)
-                    let started = ContinuousClock.now
-                    await executor.perform(
-                        request.command, flags: request.flags, cookie: request.header.cookie,
-                        offset: request.header.offset, length: request.header.length,
-                        payload: UnsafeRawBufferPointer(request.payload.buffer), into: &reply)
-                    estimate.record(started.duration(to: .now))
-                    request.payload.release()
-                    writer.write(reply.bytes)
-                    slowTasks.finished(taskID)
-                    slots.signal()
+                let task: Task<Void, Never>
+                if suspends {
+                    // Started here, on the connection's thread, until its first suspension (the
+                    // upstream request is sent from this thread); resumed on the thread that
+                    // completes it (the upstream reply's reader), where its reply is written.
+                    task = InlineResumption.withScope {
+                        Task(executorPreference: suspendedRequests) {
+                            var reply = OutputBuffer(
+                                capacity: request.command == .read ? 64 + Int(request.header.length) : 256)
+                            await executor.perform(
+                                request.command, flags: request.flags, cookie: request.header.cookie,
+                                offset: request.header.offset, length: request.header.length,
+                                payload: UnsafeRawBufferPointer(request.payload.buffer), into: &reply)
+                            request.payload.release()
+                            if reply.count <= Self.batchedReplyLimit && InlineResumption.isActive {
+                                writer.appendForBatch(reply.bytes)
+                            } else {
+                                writer.write(reply.bytes)
+                            }
+                            slowTasks.finished(taskID)
+                            slots.signal()
+                        }
+                    }
+                } else {
+                    task = Task(executorPreference: pool) {
+                        var reply = OutputBuffer(
+                            capacity: request.command == .read ? 64 + Int(request.header.length) : 256)
+                        let started = ContinuousClock.now
+                        await executor.perform(
+                            request.command, flags: request.flags, cookie: request.header.cookie,
+                            offset: request.header.offset, length: request.header.length,
+                            payload: UnsafeRawBufferPointer(request.payload.buffer), into: &reply)
+                        estimate.record(started.duration(to: .now))
+                        request.payload.release()
+                        writer.write(reply.bytes)
+                        slowTasks.finished(taskID)
+                        slots.signal()
+                    }
                 }
                 slowTasks.register(taskID, task)
                 continue loop
@@ -231,8 +260,14 @@ struct Connection<Provider: BackendProvider>: Sendable {
         return available - ProtocolConstants.requestHeaderSize >= Int(header.length)
     }
 
-    private static func isSlow(_ command: Command, flags: CommandFlags, slowOperations: Operations) -> Bool {
-        guard !slowOperations.isEmpty else { return false }
+    /// Replies at most this long, written by a thread that resumed several requests in one batch,
+    /// are copied into the writer and sent together; longer ones are sent from their own buffer.
+    static var batchedReplyLimit: Int { 64 << 10 }
+
+    /// Whether the request is one of `operations` (a FUA write, zero or trim also counts as
+    /// `.fuaRequests`).
+    private static func matches(_ command: Command, flags: CommandFlags, _ operations: Operations) -> Bool {
+        guard !operations.isEmpty else { return false }
         let operation: Operations
         switch command {
         case .read: operation = .read
@@ -244,8 +279,8 @@ struct Connection<Provider: BackendProvider>: Sendable {
         case .blockStatus: operation = .extents
         case .disconnect: return false
         }
-        if slowOperations.contains(operation) { return true }
-        return flags.contains(.fua) && slowOperations.contains(.fuaRequests)
+        if operations.contains(operation) { return true }
+        return flags.contains(.fua) && operations.contains(.fuaRequests)
             && (command == .write || command == .writeZeroes || command == .trim)
     }
 }
