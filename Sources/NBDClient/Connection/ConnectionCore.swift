@@ -126,8 +126,12 @@ final class ConnectionCore: Sendable {
             header.storeBytes(of: cookie.bigEndian, toByteOffset: 8, as: UInt64.self)
             header.storeBytes(of: offset.bigEndian, toByteOffset: 16, as: UInt64.self)
             header.storeBytes(of: length.bigEndian, toByteOffset: 24, as: UInt32.self)
-            return writer.send(
-                UnsafeRawBufferPointer(header), payload ?? UnsafeRawBufferPointer(start: nil, count: 0))
+            let payload = payload ?? UnsafeRawBufferPointer(start: nil, count: 0)
+            if payload.count <= Self.batchedPayloadLimit && command != .disconnect && InlineResumption.isActive {
+                // The caller's thread batches (nbd-serve's connection thread): send with the others.
+                return writer.appendForBatch(UnsafeRawBufferPointer(header), payload)
+            }
+            return writer.send(UnsafeRawBufferPointer(header), payload)
         }
     }
 
@@ -138,6 +142,10 @@ final class ConnectionCore: Sendable {
         InlineResumption.leaveOnNextSuspension()
         await Task.yield()
     }
+
+    /// Requests with at most this much payload are copied into a batch when the caller batches;
+    /// larger ones are sent from the caller's memory at once.
+    static var batchedPayloadLimit: Int { 64 << 10 }
 
     /// Waits until the request fits the in-flight budget. Returns why it cannot be sent, or `nil`.
     private func admit(cost: Int) async -> NBDError? {

@@ -105,6 +105,23 @@ package enum InlineResumption {
         return try body()
     }
 
+    /// Enters a scope that spans suspension points of a task pinned to this thread (the server's
+    /// connection loop), where ``withScope(owner:_:)`` cannot be used. Pair with ``leave()``, and
+    /// call ``endBatch()`` before every point where the thread may block.
+    package static func enter() {
+        currentOrNew.depth += 1
+    }
+
+    /// Leaves a scope entered with ``enter()``; leaving the outermost one ends the batch.
+    package static func leave() {
+        let state = currentOrNew
+        state.depth -= 1
+        if state.depth == 0 {
+            runBatchEndActions(state)
+            state.owner = nil
+        }
+    }
+
     /// Runs `job` on this thread now, or, when a job is already running here, once it returns.
     /// Only call it inside a scope.
     package static func run(_ job: UnownedJob, on executor: UnownedTaskExecutor) {

@@ -94,8 +94,14 @@ struct Connection<Provider: BackendProvider>: Sendable {
         var disconnectedGracefully = false
         var scratch = OutputBuffer(capacity: 0)
 
+        // The thread is marked for the whole loop, so requests that suspend start here and the
+        // upstream requests they send while one batch of client requests is served leave together
+        // (the NBD client batches them until the batch ends). The batch ends before every point
+        // where this thread may block: waiting for the client, or for a free slot.
+        InlineResumption.enter()
         loop: while true {
             if output.count >= batchSize || !Self.hasCompleteRequest(in: reader) {
+                InlineResumption.endBatch()
                 guard flush(&output, to: writer) else { break loop }
             }
             guard reader.fill(atLeast: ProtocolConstants.requestHeaderSize) else { break loop }
@@ -146,6 +152,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 if !slots.tryWait() {
                     // Back-pressure: stop reading until a slow or suspended request finishes. This
                     // thread is the connection's own, so waiting here blocks nobody else.
+                    InlineResumption.endBatch()
                     guard flush(&output, to: writer) else { break loop }
                     slots.wait()
                 }
@@ -232,6 +239,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
         // every slot means no slow request is left running. Without a DISC nobody waits for the
         // replies (the client left, or the server is stopping and shut the read side), so requests
         // suspended in a cancellable wait (a delay, a rate limit) end now instead of when it runs out.
+        InlineResumption.leave()
         if !disconnectedGracefully { slowTasks.cancelAll() }
         for _ in 0..<slowLimit { slots.wait() }
         _ = flush(&output, to: writer)
