@@ -228,9 +228,14 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 }
             }
             let started = slow ? ContinuousClock.now : nil
+            // Unmarked while an inline request runs: if its backend suspends after all (the nbd
+            // backend under noparallel, or a slow flush run inline), its upstream request must go
+            // out now, not wait for a batch end this thread would only reach once it returned.
+            InlineResumption.leave()
             await executor.perform(
                 command, flags: flags, cookie: header.cookie, offset: header.offset, length: header.length,
                 payload: payload, into: &output)
+            InlineResumption.enter()
             if let started { estimate.record(started.duration(to: .now)) }
             reader.consume(consumedAfterwards)
         }
