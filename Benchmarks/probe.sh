@@ -2,7 +2,8 @@
 # One server, one workload, one line: for quick A/B checks and profiles that side-by-side.sh is
 # too coarse for (two builds of nbd-serve, an environment variable, a perf count).
 #
-#   Benchmarks/probe.sh [--runtime S] [--region SIZE] [--perf-client] [--perf-server] WORKLOAD -- COMMAND...
+#   Benchmarks/probe.sh [--runtime S] [--region SIZE] [--perf-client] [--perf-server] [--upstream]
+#                       WORKLOAD -- COMMAND...
 #
 # COMMAND starts the server in the foreground on a Unix socket; the word SOCKET in it is replaced by
 # a socket path in a private temporary folder, for example
@@ -17,22 +18,27 @@
 # syscalls of the client (fio) or of the server, from `perf stat` tracepoints (needs root or
 # perf_event_paranoid <= 1; slows both a little).
 #
+# --upstream first starts `nbdkit -f -U UPSOCKET memory 1G` and replaces the word UPSOCKET in the
+# command with its socket (the nbdproxy setup: ... -- nbd-serve -f -U SOCKET nbd socket=UPSOCKET).
+#
 # Workloads: randread4k randwrite4k (iodepth 16, 1 connection), seqread1m seqwrite1m, randwrite4k4c
-# (4 jobs = 4 connections), randwrite4k4cfl (the same with a flush after every write), nbdcopy1c,
-# nbdcopy4c (256 KiB requests). Only the server this script starts is stopped, by its PID.
+# randread4k4c (4 jobs = 4 connections), randwrite4k4cfl (the same with a flush after every write),
+# nbdcopy1c, nbdcopy4c (256 KiB requests). Only the servers this script starts are stopped, by PID.
 set -euo pipefail
 
 runtime=4
 region=1g
 perf_client=0
 perf_server=0
+upstream=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --runtime) runtime="$2"; shift 2 ;;
         --region) region="$2"; shift 2 ;;
         --perf-client) perf_client=1; shift ;;
         --perf-server) perf_server=1; shift ;;
-        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --upstream) upstream=1; shift ;;
+        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) break ;;
     esac
 done
@@ -47,17 +53,29 @@ client=$(workload_fio_args "$workload") || { echo "probe: unknown workload $work
 work=$(mktemp -d /tmp/nbd-probe.XXXXXX)
 sock="$work/socket"
 server_pid=""
+upstream_pid=""
 cleanup() {
     if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
     fi
+    if [ -n "$upstream_pid" ] && kill -0 "$upstream_pid" 2>/dev/null; then
+        kill "$upstream_pid" 2>/dev/null || true
+        wait "$upstream_pid" 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
 
+upsock="$work/upstream"
+if [ "$upstream" = 1 ]; then
+    nbdkit -f -U "$upsock" memory 1G >"$work/upstream.log" 2>&1 &
+    upstream_pid=$!
+    for _ in $(seq 200); do [ -S "$upsock" ] && break; sleep 0.05; done
+    [ -S "$upsock" ] || { echo "probe: the upstream nbdkit did not start" >&2; exit 1; }
+fi
 command=()
-for word in "$@"; do command+=("${word//SOCKET/$sock}"); done
+for word in "$@"; do word="${word//UPSOCKET/$upsock}"; command+=("${word//SOCKET/$sock}"); done
 "${command[@]}" >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done

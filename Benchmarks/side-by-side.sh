@@ -41,6 +41,7 @@
 #   randwrite4k4c    4 KiB random write, iodepth 16, 4 fio jobs (4 connections)
 #   randread4k4c     4 KiB random read, iodepth 16, 4 fio jobs (4 connections; not in the default list)
 #   randwrite4k4cfl  the same with a flush after every write (fio fsync=1)
+#   randread4k4c     4 KiB random read, iodepth 16, 4 fio jobs (not in the default list; an nbdproxy row)
 #   nbdcopy4c        nbdcopy of the whole export to null:, 4 connections (repeated for the runtime)
 #   nbdcopy1c        the same with 1 connection
 # Then, unless --no-rss: the resident memory (VmRSS) of each server's memory backend after writing

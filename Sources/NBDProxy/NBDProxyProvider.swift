@@ -13,8 +13,9 @@ import NBDTLS
 ///
 /// - Capabilities are the upstream's: size, read-only, flush, FUA, trim, zero, fast zero, cache,
 ///   block status, multi-conn and block sizes (a maximum payload above 32 MiB is served as 32 MiB).
-///   Which operations are slow (run off the connection's thread, several in flight upstream)
-///   depends on the transport: see ``slowOperations(for:)``.
+///   Every operation is declared suspending (`Capabilities.suspendingOperations`): the server keeps
+///   several of one client's requests in flight upstream, starting each on the connection's thread
+///   and writing its reply from the thread that received the upstream's reply.
 /// - Errors keep the upstream's errno and, with structured replies, its message. A flush or FUA
 ///   write is acknowledged only after the upstream acknowledged it.
 /// - TLS: an endpoint with `NBDEndpoint.tls` options (an `nbds://` URI, or the `tls=`
@@ -67,8 +68,12 @@ public struct NBDProxyProvider: BackendProvider {
         self.isReadOnly = isReadOnly
         self.configuration = configuration
         if shared {
+            // Every client's replies would be written by the one reader thread: a client that stops
+            // reading would hold up everyone's. Requests resume on the server's pool instead.
+            var sharedConfiguration = configuration
+            sharedConfiguration.resumesCallersOnReaderThread = false
             sharedConnection = try await Self.connect(
-                endpoint, exportName, retries: retries, configuration, pause: pauseBeforeRetry)
+                endpoint, exportName, retries: retries, sharedConfiguration, pause: pauseBeforeRetry)
         } else {
             sharedConnection = nil
         }
@@ -90,25 +95,11 @@ public struct NBDProxyProvider: BackendProvider {
                 endpoint, exportName, retries: retries, configuration, pause: pauseBeforeRetry)
         }
         var capabilities = upstream.export.capabilities
-        capabilities.slowOperations = Self.slowOperations(for: endpoint)
+        // Every request waits for the upstream's reply by suspending, never by holding a thread.
+        capabilities.slowOperations = []
+        capabilities.suspendingOperations = .all
         if isReadOnly || connection.isReadOnly { capabilities = capabilities.readOnly }
         return NBDProxyBackend(upstream: upstream, ownsConnection: sharedConnection == nil, capabilities: capabilities)
-    }
-
-    /// Which operations the server should run off the connection's thread, so that several of one
-    /// client's requests are in flight upstream at once.
-    ///
-    /// Over TCP the upstream is usually another machine and a round trip is long: everything is
-    /// slow, so the server keeps up to `maximumSlowRequestsPerConnection` requests in flight. Over a
-    /// Unix socket a round trip (tens of µs) costs about what handing a request to the slow pool
-    /// costs, and measured (Benchmarks/side-by-side.sh, setup nbdproxy) running requests inline on
-    /// the connection's thread used a third of the CPU per request and served more of them; only
-    /// flushes and FUA requests, which may wait for a disk, are slow there.
-    public static func slowOperations(for endpoint: NBDEndpoint) -> Operations {
-        switch endpoint.transport {
-        case .tcp: .all
-        case .unix: [.flush, .fuaRequests]
-        }
     }
 
     public func shutdown() async {

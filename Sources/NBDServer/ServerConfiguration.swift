@@ -30,9 +30,11 @@ public struct ServerConfiguration: Sendable {
     /// from the process's file-descriptor limit instead, as nbdkit has no cap of its own, and offers
     /// the limit filter for a lower one.
     public var maximumConnections: Int
-    /// The largest number of slow requests (see `Capabilities.slowOperations`) running at
-    /// once per connection. When reached, the connection stops reading requests until one finishes:
-    /// back-pressure that also bounds the memory a client can tie up.
+    /// The largest number of slow and suspended requests (see `Capabilities.slowOperations` and
+    /// `Capabilities.suspendingOperations`) outstanding at once per connection. When reached, the
+    /// connection stops reading requests until one finishes: back-pressure that also bounds the
+    /// memory a client can tie up. The default, 16, is as many as nbdkit's default thread count
+    /// per connection keeps in flight.
     public var maximumSlowRequestsPerConnection: Int
     /// The number of threads that run slow requests, shared by every connection. A multi-conn
     /// fan-out started by a slow flush runs its per-connection flushes on these threads too, so this

@@ -86,7 +86,8 @@ final class NBDProxyTests: XCTestCase {
         XCTAssertTrue(proxied.canExtents)
         XCTAssertTrue(proxied.canMultiConn)
         XCTAssertEqual(proxied.blockSize, upstreamCapabilities.blockSize)
-        XCTAssertEqual(proxied.slowOperations, [.flush, .fuaRequests], "over a Unix socket the rest runs inline")
+        XCTAssertEqual(proxied.slowOperations, [], "nothing holds a thread while the upstream answers")
+        XCTAssertEqual(proxied.suspendingOperations, .all, "every request suspends until the upstream answers")
         await backend.close()
     }
 
@@ -152,7 +153,7 @@ final class NBDProxyTests: XCTestCase {
         await backend.close()
     }
 
-    func testTCPUpstreamKeepsEveryOperationSlowAndPassesDataThrough() async throws {
+    func testTCPUpstreamSuspendsEveryOperationAndPassesDataThrough() async throws {
         let backend = TestMemoryBackend(capabilities: Capabilities(size: 65536))
         let server = NBDServer(provider: OneBackendProvider(backend: backend))
         let bound = try server.listen(on: .tcp(host: "127.0.0.1", port: 0))
@@ -161,7 +162,8 @@ final class NBDProxyTests: XCTestCase {
         let provider = try await NBDProxyProvider(
             parameters: ["hostname": "127.0.0.1", "port": String(port)], options: BackendOptions())
         let proxied = try await provider.open(ConnectionInfo())
-        XCTAssertEqual(proxied.capabilities.slowOperations, .all, "a TCP upstream is pipelined through the slow pool")
+        XCTAssertEqual(proxied.capabilities.suspendingOperations, .all, "a TCP upstream is pipelined like a Unix one")
+        XCTAssertEqual(proxied.capabilities.slowOperations, [])
         try await proxied.writeBytes(Array(repeating: 4, count: 512), at: 512)
         let back = try await proxied.readBytes(512, at: 512)
         XCTAssertEqual(back, Array(repeating: 4, count: 512))

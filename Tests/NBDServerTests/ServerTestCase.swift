@@ -27,6 +27,11 @@ class ServerTestCase: XCTestCase {
         return (server, path, state)
     }
 
+    /// Shuts `server` down after the test, like the servers ``startServer(capabilities:configuration:flushGate:)`` starts.
+    func track(_ server: NBDServer) {
+        servers.append(server)
+    }
+
     /// A fresh socket path in this test's temporary directory.
     func socketPath() throws -> String {
         if directory == nil {

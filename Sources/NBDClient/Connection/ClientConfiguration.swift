@@ -19,12 +19,20 @@ public struct ClientConfiguration: Sendable, Hashable {
     /// The size of the receive buffer: the longest block status or error chunk accepted is a little
     /// smaller.
     public var receiveBufferSize: Int
+    /// Whether the reply reader marks its thread for NBDCore's inline resumption, so that a caller
+    /// that allows it (nbd-serve's requests over the `nbd` backend) continues on the reader's
+    /// thread when its reply arrives, with no thread hand-off; the replies it writes are batched
+    /// until the reader waits for more. Default `true`. The caller's continuation then delays the
+    /// next replies of this connection, so a connection shared by many callers, any of which may
+    /// block (a client that stopped reading its replies), should turn it off.
+    public var resumesCallersOnReaderThread: Bool
 
     /// Creates a configuration.
     public init(
         structuredReplies: Bool = true, blockStatus: Bool = true, useExportNameOption: Bool = false,
         maximumBytesInFlight: Int = 64 << 20, maximumRequestsInFlight: Int = 512,
-        handshakeTimeout: Duration? = .seconds(30), receiveBufferSize: Int = 256 << 10
+        handshakeTimeout: Duration? = .seconds(30), receiveBufferSize: Int = 256 << 10,
+        resumesCallersOnReaderThread: Bool = true
     ) {
         self.structuredReplies = structuredReplies
         self.blockStatus = blockStatus
@@ -33,5 +41,6 @@ public struct ClientConfiguration: Sendable, Hashable {
         self.maximumRequestsInFlight = maximumRequestsInFlight
         self.handshakeTimeout = handshakeTimeout
         self.receiveBufferSize = receiveBufferSize
+        self.resumesCallersOnReaderThread = resumesCallersOnReaderThread
     }
 }

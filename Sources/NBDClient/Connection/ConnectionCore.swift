@@ -81,6 +81,12 @@ final class ConnectionCore: Sendable {
     ) async -> Result<[Extent], NBDError> {
         let cost = command == .read || command == .write ? Int(length) : 0
         if let refused = await admit(cost: cost) { return .failure(refused) }
+        if InlineResumption.isOwned(by: self) {
+            // A caller resumed on this connection's reader thread issues another request (a filter
+            // that reads before it writes). Sending may block until the server reads, and the server
+            // may wait for this thread to read its replies first: leave the reader thread.
+            await Self.leaveReaderThread()
+        }
         let record = RequestRecord(command: command, offset: offset, length: length, flags: flags)
         let address = destination.map(BufferAddress.init)
         return await withUnsafeContinuation { (completion: Completion) in
@@ -120,10 +126,26 @@ final class ConnectionCore: Sendable {
             header.storeBytes(of: cookie.bigEndian, toByteOffset: 8, as: UInt64.self)
             header.storeBytes(of: offset.bigEndian, toByteOffset: 16, as: UInt64.self)
             header.storeBytes(of: length.bigEndian, toByteOffset: 24, as: UInt32.self)
-            return writer.send(
-                UnsafeRawBufferPointer(header), payload ?? UnsafeRawBufferPointer(start: nil, count: 0))
+            let payload = payload ?? UnsafeRawBufferPointer(start: nil, count: 0)
+            if payload.count <= Self.batchedPayloadLimit && command != .disconnect && InlineResumption.isActive {
+                // The caller's thread batches (nbd-serve's connection thread): send with the others.
+                return writer.appendForBatch(UnsafeRawBufferPointer(header), payload)
+            }
+            return writer.send(UnsafeRawBufferPointer(header), payload)
         }
     }
+
+    /// Suspends and continues elsewhere: the yield enqueues the task on its executor from this
+    /// thread, and the marker makes an executor that runs resumed jobs inline (nbd-serve's) hand it
+    /// to its pool instead. Any other executor was not running it here in the first place.
+    private static func leaveReaderThread() async {
+        InlineResumption.leaveOnNextSuspension()
+        await Task.yield()
+    }
+
+    /// Requests with at most this much payload are copied into a batch when the caller batches;
+    /// larger ones are sent from the caller's memory at once.
+    static var batchedPayloadLimit: Int { 64 << 10 }
 
     /// Waits until the request fits the in-flight budget. Returns why it cannot be sent, or `nil`.
     private func admit(cost: Int) async -> NBDError? {
@@ -223,6 +245,14 @@ final class ConnectionCore: Sendable {
     /// Receives and dispatches replies until the connection ends, then fails whatever is left.
     /// Runs on the connection's own thread.
     func runReader(_ buffer: inout ReceiveBuffer) {
+        if configuration.resumesCallersOnReaderThread {
+            InlineResumption.withScope(owner: self) { readUntilClosed(&buffer) }
+        } else {
+            readUntilClosed(&buffer)
+        }
+    }
+
+    private func readUntilClosed(_ buffer: inout ReceiveBuffer) {
         let failure = receiveReplies(&buffer)
         socket.shutdownBoth()
         let (pending, waiters, finishWaiters) = state.withLock { state in
@@ -261,6 +291,9 @@ final class ConnectionCore: Sendable {
                     return ReplyParser.violation("a reply header of \(count) bytes, more than the receive buffer holds")
                 }
                 let hadPartial = !buffer.unread.isEmpty
+                // Callers resumed on this thread may have batched work (replies to their own
+                // clients): let it go before waiting for more.
+                InlineResumption.endBatch()
                 guard buffer.fill(atLeast: count) else { return closedError(midReply: hadPartial) }
             case .event(let event, let consumed, let payload):
                 buffer.consume(consumed)

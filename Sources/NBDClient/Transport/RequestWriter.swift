@@ -8,7 +8,7 @@ import Synchronization
 /// under a short lock and returns, and the flusher sends what accumulated before it stops. Two reused
 /// buffers swap roles, so steady state allocates nothing. (NBDServer's combining writer works the
 /// same way for replies.)
-final class RequestWriter: Sendable {
+final class RequestWriter: Sendable, InlineResumption.BatchEndAction {
     private struct State {
         var pending: [UInt8] = []
         var spare: [UInt8] = []
@@ -51,6 +51,35 @@ final class RequestWriter: Sendable {
                 return false
             }
             return drain()
+        }
+    }
+
+    /// Appends `header` and `payload` to be sent when the current thread's `InlineResumption` batch
+    /// ends (or by a flusher already at work): nbd-serve's connection thread starts the requests of
+    /// one batch of client requests this way, and they leave in one `send`. Returns `false` once
+    /// sending failed.
+    func appendForBatch(_ header: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) -> Bool {
+        let flushing = state.withLock { state -> Bool? in
+            if state.failed { return nil }
+            state.pending.append(contentsOf: header)
+            state.pending.append(contentsOf: payload)
+            return state.flushing
+        }
+        guard let flushing else { return false }
+        if !flushing { InlineResumption.atBatchEnd(self) }
+        return true
+    }
+
+    /// Sends what ``appendForBatch(_:_:)`` left pending, unless a flusher is already at work.
+    func batchEnded() {
+        let start = state.withLock { state -> Bool in
+            if state.failed || state.flushing || state.pending.isEmpty { return false }
+            state.flushing = true
+            return true
+        }
+        if start, !drain() {
+            // The reader sees the connection end and fails what was in flight.
+            socket.shutdownBoth()
         }
     }
 

@@ -30,6 +30,14 @@ public struct Capabilities: Sendable, Hashable {
     /// Operations that may block for long (a disk sync, a remote call). The server runs these off the
     /// connection's thread, with bounded concurrency, so they do not stall the requests behind them.
     public var slowOperations: Operations
+    /// Operations that wait without holding a thread: they suspend (a proxy awaiting its upstream's
+    /// reply) and are resumed by whoever completes them. The server starts these at once on the
+    /// connection's thread, several at a time (bounded per connection), and writes each reply when
+    /// it completes, with no thread hand-off when they are resumed by a thread marked with
+    /// NBDCore's inline-resumption scope (the NBD client's reply reader). An operation that is also
+    /// in ``slowOperations`` is treated as slow. Empty by default: a backend that completes without
+    /// suspending is served fastest inline, one request at a time.
+    public var suspendingOperations: Operations
 
     /// Creates capabilities. The defaults describe a writable export that supports everything natively
     /// except multi-conn, with the protocol's default block sizes.
@@ -46,7 +54,8 @@ public struct Capabilities: Sendable, Hashable {
         canMultiConn: Bool = false,
         isRotational: Bool = false,
         blockSize: BlockSizeConstraints = .default,
-        slowOperations: Operations = []
+        slowOperations: Operations = [],
+        suspendingOperations: Operations = []
     ) {
         self.size = size
         self.isWritable = isWritable
@@ -61,6 +70,7 @@ public struct Capabilities: Sendable, Hashable {
         self.isRotational = isRotational
         self.blockSize = blockSize
         self.slowOperations = slowOperations
+        self.suspendingOperations = suspendingOperations
     }
 
     /// The capabilities as a read-only connection sees them: writes, zeroes, trims and FUA are off.

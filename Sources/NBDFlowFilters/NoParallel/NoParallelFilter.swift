@@ -11,12 +11,13 @@ import NBDCore
 /// ```
 ///
 /// Waiting suspends the request's task; no thread blocks. The filter also declares no operation slow
-/// (`Capabilities.slowOperations` is empty), so the server runs every request in turn on
-/// the connection's thread and replies in request order, as nbdkit's serialized thread models do.
+/// or suspending (`Capabilities.slowOperations` and `suspendingOperations` are empty), so the server
+/// runs every request in turn on the connection's thread and replies in request order, as nbdkit's
+/// serialized thread models do.
 public struct NoParallelFilter<Next: BlockBackend>: Filter {
     /// The layer below.
     public let next: Next
-    /// The layer below's capabilities, with no slow operations, and without multi-conn in
+    /// The layer below's capabilities, with no slow or suspending operations, and without multi-conn in
     /// ``SerializeMode/connections`` mode.
     public let capabilities: Capabilities
     /// How much is serialized.
@@ -33,6 +34,7 @@ public struct NoParallelFilter<Next: BlockBackend>: Filter {
     public init(wrapping next: Next, mode: SerializeMode = .requests, sharedLock: AsyncLock) async {
         var capabilities = next.capabilities
         capabilities.slowOperations = []
+        capabilities.suspendingOperations = []
         switch mode {
         case .requests:
             requestLock = AsyncLock()

@@ -7,7 +7,7 @@ import Synchronization
 /// and sends outside the lock until the pending bytes run out. When nothing is pending (the common
 /// case: only the connection thread replies), the caller's buffer is sent directly, without a copy.
 /// Two reused buffers swap roles, so steady state allocates nothing.
-final class CombiningWriter: Sendable {
+final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
     private struct State {
         var pending: [UInt8] = []
         var spare: [UInt8] = []
@@ -55,6 +55,33 @@ final class CombiningWriter: Sendable {
         case .flush:
             return drain()
         }
+    }
+
+    /// Appends `bytes` to be sent when the thread's `InlineResumption` batch ends (or by a flusher
+    /// already at work), so that the replies of several requests resumed by one batch of upstream
+    /// replies leave in one `send`. Only call it inside a scope. Returns `false` once the
+    /// connection has failed.
+    @discardableResult
+    func appendForBatch(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let flushing = state.withLock { state -> Bool? in
+            if state.failed { return nil }
+            state.pending.append(contentsOf: bytes)
+            return state.flushing
+        }
+        guard let flushing else { return false }
+        // A flusher at work sends it before it stops; otherwise the batch's end does.
+        if !flushing { InlineResumption.atBatchEnd(self) }
+        return true
+    }
+
+    /// Sends what ``appendForBatch(_:)`` left pending, unless a flusher is already at work.
+    func batchEnded() {
+        let start = state.withLock { state -> Bool in
+            if state.failed || state.flushing || state.pending.isEmpty { return false }
+            state.flushing = true
+            return true
+        }
+        if start { _ = drain() }
     }
 
     /// Sends what others appended while this thread was the flusher, then stops being the flusher.

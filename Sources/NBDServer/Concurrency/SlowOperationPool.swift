@@ -32,7 +32,11 @@ final class SlowOperationPool: TaskExecutor {
     }
 
     func enqueue(_ job: consuming ExecutorJob) {
-        let unowned = UnownedJob(job)
+        enqueue(UnownedJob(job))
+    }
+
+    /// Queues a job that another executor hands on (see ``SuspendedRequestExecutor``).
+    func enqueue(_ unowned: UnownedJob) {
         let accepted = state.withLock { state -> Bool in
             guard state.running > 0 else { return false }
             state.jobs.append(unowned)

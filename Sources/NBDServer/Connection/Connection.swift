@@ -84,6 +84,8 @@ struct Connection<Provider: BackendProvider>: Sendable {
             logger: configuration.logger)
         let writer = CombiningWriter(socket: socket)
         let slowOperations = caps.slowOperations
+        let suspendingOperations = caps.suspendingOperations
+        let suspendedRequests = context.suspendedRequests
         let writeDisconnectLimit = caps.blockSize.writeDisconnectLimit
         let slowLimit = max(1, configuration.maximumSlowRequestsPerConnection)
         let slots = Semaphore(value: UInt32(slowLimit))
@@ -95,8 +97,14 @@ struct Connection<Provider: BackendProvider>: Sendable {
         var disconnectedGracefully = false
         var scratch = OutputBuffer(capacity: 0)
 
+        // The thread is marked for the whole loop, so requests that suspend start here and the
+        // upstream requests they send while one batch of client requests is served leave together
+        // (the NBD client batches them until the batch ends). The batch ends before every point
+        // where this thread may block: waiting for the client, or for a free slot.
+        InlineResumption.enter()
         loop: while true {
             if output.count >= batchSize || !Self.hasCompleteRequest(in: reader) {
+                InlineResumption.endBatch()
                 guard flush(&output, to: writer) else { break loop }
             }
             guard reader.fill(atLeast: ProtocolConstants.requestHeaderSize) else { break loop }
@@ -141,11 +149,13 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 continue loop
             }
 
-            let slow = Self.isSlow(command, flags: flags, slowOperations: slowOperations)
-            if slow && !(inlineThreshold.map { estimate.isBelow($0) } ?? false) {
+            let slow = Self.matches(command, flags: flags, slowOperations)
+            let suspends = !slow && Self.matches(command, flags: flags, suspendingOperations)
+            if suspends || (slow && !(inlineThreshold.map { estimate.isBelow($0) } ?? false)) {
                 if !slots.tryWait() {
-                    // Back-pressure: stop reading until a slow request finishes. This thread is the
-                    // connection's own, so waiting here blocks nobody else.
+                    // Back-pressure: stop reading until a slow or suspended request finishes. This
+                    // thread is the connection's own, so waiting here blocks nobody else.
+                    InlineResumption.endBatch()
                     guard flush(&output, to: writer) else { break loop }
                     slots.wait()
                 }
@@ -159,18 +169,44 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 }
                 let request = SlowRequest(command: command, flags: flags, header: header, payload: payload)
                 let taskID = slowTasks.reserveID()
-                let task = Task(executorPreference: pool) {
-                    var reply = OutputBuffer(capacity: request.command == .read ? 64 + Int(request.header.length) : 256)
-                    let started = ContinuousClock.now
-                    await executor.perform(
-                        request.command, flags: request.flags, cookie: request.header.cookie,
-                        offset: request.header.offset, length: request.header.length,
-                        payload: UnsafeRawBufferPointer(request.payload.buffer), into: &reply)
-                    estimate.record(started.duration(to: .now))
-                    request.payload.release()
-                    writer.write(reply.bytes)
-                    slowTasks.finished(taskID)
-                    slots.signal()
+                let task: Task<Void, Never>
+                if suspends {
+                    // Started here, on the connection's thread, until its first suspension (the
+                    // upstream request is sent from this thread); resumed on the thread that
+                    // completes it (the upstream reply's reader), where its reply is written.
+                    task = InlineResumption.withScope {
+                        Task(executorPreference: suspendedRequests) {
+                            var reply = OutputBuffer(
+                                capacity: request.command == .read ? 64 + Int(request.header.length) : 256)
+                            await executor.perform(
+                                request.command, flags: request.flags, cookie: request.header.cookie,
+                                offset: request.header.offset, length: request.header.length,
+                                payload: UnsafeRawBufferPointer(request.payload.buffer), into: &reply)
+                            request.payload.release()
+                            if reply.count <= Self.batchedReplyLimit && InlineResumption.isActive {
+                                writer.appendForBatch(reply.bytes)
+                            } else {
+                                writer.write(reply.bytes)
+                            }
+                            slowTasks.finished(taskID)
+                            slots.signal()
+                        }
+                    }
+                } else {
+                    task = Task(executorPreference: pool) {
+                        var reply = OutputBuffer(
+                            capacity: request.command == .read ? 64 + Int(request.header.length) : 256)
+                        let started = ContinuousClock.now
+                        await executor.perform(
+                            request.command, flags: request.flags, cookie: request.header.cookie,
+                            offset: request.header.offset, length: request.header.length,
+                            payload: UnsafeRawBufferPointer(request.payload.buffer), into: &reply)
+                        estimate.record(started.duration(to: .now))
+                        request.payload.release()
+                        writer.write(reply.bytes)
+                        slowTasks.finished(taskID)
+                        slots.signal()
+                    }
                 }
                 slowTasks.register(taskID, task)
                 continue loop
@@ -195,9 +231,14 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 }
             }
             let started = slow ? ContinuousClock.now : nil
+            // Unmarked while an inline request runs: if its backend suspends after all (the nbd
+            // backend under noparallel, or a slow flush run inline), its upstream request must go
+            // out now, not wait for a batch end this thread would only reach once it returned.
+            InlineResumption.leave()
             await executor.perform(
                 command, flags: flags, cookie: header.cookie, offset: header.offset, length: header.length,
                 payload: payload, into: &output)
+            InlineResumption.enter()
             if let started { estimate.record(started.duration(to: .now)) }
             reader.consume(consumedAfterwards)
         }
@@ -206,6 +247,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
         // every slot means no slow request is left running. Without a DISC nobody waits for the
         // replies (the client left, or the server is stopping and shut the read side), so requests
         // suspended in a cancellable wait (a delay, a rate limit) end now instead of when it runs out.
+        InlineResumption.leave()
         if !disconnectedGracefully { slowTasks.cancelAll() }
         for _ in 0..<slowLimit { slots.wait() }
         _ = flush(&output, to: writer)
@@ -234,8 +276,14 @@ struct Connection<Provider: BackendProvider>: Sendable {
         return available - ProtocolConstants.requestHeaderSize >= Int(header.length)
     }
 
-    private static func isSlow(_ command: Command, flags: CommandFlags, slowOperations: Operations) -> Bool {
-        guard !slowOperations.isEmpty else { return false }
+    /// Replies at most this long, written by a thread that resumed several requests in one batch,
+    /// are copied into the writer and sent together; longer ones are sent from their own buffer.
+    static var batchedReplyLimit: Int { 64 << 10 }
+
+    /// Whether the request is one of `operations` (a FUA write, zero or trim also counts as
+    /// `.fuaRequests`).
+    private static func matches(_ command: Command, flags: CommandFlags, _ operations: Operations) -> Bool {
+        guard !operations.isEmpty else { return false }
         let operation: Operations
         switch command {
         case .read: operation = .read
@@ -247,8 +295,8 @@ struct Connection<Provider: BackendProvider>: Sendable {
         case .blockStatus: operation = .extents
         case .disconnect: return false
         }
-        if slowOperations.contains(operation) { return true }
-        return flags.contains(.fua) && slowOperations.contains(.fuaRequests)
+        if operations.contains(operation) { return true }
+        return flags.contains(.fua) && operations.contains(.fuaRequests)
             && (command == .write || command == .writeZeroes || command == .trim)
     }
 }

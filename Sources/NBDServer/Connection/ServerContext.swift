@@ -12,11 +12,14 @@ final class ServerContext: Sendable {
 
     let configuration: ServerConfiguration
     let pool: SlowOperationPool
+    /// Runs requests whose operation suspends (see ``SuspendedRequestExecutor``).
+    let suspendedRequests: SuspendedRequestExecutor
     let state = LockedValue(State())
 
     init(configuration: ServerConfiguration) {
         self.configuration = configuration
         self.pool = SlowOperationPool(threads: configuration.slowOperationThreads)
+        self.suspendedRequests = SuspendedRequestExecutor(fallback: pool)
     }
 
     /// Whether `NBD_FLAG_CAN_MULTI_CONN` may be advertised at all: only if a second connection can
