@@ -23,15 +23,23 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
     private let credentials: GnuTLSCredentials
     private let reportProblem: (@Sendable (String) -> Void)?
     private let closed = Atomic<Bool>(false)
+    /// The name the server's certificate must carry, as a C string GnuTLS keeps a pointer to:
+    /// `gnutls_session_set_verify_cert` does not copy it, so it must live as long as the session.
+    private let expectedHostname: UnsafeMutablePointer<CChar>?
 
-    private init(session: OpaquePointer, credentials: GnuTLSCredentials, reportProblem: (@Sendable (String) -> Void)?) {
+    private init(
+        session: OpaquePointer, credentials: GnuTLSCredentials, reportProblem: (@Sendable (String) -> Void)?,
+        expectedHostname: String?
+    ) {
         self.session = session
         self.credentials = credentials
         self.reportProblem = reportProblem
+        self.expectedHostname = expectedHostname.flatMap { strdup($0) }
     }
 
     deinit {
         gnutls_deinit(session)
+        free(expectedHostname)
     }
 
     /// The server side: runs the handshake on `descriptor` with `credentials`.
@@ -83,10 +91,11 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
     ) throws(NBDError) -> TLSSession {
         let tls = try make(
             flags: UInt32(GNUTLS_CLIENT), descriptor: descriptor, credentials: credentials.credentials,
-            priority: credentials.priority, timeout: timeout, reportProblem: nil)
+            priority: credentials.priority, timeout: timeout, reportProblem: nil, expectedHostname: hostname)
         if !credentials.credentials.isPSK && credentials.verifiesPeer {
-            // GnuTLS then verifies the chain (and the name, when given) during the handshake.
-            gnutls_session_set_verify_cert(tls.session, hostname, 0)
+            // GnuTLS then verifies the chain (and the name, when given) during the handshake; it
+            // keeps the name's pointer, so it gets the session's own copy.
+            gnutls_session_set_verify_cert(tls.session, tls.expectedHostname, 0)
         }
         if let hostname, !credentials.credentials.isPSK {
             _ = gnutls_server_name_set(tls.session, GNUTLS_NAME_DNS, hostname, hostname.utf8.count)
@@ -97,12 +106,14 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
 
     private static func make(
         flags: UInt32, descriptor: Int32, credentials: GnuTLSCredentials, priority: String, timeout: Duration?,
-        reportProblem: (@Sendable (String) -> Void)?
+        reportProblem: (@Sendable (String) -> Void)?, expectedHostname: String? = nil
     ) throws(NBDError) -> TLSSession {
         var handle: OpaquePointer?
         try GnuTLSCredentials.check(gnutls_init(&handle, flags), "cannot create a TLS session")
         guard let handle else { throw NBDError(.outOfMemory, "cannot create a TLS session") }
-        let tls = TLSSession(session: handle, credentials: credentials, reportProblem: reportProblem)
+        let tls = TLSSession(
+            session: handle, credentials: credentials, reportProblem: reportProblem,
+            expectedHostname: expectedHostname)
         // Pre-shared keys need the PSK key exchanges, which "NORMAL" leaves out of TLS 1.2.
         let fullPriority = credentials.isPSK ? priority + ":+ECDHE-PSK:+DHE-PSK:+PSK" : priority
         var errorPosition: UnsafePointer<CChar>?
