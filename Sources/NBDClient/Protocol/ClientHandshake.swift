@@ -79,13 +79,13 @@ struct ClientHandshake: ~Copyable {
         }
         try sendOption(OptionCode.startTLS)
         let reply = try readReply(to: OptionCode.startTLS)
-        if reply.type != OptionReplyType.ack {
-            let refusal = reply.type == OptionReplyType.errUnsupported || reply.type == OptionReplyType.errPolicy
+        if reply.type != OptionReply.ack {
+            let refusal = reply.type == OptionReply.errUnsupported || reply.type == OptionReply.errPolicy
             if refusal && options.mode == .on { return false }
             let text = String(decoding: reply.payload, as: UTF8.self)
             throw NBDError(
                 .notPermitted,
-                "NBD server \(endpoint) refused NBD_OPT_STARTTLS (\(OptionReplyType.name(reply.type)))\(text.isEmpty ? "" : ": \(text)") and TLS is required"
+                "NBD server \(endpoint) refused NBD_OPT_STARTTLS (\(OptionReply.name(reply.type)))\(text.isEmpty ? "" : ": \(text)") and TLS is required"
             )
         }
         // The server must not have sent anything after its acknowledgement: it would be plaintext
@@ -129,8 +129,8 @@ struct ClientHandshake: ~Copyable {
     private func optionError(_ type: UInt32, _ payload: [UInt8], _ what: String) -> NBDError {
         let text = String(decoding: payload, as: UTF8.self)
         let detail = text.isEmpty ? "" : ": \(text)"
-        let code: NBDError.Code = type == OptionReplyType.errUnknown ? .invalidArgument : .ioError
-        return NBDError(code, "NBD server \(endpoint) refused \(what) (\(OptionReplyType.name(type)))\(detail)")
+        let code: NBDError.Code = type == OptionReply.errUnknown ? .invalidArgument : .ioError
+        return NBDError(code, "NBD server \(endpoint) refused \(what) (\(OptionReply.name(type)))\(detail)")
     }
 
     /// Asks for structured replies; returns whether the server agreed.
@@ -139,8 +139,8 @@ struct ClientHandshake: ~Copyable {
         try sendOption(OptionCode.structuredReply)
         while true {
             let reply = try readReply(to: OptionCode.structuredReply)
-            if reply.type == OptionReplyType.ack { return true }
-            if reply.type & OptionReplyType.errorBit != 0 { return false }
+            if reply.type == OptionReply.ack { return true }
+            if reply.type & OptionReply.errorBit != 0 { return false }
         }
     }
 
@@ -155,9 +155,9 @@ struct ClientHandshake: ~Copyable {
         var contextID: UInt32?
         while true {
             let reply = try readReply(to: OptionCode.setMetaContext)
-            if reply.type == OptionReplyType.ack { return contextID }
-            if reply.type & OptionReplyType.errorBit != 0 { return nil }
-            if reply.type == OptionReplyType.metaContext, reply.payload.count >= 4 {
+            if reply.type == OptionReply.ack { return contextID }
+            if reply.type & OptionReply.errorBit != 0 { return nil }
+            if reply.type == OptionReply.metaContext, reply.payload.count >= 4 {
                 let id = reply.payload.withUnsafeBytes { $0.uint32(at: 0) }
                 if Array(reply.payload[4...]) == query { contextID = id }
             }
@@ -179,10 +179,10 @@ struct ClientHandshake: ~Copyable {
         while true {
             let reply = try readReply(to: option)
             switch reply.type {
-            case OptionReplyType.ack:
+            case OptionReply.ack:
                 guard let size else { throw failure("the server acknowledged the export without sending its size") }
                 return ExportInfo(name: export, size: size, transmissionFlags: flags, blockSize: blockSize)
-            case OptionReplyType.info:
+            case OptionReply.info:
                 guard reply.payload.count >= 2 else { throw failure("an empty NBD_REP_INFO") }
                 reply.payload.withUnsafeBytes { bytes in
                     let type = bytes.uint16(at: 0)
@@ -195,9 +195,9 @@ struct ClientHandshake: ~Copyable {
                             maximumPayload: bytes.uint32(at: 10))
                     }
                 }
-            case OptionReplyType.errUnsupported:
+            case OptionReply.errUnsupported:
                 return nil
-            case let type where type & OptionReplyType.errorBit != 0:
+            case let type where type & OptionReply.errorBit != 0:
                 throw optionError(type, reply.payload, "export '\(export)'")
             default:
                 continue
@@ -229,9 +229,9 @@ struct ClientHandshake: ~Copyable {
         while true {
             let reply = try readReply(to: OptionCode.list)
             switch reply.type {
-            case OptionReplyType.ack:
+            case OptionReply.ack:
                 return exports
-            case OptionReplyType.server:
+            case OptionReply.server:
                 guard reply.payload.count >= 4 else { throw failure("a short NBD_REP_SERVER") }
                 let length = Int(reply.payload.withUnsafeBytes { $0.uint32(at: 0) })
                 guard length <= reply.payload.count - 4 else { throw failure("an export name longer than its reply") }
@@ -239,7 +239,7 @@ struct ClientHandshake: ~Copyable {
                     ExportListing(
                         name: String(decoding: reply.payload[4..<(4 + length)], as: UTF8.self),
                         description: String(decoding: reply.payload[(4 + length)...], as: UTF8.self)))
-            case let type where type & OptionReplyType.errorBit != 0:
+            case let type where type & OptionReply.errorBit != 0:
                 throw optionError(type, reply.payload, "the export list")
             default:
                 continue

@@ -23,58 +23,6 @@ enum ProtocolConstants {
     static let structuredReplyHeaderSize = 20
 }
 
-/// Option codes (`NBD_OPT_*`).
-enum OptionCode {
-    static let exportName: UInt32 = 1
-    static let abort: UInt32 = 2
-    static let list: UInt32 = 3
-    static let startTLS: UInt32 = 5
-    static let info: UInt32 = 6
-    static let go: UInt32 = 7
-    static let structuredReply: UInt32 = 8
-    static let listMetaContext: UInt32 = 9
-    static let setMetaContext: UInt32 = 10
-}
-
-/// Option reply types (`NBD_REP_*`).
-enum OptionReply {
-    static let ack: UInt32 = 1
-    static let server: UInt32 = 2
-    static let info: UInt32 = 3
-    static let metaContext: UInt32 = 4
-
-    static let errorBit: UInt32 = 1 << 31
-    static let errUnsupported: UInt32 = errorBit | 1
-    static let errPolicy: UInt32 = errorBit | 2
-    static let errInvalid: UInt32 = errorBit | 3
-    static let errPlatform: UInt32 = errorBit | 4
-    static let errTLSRequired: UInt32 = errorBit | 5
-    static let errUnknown: UInt32 = errorBit | 6
-    static let errShutdown: UInt32 = errorBit | 7
-    static let errBlockSizeRequired: UInt32 = errorBit | 8
-    static let errTooBig: UInt32 = errorBit | 9
-}
-
-/// Information types of `NBD_OPT_INFO` / `NBD_OPT_GO` (`NBD_INFO_*`).
-enum InfoType {
-    static let export: UInt16 = 0
-    static let name: UInt16 = 1
-    static let description: UInt16 = 2
-    static let blockSize: UInt16 = 3
-}
-
-/// Structured reply chunk types and flags.
-enum ChunkType {
-    static let none: UInt16 = 0
-    static let offsetData: UInt16 = 1
-    static let offsetHole: UInt16 = 2
-    static let blockStatus: UInt16 = 5
-    static let error: UInt16 = (1 << 15) | 1
-    static let errorOffset: UInt16 = (1 << 15) | 2
-
-    static let flagDone: UInt16 = 1 << 0
-}
-
 /// Transmission flags (`NBD_FLAG_*`), sent as a 16-bit field.
 struct TransmissionFlags: OptionSet, Sendable, Hashable {
     let rawValue: UInt16
