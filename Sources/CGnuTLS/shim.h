@@ -2,9 +2,12 @@
 #ifndef NBD_CGNUTLS_SHIM_H
 #define NBD_CGNUTLS_SHIM_H
 
+#include <errno.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <poll.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -22,6 +25,69 @@ static inline ssize_t nbd_gnutls_vec_push(gnutls_transport_ptr_t pointer, const 
 static inline void nbd_gnutls_transport_set_int(gnutls_session_t session, int descriptor) {
     gnutls_transport_set_int2(session, descriptor, descriptor);
     gnutls_transport_set_vec_push_function(session, nbd_gnutls_vec_push);
+}
+
+// Receive-side read-ahead. GnuTLS asks its pull function for exactly what it needs next: a record's
+// 5-byte header, then its body, so every record costs two recv calls. This pull function receives
+// as much as has arrived, up to `capacity`, and hands it out from there. While `may_block` is 0 it
+// never waits: with nothing staged it fails with EAGAIN, so the session only decrypts records that
+// have already arrived. One thread receives at a time (the session's only receiver).
+typedef struct nbd_gnutls_inbound {
+    gnutls_session_t session;
+    int descriptor;
+    int may_block;
+    unsigned char *buffer;
+    size_t capacity;
+    size_t start;
+    size_t end;
+} nbd_gnutls_inbound;
+
+static inline ssize_t nbd_gnutls_buffered_pull(gnutls_transport_ptr_t pointer, void *data, size_t size) {
+    nbd_gnutls_inbound *inbound = (nbd_gnutls_inbound *)pointer;
+    if (inbound->start == inbound->end) {
+        if (!inbound->may_block) {
+            gnutls_transport_set_errno(inbound->session, EAGAIN);
+            return -1;
+        }
+        ssize_t received = recv(inbound->descriptor, inbound->buffer, inbound->capacity, 0);
+        if (received < 0) {
+            // EAGAIN here is the socket's receive timeout; EINTR makes GnuTLS return INTERRUPTED.
+            gnutls_transport_set_errno(inbound->session, errno);
+            return -1;
+        }
+        if (received == 0) return 0;
+        inbound->start = 0;
+        inbound->end = (size_t)received;
+    }
+    size_t count = inbound->end - inbound->start;
+    if (count > size) count = size;
+    memcpy(data, inbound->buffer + inbound->start, count);
+    inbound->start += count;
+    return (ssize_t)count;
+}
+
+// Called by GnuTLS when a timeout applies (the handshake's): staged bytes are ready at once;
+// otherwise wait on the socket.
+static inline int nbd_gnutls_buffered_pull_timeout(gnutls_transport_ptr_t pointer, unsigned int milliseconds) {
+    nbd_gnutls_inbound *inbound = (nbd_gnutls_inbound *)pointer;
+    if (inbound->start < inbound->end || !inbound->may_block) return 1;
+    struct pollfd descriptor = {inbound->descriptor, POLLIN, 0};
+    int timeout = milliseconds == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)milliseconds;
+    int ready;
+    do {
+        ready = poll(&descriptor, 1, timeout);
+    } while (ready < 0 && errno == EINTR);
+    return ready;
+}
+
+// Sends straight to inbound->descriptor (as nbd_gnutls_transport_set_int) and receives through
+// `inbound`'s read-ahead.
+static inline void nbd_gnutls_transport_set_buffered(gnutls_session_t session, nbd_gnutls_inbound *inbound) {
+    gnutls_transport_set_ptr2(
+        session, (gnutls_transport_ptr_t)inbound, (gnutls_transport_ptr_t)(intptr_t)inbound->descriptor);
+    gnutls_transport_set_vec_push_function(session, nbd_gnutls_vec_push);
+    gnutls_transport_set_pull_function(session, nbd_gnutls_buffered_pull);
+    gnutls_transport_set_pull_timeout_function(session, nbd_gnutls_buffered_pull_timeout);
 }
 
 // gnutls_free is a variable holding a function pointer (a macro in some versions).

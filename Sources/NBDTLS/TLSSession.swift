@@ -14,9 +14,15 @@ import Synchronization
 /// Records are encrypted straight from the caller's buffer and decrypted straight into it. One
 /// thread may send while another receives (GnuTLS allows this); two concurrent senders are not
 /// allowed, and the server never has them (its `CombiningWriter` sends from one thread at a time).
+///
+/// Receiving reads ahead: one `recv` takes in every record that has arrived (up to 64 KiB), where
+/// GnuTLS on its own reads each record's header and body with a `recv` each; and one
+/// ``receive(into:)`` returns the plaintext of every complete record already received, so a server
+/// sees all the requests a client sent together at once and answers them in one batch.
 public final class TLSSession: SecureSession, @unchecked Sendable {
     // @unchecked Sendable: the session handle is used by at most one sender and one receiver at a
-    // time, which GnuTLS supports; `closed` is atomic.
+    // time, which GnuTLS supports; `closed` is atomic; `inbound` and `deferredResult` belong to the
+    // receiving thread.
 
     private let session: OpaquePointer
     /// Kept alive as long as the session uses them.
@@ -26,20 +32,39 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
     /// The name the server's certificate must carry, as a C string GnuTLS keeps a pointer to:
     /// `gnutls_session_set_verify_cert` does not copy it, so it must live as long as the session.
     private let expectedHostname: UnsafeMutablePointer<CChar>?
+    /// The receive-side read-ahead GnuTLS pulls from (see the C shim).
+    private let inbound: UnsafeMutablePointer<nbd_gnutls_inbound>
+    /// What ended a receive that had already returned data (end of stream or an error), reported by
+    /// the next ``receive(into:)``.
+    private var deferredResult: Int?
+
+    /// How much one `recv` may take in ahead of what GnuTLS asked for.
+    static var readAheadCapacity: Int { 64 << 10 }
 
     private init(
-        session: OpaquePointer, credentials: GnuTLSCredentials, reportProblem: (@Sendable (String) -> Void)?,
-        expectedHostname: String?
+        session: OpaquePointer, descriptor: Int32, credentials: GnuTLSCredentials,
+        reportProblem: (@Sendable (String) -> Void)?, expectedHostname: String?
     ) {
         self.session = session
         self.credentials = credentials
         self.reportProblem = reportProblem
         self.expectedHostname = expectedHostname.flatMap { strdup($0) }
+        let capacity = Self.readAheadCapacity
+        inbound = .allocate(capacity: 1)
+        inbound.initialize(
+            to: nbd_gnutls_inbound(
+                session: session, descriptor: descriptor, may_block: 1,
+                buffer: UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+                    .assumingMemoryBound(to: UInt8.self),
+                capacity: capacity, start: 0, end: 0))
+        nbd_gnutls_transport_set_buffered(session, inbound)
     }
 
     deinit {
         gnutls_deinit(session)
         free(expectedHostname)
+        UnsafeMutableRawPointer(inbound.pointee.buffer).deallocate()
+        inbound.deallocate()
     }
 
     /// The server side: runs the handshake on `descriptor` with `credentials`.
@@ -112,7 +137,7 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
         try GnuTLSCredentials.check(gnutls_init(&handle, flags), "cannot create a TLS session")
         guard let handle else { throw NBDError(.outOfMemory, "cannot create a TLS session") }
         let tls = TLSSession(
-            session: handle, credentials: credentials, reportProblem: reportProblem,
+            session: handle, descriptor: descriptor, credentials: credentials, reportProblem: reportProblem,
             expectedHostname: expectedHostname)
         // Pre-shared keys need the PSK key exchanges, which "NORMAL" leaves out of TLS 1.2.
         let fullPriority = credentials.isPSK ? priority + ":+ECDHE-PSK:+DHE-PSK:+PSK" : priority
@@ -127,7 +152,6 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
         try GnuTLSCredentials.check(
             gnutls_credentials_set(handle, credentials.type, UnsafeMutableRawPointer(credentials.handle)),
             "cannot use the TLS credentials")
-        nbd_gnutls_transport_set_int(handle, descriptor)
         if let timeout {
             let (seconds, attoseconds) = timeout.components
             let milliseconds = max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
@@ -180,10 +204,49 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
     }
 
     /// Receives up to `buffer.count` decrypted bytes; 0 at the end of the session, -1 on an error.
+    ///
+    /// Waits for the first record, then adds the plaintext of every further record that has
+    /// already arrived, without waiting again.
     public func receive(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        var total = receiveWaiting(into: base, count: buffer.count)
+        guard total > 0 else { return total }
+        inbound.pointee.may_block = 0
+        defer { inbound.pointee.may_block = 1 }
+        while total < buffer.count
+            && (inbound.pointee.start < inbound.pointee.end || gnutls_record_check_pending(session) > 0)
+        {
+            let result = gnutls_record_recv(session, base + total, buffer.count - total)
+            if result > 0 {
+                total += result
+                continue
+            }
+            let code = Int32(truncatingIfNeeded: result)
+            if code == GNUTLS_E_AGAIN {
+                // Only part of a record has arrived; the next call waits for the rest.
+                break
+            }
+            if code == GNUTLS_E_INTERRUPTED || code == GNUTLS_E_REHANDSHAKE || code == GNUTLS_E_WARNING_ALERT_RECEIVED {
+                continue
+            }
+            // The end of the session or an error, after data this call returns: the next call
+            // reports it.
+            deferredResult = result
+            break
+        }
+        return total
+    }
+
+    /// Receives at least one byte, waiting for it; 0 at the end of the session, -1 on an error.
+    private func receiveWaiting(into base: UnsafeMutableRawPointer, count: Int) -> Int {
         while true {
-            let result = gnutls_record_recv(session, base, buffer.count)
+            let result: Int
+            if let deferred = deferredResult {
+                deferredResult = nil
+                result = deferred
+            } else {
+                result = gnutls_record_recv(session, base, count)
+            }
             if result >= 0 { return result }
             let code = Int32(truncatingIfNeeded: result)
             switch code {
