@@ -54,6 +54,21 @@ final class SendBufferTests: ServerTestCase {
         XCTAssertEqual(serverSendBuffers(server), [try kernelSendBuffer(askingFor: nil)])
     }
 
+    func testResettingGivesANewSocketsSendBufferBack() throws {
+        var pair: [Int32] = [-1, -1]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair), 0)
+        defer { close(pair[1]) }
+        let socket = Socket(adopting: pair[0])
+        let standard = socket.sendBufferSize
+        socket.setUnixSendBufferSize(1 << 20)
+        try XCTSkipIf(
+            socket.sendBufferSize == standard,
+            "net.core.wmem_max is no larger than the default send buffer here, so the setting cannot be seen")
+        socket.resetUnixSendBufferSize()
+        XCTAssertEqual(socket.sendBufferSize, standard)
+        XCTAssertEqual(Socket.newSocketSendBufferSize, standard)
+    }
+
     func testTCPSocketsAreLeftToAutotuning() throws {
         let descriptor = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         XCTAssertGreaterThanOrEqual(descriptor, 0)

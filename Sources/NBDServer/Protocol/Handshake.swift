@@ -225,6 +225,10 @@ struct Handshake<Provider: BackendProvider> {
             warn(error.message)
             return false
         }
+        if configuration.unixSocketSendBufferSize != nil {
+            // The large send buffer helps plaintext reads and slows TLS clients (see the method).
+            socket.resetUnixSendBufferSize()
+        }
         socket = Socket(secure: session, over: socket)
         reader = BufferedReader(socket: socket, capacity: reader.capacity)
         // The protocol: options negotiated before STARTTLS are forgotten and must be negotiated again

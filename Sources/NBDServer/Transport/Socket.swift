@@ -111,6 +111,33 @@ final class Socket: Sendable {
         _ = setsockopt(descriptor, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
     }
 
+    /// Gives a Unix-domain socket back the send buffer a new one gets (`net.core.wmem_default`).
+    ///
+    /// For TLS connections: there the client, decrypting, is the bottleneck, and it reads what a
+    /// large send buffer queued long after it was written, from colder caches. With 4 MiB queued,
+    /// fio's kernel copy out of the socket took twice the time and 1 MiB TLS reads ran about 9 %
+    /// slower than with the default (`Benchmarks/README.md`).
+    func resetUnixSendBufferSize() {
+        guard let size = Self.newSocketSendBufferSize else { return }
+        // The kernel doubles what is asked; asking for half the default gives the default.
+        setUnixSendBufferSize(size / 2)
+    }
+
+    /// What the kernel reports as the send buffer of a new Unix stream socket, or `nil` if no
+    /// socket could be made to ask.
+    static let newSocketSendBufferSize: Int? = {
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0 else { return nil }
+        defer {
+            close(pair[0])
+            close(pair[1])
+        }
+        var size: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(pair[0], SOL_SOCKET, SO_SNDBUF, &size, &length) == 0 else { return nil }
+        return Int(size)
+    }()
+
     /// The send buffer size the kernel reports (`SO_SNDBUF`: twice what was asked, for bookkeeping).
     var sendBufferSize: Int {
         var size: Int32 = 0

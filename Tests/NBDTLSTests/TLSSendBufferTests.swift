@@ -1,0 +1,84 @@
+import NBDBackends
+import NBDCore
+import NBDTLS
+import NBDTestSupport
+import Synchronization
+import XCTest
+
+@testable import NBDServer
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A Unix connection that starts TLS goes back to the kernel's default send buffer; a plaintext one
+/// keeps `ServerConfiguration.unixSocketSendBufferSize`.
+final class TLSSendBufferTests: XCTestCase {
+    private var credentials: TestTLSCredentials!
+    private var server: NBDServer?
+    private var directory: String?
+
+    override func setUpWithError() throws {
+        credentials = try TestTLSCredentials.make()
+    }
+
+    override func tearDown() async throws {
+        await server?.shutdown()
+        server = nil
+        if let directory { try? FileManager.default.removeItem(atPath: directory) }
+        credentials?.remove()
+    }
+
+    /// What the kernel reports for a Unix socket after asking for `bytes`, or for a new one.
+    private func kernelSendBuffer(askingFor bytes: Int?) throws -> Int {
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0 else { throw XCTSkip("socketpair failed") }
+        defer { close(pair[1]) }
+        let socket = Socket(adopting: pair[0])
+        if let bytes { socket.setUnixSendBufferSize(bytes) }
+        return socket.sendBufferSize
+    }
+
+    private func sendBuffers() -> [Int] {
+        server?.context.state.withLock { state in state.connections.values.map(\.sendBufferSize) } ?? []
+    }
+
+    /// Connects, optionally upgrades to TLS, and completes `NBD_OPT_GO`.
+    private func connect(_ path: String, tls: Bool) throws -> RawTLSClient {
+        let client = try RawTLSClient(unixPath: path)
+        try client.startHandshake()
+        if tls {
+            try client.startTLS(try TLSClientCredentials(certificatesDirectory: credentials.clientDirectory))
+        }
+        try client.sendOption(RawTLSClient.Option.go, RawTLSClient.infoData())
+        XCTAssertEqual(try client.readOptionReplies().last?.type, RawTLSClient.Reply.ack)
+        return client
+    }
+
+    func testTLSConnectionsGetTheKernelDefaultAndPlaintextOnesTheConfiguredSize() throws {
+        let configured = try kernelSendBuffer(askingFor: 1 << 20)
+        let standard = try kernelSendBuffer(askingFor: nil)
+        try XCTSkipIf(
+            configured == standard,
+            "net.core.wmem_max is no larger than the default send buffer here, so the setting cannot be seen")
+        var configuration = ServerConfiguration()
+        configuration.unixSocketSendBufferSize = 1 << 20
+        configuration.tls = .on
+        configuration.secureTransport = try TLSServerTransport(certificatesDirectory: credentials.serverDirectory)
+        let server = NBDServer(provider: try MemoryBackendProvider(size: 1 << 20), configuration: configuration)
+        self.server = server
+        var template = Array("/tmp/nbd-tls-sndbuf.XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw XCTSkip("mkdtemp failed")
+        }
+        directory = String(cString: made)
+        let path = directory! + "/socket"
+        try server.listen(on: .unix(path: path))
+
+        let secure = try connect(path, tls: true)
+        XCTAssertEqual(sendBuffers(), [standard], "the TLS connection is back at the kernel's default")
+        let plain = try connect(path, tls: false)
+        XCTAssertEqual(sendBuffers().sorted(), [standard, configured].sorted(), "the plaintext one keeps the setting")
+        _ = (secure, plain)
+    }
+}
