@@ -1,4 +1,3 @@
-import NBDBackends
 import NBDCore
 import NBDTLS
 import NBDTestSupport
@@ -13,22 +12,7 @@ import XCTest
 
 /// A Unix connection that starts TLS goes back to the kernel's default send buffer; a plaintext one
 /// keeps `ServerConfiguration.unixSocketSendBufferSize`.
-final class TLSSendBufferTests: XCTestCase {
-    private var credentials: TestTLSCredentials!
-    private var server: NBDServer?
-    private var directory: String?
-
-    override func setUpWithError() throws {
-        credentials = try TestTLSCredentials.make()
-    }
-
-    override func tearDown() async throws {
-        await server?.shutdown()
-        server = nil
-        if let directory { try? FileManager.default.removeItem(atPath: directory) }
-        credentials?.remove()
-    }
-
+final class TLSSendBufferTests: TLSServerTestCase {
     /// What the kernel reports for a Unix socket after asking for `bytes`, or for a new one.
     private func kernelSendBuffer(askingFor bytes: Int?) throws -> Int {
         var pair: [Int32] = [-1, -1]
@@ -40,16 +24,14 @@ final class TLSSendBufferTests: XCTestCase {
     }
 
     private func sendBuffers() -> [Int] {
-        server?.context.state.withLock { state in state.connections.values.map(\.sendBufferSize) } ?? []
+        lastServer?.context.state.withLock { state in state.connections.values.map(\.sendBufferSize) } ?? []
     }
 
     /// Connects, optionally upgrades to TLS, and completes `NBD_OPT_GO`.
     private func connect(_ path: String, tls: Bool) throws -> RawTLSClient {
         let client = try RawTLSClient(unixPath: path)
         try client.startHandshake()
-        if tls {
-            try client.startTLS(try TLSClientCredentials(certificatesDirectory: credentials.clientDirectory))
-        }
+        if tls { try client.startTLS(try clientCertificates) }
         try client.sendOption(RawTLSClient.Option.go, RawTLSClient.infoData())
         XCTAssertEqual(try client.readOptionReplies().last?.type, RawTLSClient.Reply.ack)
         return client
@@ -61,19 +43,7 @@ final class TLSSendBufferTests: XCTestCase {
         try XCTSkipIf(
             configured == standard,
             "net.core.wmem_max is no larger than the default send buffer here, so the setting cannot be seen")
-        var configuration = ServerConfiguration()
-        configuration.unixSocketSendBufferSize = 1 << 20
-        configuration.tls = .on
-        configuration.secureTransport = try TLSServerTransport(certificatesDirectory: credentials.serverDirectory)
-        let server = NBDServer(provider: try MemoryBackendProvider(size: 1 << 20), configuration: configuration)
-        self.server = server
-        var template = Array("/tmp/nbd-tls-sndbuf.XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw XCTSkip("mkdtemp failed")
-        }
-        directory = String(cString: made)
-        let path = directory! + "/socket"
-        try server.listen(on: .unix(path: path))
+        let (path, _) = try startServer(tls: .on) { $0.unixSocketSendBufferSize = 1 << 20 }
 
         let secure = try connect(path, tls: true)
         XCTAssertEqual(sendBuffers(), [standard], "the TLS connection is back at the kernel's default")

@@ -43,9 +43,14 @@ class TLSServerTestCase: XCTestCase {
 
     enum Keys { case certificates(verifyPeer: Bool), psk }
 
-    /// Starts a server and returns its socket path and the log of operator-facing problems.
+    /// The server the last ``startServer(tls:keys:handshakeTimeout:configure:)`` started.
+    var lastServer: NBDServer? { servers.last }
+
+    /// Starts a server and returns its socket path and the log of operator-facing problems;
+    /// `configure` adjusts the configuration last.
     func startServer(
-        tls: TLSMode, keys: Keys = .certificates(verifyPeer: false), handshakeTimeout: Duration? = .seconds(60)
+        tls: TLSMode, keys: Keys = .certificates(verifyPeer: false), handshakeTimeout: Duration? = .seconds(60),
+        configure: (inout ServerConfiguration) -> Void = { _ in }
     ) throws -> (path: String, problems: ProblemLog) {
         let problems = ProblemLog()
         var configuration = ServerConfiguration(exportDescription: Self.description, handshakeTimeout: handshakeTimeout)
@@ -58,6 +63,7 @@ class TLSServerTestCase: XCTestCase {
             configuration.secureTransport = try TLSServerTransport(pskFile: credentials.pskFile)
         }
         configuration.errorLogger = { problems.append($0) }
+        configure(&configuration)
         let server = NBDServer(provider: try MemoryBackendProvider(size: 1 << 20), configuration: configuration)
         if directory == nil {
             var template = Array("/tmp/nbd-tls-tests.XXXXXX".utf8CString)
