@@ -186,6 +186,19 @@ package struct ServeOptions: Sendable, Hashable {
         }
     }
 
+    /// Whether `text` can name a parameter: an ASCII letter, then ASCII letters, digits, `.`, `_`
+    /// and `-` (nbdkit's rule for telling `KEY=VALUE` from a plain argument that contains `=`).
+    package static func isParameterName(_ text: Substring) -> Bool {
+        guard let first = text.utf8.first, (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first | 0x20) else {
+            return false
+        }
+        return text.utf8.allSatisfy { byte in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte | 0x20)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+        }
+    }
+
     private mutating func addPositional(_ argument: String) throws(CommandLineError) {
         if backend == nil {
             guard !argument.contains("=") else {
@@ -196,12 +209,11 @@ package struct ServeOptions: Sendable, Hashable {
             backend = argument
             return
         }
-        if let equals = argument.firstIndex(of: "=") {
-            let key = String(argument[..<equals])
-            guard !key.isEmpty else {
-                throw CommandLineError("'\(argument)' has no key before '='; parameters are written KEY=VALUE")
-            }
-            parameters.append(Parameter(key: key, value: String(argument[argument.index(after: equals)...])))
+        // As nbdkit: KEY=VALUE only when what precedes the first '=' can be a parameter name, so
+        // that a plain argument such as nbd+unix:///?socket=PATH stays the backend's main parameter.
+        if let equals = argument.firstIndex(of: "="), Self.isParameterName(argument[..<equals]) {
+            parameters.append(
+                Parameter(key: String(argument[..<equals]), value: String(argument[argument.index(after: equals)...])))
             return
         }
         guard backendArgument == nil && parameters.isEmpty else {

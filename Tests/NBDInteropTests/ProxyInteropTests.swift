@@ -79,6 +79,19 @@ final class ProxyInteropTests: XCTestCase {
             (up["contexts"] as? [String])?.contains("base:allocation"))
     }
 
+    func testAnNbdkitCommandLineWithAPlainURIContainingEqualsWorksUnchanged() throws {
+        try InteropEnvironment.require("nbdkit", "nbdinfo")
+        let result = try shell(
+            """
+            nbdkit -U - memory 1M --run '
+                "$SERVE" -U - nbd "nbd+unix:///?socket=$unixsocket" --run "nbdinfo --size \\"\\$uri\\""
+                nbdkit -U - nbd "nbd+unix:///?socket=$unixsocket" --run "nbdinfo --size \\"\\$uri\\""
+            '
+            """)
+        assertSucceeded(result, "nbd-serve and nbdkit with nbd 'nbd+unix:///?socket=PATH'")
+        XCTAssertEqual(result.stdout.split(separator: "\n"), ["1048576", "1048576"], "nbd-serve's answer, then nbdkit's")
+    }
+
     func testCapabilitiesOfNbdkitMemoryPassThrough() throws {
         try InteropEnvironment.require("nbdkit", "nbdinfo")
         try assertCapabilitiesPassThrough(upstream: "memory 1M")

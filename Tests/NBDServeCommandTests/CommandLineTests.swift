@@ -97,6 +97,13 @@ final class CommandLineTests: XCTestCase {
 
     func testTheNbdBackendTakesAURIAsItsPositionalArgumentAndNbdkitsParameters() async throws {
         XCTAssertEqual(try ExportPlan(parse("nbd nbd://localhost/disk")).backendParameters, ["uri": "nbd://localhost/disk"])
+        // As nbdkit: an argument whose text before '=' cannot be a parameter name is the plain one.
+        XCTAssertEqual(
+            try ExportPlan(parse("nbd nbd+unix:///?socket=/tmp/up.sock")).backendParameters,
+            ["uri": "nbd+unix:///?socket=/tmp/up.sock"])
+        XCTAssertEqual(
+            try ExportPlan(parse("nbd nbds+unix:///e?socket=/tmp/up.sock&tls-psk-file=/k shared=true")).backendParameters,
+            ["uri": "nbds+unix:///e?socket=/tmp/up.sock&tls-psk-file=/k", "shared": "true"])
         let plan = try ExportPlan(parse("--filter=multi-conn nbd socket=/tmp/up.sock export=e shared=false retry=0"))
         XCTAssertEqual(plan.backendParameters, ["socket": "/tmp/up.sock", "export": "e", "shared": "false", "retry": "0"])
         await assertError("nbd", contains: "socket=PATH")
@@ -159,6 +166,15 @@ final class CommandLineTests: XCTestCase {
         await assertError("connection-cache 1M strictfua=perhaps", contains: "strictfua=perhaps: expected a boolean")
     }
 
+    func testParameterNamesFollowNbdkitsRule() {
+        for name in ["size", "tls-psk", "multi-conn-mode", "a.b_c-d", "X9"] {
+            XCTAssertTrue(ServeOptions.isParameterName(Substring(name)), name)
+        }
+        for text in ["", "1size", "-x", "nbd+unix:///?socket", "nbd://h/e?x", "a b", "é"] {
+            XCTAssertFalse(ServeOptions.isParameterName(Substring(text)), text)
+        }
+    }
+
     func testMistakesAreClearErrors() async {
         await assertError("", contains: "no backend given")
         await assertError("-r", contains: "no backend given")
@@ -169,6 +185,7 @@ final class CommandLineTests: XCTestCase {
             "--filter=stats memory 1M fuamode=native statsfile=/dev/null", contains: "unknown parameter 'fuamode'")
         await assertError("memory 1M size=2M", contains: "given twice")
         await assertError("memory 1M 2M", contains: "unexpected argument '2M'")
+        await assertError("memory 1M 2=3", contains: "unexpected argument '2=3'")
         await assertError("size=1M memory", contains: "before the backend")
         await assertError("--frobnicate memory 1M", contains: "unknown option '--frobnicate'")
         await assertError("memory 1M -U", contains: "needs a value")
