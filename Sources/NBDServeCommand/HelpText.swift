@@ -9,7 +9,8 @@ package enum HelpText {
     /// The usage, backends, filters and their parameters.
     package static var usage: String {
         var text = """
-            Usage: nbd-serve [-U PATH | -U - | -p PORT [-i ADDR]] [-r] [-f] [-v] [--run CMD]
+            Usage: nbd-serve [-U PATH | -U - | -p PORT [-i ADDR]] [-r] [-f] [-v] [-q] [--run CMD]
+                             [--exit-with-parent] [-P PIDFILE]
                              [--tls=off|on|require] [--tls-certificates=DIR | --tls-psk=FILE]
                              [--tls-verify-peer] [--filter=NAME]... BACKEND [ARG] [KEY=VALUE]...
 
@@ -24,6 +25,11 @@ package enum HelpText {
               -r             serve read-only
               -f             stay in the foreground (always the case; accepted for nbdkit compatibility)
               -v             print debug messages on standard error
+              -q             print no informational startup line
+              -n             use the newstyle protocol (the only one; accepted as nbdkit does)
+              --exit-with-parent
+                             stop when the process that started nbd-serve exits (checked every second)
+              -P PIDFILE     write the process ID to PIDFILE once listening (left behind at exit)
               --run CMD      run CMD with /bin/sh once listening, with $uri, $unixsocket and $port set;
                              stop when it exits and exit with its status
               --filter=NAME  add a filter (repeatable)

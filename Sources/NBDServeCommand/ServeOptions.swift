@@ -3,7 +3,8 @@ import NBDServer
 /// The parsed command line of `nbd-serve`:
 ///
 /// ```
-/// nbd-serve [-U PATH | -U - | -p PORT [-i ADDR]] [-r] [-f] [-v] [--run CMD] [--filter=NAME]...
+/// nbd-serve [-U PATH | -U - | -p PORT [-i ADDR]] [-r] [-f] [-v] [-q] [-n] [--run CMD]
+///           [--exit-with-parent] [-P PIDFILE] [--filter=NAME]...
 ///           [--tls=off|on|require] [--tls-certificates=DIR | --tls-psk=FILE] [--tls-verify-peer]
 ///           BACKEND [ARG] [KEY=VALUE]...
 /// ```
@@ -61,6 +62,13 @@ package struct ServeOptions: Sendable, Hashable {
     package var tlsPSKFile: String?
     /// `--tls-verify-peer`: clients must present a certificate signed by the CA.
     package var tlsVerifyPeer = false
+    /// `--exit-with-parent`: stop when the process that started `nbd-serve` exits.
+    package var exitsWithParent = false
+    /// `-P FILE`, `--pidfile=FILE`: write the process ID to FILE once listening (not removed at exit,
+    /// as nbdkit does).
+    package var pidFile: String?
+    /// `-q`: no informational startup line.
+    package var isQuiet = false
     /// `--help`.
     package var showsHelp = false
     /// `--version`.
@@ -124,6 +132,18 @@ package struct ServeOptions: Sendable, Hashable {
                 options.isReadOnly = true
             case "-f", "--foreground", "--no-fork":
                 break
+            case "-n", "--newstyle", "--new-style":
+                // The only protocol nbd-serve speaks; nbdkit's default too.
+                break
+            case "-o", "--oldstyle", "--old-style":
+                throw CommandLineError(
+                    "\(name): nbd-serve speaks only the newstyle protocol (every current client does); leave the option out")
+            case "--exit-with-parent":
+                options.exitsWithParent = true
+            case "-P", "--pidfile", "--pid-file":
+                options.pidFile = try value(for: name, inline: inline)
+            case "-q", "--quiet":
+                options.isQuiet = true
             case "-v", "--verbose":
                 options.isVerbose = true
             case "--run":
@@ -148,10 +168,11 @@ package struct ServeOptions: Sendable, Hashable {
                 options.showsVersion = true
             default:
                 let letters = argument.dropFirst()
-                if !argument.hasPrefix("--") && letters.allSatisfy({ "rfv".contains($0) }) {
+                if !argument.hasPrefix("--") && letters.allSatisfy({ "rfvnq".contains($0) }) {
                     // Combined short flags such as -rv.
                     if letters.contains("r") { options.isReadOnly = true }
                     if letters.contains("v") { options.isVerbose = true }
+                    if letters.contains("q") { options.isQuiet = true }
                     continue
                 }
                 throw CommandLineError("unknown option '\(argument)'; run 'nbd-serve --help' for the usage")

@@ -26,6 +26,9 @@ if options.showsVersion {
     exit(0)
 }
 
+// --exit-with-parent follows the process that started us, as it was at startup.
+let originalParent = getppid()
+
 // A client that vanishes must not kill the server; sends use MSG_NOSIGNAL as well.
 signal(SIGPIPE, SIG_IGN)
 
@@ -98,7 +101,21 @@ do {
     exit(1)
 }
 
-if options.isVerbose || (privateDirectory != nil && options.runCommand == nil) {
+// -P: written once listening, as nbdkit does, and left behind at exit like nbdkit's.
+if let pidFile = options.pidFile {
+    let text = "\(getpid())\n"
+    let descriptor = open(pidFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    let written = descriptor >= 0 ? text.withCString { write(descriptor, $0, strlen($0)) } : -1
+    if descriptor >= 0 { close(descriptor) }
+    if written != text.utf8.count {
+        printToStandardError("nbd-serve: cannot write the pid file \(pidFile): \(String(cString: strerror(errno)))")
+        removePrivateDirectory()
+        await server.shutdown()
+        exit(1)
+    }
+}
+
+if options.isVerbose || (privateDirectory != nil && options.runCommand == nil && !options.isQuiet) {
     // Without -v the line is printed only for -U - without --run, where the path is otherwise unknown.
     let filters = plan.filters.isEmpty ? "no filters" : "filters " + plan.filters.map(\.name).joined(separator: " → ")
     printToStandardError(
@@ -108,6 +125,7 @@ if options.isVerbose || (privateDirectory != nil && options.runCommand == nil) {
 
 let exitSignal = ExitSignal()
 let signalSources = ExitSignal.stopOnSignals([SIGINT, SIGTERM], exitSignal)
+let parentWatch = options.exitsWithParent ? ParentWatch.start(exitSignal, parent: originalParent) : nil
 
 /// The pid of the `--run` command while it runs, else 0.
 let runningChild = Atomic<pid_t>(0)

@@ -1,5 +1,10 @@
 import Foundation
+import NBDTestSupport
 import XCTest
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The `nbd-serve` process itself: signals, `--run` exit status, TCP, command-line errors.
 final class ServeLifecycleInteropTests: XCTestCase {
@@ -115,6 +120,52 @@ final class ServeLifecycleInteropTests: XCTestCase {
         let filter = try InteropEnvironment.run(try InteropEnvironment.nbdServe, ["--filter=bogus", "memory", "1M"])
         XCTAssertEqual(filter.status, 1)
         XCTAssertTrue(filter.stderr.contains("unknown filter 'bogus'"), filter.stderr)
+    }
+
+    func testPidFileHoldsTheServersProcessIDAndStaysAfterExit() throws {
+        let directory = try InteropEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let pidFile = directory.appendingPathComponent("serve.pid").path
+        // The --run command's parent is nbd-serve itself.
+        let result = try InteropEnvironment.serve(
+            ["-P", pidFile, "memory", "1M"], run: "test \"$(cat \(pidFile))\" = \"$PPID\" && echo same")
+        assertSucceeded(result, "nbd-serve -P")
+        XCTAssertEqual(result.stdout, "same\n")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: pidFile), "left behind at exit, as nbdkit leaves it")
+    }
+
+    func testExitWithParentStopsTheServerWhenItsParentExits() async throws {
+        try InteropEnvironment.require("python3-libnbd")
+        let directory = try InteropEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let pidFile = directory.appendingPathComponent("serve.pid").path
+        let socket = directory.appendingPathComponent("sock").path
+        // A parent that starts nbd-serve, waits (bounded) until it listens, prints its pid and
+        // exits. Python closes every other descriptor in the child, so nbd-serve holds nothing of
+        // this test's process (Foundation's Process would otherwise wait for it).
+        let script = """
+            import subprocess, sys, time, os
+            p = subprocess.Popen([\(InteropEnvironment.pythonLiteral(try InteropEnvironment.nbdServe)), "--exit-with-parent",
+                                  "-P", \(InteropEnvironment.pythonLiteral(pidFile)), "-U", \(InteropEnvironment.pythonLiteral(socket)),
+                                  "memory", "1M"],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 30
+            while not (os.path.exists(\(InteropEnvironment.pythonLiteral(pidFile))) and os.path.getsize(\(InteropEnvironment.pythonLiteral(pidFile))) > 0):
+                if time.monotonic() > deadline or p.poll() is not None:
+                    sys.exit("nbd-serve did not start")
+                time.sleep(0.01)
+            print(p.pid)
+            """
+        let result = try InteropEnvironment.run("/usr/bin/python3", ["-c", script])
+        assertSucceeded(result, "the parent")
+        let pid = try XCTUnwrap(pid_t(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), result.stdout)
+        defer { kill(pid, SIGKILL) }
+        await waitUntil("nbd-serve \(pid) to stop after its parent exited") {
+            // Gone, or a zombie that nobody reaps in this container.
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+            return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "stopped in order: the socket is removed")
     }
 
     func testHelpAndVersion() throws {

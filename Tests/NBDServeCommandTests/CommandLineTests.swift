@@ -53,6 +53,20 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(try ServeOptions.parse(["--run=true", "memory", "1M"]).runCommand, "true")
     }
 
+    func testNbdkitsProcessOptions() async throws {
+        let options = try parse("--exit-with-parent -P /tmp/serve.pid -q -n --newstyle memory 1M")
+        XCTAssertTrue(options.exitsWithParent)
+        XCTAssertEqual(options.pidFile, "/tmp/serve.pid")
+        XCTAssertTrue(options.isQuiet)
+        XCTAssertEqual(try parse("--pidfile=/a memory 1M").pidFile, "/a")
+        XCTAssertEqual(try parse("--pid-file /b memory 1M").pidFile, "/b")
+        let combined = try parse("-rqn memory 1M")
+        XCTAssertTrue(combined.isReadOnly && combined.isQuiet)
+        XCTAssertFalse(try parse("memory 1M").exitsWithParent)
+        await assertError("-o memory 1M", contains: "only the newstyle protocol")
+        await assertError("memory 1M -P", contains: "needs a value")
+    }
+
     func testHelpAndVersionNeedNoBackend() throws {
         XCTAssertTrue(try parse("--help").showsHelp)
         XCTAssertTrue(try parse("--version").showsVersion)
