@@ -126,7 +126,7 @@ package struct ServeOptions: Sendable, Hashable {
                     throw CommandLineError("-p \(text): the port must be a number from 0 to 65535")
                 }
                 port = number
-            case "-i", "--ipaddr":
+            case "-i", "--ipaddr", "--ip-addr":
                 address = try value(for: name, inline: inline)
             case "-r", "--readonly", "--read-only":
                 options.isReadOnly = true

@@ -60,6 +60,7 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(options.isQuiet)
         XCTAssertEqual(try parse("--pidfile=/a memory 1M").pidFile, "/a")
         XCTAssertEqual(try parse("--pid-file /b memory 1M").pidFile, "/b")
+        XCTAssertEqual(try parse("-p 1 --ip-addr=127.0.0.2 memory 1M").listen, .tcp(host: "127.0.0.2", port: 1))
         let combined = try parse("-rqn memory 1M")
         XCTAssertTrue(combined.isReadOnly && combined.isQuiet)
         XCTAssertFalse(try parse("memory 1M").exitsWithParent)
