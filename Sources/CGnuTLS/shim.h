@@ -20,13 +20,6 @@ static inline ssize_t nbd_gnutls_vec_push(gnutls_transport_ptr_t pointer, const 
     return sendmsg((int)(intptr_t)pointer, &message, MSG_NOSIGNAL);
 }
 
-// Reads and writes `descriptor` directly. (gnutls_transport_set_int is a function-like macro,
-// which Swift cannot import.)
-static inline void nbd_gnutls_transport_set_int(gnutls_session_t session, int descriptor) {
-    gnutls_transport_set_int2(session, descriptor, descriptor);
-    gnutls_transport_set_vec_push_function(session, nbd_gnutls_vec_push);
-}
-
 // Receive-side read-ahead. GnuTLS asks its pull function for exactly what it needs next: a record's
 // 5-byte header, then its body, so every record costs two recv calls. This pull function receives
 // as much as has arrived, up to `capacity`, and hands it out from there. While `may_block` is 0 it
@@ -80,8 +73,8 @@ static inline int nbd_gnutls_buffered_pull_timeout(gnutls_transport_ptr_t pointe
     return ready;
 }
 
-// Sends straight to inbound->descriptor (as nbd_gnutls_transport_set_int) and receives through
-// `inbound`'s read-ahead.
+// Sends straight to inbound->descriptor and receives through `inbound`'s read-ahead. (GnuTLS's
+// own gnutls_transport_set_int is a function-like macro, which Swift cannot import.)
 static inline void nbd_gnutls_transport_set_buffered(gnutls_session_t session, nbd_gnutls_inbound *inbound) {
     gnutls_transport_set_ptr2(
         session, (gnutls_transport_ptr_t)inbound, (gnutls_transport_ptr_t)(intptr_t)inbound->descriptor);
