@@ -14,14 +14,7 @@ final class SendBufferTests: ServerTestCase {
     /// What the kernel reports for a fresh Unix socket after asking for `bytes` (or asking nothing):
     /// the expectation, whatever `net.core.wmem_max` is on this machine.
     private func kernelSendBuffer(askingFor bytes: Int?) throws -> Int {
-        var pair: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0 else {
-            throw TestClientError("socketpair failed")
-        }
-        defer { close(pair[1]) }
-        let socket = Socket(adopting: pair[0])
-        if let bytes { socket.setUnixSendBufferSize(bytes) }
-        return socket.sendBufferSize
+        try XCTUnwrap(Socket.unixSendBufferSize(askingFor: bytes), "no Unix socket pair to ask the kernel")
     }
 
     private func serverSendBuffers(_ server: NBDServer) -> [Int] {

@@ -125,18 +125,19 @@ final class Socket: Sendable {
 
     /// What the kernel reports as the send buffer of a new Unix stream socket, or `nil` if no
     /// socket could be made to ask.
-    static let newSocketSendBufferSize: Int? = {
+    static let newSocketSendBufferSize = unixSendBufferSize(askingFor: nil)
+
+    /// What the kernel reports as the send buffer of a new Unix stream socket after
+    /// ``setUnixSendBufferSize(_:)`` asked for `bytes` (`nil`: nothing asked), or `nil` if no socket
+    /// could be made to ask. The kernel doubles what is asked and caps it at `net.core.wmem_max`.
+    static func unixSendBufferSize(askingFor bytes: Int?) -> Int? {
         var pair: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0 else { return nil }
-        defer {
-            close(pair[0])
-            close(pair[1])
-        }
-        var size: Int32 = 0
-        var length = socklen_t(MemoryLayout<Int32>.size)
-        guard getsockopt(pair[0], SOL_SOCKET, SO_SNDBUF, &size, &length) == 0 else { return nil }
-        return Int(size)
-    }()
+        defer { close(pair[1]) }
+        let socket = Socket(adopting: pair[0])
+        if let bytes { socket.setUnixSendBufferSize(bytes) }
+        return socket.sendBufferSize
+    }
 
     /// The send buffer size the kernel reports (`SO_SNDBUF`: twice what was asked, for bookkeeping).
     var sendBufferSize: Int {
