@@ -138,23 +138,21 @@ final class ServeLifecycleInteropTests: XCTestCase {
         try InteropEnvironment.require("python3-libnbd")
         let directory = try InteropEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let pidFile = directory.appendingPathComponent("serve.pid").path
         let socket = directory.appendingPathComponent("sock").path
-        // A parent that starts nbd-serve, waits (bounded) until it listens, prints its pid and
-        // exits. Python closes every other descriptor in the child, so nbd-serve holds nothing of
-        // this test's process (Foundation's Process would otherwise wait for it).
+        // A parent that starts nbd-serve -v, reads its standard error until the startup line says
+        // it listens (an event, not a poll), prints its pid and exits. Python closes every other
+        // descriptor in the child, so nbd-serve holds nothing of this test's process (Foundation's
+        // Process would otherwise wait for it).
         let script = """
-            import subprocess, sys, time, os
-            p = subprocess.Popen([\(InteropEnvironment.pythonLiteral(try InteropEnvironment.nbdServe)), "--exit-with-parent",
-                                  "-P", \(InteropEnvironment.pythonLiteral(pidFile)), "-U", \(InteropEnvironment.pythonLiteral(socket)),
-                                  "memory", "1M"],
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 30
-            while not (os.path.exists(\(InteropEnvironment.pythonLiteral(pidFile))) and os.path.getsize(\(InteropEnvironment.pythonLiteral(pidFile))) > 0):
-                if time.monotonic() > deadline or p.poll() is not None:
-                    sys.exit("nbd-serve did not start")
-                time.sleep(0.01)
-            print(p.pid)
+            import subprocess, sys
+            p = subprocess.Popen([\(InteropEnvironment.pythonLiteral(try InteropEnvironment.nbdServe)), "-v", "--exit-with-parent",
+                                  "-U", \(InteropEnvironment.pythonLiteral(socket)), "memory", "1M"],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for line in p.stderr:
+                if b"nbd-serve: serving" in line:
+                    print(p.pid)
+                    sys.exit(0)
+            sys.exit("nbd-serve ended before listening")
             """
         let result = try InteropEnvironment.run("/usr/bin/python3", ["-c", script])
         assertSucceeded(result, "the parent")
