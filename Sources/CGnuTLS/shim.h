@@ -11,13 +11,25 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-// GnuTLS's own writes do not pass MSG_NOSIGNAL, so a peer that vanished would raise SIGPIPE and
-// kill a program that embeds the server without ignoring it. These writes do.
+// The send side of a session. GnuTLS's own writes do not pass MSG_NOSIGNAL, so a peer that vanished
+// would raise SIGPIPE and kill a program that embeds the server without ignoring it; these do. While
+// `may_block` is 0 they also pass MSG_DONTWAIT, so a full socket fails with EAGAIN instead of
+// waiting (GnuTLS keeps the encrypted record and sends it on the next call). One thread sends at a
+// time (the session's only sender).
+typedef struct nbd_gnutls_outbound {
+    gnutls_session_t session;
+    int descriptor;
+    int may_block;
+} nbd_gnutls_outbound;
+
 static inline ssize_t nbd_gnutls_vec_push(gnutls_transport_ptr_t pointer, const giovec_t *vectors, int count) {
+    nbd_gnutls_outbound *outbound = (nbd_gnutls_outbound *)pointer;
     struct msghdr message = {0};
     message.msg_iov = (struct iovec *)vectors;
     message.msg_iovlen = (size_t)count;
-    return sendmsg((int)(intptr_t)pointer, &message, MSG_NOSIGNAL);
+    ssize_t sent = sendmsg(outbound->descriptor, &message, MSG_NOSIGNAL | (outbound->may_block ? 0 : MSG_DONTWAIT));
+    if (sent < 0) gnutls_transport_set_errno(outbound->session, errno);
+    return sent;
 }
 
 // Receive-side read-ahead. GnuTLS asks its pull function for exactly what it needs next: a record's
@@ -73,11 +85,10 @@ static inline int nbd_gnutls_buffered_pull_timeout(gnutls_transport_ptr_t pointe
     return ready;
 }
 
-// Sends straight to inbound->descriptor and receives through `inbound`'s read-ahead. (GnuTLS's
-// own gnutls_transport_set_int is a function-like macro, which Swift cannot import.)
-static inline void nbd_gnutls_transport_set_buffered(gnutls_session_t session, nbd_gnutls_inbound *inbound) {
-    gnutls_transport_set_ptr2(
-        session, (gnutls_transport_ptr_t)inbound, (gnutls_transport_ptr_t)(intptr_t)inbound->descriptor);
+// Sends through `outbound` and receives through `inbound`'s read-ahead, both on one socket.
+static inline void nbd_gnutls_transport_set_buffered(
+    gnutls_session_t session, nbd_gnutls_inbound *inbound, nbd_gnutls_outbound *outbound) {
+    gnutls_transport_set_ptr2(session, (gnutls_transport_ptr_t)inbound, (gnutls_transport_ptr_t)outbound);
     gnutls_transport_set_vec_push_function(session, nbd_gnutls_vec_push);
     gnutls_transport_set_pull_function(session, nbd_gnutls_buffered_pull);
     gnutls_transport_set_pull_timeout_function(session, nbd_gnutls_buffered_pull_timeout);

@@ -34,6 +34,8 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
     private let expectedHostname: UnsafeMutablePointer<CChar>?
     /// The receive-side read-ahead GnuTLS pulls from (see the C shim).
     private let inbound: UnsafeMutablePointer<nbd_gnutls_inbound>
+    /// The send side GnuTLS pushes through: whether a full socket waits (see the C shim).
+    private let outbound: UnsafeMutablePointer<nbd_gnutls_outbound>
     /// What ended a receive that had already returned data (end of stream or an error), reported by
     /// the next ``receive(into:)``.
     private var deferredResult: Int?
@@ -57,7 +59,9 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
                 buffer: UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
                     .assumingMemoryBound(to: UInt8.self),
                 capacity: capacity, start: 0, end: 0))
-        nbd_gnutls_transport_set_buffered(session, inbound)
+        outbound = .allocate(capacity: 1)
+        outbound.initialize(to: nbd_gnutls_outbound(session: session, descriptor: descriptor, may_block: 1))
+        nbd_gnutls_transport_set_buffered(session, inbound, outbound)
     }
 
     deinit {
@@ -65,6 +69,7 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
         free(expectedHostname)
         UnsafeMutableRawPointer(inbound.pointee.buffer).deallocate()
         inbound.deallocate()
+        outbound.deallocate()
     }
 
     /// The server side: runs the handshake on `descriptor` with `credentials`.
@@ -271,20 +276,47 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
     }
 
     /// Encrypts and sends all of `bytes`, one record at a time, straight from the buffer.
+    ///
+    /// After ``sendWithoutWaiting(_:)`` took only part of a buffer, the rest must come here next,
+    /// from the same memory: GnuTLS then first sends the record it kept back.
     public func send(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard var pointer = bytes.baseAddress else { return true }
-        var remaining = bytes.count
-        while remaining > 0 {
-            let sent = gnutls_record_send(session, pointer, remaining)
-            if sent < 0 {
-                let code = Int32(truncatingIfNeeded: sent)
-                if code == GNUTLS_E_INTERRUPTED || code == GNUTLS_E_AGAIN { continue }
-                return false
+        guard let base = bytes.baseAddress else { return true }
+        return sendRecords(from: base, count: bytes.count) == bytes.count
+    }
+
+    /// Encrypts and sends records of `bytes` while the socket takes them without waiting, and
+    /// returns how many bytes were sent; `nil` if the session failed.
+    ///
+    /// When the socket is full, GnuTLS keeps the record it just encrypted; the rest of `bytes`
+    /// (from the returned count on, same memory) must then go to ``send(_:)`` before anything else
+    /// is sent, and that call sends the kept record first.
+    public func sendWithoutWaiting(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard let base = bytes.baseAddress else { return 0 }
+        outbound.pointee.may_block = 0
+        defer { outbound.pointee.may_block = 1 }
+        return sendRecords(from: base, count: bytes.count)
+    }
+
+    /// Sends records until `count` bytes are sent or, without blocking, the socket is full. Returns
+    /// the bytes sent, or `nil` on a failure.
+    private func sendRecords(from base: UnsafeRawPointer, count: Int) -> Int? {
+        var sent = 0
+        while sent < count {
+            let result = gnutls_record_send(session, base + sent, count - sent)
+            if result < 0 {
+                let code = Int32(truncatingIfNeeded: result)
+                if code == GNUTLS_E_INTERRUPTED { continue }
+                if code == GNUTLS_E_AGAIN {
+                    // A full socket while not waiting: the record stays with GnuTLS, and the next
+                    // call with the same data sends it. (A blocking push never reports AGAIN.)
+                    if outbound.pointee.may_block == 0 { return sent }
+                    continue
+                }
+                return nil
             }
-            pointer += sent
-            remaining -= sent
+            sent += result
         }
-        return true
+        return sent
     }
 
     /// Sends TLS `close_notify` once; does not wait for the peer's.

@@ -46,11 +46,11 @@ class TLSServerTestCase: XCTestCase {
     /// The server the last ``startServer(tls:keys:handshakeTimeout:configure:)`` started.
     var lastServer: NBDServer? { servers.last }
 
-    /// Starts a server and returns its socket path and the log of operator-facing problems;
-    /// `configure` adjusts the configuration last.
+    /// Starts a server over `provider` (by default 1 MiB of memory) and returns its socket path and
+    /// the log of operator-facing problems; `configure` adjusts the configuration last.
     func startServer(
         tls: TLSMode, keys: Keys = .certificates(verifyPeer: false), handshakeTimeout: Duration? = .seconds(60),
-        configure: (inout ServerConfiguration) -> Void = { _ in }
+        provider: (any BackendProvider)? = nil, configure: (inout ServerConfiguration) -> Void = { _ in }
     ) throws -> (path: String, problems: ProblemLog) {
         let problems = ProblemLog()
         var configuration = ServerConfiguration(exportDescription: Self.description, handshakeTimeout: handshakeTimeout)
@@ -64,7 +64,8 @@ class TLSServerTestCase: XCTestCase {
         }
         configuration.errorLogger = { problems.append($0) }
         configure(&configuration)
-        let server = NBDServer(provider: try MemoryBackendProvider(size: 1 << 20), configuration: configuration)
+        let export = try provider ?? MemoryBackendProvider(size: 1 << 20)
+        let server = NBDServer(provider: export, configuration: configuration)
         if directory == nil {
             var template = Array("/tmp/nbd-tls-tests.XXXXXX".utf8CString)
             guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {

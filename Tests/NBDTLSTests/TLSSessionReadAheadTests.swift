@@ -12,46 +12,7 @@ import XCTest
 
 /// `TLSSession.receive(into:)` returns every complete record that has already arrived, not one
 /// record per call, and still reports the end of the session after the data that preceded it.
-final class TLSSessionReadAheadTests: XCTestCase {
-    private var credentials: TestTLSCredentials!
-    private var descriptors: [Int32] = []
-
-    override func setUpWithError() throws {
-        credentials = try TestTLSCredentials.make()
-    }
-
-    override func tearDown() {
-        for descriptor in descriptors { close(descriptor) }
-        descriptors = []
-        credentials?.remove()
-    }
-
-    /// A server and a client session over a socket pair, both handshakes bounded by a timeout.
-    private func connectedSessions() throws -> (server: any SecureSession, client: TLSSession) {
-        var pair: [Int32] = [0, 0]
-        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair), 0)
-        descriptors = pair
-        let transport = try TLSServerTransport(pskFile: credentials.pskFile)
-        let serverDescriptor = pair[0]
-        let server = LockedValue<Result<any SecureSession, NBDError>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            let result = Result { () throws(NBDError) -> any SecureSession in
-                try transport.startServerSession(
-                    descriptor: serverDescriptor, timeout: .seconds(20), reportProblem: { _ in })
-            }
-            server.withLock { $0 = result }
-            done.signal()
-        }
-        let client = try TLSSession.client(
-            descriptor: pair[1],
-            credentials: TLSClientCredentials(pskFile: credentials.pskFile, username: TestTLSCredentials.pskUsername),
-            timeout: .seconds(20))
-        done.waitOrFail("the server's TLS handshake")
-        let session = try XCTUnwrap(server.withLock { $0 }).get()
-        return (session, client)
-    }
-
+final class TLSSessionReadAheadTests: TLSSessionPairTestCase {
     private func send(_ text: String, from session: TLSSession) {
         let bytes = Array(text.utf8)
         XCTAssertTrue(bytes.withUnsafeBytes { session.send($0) })

@@ -12,6 +12,8 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
         var pending: [UInt8] = []
         var spare: [UInt8] = []
         var flushing = false
+        /// The connection thread holds the turn between `beginWrite` and `finishWrite`.
+        var turnHeldForRest = false
         var failed = false
     }
 
@@ -55,6 +57,48 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
         case .flush:
             return drain()
         }
+    }
+
+    /// Starts sending `bytes` as one unit without waiting for a full socket: sends what the socket
+    /// takes now and returns how many bytes went out, keeping the writer's turn so that nothing else
+    /// is sent in between. The caller must then pass the rest (from the returned count on, the same
+    /// memory) to ``finishWrite(_:)``, from the same thread. Returns `nil` once the connection has
+    /// failed.
+    ///
+    /// When others' bytes are pending or being sent, it sends like ``write(_:)`` and returns the whole
+    /// count.
+    func beginWrite(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        let mayStart = state.withLock { state -> Bool? in
+            if state.failed { return nil }
+            if state.flushing || !state.pending.isEmpty { return false }
+            state.flushing = true
+            state.turnHeldForRest = true
+            return true
+        }
+        guard let mayStart else { return nil }
+        guard mayStart else { return write(bytes) ? bytes.count : nil }
+        guard let sent = socket.sendWithoutWaiting(bytes) else {
+            fail()
+            return nil
+        }
+        return sent
+    }
+
+    /// Sends the rest of a ``beginWrite(_:)`` (what it did not send, from the same memory), then
+    /// whatever others queued meanwhile, and gives up the writer's turn. Returns `false` once the
+    /// connection has failed.
+    @discardableResult
+    func finishWrite(_ rest: UnsafeRawBufferPointer) -> Bool {
+        let holdsTurn = state.withLock { state -> Bool in
+            defer { state.turnHeldForRest = false }
+            return state.turnHeldForRest
+        }
+        guard holdsTurn else { return !hasFailed }
+        if rest.count > 0 && !socket.sendAll(rest) {
+            fail()
+            return false
+        }
+        return drain()
     }
 
     /// Appends `bytes` to be sent when the thread's `InlineResumption` batch ends (or by a flusher
@@ -112,6 +156,7 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
         state.withLock { state in
             state.failed = true
             state.flushing = false
+            state.turnHeldForRest = false
             state.pending = []
             state.spare = []
         }

@@ -96,6 +96,11 @@ struct Connection<Provider: BackendProvider>: Sendable {
         let slowTasks = SlowRequestTasks()
         var disconnectedGracefully = false
         var scratch = OutputBuffer(capacity: 0)
+        var tail = ReplyTail()
+        // Whether the stack's reads run here, on this thread, without suspending: only then may the
+        // next read be performed while the end of a large batch waits for the client.
+        let readsRunInline = !slowOperations.contains(.read) && !suspendingOperations.contains(.read)
+        let overlappedReads = SlowOperationEstimate()
 
         // The thread is marked for the whole loop, so requests that suspend start here and the
         // upstream requests they send while one batch of client requests is served leave together
@@ -103,9 +108,25 @@ struct Connection<Provider: BackendProvider>: Sendable {
         // where this thread may block: waiting for the client, or for a free slot.
         InlineResumption.enter()
         loop: while true {
-            if output.count >= batchSize || !Self.hasCompleteRequest(in: reader) {
+            // Set when this request is a read that the end of the previous batch may wait for.
+            var timesRead = false
+            let hasCompleteRequest = Self.hasCompleteRequest(in: reader)
+            if output.count >= batchSize || !hasCompleteRequest {
                 InlineResumption.endBatch()
-                guard flush(&output, to: writer) else { break loop }
+                if readsRunInline && output.count >= batchSize && hasCompleteRequest && Self.nextIsRead(in: reader) {
+                    // A large batch and a read behind it: send what the socket takes and perform the
+                    // read before waiting for the rest (ReplyTail). Only while such reads have been
+                    // quick, so a slow one (a delay under noparallel) never holds back a reply.
+                    guard tail.finish(on: writer, retainedCapacity: Self.retainedOutputCapacity) else { break loop }
+                    timesRead = true
+                    if overlappedReads.isBelow(Self.overlappedReadLimit) {
+                        guard tail.start(&output, on: writer) else { break loop }
+                    } else {
+                        guard flush(&output, after: &tail, to: writer) else { break loop }
+                    }
+                } else {
+                    guard flush(&output, after: &tail, to: writer) else { break loop }
+                }
             }
             guard reader.fill(atLeast: ProtocolConstants.requestHeaderSize) else { break loop }
             let header = RequestHeader(parsing: reader.unread)
@@ -156,7 +177,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
                     // Back-pressure: stop reading until a slow or suspended request finishes. This
                     // thread is the connection's own, so waiting here blocks nobody else.
                     InlineResumption.endBatch()
-                    guard flush(&output, to: writer) else { break loop }
+                    guard flush(&output, after: &tail, to: writer) else { break loop }
                     slots.wait()
                 }
                 let payload = OwnedPayload(count: command == .write ? Int(length) : 0)
@@ -230,7 +251,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
                     payload = UnsafeRawBufferPointer(buffer)
                 }
             }
-            let started = slow ? ContinuousClock.now : nil
+            let started = slow || timesRead ? ContinuousClock.now : nil
             // Unmarked while an inline request runs: if its backend suspends after all (the nbd
             // backend under noparallel, or a slow flush run inline), its upstream request must go
             // out now, not wait for a batch end this thread would only reach once it returned.
@@ -239,7 +260,11 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 command, flags: flags, cookie: header.cookie, offset: header.offset, length: header.length,
                 payload: payload, into: &output)
             InlineResumption.enter()
-            if let started { estimate.record(started.duration(to: .now)) }
+            if let started {
+                let duration = started.duration(to: .now)
+                if slow { estimate.record(duration) }
+                if timesRead { overlappedReads.record(duration) }
+            }
             reader.consume(consumedAfterwards)
         }
 
@@ -248,12 +273,15 @@ struct Connection<Provider: BackendProvider>: Sendable {
         // replies (the client left, or the server is stopping and shut the read side), so requests
         // suspended in a cancellable wait (a delay, a rate limit) end now instead of when it runs out.
         InlineResumption.leave()
+        _ = tail.finish(on: writer, retainedCapacity: Self.retainedOutputCapacity)
         if !disconnectedGracefully { slowTasks.cancelAll() }
         for _ in 0..<slowLimit { slots.wait() }
-        _ = flush(&output, to: writer)
+        _ = flush(&output, after: &tail, to: writer)
     }
 
-    private func flush(_ output: inout OutputBuffer, to writer: CombiningWriter) -> Bool {
+    /// Sends the rest of `tail`, then `output`.
+    private func flush(_ output: inout OutputBuffer, after tail: inout ReplyTail, to writer: CombiningWriter) -> Bool {
+        guard tail.finish(on: writer, retainedCapacity: Self.retainedOutputCapacity) else { return false }
         guard !output.isEmpty else { return !writer.hasFailed }
         let ok = writer.write(output.bytes)
         output.removeAll()
@@ -265,6 +293,15 @@ struct Connection<Provider: BackendProvider>: Sendable {
 
     /// The most output buffer memory a connection keeps between batches.
     static var retainedOutputCapacity: Int { 8 << 20 }
+
+    /// How long the reads performed while a batch's end waits for the client may take on average;
+    /// above it, batches are sent whole first again.
+    static var overlappedReadLimit: Duration { .milliseconds(1) }
+
+    /// Whether the buffered request (complete, see ``hasCompleteRequest(in:)``) is a read.
+    private static func nextIsRead(in reader: borrowing BufferedReader) -> Bool {
+        RequestHeader(parsing: reader.unread).type == Command.read.rawValue
+    }
 
     /// Whether a whole request (header and, for a write, its payload) is already buffered, so its
     /// reply can join the current batch instead of the batch being sent first.

@@ -15,7 +15,22 @@ public protocol SecureSession: AnyObject, Sendable {
     /// failed.
     func send(_ bytes: UnsafeRawBufferPointer) -> Bool
 
+    /// Encrypts and sends a leading part of `bytes`, as much as the socket takes without waiting,
+    /// and returns its length; `nil` if the peer went away or the session failed.
+    ///
+    /// The server calls it to start a large reply and prepares the next one while the client drains
+    /// the socket; it then passes the rest (from the returned length on, the same memory) to
+    /// ``send(_:)`` before sending anything else. The default sends everything with ``send(_:)``.
+    func sendWithoutWaiting(_ bytes: UnsafeRawBufferPointer) -> Int?
+
     /// Tells the peer the session ends (TLS `close_notify`), without waiting for its answer. Called
     /// once, when the connection closes.
     func close()
+}
+
+extension SecureSession {
+    /// Sends all of `bytes`, waiting as needed: a session that cannot stop at a full socket.
+    public func sendWithoutWaiting(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        send(bytes) ? bytes.count : nil
+    }
 }

@@ -95,6 +95,30 @@ final class Socket: Sendable {
         return true
     }
 
+    /// Sends a leading part of `bytes`, as much as the socket takes without waiting, and returns its
+    /// length; `nil` if the peer went away or the socket failed. The rest (from the returned length
+    /// on, the same memory) must go to ``sendAll(_:)`` before anything else is sent: a secure
+    /// socket may hold back part of what it counted as sent until then.
+    func sendWithoutWaiting(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard let base = bytes.baseAddress else { return 0 }
+        switch peer {
+        case .kernel: break
+        case .memory(let memory): return memory.send(bytes) ? bytes.count : nil
+        case .secure(let session, _): return session.sendWithoutWaiting(bytes)
+        }
+        var sent = 0
+        while sent < bytes.count {
+            let result = send(descriptor, base + sent, bytes.count - sent, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            if result < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { break }
+                return nil
+            }
+            sent += result
+        }
+        return sent
+    }
+
     /// Asks the kernel for a send buffer of `bytes` on a Unix-domain socket; TCP sockets are left
     /// alone, because setting `SO_SNDBUF` there switches off the kernel's own buffer autotuning.
     ///

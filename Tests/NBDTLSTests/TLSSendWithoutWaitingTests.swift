@@ -1,0 +1,124 @@
+import Dispatch
+import NBDBackends
+import NBDCore
+import NBDServer
+import NBDTLS
+import NBDTestSupport
+import Synchronization
+import XCTest
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `TLSSession.sendWithoutWaiting(_:)` stops at a full socket, and the rest sent afterwards (GnuTLS
+/// first sends the record it kept back) arrives whole and in order.
+final class TLSSendWithoutWaitingTests: TLSSessionPairTestCase {
+    private static let message = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 10) }
+
+    /// Receives `count` plaintext bytes through `session` on a thread of its own.
+    private func drain(_ session: TLSSession, count: Int, deliver: @escaping @Sendable ([UInt8]) -> Void) -> DispatchSemaphore {
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            var all: [UInt8] = []
+            while all.count < count {
+                let n = buffer.withUnsafeMutableBytes { session.receive(into: $0) }
+                if n <= 0 { break }
+                all += buffer[0..<n]
+            }
+            deliver(all)
+            done.signal()
+        }
+        return done
+    }
+
+    func testSendingStopsAtAFullSocketAndTheRestFollowsInOrder() throws {
+        let (server, client) = try connectedSessions()
+        let message = Self.message
+        // On a thread of its own: a send that waited for the full socket would fail the test, not hang it.
+        let attempt = ThreadResult { message.withUnsafeBytes { server.sendWithoutWaiting($0) } }
+        let result = attempt.value("sendWithoutWaiting to return while the socket is full")
+        let received = LockedValue<[UInt8]>([])
+        let done = drain(client, count: message.count) { bytes in received.withLock { $0 = bytes } }
+        let sent = try XCTUnwrap(try XCTUnwrap(result))
+        XCTAssertGreaterThan(sent, 0, "an empty socket takes a record")
+        XCTAssertLessThan(sent, message.count, "a socket pair's default buffer holds far less than 1 MiB")
+        XCTAssertTrue(message.withUnsafeBytes { server.send(UnsafeRawBufferPointer(rebasing: $0[sent...])) })
+        done.waitOrFail("the client to receive the whole message")
+        XCTAssertTrue(received.withLock { $0 } == message, "every byte once, in order")
+
+        // The session still works both ways afterwards.
+        XCTAssertTrue(Array("after".utf8).withUnsafeBytes { server.send($0) })
+        var buffer = [UInt8](repeating: 0, count: 16)
+        let count = buffer.withUnsafeMutableBytes { client.receive(into: $0) }
+        XCTAssertEqual(String(decoding: buffer.prefix(max(0, count)), as: UTF8.self), "after")
+    }
+
+    func testWhatFitsIsSentWhole() throws {
+        let (server, client) = try connectedSessions()
+        let small = Array(Self.message.prefix(50_000))
+        XCTAssertEqual(small.withUnsafeBytes { server.sendWithoutWaiting($0) }, small.count)
+        let received = LockedValue<[UInt8]>([])
+        drain(client, count: small.count) { bytes in received.withLock { $0 = bytes } }.waitOrFail("the client to receive the message")
+        XCTAssertTrue(received.withLock { $0 } == small)
+    }
+}
+
+/// Over TLS too, a connection performs the next read while the end of a large reply waits for the
+/// client, and the replies arrive whole and in order.
+final class TLSOverlappedReadTests: TLSServerTestCase {
+    private static let mebibyte = 1 << 20
+    private static let pattern = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ $0 >> 11) }
+
+    private func sendReads(_ client: RawTLSClient, at mebibytes: [Int]) throws {
+        // One send: the server receives both requests before it replies to the first.
+        var requests: [UInt8] = []
+        for mebibyte in mebibytes {
+            requests += Array.be(RawTLSClient.requestMagic) + Array.be(UInt16(0)) + Array.be(UInt16(0))
+            requests += Array.be(UInt64(mebibyte + 1)) + Array.be(UInt64(mebibyte * Self.mebibyte))
+            requests += Array.be(UInt32(Self.mebibyte))
+        }
+        try client.send(requests)
+    }
+
+    private func expectReply(_ client: RawTLSClient, at mebibyte: Int, file: StaticString = #filePath, line: UInt = #line)
+        throws
+    {
+        let header = try client.readSimpleReplyHeader()
+        XCTAssertEqual(header.magic, RawTLSClient.simpleReplyMagic, file: file, line: line)
+        XCTAssertEqual(header.cookie, UInt64(mebibyte + 1), "replies in order", file: file, line: line)
+        XCTAssertEqual(header.error, 0, file: file, line: line)
+        let start = mebibyte * Self.mebibyte
+        let data = try client.receive(Self.mebibyte)
+        XCTAssertTrue(data[...] == Self.pattern[start..<(start + Self.mebibyte)], "data intact", file: file, line: line)
+    }
+
+    func testTheNextReadRunsWhileALargeReplyWaitsForTheClient() throws {
+        let watch = ReadWatch()
+        let provider = FilterStack([ReadWatchLayer(watch: watch)], over: try MemoryBackendProvider(size: 4 << 20))
+        let (path, _) = try startServer(tls: .require, provider: provider)
+        let client = try RawTLSClient(unixPath: path)
+        try client.startHandshake()
+        try client.startTLS(try clientCertificates)
+        try client.sendOption(RawTLSClient.Option.go, RawTLSClient.infoData())
+        XCTAssertEqual(try client.readOptionReplies().last?.type, RawTLSClient.Reply.ack)
+        for part in 0..<4 {
+            let start = part * Self.mebibyte
+            try client.sendRequest(
+                1, offset: UInt64(start), length: UInt32(Self.mebibyte), cookie: 100,
+                payload: Array(Self.pattern[start..<(start + Self.mebibyte)]))
+            XCTAssertEqual(try client.readSimpleReplyHeader().error, 0)
+        }
+        try sendReads(client, at: [0, 1])
+        try expectReply(client, at: 0)
+        try expectReply(client, at: 1)
+
+        // A TLS connection keeps the kernel's default send buffer (208 KiB): 1 MiB does not fit.
+        let nextRead = watch.arrivals(at: 3 << 20)
+        try sendReads(client, at: [2, 3])
+        nextRead.waitOrFail("the read at 3 MiB to start while the reply before it waits for the client")
+        try expectReply(client, at: 2)
+        try expectReply(client, at: 3)
+    }
+}
