@@ -8,7 +8,9 @@
 # For every rep, every setup and every workload the two servers run ALTERNATELY (nbd-serve, nbdkit,
 # nbd-serve, nbdkit, ...), each freshly started and prefilled, so slow drift on a shared machine
 # hits both. For every workload it prints the median over the reps of each server, the ratio
-# nbd-serve / nbdkit (higher is better for nbd-serve), and the server CPU per request
+# nbd-serve / nbdkit of those medians (higher is better for nbd-serve), the ratio of each rep's
+# back-to-back pair and their median (less exposed to a machine that slows down for a minute and
+# hits one server's median rep but not the other's), and the server CPU per request
 # (utime + stime of the server process from /proc/PID/stat, before and after the workload, divided
 # by the requests the client completed).
 #
@@ -311,17 +313,20 @@ for r in rows:
 
 med = statistics.median
 print()
-print("| setup | workload | unit | nbd-serve | nbdkit | ratio | nbd-serve µs CPU/req | nbdkit µs CPU/req | nbd-serve CPU % | nbdkit CPU % |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| setup | workload | unit | nbd-serve | nbdkit | ratio | paired ratio (per rep) | nbd-serve µs CPU/req | nbdkit µs CPU/req | nbd-serve CPU % | nbdkit CPU % |")
+print("|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|")
 for key in order:
     a, b = data[key].get("nbd-serve"), data[key].get("nbdkit")
     if not a or not b:
         continue
     ratio = med(a["value"]) / med(b["value"]) if med(b["value"]) else float("nan")
-    print(f"| {key[0]} | {key[1]} | {a['unit']} | {med(a['value']):.0f} | {med(b['value']):.0f} | {ratio:.2f} "
+    pairs = [x / y if y else float("nan") for x, y in zip(a["value"], b["value"])]
+    paired = f"{med(pairs):.2f} ({', '.join(f'{p:.2f}' for p in pairs)})"
+    print(f"| {key[0]} | {key[1]} | {a['unit']} | {med(a['value']):.0f} | {med(b['value']):.0f} | {ratio:.2f} | {paired} "
           f"| {med(a['cpu_us']):.2f} | {med(b['cpu_us']):.2f} | {med(a['cpu_pct']):.0f} | {med(b['cpu_pct']):.0f} |")
 print()
-print("Medians over the reps; ratio = nbd-serve / nbdkit (throughput, higher is better for nbd-serve).")
+print("Medians over the reps; ratio = nbd-serve / nbdkit of the medians (throughput, higher is better for")
+print("nbd-serve); paired ratio = median of each rep's nbd-serve / nbdkit, the two run back to back.")
 print("CPU per request = server utime+stime / requests completed (nbdcopy: 256 KiB requests).")
 EOF
 
