@@ -10,7 +10,8 @@ package enum HelpText {
     package static var usage: String {
         var text = """
             Usage: nbd-serve [-U PATH | -U - | -p PORT [-i ADDR]] [-r] [-f] [-v] [-q] [--run CMD]
-                             [--exit-with-parent] [-P PIDFILE]
+                             [-e EXPORTNAME] [-t THREADS] [--no-sr] [--log=stderr|syslog|null]
+                             [-D FLAG=N] [--exit-with-parent] [-P PIDFILE]
                              [--tls=off|on|require] [--tls-certificates=DIR | --tls-psk=FILE]
                              [--tls-verify-peer] [--filter=NAME]... BACKEND [ARG] [KEY=VALUE]...
 
@@ -30,8 +31,18 @@ package enum HelpText {
               --exit-with-parent
                              stop when the process that started nbd-serve exits (checked every second)
               -P PIDFILE     write the process ID to PIDFILE once listening (left behind at exit)
-              --run CMD      run CMD with /bin/sh once listening, with $uri, $unixsocket and $port set;
-                             stop when it exits and exit with its status
+              --run CMD      run CMD with /bin/sh once listening, with $uri (also $nbd), $unixsocket,
+                             $port, $exportname and $tls set; stop when it exits and exit with its
+                             status
+              -e EXPORTNAME  the export name $uri and $exportname name for --run (the server serves
+                             every name either way)
+              -t THREADS     requests per connection in progress at once (default 16); 1 answers
+                             each request before reading the next, in order
+              --no-sr        refuse structured replies (clients fall back to simple replies and get
+                             no block status)
+              --log=stderr|syslog|null
+                             where error messages (and -v's debug messages) go (default stderr)
+              -D FLAG=N      nbdkit debug flags: accepted and reported as unused
               --filter=NAME  add a filter (repeatable)
               --tls=off|on|require
                              offer TLS (on) or insist on it (require): before NBD_OPT_STARTTLS a

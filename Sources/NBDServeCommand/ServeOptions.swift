@@ -4,6 +4,7 @@ import NBDServer
 ///
 /// ```
 /// nbd-serve [-U PATH | -U - | -p PORT [-i ADDR]] [-r] [-f] [-v] [-q] [-n] [--run CMD]
+///           [-e EXPORTNAME] [-t THREADS] [--no-sr] [--log=stderr|syslog|null] [-D FLAG=N]
 ///           [--exit-with-parent] [-P PIDFILE] [--filter=NAME]...
 ///           [--tls=off|on|require] [--tls-certificates=DIR | --tls-psk=FILE] [--tls-verify-peer]
 ///           BACKEND [ARG] [KEY=VALUE]...
@@ -69,6 +70,17 @@ package struct ServeOptions: Sendable, Hashable {
     package var pidFile: String?
     /// `-q`: no informational startup line.
     package var isQuiet = false
+    /// `-e NAME`, `--exportname=NAME`: the export name `--run`'s `$exportname` and `$uri` name (the
+    /// server itself serves every name, as nbdkit does).
+    package var exportName = ""
+    /// `-t N`, `--threads=N`: nbdkit's threads per connection; `nil` (or 0) for the default.
+    package var threads: Int?
+    /// `--no-sr`: refuse structured replies.
+    package var offersStructuredReplies = true
+    /// `--log=stderr|syslog|null`: where error (and, with `-v`, debug) messages go.
+    package var log: LogDestination = .standardError
+    /// `-D NAME=N`, `--debug`: nbdkit debug flags, accepted and reported unused (nbd-serve has none).
+    package var debugFlags: [String] = []
     /// `--help`.
     package var showsHelp = false
     /// `--version`.
@@ -144,6 +156,24 @@ package struct ServeOptions: Sendable, Hashable {
                 options.pidFile = try value(for: name, inline: inline)
             case "-q", "--quiet":
                 options.isQuiet = true
+            case "-e", "--export", "--export-name", "--exportname":
+                options.exportName = try value(for: name, inline: inline)
+            case "-t", "--threads":
+                let text = try value(for: name, inline: inline)
+                guard let count = Int(text), count >= 0 else {
+                    throw CommandLineError("\(name) \(text): the number of threads must be a whole number (0 for the default)")
+                }
+                options.threads = count == 0 ? nil : count
+            case "--no-sr":
+                options.offersStructuredReplies = false
+            case "--log":
+                let text = try value(for: name, inline: inline)
+                guard let destination = LogDestination(rawValue: text) else {
+                    throw CommandLineError("--log=\(text): use stderr, syslog or null")
+                }
+                options.log = destination
+            case "-D", "--debug":
+                options.debugFlags.append(try value(for: name, inline: inline))
             case "-v", "--verbose":
                 options.isVerbose = true
             case "--run":

@@ -89,6 +89,18 @@ public struct ServerConfiguration: Sendable {
     /// connection limit, a client dropped for a protocol violation. `nil` sends these to ``logger``.
     public var errorLogger: (@Sendable (String) -> Void)?
 
+    /// Whether `NBD_OPT_STRUCTURED_REPLY` is accepted (the default). With `false` it is answered
+    /// `NBD_REP_ERR_UNSUP`, so clients fall back to simple replies and get no meta contexts (block
+    /// status): nbdkit's `--no-sr`, for testing how clients cope with an older server.
+    public var offersStructuredReplies = true
+    /// Whether each connection performs and answers its requests strictly one at a time, in the order
+    /// received, as nbdkit with `-t 1` does: slow and suspending operations then run on the
+    /// connection's thread too, and the next request is read only after the previous one's reply
+    /// was queued. For clients that cannot take replies out of order. The default, `false`, lets
+    /// slow and suspending requests (up to ``maximumSlowRequestsPerConnection``) run while later
+    /// requests are served.
+    public var servesRequestsInOrder = false
+
     /// Whether clients may (``TLSMode/on``) or must (``TLSMode/require``) upgrade to TLS with
     /// `NBD_OPT_STARTTLS`; nbdkit's `--tls`. Anything but ``TLSMode/off`` needs
     /// ``secureTransport``. The default is ``TLSMode/off``. See `Documentation/TLS.md`.

@@ -6,10 +6,11 @@ import Dispatch
 
 /// Runs the `--run` command with `/bin/sh -c` and reports its exit status.
 enum RunCommand {
-    /// Starts `command` with `environment` added to this process's environment. Returns its pid.
-    static func spawn(_ command: String, environment: [String: String]) throws(ServeFailure) -> pid_t {
+    /// Starts `command` with `environment` added to this process's environment (a `nil` value
+    /// unsets the variable). Returns its pid.
+    static func spawn(_ command: String, environment: [String: String?]) throws(ServeFailure) -> pid_t {
         for (key, value) in environment {
-            setenv(key, value, 1)
+            if let value { setenv(key, value, 1) } else { unsetenv(key) }
         }
         var pid = pid_t()
         let arguments = ["/bin/sh", "-c", command]

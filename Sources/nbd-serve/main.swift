@@ -36,10 +36,19 @@ var configuration = ServerConfiguration()
 // Like nbdkit, no connection cap of our own: as many clients as the file-descriptor limit (raised to
 // the hard limit) allows. --filter=limit sets a lower one.
 configuration.maximumConnections = ConnectionCapacity.raiseAndDerive()
-// Problems an operator must see are printed without -v too, as nbdkit prints its errors.
-configuration.errorLogger = { message in printToStandardError("nbd-serve: error: \(message)") }
+// Problems an operator must see are printed without -v too, as nbdkit prints its errors; --log
+// sends both kinds elsewhere. With --log=null an empty sink, since a nil errorLogger means "to the
+// debug logger".
+configuration.errorLogger =
+    options.log.sink(isError: true, prefix: "nbd-serve: error: ", write: printToStandardError) ?? { _ in }
 if options.isVerbose {
-    configuration.logger = { message in printToStandardError("nbd-serve: debug: \(message)") }
+    configuration.logger = options.log.sink(isError: false, prefix: "nbd-serve: debug: ", write: printToStandardError)
+}
+ServerSettings.configure(&configuration, from: options)
+// As nbdkit, a debug flag nothing uses is reported, not refused; nbd-serve has none (-v prints its
+// debug messages).
+for flag in options.debugFlags {
+    printToStandardError("nbd-serve: warning: debug flag -D \(flag.split(separator: "=", maxSplits: 1).first ?? "") was not used")
 }
 
 do {
@@ -132,16 +141,7 @@ let runningChild = Atomic<pid_t>(0)
 if let command = options.runCommand {
     // As nbdkit: under --tls=require the URI says TLS (nbds://, nbds+unix://); the client adds
     // its credentials (tls-certificates=, tls-psk-file=).
-    let uri = configuration.tls == .require ? "nbds" + bound.uri.dropFirst(3) : bound.uri
-    var environment = ["uri": uri]
-    switch bound {
-    case .unix(let path):
-        environment["unixsocket"] = path
-        environment["port"] = ""
-    case .tcp(_, let port):
-        environment["port"] = String(port)
-        environment["unixsocket"] = ""
-    }
+    let environment = RunEnvironment.variables(for: bound, tls: configuration.tls, exportName: options.exportName)
     do {
         let pid = try RunCommand.spawn(command, environment: environment)
         runningChild.store(pid, ordering: .releasing)

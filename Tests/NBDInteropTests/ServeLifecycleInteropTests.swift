@@ -108,6 +108,32 @@ final class ServeLifecycleInteropTests: XCTestCase {
         XCTAssertTrue(result.stdout.contains("1048576"), result.stdout)
     }
 
+    func testNbdkitsServerOptionsWorkUnchanged() throws {
+        try InteropEnvironment.require("nbdkit", "python3-libnbd")
+        // The same command line on both servers: -e names the export in $uri, -t 1 serializes,
+        // --no-sr refuses structured replies, -D is reported unused; python libnbd connects.
+        let script = """
+            import nbd, sys
+            uri, alias, name, tls = sys.argv[1:5]
+            h = nbd.NBD()
+            h.connect_uri(uri)
+            print(uri.split("?")[0], alias == uri, name, tls, h.get_export_name(),
+                  h.get_structured_replies_negotiated(), h.get_size())
+            """
+        let arguments = [
+            "-U", "-", "-e", "a b/c?d", "-t", "1", "--no-sr", "-D", "foo.bar=1", "--log=stderr", "memory", "1M",
+            "--run", "/usr/bin/python3 -c '\(script)' \"$uri\" \"$nbd\" \"$exportname\" \"${tls-unset}\"",
+        ]
+        let ours = try InteropEnvironment.run(try InteropEnvironment.nbdServe, arguments)
+        let theirs = try InteropEnvironment.run(try XCTUnwrap(InteropEnvironment.path(of: "nbdkit")), arguments)
+        assertSucceeded(ours, "nbd-serve")
+        assertSucceeded(theirs, "nbdkit")
+        XCTAssertEqual(ours.stdout, "nbd+unix:///a%20b/c%3Fd True a b/c?d unset a b/c?d False 1048576\n")
+        XCTAssertEqual(ours.stdout, theirs.stdout, "the same answers from nbdkit")
+        XCTAssertTrue(ours.stderr.contains("debug flag -D foo.bar was not used"), ours.stderr)
+        XCTAssertTrue(theirs.stderr.contains("debug flag -D foo.bar was not used"), theirs.stderr)
+    }
+
     func testCommandLineMistakesExitOneBeforeListening() throws {
         let directory = try InteropEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

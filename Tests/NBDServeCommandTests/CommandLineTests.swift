@@ -1,6 +1,7 @@
 import NBDCore
 import NBDServeCommand
 import NBDServer
+import Synchronization
 import XCTest
 
 final class CommandLineTests: XCTestCase {
@@ -66,6 +67,79 @@ final class CommandLineTests: XCTestCase {
         XCTAssertFalse(try parse("memory 1M").exitsWithParent)
         await assertError("-o memory 1M", contains: "only the newstyle protocol")
         await assertError("memory 1M -P", contains: "needs a value")
+    }
+
+    func testNbdkitsServerOptions() async throws {
+        XCTAssertEqual(try parse("-e a memory 1M").exportName, "a")
+        XCTAssertEqual(try parse("--exportname=b memory 1M").exportName, "b")
+        XCTAssertEqual(try parse("--export-name c memory 1M").exportName, "c")
+        XCTAssertEqual(try parse("--export=d memory 1M").exportName, "d")
+        XCTAssertEqual(try parse("memory 1M").exportName, "")
+        XCTAssertEqual(try parse("-t 1 memory 1M").threads, 1)
+        XCTAssertEqual(try parse("--threads=8 memory 1M").threads, 8)
+        XCTAssertNil(try parse("-t 0 memory 1M").threads, "0 is the default, as with nbdkit")
+        XCTAssertNil(try parse("memory 1M").threads)
+        XCTAssertFalse(try parse("--no-sr memory 1M").offersStructuredReplies)
+        XCTAssertTrue(try parse("memory 1M").offersStructuredReplies)
+        XCTAssertEqual(try parse("--log=syslog memory 1M").log, .syslog)
+        XCTAssertEqual(try parse("--log null memory 1M").log, .null)
+        XCTAssertEqual(try parse("memory 1M").log, .standardError)
+        XCTAssertEqual(try parse("-D a.b=1 --debug=nbdkit.c=2 memory 1M").debugFlags, ["a.b=1", "nbdkit.c=2"])
+        await assertError("-t many memory 1M", contains: "must be a whole number")
+        await assertError("-t -2 memory 1M", contains: "must be a whole number")
+        await assertError("--log=file memory 1M", contains: "use stderr, syslog or null")
+        await assertError("memory 1M -e", contains: "needs a value")
+    }
+
+    func testThreadsAndNoSRSetTheServer() throws {
+        var configuration = ServerConfiguration()
+        ServerSettings.configure(&configuration, from: try parse("memory 1M"))
+        XCTAssertEqual(configuration.maximumSlowRequestsPerConnection, ServerConfiguration().maximumSlowRequestsPerConnection)
+        XCTAssertFalse(configuration.servesRequestsInOrder)
+        XCTAssertTrue(configuration.offersStructuredReplies)
+
+        ServerSettings.configure(&configuration, from: try parse("-t 1 --no-sr memory 1M"))
+        XCTAssertTrue(configuration.servesRequestsInOrder, "-t 1 serializes, as nbdkit promises")
+        XCTAssertEqual(configuration.maximumSlowRequestsPerConnection, 1)
+        XCTAssertFalse(configuration.offersStructuredReplies)
+
+        var other = ServerConfiguration()
+        ServerSettings.configure(&other, from: try parse("-t 4 memory 1M"))
+        XCTAssertEqual(other.maximumSlowRequestsPerConnection, 4)
+        XCTAssertFalse(other.servesRequestsInOrder)
+    }
+
+    func testRunVariablesAreNbdkits() {
+        let unix = RunEnvironment.variables(for: .unix(path: "/tmp/s"), tls: .off, exportName: "")
+        XCTAssertEqual(unix["uri"], "nbd+unix:///?socket=/tmp/s")
+        XCTAssertEqual(unix["nbd"], unix["uri"])
+        XCTAssertEqual(unix["unixsocket"], "/tmp/s")
+        XCTAssertEqual(unix["port"], "")
+        XCTAssertEqual(unix["exportname"], "")
+        XCTAssertEqual(unix["tls"], .some(nil), "unset with --tls=off")
+
+        let named = RunEnvironment.variables(for: .unix(path: "/tmp/s"), tls: .on, exportName: "a b/c?d%é")
+        XCTAssertEqual(named["uri"], "nbd+unix:///a%20b/c%3Fd%25%C3%A9?socket=/tmp/s")
+        XCTAssertEqual(named["exportname"], "a b/c?d%é")
+        XCTAssertEqual(named["tls"], "1")
+
+        let tcp = RunEnvironment.variables(for: .tcp(host: "127.0.0.1", port: 4000), tls: .require, exportName: "x")
+        XCTAssertEqual(tcp["uri"], "nbds://127.0.0.1:4000/x")
+        XCTAssertEqual(tcp["port"], "4000")
+        XCTAssertEqual(tcp["unixsocket"], "")
+        XCTAssertEqual(tcp["tls"], "2")
+        XCTAssertEqual(RunEnvironment.uri(for: .tcp(host: "::1", port: 1), tls: .off, exportName: ""), "nbd://[::1]:1")
+    }
+
+    func testLogDestinations() {
+        let lines = LockedValue<[String]>([])
+        let sink = LogDestination.standardError.sink(isError: true, prefix: "p: ") { line in
+            lines.withLock { $0.append(line) }
+        }
+        sink?("message")
+        XCTAssertEqual(lines.withLock { $0 }, ["p: message"])
+        XCTAssertNil(LogDestination.null.sink(isError: true, prefix: "p: ") { _ in XCTFail("written") })
+        XCTAssertNotNil(LogDestination.syslog.sink(isError: false, prefix: "p: ") { _ in XCTFail("written to stderr") })
     }
 
     func testHelpAndVersionNeedNoBackend() throws {

@@ -27,6 +27,27 @@ final class ConcurrencyTests: ServerTestCase {
         XCTAssertEqual(second.error, 0)
     }
 
+    func testInOrderAConnectionAnswersEachRequestBeforeTheNext() throws {
+        var configuration = ServerConfiguration()
+        configuration.servesRequestsInOrder = true
+        let gate = Gate()
+        let (_, path, state) = try startServer(capabilities: slowFlush, configuration: configuration, flushGate: gate)
+        let client = try Client(unixPath: path)
+        try client.connect()
+        // The slow flush runs on the connection's own thread, so the read behind it waits for it.
+        try client.send(
+            Client.request(type: Cmd.flush, cookie: 1) + Client.request(type: Cmd.read, cookie: 2, offset: 0, length: 8))
+        gate.waitForArrival()
+        XCTAssertTrue(state.readThreads.withLock { $0.isEmpty }, "the read started while the flush was held")
+        gate.open()
+        XCTAssertEqual(try client.readSimpleReply().cookie, 1, "the flush is answered first")
+        XCTAssertEqual(try client.readSimpleReply().cookie, 2)
+        XCTAssertEqual(try client.receive(8), [UInt8](repeating: 0, count: 8))
+        XCTAssertEqual(
+            state.flushThreads.withLock { $0 }, state.readThreads.withLock { $0 },
+            "the flush ran on the connection's thread, where the read ran")
+    }
+
     func testDisconnectWaitsForOutstandingSlowRequestsBeforeClosingTheBackend() throws {
         let gate = Gate()
         let (_, path, state) = try startServer(capabilities: slowFlush, flushGate: gate)

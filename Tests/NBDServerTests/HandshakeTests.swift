@@ -204,6 +204,22 @@ final class HandshakeTests: ServerTestCase {
         XCTAssertEqual(try client.readOptionReply().type, Client.Reply.errInvalid)
     }
 
+    func testWithoutStructuredRepliesTheOptionIsUnsupportedAndMetaContextsRefused() throws {
+        var configuration = ServerConfiguration()
+        configuration.offersStructuredReplies = false
+        let (_, path, _) = try startServer(configuration: configuration)
+        let client = try Client(unixPath: path)
+        try client.startHandshake()
+        try client.sendOption(Client.Option.structuredReply)
+        XCTAssertEqual(try client.readOptionReply().type, Client.Reply.errUnsupported)
+        try client.sendOption(Client.Option.setMetaContext, Client.metaContextData(queries: ["base:allocation"]))
+        XCTAssertEqual(try client.readOptionReply().type, Client.Reply.errInvalid)
+        // Simple replies still serve the export.
+        let export = try client.go()
+        XCTAssertEqual(export.size, 1 << 20)
+        XCTAssertEqual(try client.read(8, at: 0).0, 0)
+    }
+
     func testListMetaContextOffersBaseAllocation() throws {
         let (_, path, _) = try startServer()
         let client = try Client(unixPath: path)

@@ -83,8 +83,10 @@ struct Connection<Provider: BackendProvider>: Sendable {
             holeDetectionThreshold: configuration.holeDetectionThreshold, connectionID: id,
             logger: configuration.logger)
         let writer = CombiningWriter(socket: socket)
-        let slowOperations = caps.slowOperations
-        let suspendingOperations = caps.suspendingOperations
+        // In order: every request runs here and is answered before the next is read.
+        let inOrder = configuration.servesRequestsInOrder
+        let slowOperations = inOrder ? [] : caps.slowOperations
+        let suspendingOperations = inOrder ? [] : caps.suspendingOperations
         let suspendedRequests = context.suspendedRequests
         let writeDisconnectLimit = caps.blockSize.writeDisconnectLimit
         let slowLimit = max(1, configuration.maximumSlowRequestsPerConnection)

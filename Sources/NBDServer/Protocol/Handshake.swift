@@ -167,7 +167,12 @@ struct Handshake<Provider: BackendProvider> {
                     return export
                 }
             case OptionCode.structuredReply:
-                if length != 0 {
+                if !configuration.offersStructuredReplies {
+                    log("structured replies are not offered")
+                    output.appendOptionError(
+                        option: option, type: OptionReply.errUnsupported,
+                        message: "this server does not offer structured replies")
+                } else if length != 0 {
                     output.appendOptionError(
                         option: option, type: OptionReply.errInvalid, message: "NBD_OPT_STRUCTURED_REPLY takes no data")
                 } else {
