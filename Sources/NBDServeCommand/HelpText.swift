@@ -9,7 +9,7 @@ package enum HelpText {
     /// The usage, backends, filters and their parameters.
     package static var usage: String {
         var text = """
-            Usage: nbd-serve [-U PATH | -U - | -p PORT [-i ADDR]] [-r] [-f] [-v] [-q] [--run CMD]
+            Usage: nbd-serve [-U PATH | -U - | -p PORT [-i ADDR] | -s] [-r] [-f] [-v] [-q] [--run CMD]
                              [-e EXPORTNAME] [-t THREADS] [--no-sr] [--log=stderr|syslog|null]
                              [-D FLAG=N] [--exit-with-parent] [-P PIDFILE]
                              [--tls=off|on|require] [--tls-certificates=DIR | --tls-psk=FILE]
@@ -23,6 +23,9 @@ package enum HelpText {
               -U -           listen on a unix socket in a new private temporary directory
               -p PORT        listen on TCP PORT (default 10809) of 127.0.0.1, or of ADDR with -i
               -i ADDR        the numeric address to listen on with -p
+              -s             serve one client connected on standard input (a socket) and exit
+                             when it leaves; started with systemd socket activation (LISTEN_PID,
+                             LISTEN_FDS), nbd-serve accepts on the sockets it was given
               -r             serve read-only
               -f             stay in the foreground (always the case; accepted for nbdkit compatibility)
               -v             print debug messages on standard error

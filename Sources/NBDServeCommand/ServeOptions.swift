@@ -41,6 +41,11 @@ package struct ServeOptions: Sendable, Hashable {
 
     /// Where to listen: `-U`, `-p`/`-i`, or `127.0.0.1:10809` by default.
     package var listen: Listen = .tcp(host: "127.0.0.1", port: ServeOptions.defaultPort)
+    /// Whether `-U`, `-p` or `-i` chose ``listen`` (rather than the default).
+    package var listensWhereTold = false
+    /// `-s`, `--single`: serve one client on standard input (a connected socket) instead of
+    /// listening, and exit when it disconnects.
+    package var servesStandardInput = false
     /// `-r`: serve read-only.
     package var isReadOnly = false
     /// `-v`: debug messages on standard error.
@@ -156,6 +161,8 @@ package struct ServeOptions: Sendable, Hashable {
                 options.pidFile = try value(for: name, inline: inline)
             case "-q", "--quiet":
                 options.isQuiet = true
+            case "-s", "--single":
+                options.servesStandardInput = true
             case "-e", "--export", "--export-name", "--exportname":
                 options.exportName = try value(for: name, inline: inline)
             case "-t", "--threads":
@@ -198,11 +205,12 @@ package struct ServeOptions: Sendable, Hashable {
                 options.showsVersion = true
             default:
                 let letters = argument.dropFirst()
-                if !argument.hasPrefix("--") && letters.allSatisfy({ "rfvnq".contains($0) }) {
+                if !argument.hasPrefix("--") && letters.allSatisfy({ "rfvnqs".contains($0) }) {
                     // Combined short flags such as -rv.
                     if letters.contains("r") { options.isReadOnly = true }
                     if letters.contains("v") { options.isVerbose = true }
                     if letters.contains("q") { options.isQuiet = true }
+                    if letters.contains("s") { options.servesStandardInput = true }
                     continue
                 }
                 throw CommandLineError("unknown option '\(argument)'; run 'nbd-serve --help' for the usage")
@@ -210,6 +218,15 @@ package struct ServeOptions: Sendable, Hashable {
         }
 
         if options.showsHelp || options.showsVersion { return options }
+        options.listensWhereTold = unixPath != nil || port != nil || address != nil
+        if options.servesStandardInput {
+            guard !options.listensWhereTold else {
+                throw CommandLineError("-s serves the client on standard input: leave out -U, -p and -i")
+            }
+            guard options.runCommand == nil else {
+                throw CommandLineError("-s serves the client on standard input, so there is no socket for --run's command")
+            }
+        }
         if let unixPath {
             guard port == nil && address == nil else {
                 throw CommandLineError("-U cannot be combined with -p or -i: choose a unix socket or a TCP port")

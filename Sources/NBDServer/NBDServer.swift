@@ -52,13 +52,49 @@ public final class NBDServer: Sendable {
     ///   ``ServerConfiguration/tls`` asks for TLS without a ``ServerConfiguration/secureTransport``.
     @discardableResult
     public func listen(on address: ListenAddress) throws(NBDError) -> ListenAddress {
+        try checkSecureTransport()
+        return try start(try Listener(address))
+    }
+
+    /// Accepts connections on `descriptor`, a socket that is already bound and listening, such as
+    /// the one systemd socket activation (or libnbd's `nbd_connect_systemd_socket_activation`)
+    /// passes as descriptor 3. The server owns the descriptor from now on and closes it when it
+    /// stops; a Unix socket's file is left in place, since whoever bound it owns it.
+    ///
+    /// - Returns: The address the socket is bound to.
+    /// - Throws: `NBDError` (`.invalidArgument`) if `descriptor` is not a listening Unix or TCP
+    ///   socket (it is then left open), or as ``listen(on:)``.
+    @discardableResult
+    public func listen(adoptingListeningSocket descriptor: Int32) throws(NBDError) -> ListenAddress {
+        try checkSecureTransport()
+        return try start(try Listener(adopting: descriptor))
+    }
+
+    /// Serves one client already connected on `descriptor` (a stream socket, such as standard input
+    /// under inetd or a parent process's socket pair: nbdkit's `-s`) and returns when that
+    /// connection has ended. The server owns the descriptor from now on and closes it.
+    ///
+    /// - Throws: `NBDError` if the server is stopping or at its connection limit, or if no thread
+    ///   could be started (the descriptor is then closed), or as ``listen(on:)`` for TLS.
+    public func serve(connectedSocket descriptor: Int32) async throws(NBDError) {
+        try checkSecureTransport()
+        guard let id = Self.accept(Socket(adopting: descriptor), context: context, startConnection: startConnection) else {
+            throw NBDError(.shutdown, "the server is stopping or at its connection limit")
+        }
+        await context.waitForEnd(of: id)
+    }
+
+    private func checkSecureTransport() throws(NBDError) {
         if configuration.tls != .off && configuration.secureTransport == nil {
             throw NBDError(
                 .invalidArgument,
                 "TLS is '\(configuration.tls.rawValue)' but no secure transport is configured: set ServerConfiguration.secureTransport (for example NBDTLS's TLSServerTransport)"
             )
         }
-        let listener = try Listener(address)
+    }
+
+    /// Registers `listener` and starts accepting on it.
+    private func start(_ listener: Listener) throws(NBDError) -> ListenAddress {
         let registered = state.withLock { state -> Bool in
             guard !state.stopping else { return false }
             state.listeners.append(listener)
@@ -68,27 +104,37 @@ public final class NBDServer: Sendable {
             listener.closeWithoutStarting()
             throw NBDError(.shutdown, "the server is shutting down")
         }
+        // The accept thread holds the context, not the server (as before adoption existed).
         let context = self.context
         let startConnection = self.startConnection
-        try listener.start { socket in
-            if let size = context.configuration.unixSocketSendBufferSize {
-                socket.setUnixSendBufferSize(size)
-            }
-            guard let id = context.register(socket) else {
-                context.warn(
-                    "refused a connection: the server is stopping or has \(context.configuration.maximumConnections) connections, its maximum (ServerConfiguration.maximumConnections)"
-                )
-                socket.shutdownBoth()
-                return
-            }
-            if !startConnection(id, socket, context) {
-                context.log("refused a connection: no thread could be started for it")
-                socket.shutdownBoth()
-                context.connectionEnded(id)
-            }
-        }
+        try listener.start { socket in _ = Self.accept(socket, context: context, startConnection: startConnection) }
         context.log("listening on \(listener.address)")
         return listener.address
+    }
+
+    /// Starts a connection on `socket`; returns its ID, or `nil` (the socket closed) when it was
+    /// refused.
+    private static func accept(
+        _ socket: Socket, context: ServerContext,
+        startConnection: @Sendable (UInt64, Socket, ServerContext) -> Bool
+    ) -> UInt64? {
+        if let size = context.configuration.unixSocketSendBufferSize {
+            socket.setUnixSendBufferSize(size)
+        }
+        guard let id = context.register(socket) else {
+            context.warn(
+                "refused a connection: the server is stopping or has \(context.configuration.maximumConnections) connections, its maximum (ServerConfiguration.maximumConnections)"
+            )
+            socket.shutdownBoth()
+            return nil
+        }
+        if !startConnection(id, socket, context) {
+            context.log("refused a connection: no thread could be started for it")
+            socket.shutdownBoth()
+            context.connectionEnded(id)
+            return nil
+        }
+        return id
     }
 
     /// The addresses the server listens on, with real port numbers.

@@ -60,6 +60,29 @@ do {
     exit(1)
 }
 
+// Socket activation (systemd, or libnbd's `[ CMD ]`): the listening sockets come from the parent.
+let activatedDescriptors = SocketActivation.descriptors(
+    listenPID: getenv("LISTEN_PID").map { String(cString: $0) }, listenFDs: getenv("LISTEN_FDS").map { String(cString: $0) },
+    pid: getpid())
+if activatedDescriptors != nil {
+    do {
+        try SocketActivation.check(options)
+    } catch {
+        printToStandardError("nbd-serve: \(error.message)")
+        exit(1)
+    }
+    for variable in SocketActivation.variables { unsetenv(variable) }
+}
+// -s: the client is connected on standard input, which must be a socket.
+if options.servesStandardInput {
+    var info = stat()
+    guard fstat(0, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK else {
+        printToStandardError(
+            "nbd-serve: -s serves a client connected on standard input, which must be a socket (as from inetd, socat or libnbd's connect_command); it is not")
+        exit(1)
+    }
+}
+
 let server: NBDServer
 let plan: ExportPlan
 do {
@@ -71,10 +94,14 @@ do {
     exit(1)
 }
 
-// -U - : a private directory that only this process uses, removed at exit.
+// -U - : a private directory that only this process uses, removed at exit. Nothing to bind with
+// -s or socket activation.
 let privateDirectory: String?
-let address: ListenAddress
+let address: ListenAddress?
 switch options.listen {
+case _ where options.servesStandardInput || activatedDescriptors != nil:
+    address = nil
+    privateDirectory = nil
 case .unix(let path):
     address = .unix(path: path)
     privateDirectory = nil
@@ -95,14 +122,26 @@ case .privateUnix:
 
 @MainActor func removePrivateDirectory() {
     if let privateDirectory {
-        if case .unix(let path) = address { unlink(path) }
+        if case .unix(let path)? = address { unlink(path) }
         rmdir(privateDirectory)
     }
 }
 
-let bound: ListenAddress
+/// Where clients connect (the first activated socket's address with socket activation); `nil` with -s.
+let bound: ListenAddress?
 do {
-    bound = try server.listen(on: address)
+    if let activatedDescriptors {
+        var first: ListenAddress?
+        for descriptor in activatedDescriptors {
+            let adopted = try server.listen(adoptingListeningSocket: descriptor)
+            first = first ?? adopted
+        }
+        bound = first
+    } else if let address {
+        bound = try server.listen(on: address)
+    } else {
+        bound = nil
+    }
 } catch {
     printToStandardError("nbd-serve: \(error.message)")
     removePrivateDirectory()
@@ -128,7 +167,7 @@ if options.isVerbose || (privateDirectory != nil && options.runCommand == nil &&
     // Without -v the line is printed only for -U - without --run, where the path is otherwise unknown.
     let filters = plan.filters.isEmpty ? "no filters" : "filters " + plan.filters.map(\.name).joined(separator: " → ")
     printToStandardError(
-        "nbd-serve: serving the \(plan.backendName) backend (\(filters)\(plan.isReadOnly ? ", read-only" : "")) on \(bound.uri)"
+        "nbd-serve: serving the \(plan.backendName) backend (\(filters)\(plan.isReadOnly ? ", read-only" : "")) on \(bound?.uri ?? "standard input")"
     )
 }
 
@@ -141,7 +180,9 @@ let runningChild = Atomic<pid_t>(0)
 if let command = options.runCommand {
     // As nbdkit: under --tls=require the URI says TLS (nbds://, nbds+unix://); the client adds
     // its credentials (tls-certificates=, tls-psk-file=).
-    let environment = RunEnvironment.variables(for: bound, tls: configuration.tls, exportName: options.exportName)
+    // -s refuses --run, so there is an address.
+    let environment = RunEnvironment.variables(
+        for: bound ?? .unix(path: ""), tls: configuration.tls, exportName: options.exportName)
     do {
         let pid = try RunCommand.spawn(command, environment: environment)
         runningChild.store(pid, ordering: .releasing)
@@ -152,6 +193,19 @@ if let command = options.runCommand {
     } catch {
         printToStandardError("nbd-serve: \(error.message)")
         exitSignal.finish(1)
+    }
+}
+
+// -s: serve the one client; its end ends the server, as with nbdkit.
+if options.servesStandardInput {
+    Task {
+        do {
+            try await server.serve(connectedSocket: 0)
+            exitSignal.finish(0)
+        } catch {
+            printToStandardError("nbd-serve: \(error)")
+            exitSignal.finish(1)
+        }
     }
 }
 

@@ -134,6 +134,35 @@ final class ServeLifecycleInteropTests: XCTestCase {
         XCTAssertTrue(theirs.stderr.contains("debug flag -D foo.bar was not used"), theirs.stderr)
     }
 
+    func testCaptiveUnderLibnbdWithDashSAndWithSocketActivation() throws {
+        try InteropEnvironment.require("nbdkit", "nbdinfo", "python3-libnbd")
+        let serve = try InteropEnvironment.nbdServe
+        let nbdkit = try XCTUnwrap(InteropEnvironment.path(of: "nbdkit"))
+        for server in [serve, nbdkit] {
+            // nbd_connect_command: the server's standard input and output are one end of a socket
+            // pair (-s); it must exit when the client leaves.
+            let script = """
+                import nbd, sys
+                h = nbd.NBD()
+                h.connect_command([sys.argv[1], "-s", "memory", "1M"])
+                h.pwrite(b"captive", 4096)
+                print(h.get_size(), h.pread(7, 4096).decode())
+                h.shutdown()
+                """
+            let command = try InteropEnvironment.run("/usr/bin/python3", ["-c", script, server])
+            assertSucceeded(command, "connect_command with \(server) -s")
+            XCTAssertEqual(command.stdout, "1048576 captive\n", server)
+            // nbdinfo -- [ CMD ]: systemd socket activation (LISTEN_PID, LISTEN_FDS, descriptor 3).
+            let activated = try InteropEnvironment.run(
+                try XCTUnwrap(InteropEnvironment.path(of: "nbdinfo")), ["--size", "--", "[", server, "memory", "2M", "]"])
+            assertSucceeded(activated, "nbdinfo -- [ \(server) memory 2M ]")
+            XCTAssertEqual(activated.stdout, "2097152\n", server)
+        }
+        let notASocket = try InteropEnvironment.run(serve, ["-s", "memory", "1M"])
+        XCTAssertEqual(notASocket.status, 1)
+        XCTAssertTrue(notASocket.stderr.contains("must be a socket"), notASocket.stderr)
+    }
+
     func testCommandLineMistakesExitOneBeforeListening() throws {
         let directory = try InteropEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

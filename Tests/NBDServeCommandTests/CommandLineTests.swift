@@ -91,6 +91,29 @@ final class CommandLineTests: XCTestCase {
         await assertError("memory 1M -e", contains: "needs a value")
     }
 
+    func testSingleClientOnStandardInputAndSocketActivation() async throws {
+        XCTAssertTrue(try parse("-s memory 1M").servesStandardInput)
+        XCTAssertTrue(try parse("--single memory 1M").servesStandardInput)
+        XCTAssertTrue(try parse("-rs memory 1M").servesStandardInput)
+        XCTAssertFalse(try parse("memory 1M").servesStandardInput)
+        await assertError("-s -U /tmp/x memory 1M", contains: "leave out -U, -p and -i")
+        await assertError("-s --run=true memory 1M", contains: "no socket for --run")
+
+        let pid: Int32 = 4242
+        XCTAssertEqual(SocketActivation.descriptors(listenPID: "4242", listenFDs: "1", pid: pid), [3])
+        XCTAssertEqual(SocketActivation.descriptors(listenPID: "4242", listenFDs: "2", pid: pid), [3, 4])
+        XCTAssertNil(SocketActivation.descriptors(listenPID: "4243", listenFDs: "1", pid: pid), "another process's")
+        XCTAssertNil(SocketActivation.descriptors(listenPID: nil, listenFDs: nil, pid: pid))
+        XCTAssertNil(SocketActivation.descriptors(listenPID: "4242", listenFDs: "0", pid: pid))
+        XCTAssertNil(SocketActivation.descriptors(listenPID: "4242", listenFDs: "x", pid: pid))
+        XCTAssertNoThrow(try SocketActivation.check(try parse("memory 1M")))
+        for line in ["-U /tmp/x memory 1M", "-p 1 memory 1M", "-i ::1 memory 1M", "-s memory 1M"] {
+            XCTAssertThrowsError(try SocketActivation.check(try parse(line)), line) { error in
+                XCTAssertTrue("\(error)".contains("socket activation"), "\(error)")
+            }
+        }
+    }
+
     func testThreadsAndNoSRSetTheServer() throws {
         var configuration = ServerConfiguration()
         ServerSettings.configure(&configuration, from: try parse("memory 1M"))

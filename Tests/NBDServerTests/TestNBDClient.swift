@@ -111,6 +111,13 @@ final class TestNBDClient {
         setTimeout()
     }
 
+    /// Uses `descriptor`, one end of a connected socket (such as a socket pair), and closes it at
+    /// the end.
+    init(adopting descriptor: Int32) {
+        fd = descriptor
+        setTimeout()
+    }
+
     /// Connects to 127.0.0.1:`port`.
     init(tcpPort port: UInt16) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -8,6 +8,8 @@ final class ServerContext: Sendable {
         var connections: [UInt64: Socket] = [:]
         var stopping = false
         var drainedWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Who waits for one connection's end (``NBDServer/serve(connectedSocket:)``).
+        var endWaiters: [UInt64: [CheckedContinuation<Void, Never>]] = [:]
     }
 
     let configuration: ServerConfiguration
@@ -53,11 +55,25 @@ final class ServerContext: Sendable {
     func connectionEnded(_ id: UInt64) {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.connections[id] = nil
-            guard state.stopping, state.connections.isEmpty else { return [] }
-            defer { state.drainedWaiters = [] }
-            return state.drainedWaiters
+            var waiters = state.endWaiters.removeValue(forKey: id) ?? []
+            guard state.stopping, state.connections.isEmpty else { return waiters }
+            waiters += state.drainedWaiters
+            state.drainedWaiters = []
+            return waiters
         }
         for waiter in waiters { waiter.resume() }
+    }
+
+    /// Waits until connection `id` has ended (at once if it already has).
+    func waitForEnd(of id: UInt64) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ended = state.withLock { state -> Bool in
+                guard state.connections[id] != nil else { return true }
+                state.endWaiters[id, default: []].append(continuation)
+                return false
+            }
+            if ended { continuation.resume() }
+        }
     }
 
     /// Stops new connections and wakes every live one: a blocked `recv` returns end of stream, so

@@ -11,6 +11,8 @@ final class Listener: Sendable {
     /// The address actually bound (with the real port when port 0 was asked for).
     let address: ListenAddress
     private let descriptor: Int32
+    /// Whether a Unix socket's file is this listener's to remove (not for an adopted socket).
+    private let ownsPath: Bool
     private let stopped = Atomic<Bool>(false)
     private let closed = Atomic<Bool>(false)
 
@@ -24,6 +26,66 @@ final class Listener: Sendable {
             let (fd, bound) = try Self.bindTCP(host: host, port: port, backlog: backlog)
             descriptor = fd
             address = .tcp(host: host, port: bound)
+        }
+        ownsPath = true
+    }
+
+    /// Adopts `descriptor`, a socket already bound and listening (systemd socket activation). Its
+    /// Unix socket file, if any, is left in place.
+    init(adopting descriptor: Int32) throws(NBDError) {
+        var listening: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(descriptor, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) == 0, listening == 1 else {
+            throw NBDError(.invalidArgument, "descriptor \(descriptor) is not a listening socket")
+        }
+        guard let bound = Self.localAddress(of: descriptor) else {
+            throw NBDError(.invalidArgument, "descriptor \(descriptor) is neither a unix nor a TCP socket")
+        }
+        _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
+        self.descriptor = descriptor
+        self.address = bound
+        self.ownsPath = false
+    }
+
+    /// A NUL-terminated C string in `characters` as a String.
+    private static func text(_ characters: [CChar]) -> String {
+        String(decoding: characters.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// What `descriptor` is bound to: a Unix socket's path, or a TCP socket's address and port.
+    private static func localAddress(of descriptor: Int32) -> ListenAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
+        guard result == 0 else { return nil }
+        return withUnsafePointer(to: &storage) { pointer -> ListenAddress? in
+            switch Int32(pointer.pointee.ss_family) {
+            case AF_UNIX:
+                return pointer.withMemoryRebound(to: sockaddr_un.self, capacity: 1) { unix in
+                    withUnsafeBytes(of: unix.pointee.sun_path) { raw in
+                        let bytes = raw.prefix(while: { $0 != 0 })
+                        return .unix(path: String(decoding: bytes, as: UTF8.self))
+                    }
+                }
+            case AF_INET:
+                return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { inet in
+                    var address = inet.pointee.sin_addr
+                    var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+                    inet_ntop(AF_INET, &address, &text, socklen_t(text.count))
+                    return .tcp(host: Self.text(text), port: UInt16(bigEndian: inet.pointee.sin_port))
+                }
+            case AF_INET6:
+                return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { inet in
+                    var address = inet.pointee.sin6_addr
+                    var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+                    inet_ntop(AF_INET6, &address, &text, socklen_t(text.count))
+                    return .tcp(host: Self.text(text), port: UInt16(bigEndian: inet.pointee.sin6_port))
+                }
+            default:
+                return nil
+            }
         }
     }
 
@@ -51,7 +113,7 @@ final class Listener: Sendable {
         // On Linux, shutting down a listening socket makes a blocked accept() return EINVAL, and
         // later connects are refused.
         _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR))
-        if case .unix(let path) = address {
+        if ownsPath, case .unix(let path) = address {
             unlink(path)
         }
     }
@@ -65,7 +127,7 @@ final class Listener: Sendable {
     private func closeDescriptor() {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         close(descriptor)
-        if case .unix(let path) = address, !stopped.load(ordering: .acquiring) {
+        if ownsPath, case .unix(let path) = address, !stopped.load(ordering: .acquiring) {
             unlink(path)
         }
     }
