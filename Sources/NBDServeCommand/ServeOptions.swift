@@ -3,7 +3,7 @@ import NBDServer
 /// The parsed command line of `nbd-serve`:
 ///
 /// ```
-/// nbd-serve [-U PATH | -U - | -p PORT [-i ADDR]] [-r] [-f] [-v] [-q] [-n] [--run CMD]
+/// nbd-serve [-U PATH | -U - | -p PORT [-i ADDR] | -s] [-r] [-f] [-v] [-q] [-n] [--run CMD]
 ///           [-e EXPORTNAME] [-t THREADS] [--no-sr] [--log=stderr|syslog|null] [-D FLAG=N]
 ///           [--exit-with-parent] [-P PIDFILE] [--filter=NAME]...
 ///           [--tls=off|on|require] [--tls-certificates=DIR | --tls-psk=FILE] [--tls-verify-peer]
