@@ -51,9 +51,7 @@ package struct ExportPlan: Sendable {
     ///   the backend's main parameter given twice.
     package init(_ options: ServeOptions) throws(CommandLineError) {
         guard let name = options.backend, let backend = ServeCatalog.backend(named: name) else {
-            throw CommandLineError(
-                "unknown backend '\(options.backend ?? "")': use one of \(ServeCatalog.backends.map { $0.backendName }.joined(separator: ", ")); run 'nbd-serve --help' for their parameters"
-            )
+            throw ServeCatalog.unknownBackend(options.backend ?? "")
         }
         var filters: [FilterPlan] = []
         for filterName in options.filters {

@@ -3,8 +3,11 @@ import NBDCore
 /// The text of `nbd-serve --help` and `--version`, generated from what each backend and filter
 /// says about itself (``ServeCatalog``).
 package enum HelpText {
+    /// The version number, as `--dump-config` and `--dump-plugin` print it.
+    package static let versionNumber = "0.2.0-dev"
+
     /// The version `--version` prints.
-    package static let version = "nbd-serve 0.2.0-dev (swift-nbd-middleware)"
+    package static let version = "nbd-serve \(versionNumber) (swift-nbd-middleware)"
 
     /// The usage, backends, filters and their parameters.
     package static var usage: String {
@@ -56,6 +59,9 @@ package enum HelpText {
               --tls-psk=FILE pre-shared keys: FILE holds psktool's username:hexkey lines
               --tls-verify-peer
                              clients must present a certificate signed by DIR/ca-cert.pem
+              --dump-config  print nbd-serve's KEY=VALUE facts (version, tls=yes, ...) and exit
+              --dump-plugin  print KEY=VALUE facts about BACKEND (name, version, thread model, its
+                             main parameter) and exit 0, or exit 1 if there is no such backend
               --help         show this text
               --version      show the version
 

@@ -55,6 +55,13 @@ package enum ServeCatalog {
     }
 
     /// The filter called `name`, if any.
+    /// The error for a backend name that is not in ``backends``.
+    package static func unknownBackend(_ name: String) -> CommandLineError {
+        CommandLineError(
+            "unknown backend '\(name)': use one of \(backends.map { $0.backendName }.joined(separator: ", ")); run 'nbd-serve --help' for their parameters"
+        )
+    }
+
     package static func filter(named name: String) -> (any ConfigurableFilterLayer.Type)? {
         filters.first { $0.filterName == name }
     }

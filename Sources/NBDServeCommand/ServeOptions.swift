@@ -88,6 +88,10 @@ package struct ServeOptions: Sendable, Hashable {
     package var debugFlags: [String] = []
     /// `--help`.
     package var showsHelp = false
+    /// `--dump-config`: print facts about `nbd-serve` and exit.
+    package var dumpsConfig = false
+    /// `--dump-plugin`: print facts about the backend and exit (its parameters are not checked).
+    package var dumpsBackend = false
     /// `--version`.
     package var showsVersion = false
 
@@ -201,6 +205,10 @@ package struct ServeOptions: Sendable, Hashable {
                 options.tlsVerifyPeer = true
             case "-h", "--help":
                 options.showsHelp = true
+            case "--dump-config":
+                options.dumpsConfig = true
+            case "--dump-plugin":
+                options.dumpsBackend = true
             case "-V", "--version":
                 options.showsVersion = true
             default:
@@ -217,7 +225,7 @@ package struct ServeOptions: Sendable, Hashable {
             }
         }
 
-        if options.showsHelp || options.showsVersion { return options }
+        if options.showsHelp || options.showsVersion || options.dumpsConfig { return options }
         options.listensWhereTold = unixPath != nil || port != nil || address != nil
         if options.servesStandardInput {
             guard !options.listensWhereTold else {

@@ -25,6 +25,23 @@ if options.showsVersion {
     print(HelpText.version)
     exit(0)
 }
+if options.dumpsConfig {
+    // The executable's absolute path, as nbdkit prints its own.
+    var path = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let length = readlink("/proc/self/exe", &path, path.count - 1)
+    let binary = length > 0 ? String(decoding: path[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+    print(DumpText.config(binary: binary), terminator: "")
+    exit(0)
+}
+if options.dumpsBackend {
+    do {
+        print(try DumpText.backend(options.backend ?? ""), terminator: "")
+        exit(0)
+    } catch {
+        printToStandardError("nbd-serve: \(error.message)")
+        exit(1)
+    }
+}
 
 // --exit-with-parent follows the process that started us, as it was at startup.
 let originalParent = getppid()

@@ -163,6 +163,25 @@ final class ServeLifecycleInteropTests: XCTestCase {
         XCTAssertTrue(notASocket.stderr.contains("must be a socket"), notASocket.stderr)
     }
 
+    func testProbingWithDumpPluginAndDumpConfigAsWithNbdkit() throws {
+        try InteropEnvironment.require("nbdkit")
+        for server in [try InteropEnvironment.nbdServe, try XCTUnwrap(InteropEnvironment.path(of: "nbdkit"))] {
+            let memory = try InteropEnvironment.run(server, ["memory", "--dump-plugin"])
+            assertSucceeded(memory, "\(server) memory --dump-plugin")
+            let lines = memory.stdout.split(separator: "\n")
+            for expected in ["name=memory", "thread_model=parallel", "magic_config_key=size"] {
+                XCTAssertTrue(lines.contains(Substring(expected)), "\(server): \(memory.stdout)")
+            }
+            XCTAssertEqual(try InteropEnvironment.run(server, ["bogus", "--dump-plugin"]).status, 1, server)
+            let config = try InteropEnvironment.run(server, ["--dump-config"])
+            assertSucceeded(config, "\(server) --dump-config")
+            let configLines = config.stdout.split(separator: "\n")
+            XCTAssertTrue(configLines.contains("tls=yes"), "\(server): \(config.stdout)")
+            let resolved = URL(fileURLWithPath: server).resolvingSymlinksInPath().path
+            XCTAssertTrue(configLines.contains("binary=\(resolved)"), "\(server): \(config.stdout)")
+        }
+    }
+
     func testCommandLineMistakesExitOneBeforeListening() throws {
         let directory = try InteropEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -114,6 +114,24 @@ final class CommandLineTests: XCTestCase {
         }
     }
 
+    func testDumpConfigAndDumpPlugin() async throws {
+        XCTAssertTrue(try parse("--dump-config").dumpsConfig, "no backend needed")
+        let plugin = try parse("memory --dump-plugin")
+        XCTAssertTrue(plugin.dumpsBackend)
+        let config = DumpText.config(binary: "/usr/bin/nbd-serve")
+        XCTAssertTrue(config.hasPrefix("binary=/usr/bin/nbd-serve\n"), config)
+        XCTAssertTrue(config.contains("\ntls=yes\n"), config)
+        XCTAssertTrue(config.contains("\nversion=\(HelpText.versionNumber)\n"), config)
+        let memory = try DumpText.backend("memory")
+        XCTAssertTrue(memory.hasPrefix("name=memory\n"), memory)
+        XCTAssertTrue(memory.contains("\nthread_model=parallel\n"), memory)
+        XCTAssertTrue(memory.contains("\nmagic_config_key=size\n"), memory)
+        XCTAssertTrue(try DumpText.backend("nbd").contains("\nmagic_config_key=uri\n"))
+        XCTAssertThrowsError(try DumpText.backend("bogus")) { error in
+            XCTAssertTrue("\(error)".contains("unknown backend 'bogus'"), "\(error)")
+        }
+    }
+
     func testThreadsAndNoSRSetTheServer() throws {
         var configuration = ServerConfiguration()
         ServerSettings.configure(&configuration, from: try parse("memory 1M"))
