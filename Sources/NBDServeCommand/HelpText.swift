@@ -49,6 +49,7 @@ package enum HelpText {
               --log=stderr|syslog|null
                              where error messages (and -v's debug messages) go (default stderr)
               -D FLAG=N      nbdkit debug flags: accepted and reported as unused
+              --swap         lock the process into memory (for an export used as swap here)
               --filter=NAME  add a filter (repeatable)
               --tls=off|on|require
                              offer TLS (on) or insist on it (require): before NBD_OPT_STARTTLS a

@@ -84,6 +84,9 @@ package struct ServeOptions: Sendable, Hashable {
     package var offersStructuredReplies = true
     /// `--log=stderr|syslog|null`: where error (and, with `-v`, debug) messages go.
     package var log: LogDestination = .standardError
+    /// `--swap`: lock the whole process into memory (`mlockall`), for an export used as swap space
+    /// on the same machine.
+    package var locksMemory = false
     /// `-D NAME=N`, `--debug`: nbdkit debug flags, accepted and reported unused (nbd-serve has none).
     package var debugFlags: [String] = []
     /// `--help`.
@@ -177,6 +180,8 @@ package struct ServeOptions: Sendable, Hashable {
                 options.threads = count == 0 ? nil : count
             case "--no-sr":
                 options.offersStructuredReplies = false
+            case "--swap":
+                options.locksMemory = true
             case "--log":
                 let text = try value(for: name, inline: inline)
                 guard let destination = LogDestination(rawValue: text) else {

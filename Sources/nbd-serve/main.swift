@@ -43,6 +43,15 @@ if options.dumpsBackend {
     }
 }
 
+// --swap: a server whose export is this machine's swap must never wait for its own pages to be
+// swapped in (a deadlock); lock everything now and later, before any connection, as nbdkit does.
+if options.locksMemory && mlockall(MCL_CURRENT | MCL_FUTURE) != 0 {
+    printToStandardError(
+        "nbd-serve: --swap: cannot lock the process into memory (mlockall: \(String(cString: strerror(errno)))); run as root or raise the locked-memory limit (ulimit -l)"
+    )
+    exit(1)
+}
+
 // --exit-with-parent follows the process that started us, as it was at startup.
 let originalParent = getppid()
 

@@ -182,6 +182,23 @@ final class ServeLifecycleInteropTests: XCTestCase {
         }
     }
 
+    func testSwapLocksTheProcessIntoMemoryOrSaysWhyNot() throws {
+        // The --run command's parent is nbd-serve: its VmLck is the memory it has locked.
+        let result = try InteropEnvironment.serve(
+            ["--swap", "memory", "1M"], run: "awk '/^VmLck:/ { print $2 }' /proc/$PPID/status")
+        if result.status == 0 {
+            let locked = Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            XCTAssertGreaterThan(locked, 0, "--swap locked nothing: \(result.stdout)")
+        } else {
+            // Not allowed here (no CAP_IPC_LOCK and a small ulimit -l): refused, with the reason.
+            XCTAssertEqual(result.status, 1)
+            XCTAssertTrue(result.stderr.contains("mlockall"), result.stderr)
+        }
+        let unlocked = try InteropEnvironment.serve(
+            ["memory", "1M"], run: "awk '/^VmLck:/ { print $2 }' /proc/$PPID/status")
+        XCTAssertEqual(unlocked.stdout, "0\n", "without --swap nothing is locked")
+    }
+
     func testCommandLineMistakesExitOneBeforeListening() throws {
         let directory = try InteropEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

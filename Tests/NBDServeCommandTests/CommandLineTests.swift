@@ -79,6 +79,8 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(try parse("--threads=8 memory 1M").threads, 8)
         XCTAssertNil(try parse("-t 0 memory 1M").threads, "0 is the default, as with nbdkit")
         XCTAssertNil(try parse("memory 1M").threads)
+        XCTAssertTrue(try parse("--swap memory 1M").locksMemory)
+        XCTAssertFalse(try parse("memory 1M").locksMemory)
         XCTAssertFalse(try parse("--no-sr memory 1M").offersStructuredReplies)
         XCTAssertTrue(try parse("memory 1M").offersStructuredReplies)
         XCTAssertEqual(try parse("--log=syslog memory 1M").log, .syslog)
