@@ -198,7 +198,7 @@ if options.isVerbose || (privateDirectory != nil && options.runCommand == nil &&
 }
 
 let exitSignal = ExitSignal()
-let signalSources = ExitSignal.stopOnSignals([SIGINT, SIGTERM], exitSignal)
+let signalSources = ExitSignal.stopOnSignals([SIGINT, SIGTERM], exitSignal, announces: options.isVerbose)
 let parentWatch = options.exitsWithParent ? ParentWatch.start(exitSignal, parent: originalParent) : nil
 
 /// The pid of the `--run` command while it runs, else 0.

@@ -157,6 +157,7 @@ final class ServeLifecycleInteropTests: XCTestCase {
                 try XCTUnwrap(InteropEnvironment.path(of: "nbdinfo")), ["--size", "--", "[", server, "memory", "2M", "]"])
             assertSucceeded(activated, "nbdinfo -- [ \(server) memory 2M ]")
             XCTAssertEqual(activated.stdout, "2097152\n", server)
+            XCTAssertEqual(activated.stderr, "", "\(server) stops quietly when nbdinfo is done with it")
         }
         let notASocket = try InteropEnvironment.run(serve, ["-s", "memory", "1M"])
         XCTAssertEqual(notASocket.status, 1)
