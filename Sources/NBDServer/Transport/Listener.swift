@@ -47,9 +47,12 @@ final class Listener: Sendable {
         self.ownsPath = false
     }
 
-    /// A NUL-terminated C string in `characters` as a String.
-    private static func text(_ characters: [CChar]) -> String {
-        String(decoding: characters.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    /// `address` (an `in_addr` or `in6_addr` of `family`) in its numeric text form.
+    private static func numericHost<Address>(_ address: Address, family: Int32) -> String {
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        let converted = withUnsafeBytes(of: address) { inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
+        guard converted != nil else { return "" }
+        return String(decoding: text.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// What `descriptor` is bound to: a Unix socket's path, or a TCP socket's address and port.
@@ -71,17 +74,15 @@ final class Listener: Sendable {
                 }
             case AF_INET:
                 return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { inet in
-                    var address = inet.pointee.sin_addr
-                    var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
-                    inet_ntop(AF_INET, &address, &text, socklen_t(text.count))
-                    return .tcp(host: Self.text(text), port: UInt16(bigEndian: inet.pointee.sin_port))
+                    .tcp(
+                        host: numericHost(inet.pointee.sin_addr, family: AF_INET),
+                        port: UInt16(bigEndian: inet.pointee.sin_port))
                 }
             case AF_INET6:
                 return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { inet in
-                    var address = inet.pointee.sin6_addr
-                    var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-                    inet_ntop(AF_INET6, &address, &text, socklen_t(text.count))
-                    return .tcp(host: Self.text(text), port: UInt16(bigEndian: inet.pointee.sin6_port))
+                    .tcp(
+                        host: numericHost(inet.pointee.sin6_addr, family: AF_INET6),
+                        port: UInt16(bigEndian: inet.pointee.sin6_port))
                 }
             default:
                 return nil
@@ -246,19 +247,8 @@ final class Listener: Sendable {
             close(fd)
             throw NBDError(errno: code, "cannot listen on TCP \(host):\(port)")
         }
-        var bound = sockaddr_storage()
-        length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &bound) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        let boundPort: UInt16 = withUnsafePointer(to: &bound) {
-            if family == AF_INET {
-                return $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
-                    UInt16(bigEndian: $0.pointee.sin_port)
-                }
-            }
-            return $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
-        }
+        // The port the system picked for port 0 (the host stays as asked, such as `localhost`).
+        guard case .tcp(_, let boundPort)? = localAddress(of: fd) else { return (fd, port) }
         return (fd, boundPort)
     }
 }
