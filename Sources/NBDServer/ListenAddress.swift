@@ -15,14 +15,36 @@ public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
 
     /// The NBD URI a client uses to reach this address, such as `nbd+unix:///?socket=/tmp/nbd.sock`
     /// or `nbd://127.0.0.1:10809`.
-    public var uri: String {
+    public var uri: String { uri(exportName: "") }
+
+    /// The NBD URI a client uses to reach export `exportName` at this address, such as
+    /// `nbd+unix:///disk%201?socket=/tmp/nbd.sock` or `nbd://127.0.0.1:10809/disk%201`: the name is
+    /// the URI's path, every byte but ASCII letters, digits, `-._~` and `/` percent-encoded.
+    public func uri(exportName: String) -> String {
+        let path = Self.percentEncoded(exportName)
         switch self {
-        case .unix(let path):
-            return "nbd+unix:///?socket=\(path)"
+        case .unix(let socket):
+            return "nbd+unix:///\(path)?socket=\(socket)"
         case .tcp(let host, let port):
             let shown = host.contains(":") ? "[\(host)]" : host
-            return "nbd://\(shown):\(port)"
+            return exportName.isEmpty ? "nbd://\(shown):\(port)" : "nbd://\(shown):\(port)/\(path)"
         }
+    }
+
+    private static func percentEncoded(_ name: String) -> String {
+        let hex = Array("0123456789ABCDEF".utf8)
+        var encoded: [UInt8] = []
+        for byte in name.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                UInt8(ascii: "~"), UInt8(ascii: "/"):
+                encoded.append(byte)
+            default:
+                encoded += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 15)]]
+            }
+        }
+        return String(decoding: encoded, as: UTF8.self)
     }
 
     /// The address as `unix:PATH`, `HOST:PORT` or `[IPV6]:PORT`.
