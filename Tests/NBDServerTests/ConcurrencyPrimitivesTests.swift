@@ -54,19 +54,7 @@ final class ConcurrencyPrimitivesTests: XCTestCase {
         let messages = 200
         let size = 1000
         // Drain concurrently so writers block in send and contend.
-        let received = LockedValue<[UInt8]>([])
-        let drained = DispatchSemaphore(value: 0)
-        ReaderThread.detach {
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            var all: [UInt8] = []
-            while all.count < threads * messages * size {
-                let n = buffer.withUnsafeMutableBytes { recv(reader, $0.baseAddress, $0.count, 0) }
-                if n <= 0 { break }
-                all += buffer[0..<n]
-            }
-            received.withLock { $0 = all }
-            drained.signal()
-        }
+        let received = ThreadResult { receiveAll(threads * messages * size) { recv(reader, $0.baseAddress, $0.count, 0) } }
         DispatchQueue.concurrentPerform(iterations: threads) { thread in
             for index in 0..<messages {
                 // Each message is `size` copies of one byte that names its sender and sequence.
@@ -74,19 +62,11 @@ final class ConcurrencyPrimitivesTests: XCTestCase {
                 message.withUnsafeBytes { _ = writer.write($0) }
             }
         }
-        drained.waitOrFail("the reader to drain every message")
-        let bytes = received.withLock { $0 }
+        let bytes = try XCTUnwrap(received.value("the reader to drain every message"))
         XCTAssertEqual(bytes.count, threads * messages * size)
         for start in stride(from: 0, to: bytes.count, by: size) {
             let chunk = bytes[start..<(start + size)]
             XCTAssertTrue(chunk.allSatisfy { $0 == chunk.first }, "message at \(start) was interleaved")
         }
-    }
-}
-
-/// A detached thread for the test's reader side.
-enum ReaderThread {
-    static func detach(_ body: @escaping @Sendable () -> Void) {
-        ThreadStarter.start(name: "test-reader", body)
     }
 }

@@ -30,22 +30,9 @@ final class PartialSendTests: XCTestCase {
         return (Socket(adopting: pair[0]), pair[1])
     }
 
-    /// Receives `count` bytes from `descriptor` on a thread of its own; the semaphore is signalled
-    /// when they are in `received`.
-    private func drain(_ descriptor: Int32, count: Int, deliver: @escaping @Sendable ([UInt8]) -> Void) -> DispatchSemaphore {
-        let done = DispatchSemaphore(value: 0)
-        ReaderThread.detach {
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            var all: [UInt8] = []
-            while all.count < count {
-                let n = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
-                if n <= 0 { break }
-                all += buffer[0..<n]
-            }
-            deliver(all)
-            done.signal()
-        }
-        return done
+    /// Receives `count` bytes from `descriptor` on a thread of its own.
+    private func drain(_ descriptor: Int32, count: Int) -> ThreadResult<[UInt8]> {
+        ThreadResult { receiveAll(count) { recv(descriptor, $0.baseAddress, $0.count, 0) } }
     }
 
     private static let message = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
@@ -56,14 +43,12 @@ final class PartialSendTests: XCTestCase {
         // On a thread of its own: a send that waited for the full socket would fail the test, not hang it.
         let attempt = ThreadResult { message.withUnsafeBytes { socket.sendWithoutWaiting($0) } }
         let result = attempt.value("sendWithoutWaiting to return while the socket is full")
-        let received = LockedValue<[UInt8]>([])
-        let done = drain(peer, count: message.count) { bytes in received.withLock { $0 = bytes } }
+        let received = drain(peer, count: message.count)
         let sent = try XCTUnwrap(try XCTUnwrap(result))
         XCTAssertGreaterThan(sent, 0, "an empty socket takes something")
         XCTAssertLessThan(sent, message.count, "a socket pair's default buffer holds far less than 1 MiB")
         XCTAssertTrue(message.withUnsafeBytes { socket.sendAll(UnsafeRawBufferPointer(rebasing: $0[sent...])) })
-        done.waitOrFail("the peer to receive the whole message")
-        XCTAssertTrue(received.withLock { $0 } == message, "the message arrived whole and in order")
+        XCTAssertTrue(received.value("the peer to receive the whole message") == message, "the message arrived whole and in order")
     }
 
     func testAWriteWhileTheWriterTurnIsHeldFollowsTheRest() throws {
@@ -74,7 +59,7 @@ final class PartialSendTests: XCTestCase {
         let attempt = ThreadResult { first.withUnsafeBytes { writer.beginWrite($0) } }
         guard let result = attempt.value("beginWrite to return while the socket is full") else {
             // Unblock the stuck send so the test ends.
-            drain(peer, count: first.count) { _ in }.waitOrFail("the peer to drain")
+            _ = drain(peer, count: first.count).value("the peer to drain")
             return
         }
         let sent = try XCTUnwrap(result)
@@ -82,18 +67,13 @@ final class PartialSendTests: XCTestCase {
 
         // Another thread replies meanwhile: its bytes wait behind the rest instead of being sent
         // (which would interleave them with the unfinished message, or block on the full socket).
-        let queued = DispatchSemaphore(value: 0)
-        ReaderThread.detach {
-            _ = second.withUnsafeBytes { writer.write($0) }
-            queued.signal()
-        }
-        queued.waitOrFail("the other write to return while the socket is full")
+        _ = ThreadResult { second.withUnsafeBytes { writer.write($0) } }
+            .value("the other write to return while the socket is full")
 
-        let received = LockedValue<[UInt8]>([])
-        let done = drain(peer, count: first.count + second.count) { bytes in received.withLock { $0 = bytes } }
+        let received = drain(peer, count: first.count + second.count)
         XCTAssertTrue(first.withUnsafeBytes { writer.finishWrite(UnsafeRawBufferPointer(rebasing: $0[sent...])) })
-        done.waitOrFail("the peer to receive both messages")
-        XCTAssertTrue(received.withLock { $0 } == first + second, "the rest first, then the other write")
+        XCTAssertTrue(
+            received.value("the peer to receive both messages") == first + second, "the rest first, then the other write")
         XCTAssertFalse(writer.hasFailed)
     }
 
@@ -105,13 +85,11 @@ final class PartialSendTests: XCTestCase {
         InlineResumption.enter()
         XCTAssertTrue(early.withUnsafeBytes { writer.appendForBatch($0) })
         let message = [UInt8](repeating: 0x22, count: 1000)
-        let received = LockedValue<[UInt8]>([])
-        let done = drain(peer, count: early.count + message.count) { bytes in received.withLock { $0 = bytes } }
+        let received = drain(peer, count: early.count + message.count)
         let sent = message.withUnsafeBytes { writer.beginWrite($0) }
         XCTAssertEqual(sent, message.count, "behind others' bytes it sends everything, as write does")
         XCTAssertTrue(writer.finishWrite(UnsafeRawBufferPointer(start: nil, count: 0)))
         InlineResumption.leave()
-        done.waitOrFail("the peer to receive both")
-        XCTAssertTrue(received.withLock { $0 } == early + message)
+        XCTAssertTrue(received.value("the peer to receive both") == early + message)
     }
 }

@@ -17,20 +17,8 @@ final class TLSSendWithoutWaitingTests: TLSSessionPairTestCase {
     private static let message = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 10) }
 
     /// Receives `count` plaintext bytes through `session` on a thread of its own.
-    private func drain(_ session: TLSSession, count: Int, deliver: @escaping @Sendable ([UInt8]) -> Void) -> DispatchSemaphore {
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            var all: [UInt8] = []
-            while all.count < count {
-                let n = buffer.withUnsafeMutableBytes { session.receive(into: $0) }
-                if n <= 0 { break }
-                all += buffer[0..<n]
-            }
-            deliver(all)
-            done.signal()
-        }
-        return done
+    private func drain(_ session: TLSSession, count: Int) -> ThreadResult<[UInt8]> {
+        ThreadResult { receiveAll(count) { session.receive(into: $0) } }
     }
 
     func testSendingStopsAtAFullSocketAndTheRestFollowsInOrder() throws {
@@ -39,14 +27,12 @@ final class TLSSendWithoutWaitingTests: TLSSessionPairTestCase {
         // On a thread of its own: a send that waited for the full socket would fail the test, not hang it.
         let attempt = ThreadResult { message.withUnsafeBytes { server.sendWithoutWaiting($0) } }
         let result = attempt.value("sendWithoutWaiting to return while the socket is full")
-        let received = LockedValue<[UInt8]>([])
-        let done = drain(client, count: message.count) { bytes in received.withLock { $0 = bytes } }
+        let received = drain(client, count: message.count)
         let sent = try XCTUnwrap(try XCTUnwrap(result))
         XCTAssertGreaterThan(sent, 0, "an empty socket takes a record")
         XCTAssertLessThan(sent, message.count, "a socket pair's default buffer holds far less than 1 MiB")
         XCTAssertTrue(message.withUnsafeBytes { server.send(UnsafeRawBufferPointer(rebasing: $0[sent...])) })
-        done.waitOrFail("the client to receive the whole message")
-        XCTAssertTrue(received.withLock { $0 } == message, "every byte once, in order")
+        XCTAssertTrue(received.value("the client to receive the whole message") == message, "every byte once, in order")
 
         // The session still works both ways afterwards.
         XCTAssertTrue(Array("after".utf8).withUnsafeBytes { server.send($0) })
@@ -59,9 +45,7 @@ final class TLSSendWithoutWaitingTests: TLSSessionPairTestCase {
         let (server, client) = try connectedSessions()
         let small = Array(Self.message.prefix(50_000))
         XCTAssertEqual(small.withUnsafeBytes { server.sendWithoutWaiting($0) }, small.count)
-        let received = LockedValue<[UInt8]>([])
-        drain(client, count: small.count) { bytes in received.withLock { $0 = bytes } }.waitOrFail("the client to receive the message")
-        XCTAssertTrue(received.withLock { $0 } == small)
+        XCTAssertTrue(drain(client, count: small.count).value("the client to receive the message") == small)
     }
 }
 
