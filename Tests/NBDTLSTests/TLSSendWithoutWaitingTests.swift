@@ -52,31 +52,7 @@ final class TLSSendWithoutWaitingTests: TLSSessionPairTestCase {
 /// Over TLS too, a connection performs the next read while the end of a large reply waits for the
 /// client, and the replies arrive whole and in order.
 final class TLSOverlappedReadTests: TLSServerTestCase {
-    private static let mebibyte = 1 << 20
-    private static let pattern = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ $0 >> 11) }
-
-    private func sendReads(_ client: RawTLSClient, at mebibytes: [Int]) throws {
-        // One send: the server receives both requests before it replies to the first.
-        var requests: [UInt8] = []
-        for mebibyte in mebibytes {
-            requests += Array.be(RawTLSClient.requestMagic) + Array.be(UInt16(0)) + Array.be(UInt16(0))
-            requests += Array.be(UInt64(mebibyte + 1)) + Array.be(UInt64(mebibyte * Self.mebibyte))
-            requests += Array.be(UInt32(Self.mebibyte))
-        }
-        try client.send(requests)
-    }
-
-    private func expectReply(_ client: RawTLSClient, at mebibyte: Int, file: StaticString = #filePath, line: UInt = #line)
-        throws
-    {
-        let header = try client.readSimpleReplyHeader()
-        XCTAssertEqual(header.magic, RawTLSClient.simpleReplyMagic, file: file, line: line)
-        XCTAssertEqual(header.cookie, UInt64(mebibyte + 1), "replies in order", file: file, line: line)
-        XCTAssertEqual(header.error, 0, file: file, line: line)
-        let start = mebibyte * Self.mebibyte
-        let data = try client.receive(Self.mebibyte)
-        XCTAssertTrue(data[...] == Self.pattern[start..<(start + Self.mebibyte)], "data intact", file: file, line: line)
-    }
+    private static let mebibyte = ReadOverlapScenario.mebibyte
 
     func testTheNextReadRunsWhileALargeReplyWaitsForTheClient() throws {
         let watch = ReadWatch()
@@ -91,18 +67,25 @@ final class TLSOverlappedReadTests: TLSServerTestCase {
             let start = part * Self.mebibyte
             try client.sendRequest(
                 1, offset: UInt64(start), length: UInt32(Self.mebibyte), cookie: 100,
-                payload: Array(Self.pattern[start..<(start + Self.mebibyte)]))
+                payload: Array(ReadOverlapScenario.pattern[start..<(start + Self.mebibyte)]))
             XCTAssertEqual(try client.readSimpleReplyHeader().error, 0)
         }
-        try sendReads(client, at: [0, 1])
-        try expectReply(client, at: 0)
-        try expectReply(client, at: 1)
-
         // A TLS connection keeps the kernel's default send buffer (208 KiB): 1 MiB does not fit.
-        let nextRead = watch.arrivals(at: 3 << 20)
-        try sendReads(client, at: [2, 3])
-        nextRead.waitOrFail("the read at 3 MiB to start while the reply before it waits for the client")
-        try expectReply(client, at: 2)
-        try expectReply(client, at: 3)
+        let scenario = ReadOverlapScenario(
+            sendReads: { mebibytes in
+                var requests: [UInt8] = []
+                for mebibyte in mebibytes {
+                    requests += Array.be(RawTLSClient.requestMagic) + Array.be(UInt16(0)) + Array.be(UInt16(0))
+                    requests += Array.be(UInt64(mebibyte + 1)) + Array.be(UInt64(mebibyte * Self.mebibyte))
+                    requests += Array.be(UInt32(Self.mebibyte))
+                }
+                try client.send(requests)
+            },
+            receiveReply: {
+                let header = try client.readSimpleReplyHeader()
+                XCTAssertEqual(header.magic, RawTLSClient.simpleReplyMagic)
+                return (header.cookie, header.error, header.error == 0 ? try client.receive(Self.mebibyte) : [])
+            })
+        try scenario.run(watch: watch)
     }
 }
