@@ -203,12 +203,11 @@ let parentWatch = options.exitsWithParent ? ParentWatch.start(exitSignal, parent
 
 /// The pid of the `--run` command while it runs, else 0.
 let runningChild = Atomic<pid_t>(0)
-if let command = options.runCommand {
+// -s refuses --run, so with a command there is always an address.
+if let command = options.runCommand, let bound {
     // As nbdkit: under --tls=require the URI says TLS (nbds://, nbds+unix://); the client adds
     // its credentials (tls-certificates=, tls-psk-file=).
-    // -s refuses --run, so there is an address.
-    let environment = RunEnvironment.variables(
-        for: bound ?? .unix(path: ""), tls: configuration.tls, exportName: options.exportName)
+    let environment = RunEnvironment.variables(for: bound, tls: configuration.tls, exportName: options.exportName)
     do {
         let pid = try RunCommand.spawn(command, environment: environment)
         runningChild.store(pid, ordering: .releasing)

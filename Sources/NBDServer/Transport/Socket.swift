@@ -76,23 +76,12 @@ final class Socket: Sendable {
     ///
     /// `MSG_NOSIGNAL` keeps a vanished peer from raising `SIGPIPE`.
     func sendAll(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard var pointer = bytes.baseAddress else { return true }
+        guard let base = bytes.baseAddress else { return true }
         switch peer {
-        case .kernel: break
+        case .kernel: return sendToKernel(base, count: bytes.count, flags: Int32(MSG_NOSIGNAL)) == bytes.count
         case .memory(let memory): return memory.send(bytes)
         case .secure(let session, _): return session.send(bytes)
         }
-        var remaining = bytes.count
-        while remaining > 0 {
-            let sent = send(descriptor, pointer, remaining, Int32(MSG_NOSIGNAL))
-            if sent < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            pointer += sent
-            remaining -= sent
-        }
-        return true
     }
 
     /// Sends a leading part of `bytes`, as much as the socket takes without waiting, and returns its
@@ -102,13 +91,18 @@ final class Socket: Sendable {
     func sendWithoutWaiting(_ bytes: UnsafeRawBufferPointer) -> Int? {
         guard let base = bytes.baseAddress else { return 0 }
         switch peer {
-        case .kernel: break
+        case .kernel: return sendToKernel(base, count: bytes.count, flags: Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
         case .memory(let memory): return memory.send(bytes) ? bytes.count : nil
         case .secure(let session, _): return session.sendWithoutWaiting(bytes)
         }
+    }
+
+    /// Sends `count` bytes from `base` with `flags` and returns how many went: fewer when the socket
+    /// would block (with `MSG_DONTWAIT`, or a send timeout), `nil` when the kernel refused.
+    private func sendToKernel(_ base: UnsafeRawPointer, count: Int, flags: Int32) -> Int? {
         var sent = 0
-        while sent < bytes.count {
-            let result = send(descriptor, base + sent, bytes.count - sent, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+        while sent < count {
+            let result = send(descriptor, base + sent, count - sent, flags)
             if result < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN || errno == EWOULDBLOCK { break }
