@@ -35,20 +35,11 @@ final class PartialSendTests: XCTestCase {
         ThreadResult { receiveAll(count) { recv(descriptor, $0.baseAddress, $0.count, 0) } }
     }
 
-    private static let message = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
-
     func testTheSocketSendsWhatFitsWithoutWaitingAndTheRestAfterwards() throws {
         let (socket, peer) = socketPair()
-        let message = Self.message
-        // On a thread of its own: a send that waited for the full socket would fail the test, not hang it.
-        let attempt = ThreadResult { message.withUnsafeBytes { socket.sendWithoutWaiting($0) } }
-        let result = attempt.value("sendWithoutWaiting to return while the socket is full")
-        let received = drain(peer, count: message.count)
-        let sent = try XCTUnwrap(try XCTUnwrap(result))
-        XCTAssertGreaterThan(sent, 0, "an empty socket takes something")
-        XCTAssertLessThan(sent, message.count, "a socket pair's default buffer holds far less than 1 MiB")
-        XCTAssertTrue(message.withUnsafeBytes { socket.sendAll(UnsafeRawBufferPointer(rebasing: $0[sent...])) })
-        XCTAssertTrue(received.value("the peer to receive the whole message") == message, "the message arrived whole and in order")
+        try checkSendingWithoutWaiting(
+            sendWithoutWaiting: { socket.sendWithoutWaiting($0) }, sendRest: { socket.sendAll($0) },
+            receive: { recv(peer, $0.baseAddress, $0.count, 0) })
     }
 
     func testAWriteWhileTheWriterTurnIsHeldFollowsTheRest() throws {

@@ -23,16 +23,9 @@ final class TLSSendWithoutWaitingTests: TLSSessionPairTestCase {
 
     func testSendingStopsAtAFullSocketAndTheRestFollowsInOrder() throws {
         let (server, client) = try connectedSessions()
-        let message = Self.message
-        // On a thread of its own: a send that waited for the full socket would fail the test, not hang it.
-        let attempt = ThreadResult { message.withUnsafeBytes { server.sendWithoutWaiting($0) } }
-        let result = attempt.value("sendWithoutWaiting to return while the socket is full")
-        let received = drain(client, count: message.count)
-        let sent = try XCTUnwrap(try XCTUnwrap(result))
-        XCTAssertGreaterThan(sent, 0, "an empty socket takes a record")
-        XCTAssertLessThan(sent, message.count, "a socket pair's default buffer holds far less than 1 MiB")
-        XCTAssertTrue(message.withUnsafeBytes { server.send(UnsafeRawBufferPointer(rebasing: $0[sent...])) })
-        XCTAssertTrue(received.value("the client to receive the whole message") == message, "every byte once, in order")
+        try checkSendingWithoutWaiting(
+            sendWithoutWaiting: { server.sendWithoutWaiting($0) }, sendRest: { server.send($0) },
+            receive: { client.receive(into: $0) })
 
         // The session still works both ways afterwards.
         XCTAssertTrue(Array("after".utf8).withUnsafeBytes { server.send($0) })
