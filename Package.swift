@@ -29,6 +29,8 @@ let package = Package(
         .library(name: "NBDProxy", targets: ["NBDProxy"]),
         // TLS (GnuTLS) for NBDServer; an embedder who does not depend on this product never links GnuTLS.
         .library(name: "NBDTLS", targets: ["NBDTLS"]),
+        // Ceph RBD images; librbd is loaded at run time, so nothing links Ceph at build time.
+        .library(name: "NBDCeph", targets: ["NBDCeph"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
     dependencies: [],
@@ -54,6 +56,8 @@ let package = Package(
         .target(name: "NBDClient", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The `nbd` backend: an upstream NBD server through NBDClient.
         .target(name: "NBDProxy", dependencies: ["NBDCore", "NBDClient", "NBDTLS"], swiftSettings: upcomingFeatures),
+        // The `rbd` backend: Ceph RBD images through librbd/librados, loaded with dlopen at first use.
+        .target(name: "NBDCeph", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // GnuTLS, the TLS library nbdkit, qemu and libnbd use. Only NBDTLS imports it.
         .systemLibrary(
             name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
@@ -68,7 +72,7 @@ let package = Package(
                 "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter",
                 "NBDRangeFilters", "NBDFeatureFilters", "NBDFlowFilters",
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
-                "NBDCachingFilters", "NBDProxy",
+                "NBDCachingFilters", "NBDProxy", "NBDCeph",
                 "NBDTLS",
             ],
             swiftSettings: upcomingFeatures
@@ -155,6 +159,11 @@ let package = Package(
         .testTarget(
             name: "NBDProxyTests",
             dependencies: ["NBDCore", "NBDClient", "NBDProxy", "NBDServer", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDCephTests",
+            dependencies: ["NBDCore", "NBDCeph", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

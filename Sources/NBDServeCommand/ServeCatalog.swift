@@ -1,6 +1,7 @@
 import NBDBackends
 import NBDBlockSizeFilters
 import NBDCachingFilters
+import NBDCeph
 import NBDCore
 import NBDErrorFilter
 import NBDFUAFilter
@@ -21,6 +22,7 @@ package enum ServeCatalog {
         FileBackendProvider.self,
         ConnectionCacheProvider.self,
         NBDProxyProvider.self,
+        RBDProvider.self,
     ]
 
     /// Every filter, in `--help` order.
