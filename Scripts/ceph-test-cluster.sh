@@ -26,6 +26,14 @@ for tool in ceph-mon ceph-osd ceph monmaptool rados; do
     }
 done
 
+# Descriptors inherited from the caller (beyond 0-2) are closed: the daemons and the watcher outlive
+# this script and would keep them open, and a caller that waits for them to close (Foundation's
+# Process does, to learn that its child ended) would wait as long as the cluster runs.
+for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ] && [ "$fd" -ne 255 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+done
+
 conf="$dir/ceph.conf"
 timeout_seconds=${CEPH_START_TIMEOUT:-60}
 
@@ -76,14 +84,14 @@ wait_for_pool() {
     rados -c "$conf" -p rbd rm ceph-test-cluster-probe
 }
 
-# With CEPH_CLUSTER_OWNER set to a PID, stops the cluster when that process ends (a test process
-# that crashed or was killed before it could stop the cluster itself).
+# With CEPH_CLUSTER_OWNER set to a PID, stops the cluster and removes DIR when that process ends (a
+# test process that crashed or was killed before it could stop the cluster itself).
 watch_owner() {
     local owner=${CEPH_CLUSTER_OWNER:-}
     [ -n "$owner" ] || return 0
     (
         while kill -0 "$owner" 2>/dev/null && [ -f "$dir/pids" ]; do sleep 1; done
-        "$0" stop "$dir"
+        "$0" stop "$dir" && rm -rf "$dir"
     ) </dev/null >/dev/null 2>&1 &
 }
 

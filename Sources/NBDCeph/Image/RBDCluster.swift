@@ -90,9 +90,12 @@ final class RBDCluster: @unchecked Sendable {
     ) throws(NBDError) {
         let status = library.radosConfReadFile(rados, configuration.confPath)
         if status != 0 {
-            let reason = String(cString: strerror(-status))
             if let path = configuration.confPath {
-                throw NBDError(.invalidArgument, "rbd: conf=\(path): cannot read it as a ceph.conf: \(reason)")
+                let reason =
+                    status == -EINVAL
+                    ? "not a valid ceph.conf (librados also refuses a last line without a newline)"
+                    : String(cString: strerror(-status))
+                throw NBDError(.invalidArgument, "rbd: conf=\(path): \(reason)")
             }
             throw NBDError(
                 .invalidArgument,
