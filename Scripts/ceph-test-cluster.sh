@@ -4,8 +4,9 @@
 # `rbd` of one replica. Everything (ceph.conf, data, logs, PID files) lives in DIR.
 #
 #   Scripts/ceph-test-cluster.sh start DIR     prints the ceph.conf path; DIR/pids lists the daemons
-#   Scripts/ceph-test-cluster.sh stop DIR      stops the daemons listed in DIR/pids (only those)
-#   Scripts/ceph-test-cluster.sh stop-osd DIR  stops the OSD only (fault tests)
+#   Scripts/ceph-test-cluster.sh stop DIR      kills the daemons listed in DIR/pids (only those)
+#   Scripts/ceph-test-cluster.sh stop-osd DIR  stops the OSD only, in order (SIGTERM)
+#   Scripts/ceph-test-cluster.sh kill-osd DIR  kills the OSD only (SIGKILL; fault tests)
 #   Scripts/ceph-test-cluster.sh start-osd DIR starts it again
 #
 # Environment: CEPH_MEMSTORE_BYTES (default 2G) bounds the OSD's memory for objects;
@@ -14,7 +15,7 @@
 # two clusters (two test runs) do not clash; the OSD takes free ports from Ceph's 6800-7300 range.
 set -euo pipefail
 
-usage() { echo "usage: $0 start|stop|stop-osd|start-osd DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|stop-osd|kill-osd|start-osd DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 command=$1
 dir=$2
@@ -37,25 +38,28 @@ done
 conf="$dir/ceph.conf"
 timeout_seconds=${CEPH_START_TIMEOUT:-60}
 
-# Stops process $1: SIGTERM, then SIGKILL after 10 s.
+# Stops process $1 with signal $2 and waits (at most 10 s) until it is gone; SIGKILL after that.
 stop_pid() {
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || return 0
+    local pid=$1 signal=$2
+    kill "-$signal" "$pid" 2>/dev/null || return 0
     for _ in $(seq 100); do
         kill -0 "$pid" 2>/dev/null || return 0
+        # A zombie has ended; whether its parent (init, or a subreaper) reaps it soon is not ours to wait for.
+        [ "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 0
         sleep 0.1
     done
     kill -KILL "$pid" 2>/dev/null || true
 }
 
-# Stops the daemons named $1 ("osd.0") or all ("all") among those DIR/pids lists, and forgets them.
+# Stops the daemons named $1 ("osd.0") or all ("all") among those DIR/pids lists with signal $2
+# (default KILL), and forgets them.
 stop_daemons() {
-    local which=$1 name pid
+    local which=$1 signal=${2:-KILL} name pid
     [ -f "$dir/pids" ] || return 0
     : >"$dir/pids.keep"
     while read -r name pid; do
         if [ "$which" = all ] || [ "$which" = "$name" ]; then
-            stop_pid "$pid"
+            stop_pid "$pid" "$signal"
         else
             echo "$name $pid" >>"$dir/pids.keep"
         fi
@@ -151,12 +155,16 @@ EOF
     echo "$conf"
     ;;
 stop)
-    # The OSD first: a monitor that leaves first makes it wait for a reply that never comes.
-    stop_daemons osd.0
-    stop_daemons all
+    # SIGKILL: the cluster is thrown away, and a daemon's orderly shutdown can take seconds.
+    stop_daemons all KILL
     ;;
 stop-osd)
-    stop_daemons osd.0
+    # An orderly stop: memstore saves its objects for start-osd (which can take seconds).
+    stop_daemons osd.0 TERM
+    ;;
+kill-osd)
+    # A crash: requests in flight to the OSD are never answered.
+    stop_daemons osd.0 KILL
     ;;
 start-osd)
     # memstore saves its objects when the OSD stops cleanly (SIGTERM) and loads them again here.

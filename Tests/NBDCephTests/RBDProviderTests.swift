@@ -216,6 +216,40 @@ final class RBDProviderTests: XCTestCase {
         XCTAssertTrue(error.message.contains("127.0.0.1:9"), error.message)
     }
 
+    /// The OSD stops: each request fails with `EIO` once `timeout=` passes (librados'
+    /// `rados_osd_op_timeout`), a FUA write is not acknowledged, and the backend keeps answering.
+    /// A cluster of its own, since the OSD does not come back.
+    func testAStoppedOSDFailsRequestsWithEIOWithinTheOpTimeout() async throws {
+        let faulty = try CephTestCluster.startPrivate()
+        defer { faulty.stop() }
+        // In a function of its own, so that the provider (and its librados client) is gone before
+        // the cluster: a client whose monitor vanished takes seconds to shut down.
+        try await checkRequestsFailWithEIO(on: faulty)
+    }
+
+    private func checkRequestsFailWithEIO(on faulty: CephTestCluster) async throws {
+        let image = try faulty.createImage(size: 8 << 20)
+        let provider = try await withBoundedWait("opening the image") {
+            try await RBDProvider(
+                spec: RBDImageSpec(image: image),
+                configuration: RBDClientConfiguration(confPath: faulty.confPath, timeout: .seconds(1)))
+        }
+        let backend = try await provider.open(ConnectionInfo())
+        try await backend.writeBytes(pattern(4096, seed: 6), at: 0, flags: .fua)
+        try faulty.script("kill-osd")
+        try await withBoundedWait("requests to a stopped OSD") {
+            let read = await XCTAssertThrowsNBDError(
+                { () throws(NBDError) in _ = try await backend.readBytes(4096, at: 0) }, code: .ioError)
+            XCTAssertTrue(read?.message.contains("read of 4096 bytes at 0 from rbd/\(image)") ?? false, "\(String(describing: read))")
+            await XCTAssertThrowsNBDError(
+                { () throws(NBDError) in try await backend.writeBytes([1, 2, 3], at: 8192, flags: .fua) }, code: .ioError)
+            await XCTAssertThrowsNBDError(
+                { () throws(NBDError) in _ = try await backend.readBytes(512, at: 1 << 20) }, code: .ioError)
+        }
+        await backend.close()
+        await provider.shutdown()
+    }
+
     func testBadParametersAreRefusedNamingTheParameter() async throws {
         for (parameters, expected) in [
             (["image": "a/b/c/d"], "image=a/b/c/d"),

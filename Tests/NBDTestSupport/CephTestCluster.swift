@@ -44,6 +44,19 @@ public final class CephTestCluster: Sendable {
         }
     }
 
+    /// A cluster of the calling test's own, for a test that breaks it (stops its OSD). The caller
+    /// stops it with ``stop()``; the script's watcher stops it if this process dies first.
+    public static func startPrivate(file: StaticString = #filePath, line: UInt = #line) throws -> CephTestCluster {
+        try requireCeph(file: file, line: line)
+        return try start()
+    }
+
+    /// Stops this cluster (not the shared one) and removes its directory.
+    public func stop() {
+        _ = try? Self.run(Self.scriptPath, ["stop", directory], limit: 60)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
     /// Skips (or fails, when required) unless the Ceph daemons, tools and librbd are installed.
     public static func requireCeph(file: StaticString = #filePath, line: UInt = #line) throws {
         let tools = ["ceph-mon", "ceph-osd", "ceph", "rbd", "rados", "monmaptool"]
@@ -149,8 +162,7 @@ public final class CephTestCluster: Sendable {
         state.withLock { state in
             guard let cluster = state.cluster else { return }
             state.cluster = nil
-            _ = try? run(scriptPath, ["stop", cluster.directory], limit: 60)
-            try? FileManager.default.removeItem(atPath: cluster.directory)
+            cluster.stop()
         }
     }
 
