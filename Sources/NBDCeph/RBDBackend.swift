@@ -45,6 +45,12 @@ public struct RBDBackend: BlockBackend {
         try await image.flush()
     }
 
+    /// From the object map, whole objects at a time, where the image has fast-diff (otherwise the
+    /// capabilities do not offer block status and the server reports data).
+    public func extents(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) -> [Extent] {
+        try await image.allocation(count: count, at: offset)
+    }
+
     public func close() async {
         if ownsImage { await image.close() }
     }

@@ -14,7 +14,8 @@ import NBDCore
 ///   checks that it exists. With ``RBDHandleMode/shared`` that handle serves every client; with
 ///   ``RBDHandleMode/perConnection`` each client connection opens its own.
 /// - Capabilities: the image's size, flush, FUA (a write followed by a flush), trim (discard),
-///   write zeroes when librbd has it, no fast zero, no block status (every range is data), and
+///   write zeroes when librbd has it, no fast zero, block status from the object map where the
+///   image has fast-diff (whole objects; otherwise every range is data), and
 ///   multi-conn only when every connection sees every other's flushed writes: a shared handle, or
 ///   handles without librbd's writeback cache. Per-connection cached handles each keep writes the
 ///   others cannot see until *that* handle flushes; put `--filter=multi-conn` over them.
@@ -72,7 +73,7 @@ public struct RBDProvider: BackendProvider {
         }
         var capabilities = Capabilities(
             size: try image.size(), isWritable: !image.isReadOnly, canFlush: true, fua: .native, canTrim: true,
-            canZero: image.canWriteZeroes, canFastZero: false, canMultiConn: canMultiConn,
+            canZero: image.canWriteZeroes, canFastZero: false, canExtents: image.hasFastDiff, canMultiConn: canMultiConn,
             suspendingOperations: .all)
         if image.isReadOnly || connection.isReadOnly { capabilities = capabilities.readOnly }
         return RBDBackend(image: image, ownsImage: sharedImage == nil, capabilities: capabilities)

@@ -122,6 +122,36 @@ final class RBDProviderTests: XCTestCase {
         XCTAssertTrue(stored[0..<(4 << 20)].allSatisfy { $0 == 0 }, "trimmed object is not zero")
     }
 
+    /// Block status from the object map: whole 4 MiB objects, data where an object exists. A write
+    /// not yet flushed is reported as data too (the backend flushes before it asks).
+    func testBlockStatusReportsWrittenObjectsAsDataAndTheRestAsHoles() async throws {
+        let image = try cluster.createImage(size: 16 << 20)
+        let provider = try await provider(image)
+        let backend = try await provider.open(ConnectionInfo())
+        XCTAssertTrue(backend.capabilities.canExtents)
+        let empty = try await backend.extents(count: 16 << 20, at: 0, flags: [])
+        XCTAssertEqual(empty, [.hole(16 << 20)])
+        try await backend.writeBytes(pattern(4096, seed: 7), at: (4 << 20) + 100)
+        try await backend.writeBytes(pattern(10, seed: 8), at: (12 << 20) + 5)
+        let map = try await backend.extents(count: 16 << 20, at: 0, flags: [])
+        XCTAssertEqual(map, [.hole(4 << 20), .data(4 << 20), .hole(4 << 20), .data(4 << 20)])
+        let inside = try await backend.extents(count: 1 << 20, at: (4 << 20) + 4096, flags: [])
+        XCTAssertEqual(inside, [.data(1 << 20)])
+        let across = try await backend.extents(count: 2 << 20, at: 7 << 20, flags: [])
+        XCTAssertEqual(across, [.data(1 << 20), .hole(1 << 20)])
+        await backend.close()
+        await provider.shutdown()
+    }
+
+    func testWithoutFastDiffNoBlockStatusIsOffered() async throws {
+        let image = try cluster.createImage(size: 1 << 20, features: ["layering"])
+        let provider = try await provider(image)
+        let backend = try await provider.open(ConnectionInfo())
+        XCTAssertFalse(backend.capabilities.canExtents)
+        await backend.close()
+        await provider.shutdown()
+    }
+
     func testASnapshotIsServedReadOnlyAndLibrbdRefusesWritesWithEPERM() async throws {
         let image = "snap-\(UUID().uuidString.prefix(8).lowercased())"
         let before = pattern(1 << 20, seed: 5)

@@ -36,8 +36,21 @@ package final class Librbd: Sendable {
     let aioWrite: @convention(c) (Handle, UInt64, Int, UnsafeRawPointer, Handle) -> Int32
     let aioDiscard: @convention(c) (Handle, UInt64, UInt64, Handle) -> Int32
     let aioFlush: @convention(c) (Handle, Handle) -> Int32
+    /// `rbd_diff_iterate2`'s callback: offset, length, whether the extent exists, the argument.
+    package typealias DiffCallback = @convention(c) (UInt64, Int, Int32, UnsafeMutableRawPointer?) -> Int32
+    let getFeatures: @convention(c) (Handle, UnsafeMutablePointer<UInt64>) -> Int32
+    let getFlags: @convention(c) (Handle, UnsafeMutablePointer<UInt64>) -> Int32
+    /// `rbd_diff_iterate2`, or `nil` where librbd lacks it (then no block status).
+    let diffIterate2:
+        (@convention(c) (Handle, UnsafePointer<CChar>?, UInt64, UInt64, UInt8, UInt8, DiffCallback, UnsafeMutableRawPointer?)
+            -> Int32)?
     /// `rbd_aio_write_zeroes` (Ceph 16 and later), or `nil` where librbd lacks it.
     let aioWriteZeroes: (@convention(c) (Handle, UInt64, Int, Handle, Int32, Int32) -> Int32)?
+
+    /// `RBD_FEATURE_FAST_DIFF`: the object map also says which objects changed, so a diff is cheap.
+    static let featureFastDiff: UInt64 = 1 << 4
+    /// `RBD_FLAG_OBJECT_MAP_INVALID` and `RBD_FLAG_FAST_DIFF_INVALID`: the map cannot be trusted.
+    static let flagsMapInvalid: UInt64 = (1 << 0) | (1 << 1)
 
     /// `RBD_WRITE_ZEROES_FLAG_THICK_PROVISION`: zero by writing, never by deallocating.
     static let writeZeroesThickProvision: Int32 = 1
@@ -84,6 +97,9 @@ package final class Librbd: Sendable {
         aioDiscard = try Self.symbol(rbd, "rbd_aio_discard")
         aioFlush = try Self.symbol(rbd, "rbd_aio_flush")
         aioWriteZeroes = try? Self.symbol(rbd, "rbd_aio_write_zeroes")
+        getFeatures = try Self.symbol(rbd, "rbd_get_features")
+        getFlags = try Self.symbol(rbd, "rbd_get_flags")
+        diffIterate2 = try? Self.symbol(rbd, "rbd_diff_iterate2")
     }
 
     /// The library handle of `name`; never closed (the function pointers live as long as the process).
