@@ -6,7 +6,8 @@ extension RBDProvider: ConfigurableBackendProvider {
     public static var parameters: [ParameterDescription] {
         [
             ParameterDescription(
-                "image", "[POOL/[NAMESPACE/]]IMAGE[@SNAPSHOT]; the pool defaults to rbd, a snapshot is served read-only",
+                "image",
+                "[POOL/[NAMESPACE/]]IMAGE[@SNAPSHOT]; the pool defaults to rbd, a snapshot is served read-only",
                 required: true),
             ParameterDescription("conf", "the ceph.conf to read (default: librados' search, /etc/ceph/ceph.conf)"),
             ParameterDescription("user", "the Ceph client id, without client.", default: "admin"),

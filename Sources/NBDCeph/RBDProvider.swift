@@ -73,7 +73,8 @@ public struct RBDProvider: BackendProvider {
         }
         var capabilities = Capabilities(
             size: try image.size(), isWritable: !image.isReadOnly, canFlush: true, fua: .native, canTrim: true,
-            canZero: image.canWriteZeroes, canFastZero: false, canExtents: image.hasFastDiff, canMultiConn: canMultiConn,
+            canZero: image.canWriteZeroes, canFastZero: false, canExtents: image.hasFastDiff,
+            canMultiConn: canMultiConn,
             suspendingOperations: .all)
         if image.isReadOnly || connection.isReadOnly { capabilities = capabilities.readOnly }
         return RBDBackend(image: image, ownsImage: sharedImage == nil, capabilities: capabilities)

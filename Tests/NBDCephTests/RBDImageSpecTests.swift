@@ -22,8 +22,11 @@ final class RBDImageSpecTests: XCTestCase {
 
     func testMalformedSpecsAreRefusedWithTheExpectedForm() async {
         for text in ["", "/disk", "vms/", "a/b/c/d", "disk@", "disk@a@b", "vms//disk"] {
-            let error = await XCTAssertThrowsNBDError({ () throws(NBDError) in try RBDImageSpec(text) }, code: .invalidArgument, text)
-            XCTAssertTrue(error?.message.contains("[POOL/[NAMESPACE/]]IMAGE[@SNAPSHOT]") ?? false, "\(text): \(String(describing: error))")
+            let error = await XCTAssertThrowsNBDError(
+                { () throws(NBDError) in try RBDImageSpec(text) }, code: .invalidArgument, text)
+            XCTAssertTrue(
+                error?.message.contains("[POOL/[NAMESPACE/]]IMAGE[@SNAPSHOT]") ?? false,
+                "\(text): \(String(describing: error))")
         }
     }
 }

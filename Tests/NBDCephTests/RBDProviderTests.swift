@@ -273,9 +273,12 @@ final class RBDProviderTests: XCTestCase {
         try await withBoundedWait("requests to a stopped OSD") {
             let read = await XCTAssertThrowsNBDError(
                 { () throws(NBDError) in _ = try await backend.readBytes(4096, at: 0) }, code: .ioError)
-            XCTAssertTrue(read?.message.contains("read of 4096 bytes at 0 from rbd/\(image)") ?? false, "\(String(describing: read))")
+            XCTAssertTrue(
+                read?.message.contains("read of 4096 bytes at 0 from rbd/\(image)") ?? false,
+                "\(String(describing: read))")
             await XCTAssertThrowsNBDError(
-                { () throws(NBDError) in try await backend.writeBytes([1, 2, 3], at: 8192, flags: .fua) }, code: .ioError)
+                { () throws(NBDError) in try await backend.writeBytes([1, 2, 3], at: 8192, flags: .fua) },
+                code: .ioError)
             await XCTAssertThrowsNBDError(
                 { () throws(NBDError) in _ = try await backend.readBytes(512, at: 1 << 20) }, code: .ioError)
         }
@@ -292,7 +295,10 @@ final class RBDProviderTests: XCTestCase {
             (["image": "disk", "timeout": "soon"], "timeout=soon"),
             (["image": "disk", "user": "client.admin"], "user=client.admin"),
             (["image": "disk", "conf": ""], "conf="),
-            (["image": "disk", "keyring": "/nonexistent/keyring", "conf": cluster.confPath], "keyring=/nonexistent/keyring"),
+            (
+                ["image": "disk", "keyring": "/nonexistent/keyring", "conf": cluster.confPath],
+                "keyring=/nonexistent/keyring"
+            ),
         ] {
             let error = try await startError(parameters)
             XCTAssertEqual(error.code, .invalidArgument, "\(parameters)")

@@ -151,15 +151,16 @@ final class CephInteropTests: XCTestCase {
     func testMultiConnOverPerConnectionCachedHandlesIsMadeSafeByTheFilter() throws {
         try InteropEnvironment.require("python3-libnbd")
         let conf = directory.appendingPathComponent("writeback.conf")
-        try (try String(contentsOfFile: cluster.confPath, encoding: .utf8)
-            + """
+        try
+            (try String(contentsOfFile: cluster.confPath, encoding: .utf8)
+                + """
 
-            [client]
-            rbd cache policy = writeback
-            rbd cache writethrough until flush = false
-            rbd cache max dirty age = 600
+                [client]
+                rbd cache policy = writeback
+                rbd cache writethrough until flush = false
+                rbd cache max dirty age = 600
 
-            """).write(to: conf, atomically: true, encoding: .utf8)
+                """).write(to: conf, atomically: true, encoding: .utf8)
         let image = try cluster.createImage(size: 8 << 20, features: ["layering"])
         let script = """
             import nbd, os
@@ -176,8 +177,10 @@ final class CephInteropTests: XCTestCase {
         let withoutFilter = try shell("\(serve) --run \(q(command))")
         assertSucceeded(withoutFilter, "two connections without the filter")
         XCTAssertEqual(
-            withoutFilter.stdout.split(separator: "\n"), ["False", "b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00'"],
-            "without the filter B's flush cannot reach A's cache (if B sees the write, the test's cache settings no longer hold it back)")
+            withoutFilter.stdout.split(separator: "\n"),
+            ["False", "b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00'"],
+            "without the filter B's flush cannot reach A's cache (if B sees the write, the test's cache settings no longer hold it back)"
+        )
         let withFilter = try shell("\(serve) --filter=multi-conn --run \(q(command))")
         assertSucceeded(withFilter, "two connections with --filter=multi-conn")
         XCTAssertEqual(withFilter.stdout.split(separator: "\n"), ["True", "b'written on A'"])

@@ -61,12 +61,15 @@ public final class CephTestCluster: Sendable {
     public static func requireCeph(file: StaticString = #filePath, line: UInt = #line) throws {
         let tools = ["ceph-mon", "ceph-osd", "ceph", "rbd", "rados", "monmaptool"]
         let missing = tools.filter { tool in
-            !["/usr/bin", "/usr/local/bin", "/bin"].contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(tool)") }
+            !["/usr/bin", "/usr/local/bin", "/bin"].contains {
+                FileManager.default.isExecutableFile(atPath: "\($0)/\(tool)")
+            }
         }
         let hasLibrbd = dlopen("librbd.so.1", RTLD_LAZY) != nil
         guard !missing.isEmpty || !hasLibrbd else { return }
         let what = (missing + (hasLibrbd ? [] : ["librbd.so.1"])).joined(separator: ", ")
-        let message = "Ceph is not installed (\(what) missing; Debian packages \(packages)); run .ci/run or apt-get install them"
+        let message =
+            "Ceph is not installed (\(what) missing; Debian packages \(packages)); run .ci/run or apt-get install them"
         if ProcessInfo.processInfo.environment["NBD_INTEROP"] == "required" {
             XCTFail("NBD_INTEROP=required but \(message)", file: file, line: line)
             throw XCTSkip("failed: \(message)")
@@ -88,7 +91,8 @@ public final class CephTestCluster: Sendable {
     public func rbd(_ arguments: [String]) throws -> String {
         let result = try Self.run("/usr/bin/rbd", ["-c", confPath, "--no-progress"] + arguments, limit: 120)
         guard result.status == 0 else {
-            throw StartError(message: "rbd \(arguments.joined(separator: " ")) failed (\(result.status)): \(result.output)")
+            throw StartError(
+                message: "rbd \(arguments.joined(separator: " ")) failed (\(result.status)): \(result.output)")
         }
         return result.output
     }

@@ -1,7 +1,8 @@
+import NBDCore
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import NBDCore
 
 /// A connection to a Ceph cluster (`rados_t`) and an I/O context on one pool and namespace
 /// (`rados_ioctx_t`): what every image handle of an export shares. librados' handles are safe to
@@ -73,7 +74,10 @@ final class RBDCluster: @unchecked Sendable {
         let poolStatus = library.radosIoctxCreate(rados, pool, &context)
         guard poolStatus == 0, let ioContext = context else {
             if poolStatus == -ENOENT {
-                throw NBDError(.invalidArgument, "rbd: pool '\(pool)' not found (create it with: ceph osd pool create \(pool) && rbd pool init \(pool))")
+                throw NBDError(
+                    .invalidArgument,
+                    "rbd: pool '\(pool)' not found (create it with: ceph osd pool create \(pool) && rbd pool init \(pool))"
+                )
             }
             throw NBDError(rbdResult: Int(poolStatus), "opening pool '\(pool)'")
         }
@@ -138,14 +142,18 @@ final class RBDCluster: @unchecked Sendable {
         return get(library, rados, "client_mount_timeout") ?? text
     }
 
-    private static func set(_ library: Librbd, _ rados: Librbd.Handle, _ option: String, _ value: String) throws(NBDError) {
+    private static func set(_ library: Librbd, _ rados: Librbd.Handle, _ option: String, _ value: String)
+        throws(NBDError)
+    {
         let status = library.radosConfSet(rados, option, value)
         guard status == 0 else { throw NBDError(rbdResult: Int(status), "setting \(option) = \(value)") }
     }
 
     private static func get(_ library: Librbd, _ rados: Librbd.Handle, _ option: String) -> String? {
         var buffer = [CChar](repeating: 0, count: 512)
-        let status = buffer.withUnsafeMutableBufferPointer { library.radosConfGet(rados, option, $0.baseAddress!, $0.count) }
+        let status = buffer.withUnsafeMutableBufferPointer {
+            library.radosConfGet(rados, option, $0.baseAddress!, $0.count)
+        }
         guard status == 0 else { return nil }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }

@@ -1,8 +1,9 @@
+import NBDCore
+import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import NBDCore
-import Synchronization
 
 /// One run that `rbd_diff_iterate2` reported.
 struct AllocatedRun: Sendable, Hashable {
@@ -83,16 +84,22 @@ final class RBDImage: @unchecked Sendable {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
         let handle = self.handle
         let result = await RBDCompletion.run(library) { library.aioRead(handle, offset, buffer.count, base, $0) }
-        guard result >= 0 else { throw NBDError(rbdResult: result, "read of \(buffer.count) bytes at \(offset) from \(spec)") }
-        // librbd reads past the end of a short image as zeroes; a short count would be a bug.
-        if result < buffer.count { (buffer.baseAddress! + result).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - result) }
+        guard result >= 0 else {
+            throw NBDError(rbdResult: result, "read of \(buffer.count) bytes at \(offset) from \(spec)")
+        }
+        // librbd answers with the bytes it read; any it did not (an image shrunk meanwhile) read as zeroes.
+        if result < buffer.count {
+            (buffer.baseAddress! + result).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - result)
+        }
     }
 
     func write(_ data: UnsafeRawBufferPointer, at offset: UInt64) async throws(NBDError) {
         guard let base = data.baseAddress, data.count > 0 else { return }
         let handle = self.handle
         let result = await RBDCompletion.run(library) { library.aioWrite(handle, offset, data.count, base, $0) }
-        guard result >= 0 else { throw NBDError(rbdResult: result, "write of \(data.count) bytes at \(offset) to \(spec)") }
+        guard result >= 0 else {
+            throw NBDError(rbdResult: result, "write of \(data.count) bytes at \(offset) to \(spec)")
+        }
     }
 
     /// Whether librbd has `rbd_aio_write_zeroes` (Ceph 16 and later).
@@ -112,7 +119,9 @@ final class RBDImage: @unchecked Sendable {
     func discard(count: UInt64, at offset: UInt64) async throws(NBDError) {
         let handle = self.handle
         let result = await RBDCompletion.run(library) { library.aioDiscard(handle, offset, count, $0) }
-        guard result >= 0 else { throw NBDError(rbdResult: result, "discard of \(count) bytes at \(offset) of \(spec)") }
+        guard result >= 0 else {
+            throw NBDError(rbdResult: result, "discard of \(count) bytes at \(offset) of \(spec)")
+        }
     }
 
     /// Writes librbd's cache back and waits until the OSDs acknowledged every write completed before.
@@ -147,9 +156,11 @@ final class RBDImage: @unchecked Sendable {
         let (status, runs) = await BlockingCall.run { () -> (Int32, [AllocatedRun]) in
             let collector = AllocatedRunCollector()
             let status = diffIterate2(
-                handle.handle!, nil, offset, count, 1, 1, { runOffset, runLength, exists, argument in
+                handle.handle!, nil, offset, count, 1, 1,
+                { runOffset, runLength, exists, argument in
                     let collector = Unmanaged<AllocatedRunCollector>.fromOpaque(argument!).takeUnretainedValue()
-                    collector.runs.append(AllocatedRun(offset: runOffset, length: UInt64(runLength), exists: exists != 0))
+                    collector.runs.append(
+                        AllocatedRun(offset: runOffset, length: UInt64(runLength), exists: exists != 0))
                     return 0
                 }, Unmanaged.passUnretained(collector).toOpaque())
             return withExtendedLifetime(collector) { (status, collector.runs) }

@@ -22,7 +22,8 @@ public struct RBDImageSpec: Sendable, Hashable, CustomStringConvertible {
     public static let defaultPool = "rbd"
 
     /// Creates a spec from its parts.
-    public init(pool: String = RBDImageSpec.defaultPool, namespace: String = "", image: String, snapshot: String? = nil) {
+    public init(pool: String = RBDImageSpec.defaultPool, namespace: String = "", image: String, snapshot: String? = nil)
+    {
         self.pool = pool
         self.namespace = namespace
         self.image = image

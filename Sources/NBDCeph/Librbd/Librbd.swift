@@ -1,7 +1,8 @@
+import NBDCore
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import NBDCore
 
 /// librados' and librbd's C functions, loaded with `dlopen` the first time an `rbd` export is
 /// created, so that nothing links Ceph at build time: a machine without Ceph builds and tests the
@@ -25,8 +26,10 @@ package final class Librbd: Sendable {
     let radosIoctxDestroy: @convention(c) (Handle) -> Void
     let radosIoctxSetNamespace: @convention(c) (Handle, UnsafePointer<CChar>?) -> Void
 
-    let open: @convention(c) (Handle, UnsafePointer<CChar>, UnsafeMutablePointer<Handle?>, UnsafePointer<CChar>?) -> Int32
-    let openReadOnly: @convention(c) (Handle, UnsafePointer<CChar>, UnsafeMutablePointer<Handle?>, UnsafePointer<CChar>?) -> Int32
+    let open:
+        @convention(c) (Handle, UnsafePointer<CChar>, UnsafeMutablePointer<Handle?>, UnsafePointer<CChar>?) -> Int32
+    let openReadOnly:
+        @convention(c) (Handle, UnsafePointer<CChar>, UnsafeMutablePointer<Handle?>, UnsafePointer<CChar>?) -> Int32
     let close: @convention(c) (Handle) -> Int32
     let getSize: @convention(c) (Handle, UnsafeMutablePointer<UInt64>) -> Int32
     let aioCreateCompletion: @convention(c) (UnsafeMutableRawPointer?, Callback, UnsafeMutablePointer<Handle?>) -> Int32
@@ -42,8 +45,12 @@ package final class Librbd: Sendable {
     let getFlags: @convention(c) (Handle, UnsafeMutablePointer<UInt64>) -> Int32
     /// `rbd_diff_iterate2`, or `nil` where librbd lacks it (then no block status).
     let diffIterate2:
-        (@convention(c) (Handle, UnsafePointer<CChar>?, UInt64, UInt64, UInt8, UInt8, DiffCallback, UnsafeMutableRawPointer?)
-            -> Int32)?
+        (
+            @convention(c) (
+                Handle, UnsafePointer<CChar>?, UInt64, UInt64, UInt8, UInt8, DiffCallback, UnsafeMutableRawPointer?
+            )
+                -> Int32
+        )?
     /// `rbd_aio_write_zeroes` (Ceph 16 and later), or `nil` where librbd lacks it.
     let aioWriteZeroes: (@convention(c) (Handle, UInt64, Int, Handle, Int32, Int32) -> Int32)?
 
@@ -115,7 +122,8 @@ package final class Librbd: Sendable {
     private static func symbol<T>(_ library: UnsafeMutableRawPointer, _ name: String) throws(NBDError) -> T {
         guard let address = dlsym(library, name) else {
             throw NBDError(
-                .notSupported, "rbd: the installed librbd/librados lacks \(name); install librbd1 from Ceph 16 or later")
+                .notSupported, "rbd: the installed librbd/librados lacks \(name); install librbd1 from Ceph 16 or later"
+            )
         }
         return unsafeBitCast(address, to: T.self)
     }

@@ -1,7 +1,8 @@
+import NBDCore
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import NBDCore
 
 extension NBDError {
     /// The error for librados'/librbd's negative errno `result` from `what` (such as "write of 4096
