@@ -198,7 +198,12 @@ if options.isVerbose || (privateDirectory != nil && options.runCommand == nil &&
 }
 
 let exitSignal = ExitSignal()
-let signalSources = ExitSignal.stopOnSignals([SIGINT, SIGTERM], exitSignal, announces: options.isVerbose)
+// Quietly unless -v, as nbdkit stops: libnbd's tools stop a server they started with SIGTERM every time.
+let announcesSignals = options.isVerbose
+let signals = SignalHandler(SignalHandler.stopSignals) { number in
+    if announcesSignals { printToStandardError("nbd-serve: stopping (signal \(number))") }
+    exitSignal.finish(0)
+}
 let parentWatch = options.exitsWithParent ? ParentWatch.start(exitSignal, parent: originalParent) : nil
 
 /// The pid of the `--run` command while it runs, else 0.
