@@ -169,7 +169,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ReadmeExampleTests",
-            dependencies: ["NBDCore", "NBDBackends", "NBDFUAFilter", "NBDStatsFilter", "NBDServer"],
+            dependencies: ["NBDCore", "NBDBackends", "NBDFUAFilter", "NBDStatsFilter", "NBDServer", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(
