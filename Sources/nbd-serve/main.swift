@@ -18,8 +18,13 @@ do {
     exit(1)
 }
 if options.showsHelp {
-    print(HelpText.usage, terminator: "")
-    exit(0)
+    do {
+        print(try HelpText.usage(backend: options.backend, filters: options.filters), terminator: "")
+        exit(0)
+    } catch {
+        printToStandardError("nbd-serve: \(error.message)")
+        exit(1)
+    }
 }
 if options.showsVersion {
     print(HelpText.version)
