@@ -113,10 +113,7 @@ package enum HelpText {
         }
         var layers: [any ConfigurableFilterLayer.Type] = []
         for name in filters {
-            guard let type = ServeCatalog.filter(named: name) else {
-                throw CommandLineError(
-                    "unknown filter '\(name)': use one of \(ServeCatalog.filters.map { $0.filterName }.joined(separator: ", "))")
-            }
+            guard let type = ServeCatalog.filter(named: name) else { throw ServeCatalog.unknownFilter(name) }
             layers.append(type)
         }
         return synopsis + "\nRun 'nbd-serve --help' alone for every option, backend and filter.\n\n"
