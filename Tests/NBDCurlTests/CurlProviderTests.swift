@@ -99,18 +99,47 @@ final class CurlProviderTests: XCTestCase {
             try await group.waitForAll()
         }
         await provider.shutdown()
-        // Every request went over one of the two transfers' connections, kept alive.
+        // Every request went over one of the two transfers' connections, kept alive. nginx logs a
+        // request after answering it: wait (bounded) for the 64 lines.
+        await waitUntil("nginx to log 64 reads") {
+            self.nginx.accessLog.filter { $0.contains("\"GET /disk.img") && $0.contains(" 206 4096 ") }.count == 64
+        }
         let connections = Set(nginx.accessLog.map { $0.split(separator: " ")[0] })
         XCTAssertLessThanOrEqual(connections.count, 2, "\(nginx.accessLog)")
-        XCTAssertEqual(nginx.accessLog.filter { $0.contains("\"GET /disk.img") && $0.contains(" 206 4096 ") }.count, 64)
     }
 
     // MARK: HTTPS
 
     func testHTTPSVerifiesTheServerWithCAInfo() async throws {
-        let provider = try await provider([("url", nginx.url(https: true)), ("cainfo", nginx.caFile)])
+        let provider = try await provider([
+            ("url", nginx.url(https: true)), ("cainfo", nginx.caFile), ("ssl-version", "tlsv1.2"),
+        ])
         try await assertReads(try await provider.open(ConnectionInfo()), [(8192, 4096)], of: nginx.image)
         await provider.shutdown()
+    }
+
+    func testHTTPSWithACAPathDirectoryAndCipherSettings() async throws {
+        // capath= wants OpenSSL's hashed names: `openssl rehash` makes them.
+        let caDirectory = nginx.root.appendingPathComponent("ca")
+        try FileManager.default.createDirectory(at: caDirectory, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: nginx.caFile, toPath: caDirectory.appendingPathComponent("ca.pem").path)
+        let rehash = Process()
+        rehash.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        rehash.arguments = ["rehash", caDirectory.path]
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"), "openssl is not installed (Debian package openssl)")
+        try rehash.run()
+        rehash.waitUntilExit()
+        let provider = try await provider([
+            ("url", nginx.url(https: true)), ("capath", caDirectory.path),
+            ("tls13-ciphers", "TLS_AES_128_GCM_SHA256"), ("tcp-keepalive", "true"), ("tcp-nodelay", "false"),
+        ])
+        try await assertReads(try await provider.open(ConnectionInfo()), [(0, 4096)], of: nginx.image)
+        await provider.shutdown()
+        let error = await refusal([
+            ("url", nginx.url(https: true)), ("cainfo", nginx.caFile), ("ssl-version", "tlsv1.2"),
+            ("ssl-cipher-list", "NO-SUCH-CIPHER"),
+        ])
+        XCTAssertNotNil(error)
     }
 
     func testHTTPSWithAnUnknownCAIsRefusedUnlessSSLVerifyIsFalse() async throws {
@@ -171,7 +200,37 @@ final class CurlProviderTests: XCTestCase {
             try await assertReads(try await provider.open(ConnectionInfo()), [(4096, 100)], of: nginx.image)
             await provider.shutdown()
         }
-        XCTAssertTrue(nginx.accessLog.contains { $0.hasSuffix("\"nbd-tests/1\"") }, "\(nginx.accessLog)")
+        await waitUntil("nginx to log the user agent") { self.nginx.accessLog.contains { $0.hasSuffix("\"nbd-tests/1\"") } }
+    }
+
+    func testCookieFileIsSentAndCookieJarIsWrittenAtShutdown() async throws {
+        // Netscape cookie-file format: domain, subdomains, path, secure, expiry, name, value.
+        let cookieFile = nginx.root.appendingPathComponent("cookies.txt").path
+        try "127.0.0.1\tFALSE\t/\tFALSE\t0\ttoken\tabc\n".write(toFile: cookieFile, atomically: true, encoding: .utf8)
+        let fromFile = try await provider([("url", nginx.url("/token/disk.img")), ("cookiefile", cookieFile)])
+        try await assertReads(try await fromFile.open(ConnectionInfo()), [(0, 4096)], of: nginx.image)
+        await fromFile.shutdown()
+
+        let jar = nginx.root.appendingPathComponent("jar.txt").path
+        let saving = try await provider([("url", nginx.url("/cookies/disk.img")), ("cookiejar", jar), ("connections", "1")])
+        try await assertReads(try await saving.open(ConnectionInfo()), [(0, 4096)], of: nginx.image)
+        await saving.shutdown()
+        let saved = try String(contentsOfFile: jar, encoding: .utf8)
+        XCTAssertTrue(saved.contains("session\txyz"), saved)
+    }
+
+    func testAProxyWithProxyUserAndPassword() async throws {
+        // Nothing listens on the URL's own port: only the proxy can answer.
+        let port = try TestNginx.freePorts(1)[0]
+        let url = "http://127.0.0.1:\(port)/disk.img"
+        let proxy = "http://127.0.0.1:\(nginx.proxyPort)"
+        let provider = try await provider([
+            ("url", url), ("proxy", proxy), ("proxy-user", TestNginx.user), ("proxy-password", TestNginx.password),
+        ])
+        try await assertReads(try await provider.open(ConnectionInfo()), [(4096, 4096)], of: nginx.image)
+        await provider.shutdown()
+        let error = await refusal([("url", url), ("proxy", proxy)])
+        XCTAssertTrue(error?.message.contains("status 407") ?? false, "\(String(describing: error))")
     }
 
     func testAFailingHeaderScriptIsRefusedAtStart() async throws {
@@ -291,7 +350,10 @@ final class CurlProviderTests: XCTestCase {
         let error = await XCTAssertThrowsNBDError(
             { () async throws(NBDError) in try await backend.writeBytes([UInt8](repeating: 7, count: 4096), at: 8192) }, code: .ioError)
         XCTAssertTrue(error?.message.contains("PUT \(nginx.url()) bytes 8192-12287: HTTP status 405") ?? false, "\(String(describing: error))")
-        XCTAssertTrue(nginx.accessLog.contains { $0.contains("\"PUT /disk.img HTTP/1.1\" 405") }, "\(nginx.accessLog)")
+        // nginx logs a request after answering it: wait (bounded) for the line.
+        await waitUntil("nginx to log the PUT") {
+            self.nginx.accessLog.contains { $0.contains("\"PUT /disk.img HTTP/1.1\" 405") }
+        }
         // The export is unchanged and the transfer still reads.
         try await assertReads(backend, [(8192, 4096)], of: nginx.image)
         await provider.shutdown()

@@ -16,8 +16,12 @@ import XCTest
 /// - `/noranges/disk.img`: the same, with `max_ranges 0` (ranges ignored: status 200);
 /// - `/token/disk.img`: the same, only with the request header `X-Token: abc` or the cookie
 ///   `token=abc` (otherwise 403);
+/// - `/cookies/disk.img`: the same, answered with `Set-Cookie: session=xyz`;
 /// - `/redirect/disk.img`: a 302 to `/disk.img`;
 /// - `/missing/...`: 404; `/broken/...`: 500.
+///
+/// On ``proxyPort`` it is a forward proxy to itself that wants `Proxy-Authorization` for
+/// ``user``/``password`` (otherwise 407).
 ///
 /// Stop it with ``stop()``; tests register that as a teardown block so nginx ends even when the
 /// test fails. It is stopped by its process id, never by name.
@@ -31,6 +35,8 @@ public final class TestNginx: @unchecked Sendable {
     /// The HTTP and HTTPS ports on 127.0.0.1.
     public let httpPort: Int
     public let httpsPort: Int
+    /// The forward proxy's port on 127.0.0.1.
+    public let proxyPort: Int
     /// The Unix socket nginx also serves plain HTTP on.
     public var unixSocket: String { root.appendingPathComponent("nginx.sock").path }
     /// The CA certificate that signed nginx's certificate (with `https: true`).
@@ -68,25 +74,32 @@ public final class TestNginx: @unchecked Sendable {
                 }
             }
         }
-        let ports = try freePorts(2)
-        let nginx = try TestNginx(credentials: credentials, image: image, httpPort: ports[0], httpsPort: ports[1])
+        let ports = try freePorts(3)
+        let nginx = try TestNginx(
+            credentials: credentials, image: image, httpPort: ports[0], httpsPort: ports[1], proxyPort: ports[2])
         try nginx.start()
         return nginx
     }
 
-    private init(credentials: TestTLSCredentials?, image: [UInt8], httpPort: Int, httpsPort: Int) throws {
+    private init(credentials: TestTLSCredentials?, image: [UInt8], httpPort: Int, httpsPort: Int, proxyPort: Int)
+        throws
+    {
         self.credentials = credentials
         self.image = image
         self.httpPort = httpPort
         self.httpsPort = httpsPort
+        self.proxyPort = proxyPort
         root = FileManager.default.temporaryDirectory.appendingPathComponent("nbd-nginx-\(UUID().uuidString)")
         let fileManager = FileManager.default
-        for directory in ["www", "www/private", "www/noranges", "www/token", "tmp", "logs"] {
+        for directory in ["www", "www/private", "www/noranges", "www/token", "www/cookies", "tmp", "logs"] {
             try fileManager.createDirectory(at: root.appendingPathComponent(directory), withIntermediateDirectories: true)
         }
         // nginx's worker may run as another user: everything it reads must be readable by all.
         chmod(root.path, 0o755)
-        for file in ["www/disk.img", "www/private/disk.img", "www/noranges/disk.img", "www/token/disk.img"] {
+        for file in [
+            "www/disk.img", "www/private/disk.img", "www/noranges/disk.img", "www/token/disk.img",
+            "www/cookies/disk.img",
+        ] {
             try Data(image).write(to: root.appendingPathComponent(file))
         }
         try "\(Self.user):{PLAIN}\(Self.password)\n".write(
@@ -113,6 +126,10 @@ public final class TestNginx: @unchecked Sendable {
     /// Removes `/PATH`'s file.
     public func removeFile(_ path: String) throws {
         try FileManager.default.removeItem(at: root.appendingPathComponent("www" + path))
+    }
+
+    private var proxyCredentials: String {
+        Data("\(Self.user):\(Self.password)".utf8).base64EncodedString()
     }
 
     private var configuration: String {
@@ -158,22 +175,40 @@ public final class TestNginx: @unchecked Sendable {
                         if ($cookie_token = "abc") { set $allowed "yes"; }
                         if ($allowed != "yes") { return 403; }
                     }
+                    location /cookies/ { add_header Set-Cookie "session=xyz; Path=/"; }
                     location /redirect/ { return 302 /disk.img; }
                     location /missing/ { return 404; }
                     location /broken/ { return 500; }
+                }
+                server {
+                    listen 127.0.0.1:\(proxyPort);
+                    location / {
+                        if ($http_proxy_authorization != "Basic \(proxyCredentials)") { return 407; }
+                        proxy_pass http://127.0.0.1:\(httpPort);
+                    }
                 }
             }
             """
     }
 
+    /// The command that starts this nginx in the foreground (for a script that restarts it).
+    public var commandLine: [String] {
+        [
+            Self.executable, "-p", root.path, "-e", root.appendingPathComponent("logs/error.log").path, "-c",
+            configurationFile,
+        ]
+    }
+
+    /// The pid file nginx's master process writes.
+    public var pidFile: String { root.appendingPathComponent("nginx.pid").path }
+
+    private var configurationFile: String { root.appendingPathComponent("nginx.conf").path }
+
     /// Starts nginx and waits (bounded) until it accepts connections on the HTTP port.
     public func start(file: StaticString = #filePath, line: UInt = #line) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.executable)
-        process.arguments = [
-            "-p", root.path, "-e", root.appendingPathComponent("logs/error.log").path, "-c",
-            root.appendingPathComponent("nginx.conf").path,
-        ]
+        process.arguments = Array(commandLine.dropFirst())
         let output = root.appendingPathComponent("logs/output.log")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         let handle = try FileHandle(forWritingTo: output)
@@ -199,6 +234,7 @@ public final class TestNginx: @unchecked Sendable {
     /// Stops nginx (SIGTERM to its master process, by process id) and waits for it, bounded
     /// (then SIGKILL). Safe to call twice.
     public func stop() {
+        defer { stopRestartedMaster() }
         guard let process, process.isRunning else {
             self.process = nil
             return
@@ -216,6 +252,20 @@ public final class TestNginx: @unchecked Sendable {
         }
         // The worker leaves with its master on SIGTERM; nothing else of ours is left behind.
         self.process = nil
+    }
+
+    /// Ends an nginx that a test's script started again with ``commandLine`` and left running: the
+    /// process named in ``pidFile``, if it is still this configuration's nginx (by its command line).
+    private func stopRestartedMaster() {
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
+            let commandLine = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
+            commandLine.contains(configurationFile)
+        else { return }
+        kill(pid, SIGTERM)
+        let deadline = ContinuousClock.now + TestWait.limit
+        while kill(pid, 0) == 0, ContinuousClock.now < deadline { usleep(2000) }
+        if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
     }
 
     /// Stops nginx and removes every file.
