@@ -142,8 +142,7 @@ stop_upstream() {
 # $work/nginx, stopped by its PID.
 start_nginx() {
     local dir="$work/nginx"
-    mkdir -p "$dir/tmp" "$dir/www"
-    ln -sf "$image" "$dir/www/disk.img"
+    mkdir -p "$dir/tmp"
     nginx_port=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
     cat >"$dir/nginx.conf" <<NGINX
 daemon off;
@@ -162,8 +161,9 @@ http {
     scgi_temp_path $dir/tmp/scgi;
     server {
         listen 127.0.0.1:$nginx_port;
-        root $dir/www;
-        disable_symlinks off;
+        # The image itself, where nginx's worker (another user when run as root) can read it:
+        # the private work directory is not readable by others.
+        location = /disk.img { alias $image; }
     }
 }
 NGINX

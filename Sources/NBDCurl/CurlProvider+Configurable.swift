@@ -49,7 +49,8 @@ extension CurlProvider: ConfigurableBackendProvider {
 
     /// Creates the provider from nbdkit's curl-plugin parameters.
     public init(parameters: ParameterValues, options: BackendOptions) async throws(NBDError) {
-        var configuration = CurlConfiguration(url: try parameters.required("url", example: "https://example.com/disk.img"))
+        var configuration = CurlConfiguration(
+            url: try parameters.required("url", example: "https://example.com/disk.img"))
         configuration.user = parameters["user"]
         configuration.password = try parameters["password"].map { (text) throws(NBDError) in
             try SecretParameter.resolve(text, for: "password")
@@ -99,7 +100,8 @@ extension CurlProvider: ConfigurableBackendProvider {
     {
         guard let script = parameters[key] else { return nil }
         if parameters.contains(other) {
-            throw NBDError(.invalidArgument, "\(key)= and \(other)= cannot be used together: the script replaces \(other)=")
+            throw NBDError(
+                .invalidArgument, "\(key)= and \(other)= cannot be used together: the script replaces \(other)=")
         }
         return script
     }

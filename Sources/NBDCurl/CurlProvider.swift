@@ -86,7 +86,8 @@ public struct CurlProvider: BackendProvider {
                 )
             }
             guard total <= UInt64(Int64.max) else {
-                throw NBDError(.invalidArgument, "curl: \(url): the image size \(total) is above the NBD limit 2^63 - 1")
+                throw NBDError(
+                    .invalidArgument, "curl: \(url): the image size \(total) is above the NBD limit 2^63 - 1")
             }
             return total
         case .rangesIgnored:

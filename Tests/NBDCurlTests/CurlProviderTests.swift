@@ -122,11 +122,14 @@ final class CurlProviderTests: XCTestCase {
         // capath= wants OpenSSL's hashed names: `openssl rehash` makes them.
         let caDirectory = nginx.root.appendingPathComponent("ca")
         try FileManager.default.createDirectory(at: caDirectory, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: nginx.caFile, toPath: caDirectory.appendingPathComponent("ca.pem").path)
+        try FileManager.default.copyItem(
+            atPath: nginx.caFile, toPath: caDirectory.appendingPathComponent("ca.pem").path)
         let rehash = Process()
         rehash.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
         rehash.arguments = ["rehash", caDirectory.path]
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"), "openssl is not installed (Debian package openssl)")
+        try XCTSkipUnless(
+            FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"),
+            "openssl is not installed (Debian package openssl)")
         try rehash.run()
         rehash.waitUntilExit()
         let provider = try await provider([
@@ -176,7 +179,9 @@ final class CurlProviderTests: XCTestCase {
         let url = nginx.url("/private/disk.img")
         let error = await refusal([("url", url), ("user", TestNginx.user), ("password", "wrong")])
         XCTAssertEqual(error?.code, .notPermitted)
-        XCTAssertTrue(error?.message.contains("\(url): the server answered HTTP status 401") ?? false, "\(String(describing: error))")
+        XCTAssertTrue(
+            error?.message.contains("\(url): the server answered HTTP status 401") ?? false,
+            "\(String(describing: error))")
     }
 
     func testPasswordPromptWithoutATerminalIsRefused() async throws {
@@ -200,7 +205,9 @@ final class CurlProviderTests: XCTestCase {
             try await assertReads(try await provider.open(ConnectionInfo()), [(4096, 100)], of: nginx.image)
             await provider.shutdown()
         }
-        await waitUntil("nginx to log the user agent") { self.nginx.accessLog.contains { $0.hasSuffix("\"nbd-tests/1\"") } }
+        await waitUntil("nginx to log the user agent") {
+            self.nginx.accessLog.contains { $0.hasSuffix("\"nbd-tests/1\"") }
+        }
     }
 
     func testCookieFileIsSentAndCookieJarIsWrittenAtShutdown() async throws {
@@ -212,7 +219,9 @@ final class CurlProviderTests: XCTestCase {
         await fromFile.shutdown()
 
         let jar = nginx.root.appendingPathComponent("jar.txt").path
-        let saving = try await provider([("url", nginx.url("/cookies/disk.img")), ("cookiejar", jar), ("connections", "1")])
+        let saving = try await provider([
+            ("url", nginx.url("/cookies/disk.img")), ("cookiejar", jar), ("connections", "1"),
+        ])
         try await assertReads(try await saving.open(ConnectionInfo()), [(0, 4096)], of: nginx.image)
         await saving.shutdown()
         let saved = try String(contentsOfFile: jar, encoding: .utf8)
@@ -235,7 +244,8 @@ final class CurlProviderTests: XCTestCase {
 
     func testAFailingHeaderScriptIsRefusedAtStart() async throws {
         let error = await refusal([("url", nginx.url()), ("header-script", "exit 3")])
-        XCTAssertTrue(error?.message.contains("header-script failed with status 3") ?? false, "\(String(describing: error))")
+        XCTAssertTrue(
+            error?.message.contains("header-script failed with status 3") ?? false, "\(String(describing: error))")
     }
 
     // MARK: Refusals at start
@@ -252,7 +262,8 @@ final class CurlProviderTests: XCTestCase {
     func testAServerThatIgnoresRangesIsRefused() async throws {
         let error = await refusal([("url", nginx.url("/noranges/disk.img"))])
         XCTAssertEqual(error?.code, .notSupported)
-        XCTAssertTrue(error?.message.contains("does not honour range requests") ?? false, "\(String(describing: error))")
+        XCTAssertTrue(
+            error?.message.contains("does not honour range requests") ?? false, "\(String(describing: error))")
     }
 
     func testUnreachableServerIsRefused() async throws {
@@ -312,7 +323,8 @@ final class CurlProviderTests: XCTestCase {
         let provider = try await provider([("url", nginx.url())])
         let backend = try await provider.open(ConnectionInfo())
         try nginx.removeFile("/disk.img")
-        let error = await XCTAssertThrowsNBDError({ () async throws(NBDError) in try await backend.readBytes(4096, at: 0) }, code: .ioError)
+        let error = await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in try await backend.readBytes(4096, at: 0) }, code: .ioError)
         XCTAssertTrue(error?.message.contains("HTTP status 404") ?? false, "\(String(describing: error))")
         try nginx.replaceFile("/disk.img", with: nginx.image)
         try await assertReads(backend, [(0, 4096)], of: nginx.image)
@@ -325,7 +337,8 @@ final class CurlProviderTests: XCTestCase {
         // The image shrinks under the server: the last range comes back shorter than asked.
         try nginx.replaceFile("/disk.img", with: Array(nginx.image.prefix(nginx.image.count - 1000)))
         let error = await XCTAssertThrowsNBDError(
-            { () async throws(NBDError) in try await backend.readBytes(4096, at: UInt64(self.nginx.image.count - 4096)) }, code: .ioError)
+            { () async throws(NBDError) in try await backend.readBytes(4096, at: UInt64(self.nginx.image.count - 4096))
+            }, code: .ioError)
         XCTAssertTrue(error?.message.contains("not the 4096 asked for") ?? false, "\(String(describing: error))")
         await provider.shutdown()
     }
@@ -335,8 +348,10 @@ final class CurlProviderTests: XCTestCase {
         let backend = try await provider.open(ConnectionInfo())
         try await assertReads(backend, [(0, 4096)], of: nginx.image)
         nginx.stop()
-        let error = await XCTAssertThrowsNBDError({ () async throws(NBDError) in try await backend.readBytes(4096, at: 4096) }, code: .ioError)
-        XCTAssertTrue(error?.message.contains("GET \(nginx.url()) bytes=4096-8191") ?? false, "\(String(describing: error))")
+        let error = await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in try await backend.readBytes(4096, at: 4096) }, code: .ioError)
+        XCTAssertTrue(
+            error?.message.contains("GET \(nginx.url()) bytes=4096-8191") ?? false, "\(String(describing: error))")
         try nginx.start()
         try await assertReads(backend, [(4096, 4096), (1 << 20, 65536)], of: nginx.image)
         await provider.shutdown()
@@ -348,8 +363,11 @@ final class CurlProviderTests: XCTestCase {
         let provider = try await provider([("url", nginx.url())])
         let backend = try await provider.open(ConnectionInfo())
         let error = await XCTAssertThrowsNBDError(
-            { () async throws(NBDError) in try await backend.writeBytes([UInt8](repeating: 7, count: 4096), at: 8192) }, code: .ioError)
-        XCTAssertTrue(error?.message.contains("PUT \(nginx.url()) bytes 8192-12287: HTTP status 405") ?? false, "\(String(describing: error))")
+            { () async throws(NBDError) in try await backend.writeBytes([UInt8](repeating: 7, count: 4096), at: 8192) },
+            code: .ioError)
+        XCTAssertTrue(
+            error?.message.contains("PUT \(nginx.url()) bytes 8192-12287: HTTP status 405") ?? false,
+            "\(String(describing: error))")
         // nginx logs a request after answering it: wait (bounded) for the line.
         await waitUntil("nginx to log the PUT") {
             self.nginx.accessLog.contains { $0.contains("\"PUT /disk.img HTTP/1.1\" 405") }

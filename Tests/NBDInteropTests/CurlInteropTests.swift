@@ -73,7 +73,8 @@ final class CurlInteropTests: XCTestCase {
             """, in: directory)
         let result = try InteropEnvironment.serve(
             ["-r", "curl", nginx.url()],
-            run: "nbdcopy \"$uri\" \(InteropEnvironment.shellQuoted(copy)) && cmp \(InteropEnvironment.shellQuoted(copy)) \(InteropEnvironment.shellQuoted(expected)) && \(script)"
+            run:
+                "nbdcopy \"$uri\" \(InteropEnvironment.shellQuoted(copy)) && cmp \(InteropEnvironment.shellQuoted(copy)) \(InteropEnvironment.shellQuoted(expected)) && \(script)"
         )
         assertSucceeded(result, "nbdcopy and random reads")
         XCTAssertTrue(result.stdout.contains("random reads ok"), result.stdout)
@@ -82,10 +83,12 @@ final class CurlInteropTests: XCTestCase {
     func testHTTPSWithCAInfoAndWithSSLVerifyFalse() throws {
         try InteropEnvironment.require("nbdinfo")
         let url = nginx.url(https: true)
-        let verified = try InteropEnvironment.serve(["-r", "curl", url, "cainfo=\(nginx.caFile)"], run: "nbdinfo --size \"$uri\"")
+        let verified = try InteropEnvironment.serve(
+            ["-r", "curl", url, "cainfo=\(nginx.caFile)"], run: "nbdinfo --size \"$uri\"")
         assertSucceeded(verified, "HTTPS with cainfo=")
         XCTAssertEqual(verified.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "\(nginx.image.count)")
-        let unverified = try InteropEnvironment.serve(["-r", "curl", url, "sslverify=false"], run: "nbdinfo --size \"$uri\"")
+        let unverified = try InteropEnvironment.serve(
+            ["-r", "curl", url, "sslverify=false"], run: "nbdinfo --size \"$uri\"")
         assertSucceeded(unverified, "HTTPS with sslverify=false")
         let refused = try InteropEnvironment.serve(["-r", "curl", url, "cainfo=/dev/null"], run: "true")
         XCTAssertNotEqual(refused.status, 0)
@@ -109,7 +112,9 @@ final class CurlInteropTests: XCTestCase {
     func testMissingImageAndServerWithoutRangesAreRefusedAtStart() throws {
         let missing = try InteropEnvironment.serve(["-r", "curl", nginx.url("/missing/disk.img")], run: "true")
         XCTAssertNotEqual(missing.status, 0)
-        XCTAssertTrue(missing.stderr.contains("\(nginx.url("/missing/disk.img")): the server answered HTTP status 404"), missing.stderr)
+        XCTAssertTrue(
+            missing.stderr.contains("\(nginx.url("/missing/disk.img")): the server answered HTTP status 404"),
+            missing.stderr)
         let noRanges = try InteropEnvironment.serve(["-r", "curl", nginx.url("/noranges/disk.img")], run: "true")
         XCTAssertNotEqual(noRanges.status, 0)
         XCTAssertTrue(noRanges.stderr.contains("does not honour range requests"), noRanges.stderr)

@@ -92,7 +92,8 @@ public final class TestNginx: @unchecked Sendable {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("nbd-nginx-\(UUID().uuidString)")
         let fileManager = FileManager.default
         for directory in ["www", "www/private", "www/noranges", "www/token", "www/cookies", "tmp", "logs"] {
-            try fileManager.createDirectory(at: root.appendingPathComponent(directory), withIntermediateDirectories: true)
+            try fileManager.createDirectory(
+                at: root.appendingPathComponent(directory), withIntermediateDirectories: true)
         }
         // nginx's worker may run as another user: everything it reads must be readable by all.
         chmod(root.path, 0o755)

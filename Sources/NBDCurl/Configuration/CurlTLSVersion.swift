@@ -28,7 +28,9 @@ public struct CurlTLSVersion: Sendable, Hashable, CustomStringConvertible {
     public static let `default` = CurlTLSVersion(0, "default")
 
     /// Every version, in `ssl-version=` order.
-    public static let all: [CurlTLSVersion] = [.default, .tlsv1, .sslv2, .sslv3, .tlsv1_0, .tlsv1_1, .tlsv1_2, .tlsv1_3]
+    public static let all: [CurlTLSVersion] = [
+        .default, .tlsv1, .sslv2, .sslv3, .tlsv1_0, .tlsv1_1, .tlsv1_2, .tlsv1_3,
+    ]
 
     public var description: String { name }
 }

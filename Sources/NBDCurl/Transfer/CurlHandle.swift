@@ -269,7 +269,8 @@ final class CurlHandle {
         try set(.range, nil as String?, parameter: "(internal)")
         try set(.noBody, 0, parameter: "(internal)")
         try set(.upload, 1, parameter: "(internal)")
-        try check(curl.setopt(handle, .inFileSizeLarge, offset: Int64(data.count)), .inFileSizeLarge, parameter: "(internal)")
+        try check(
+            curl.setopt(handle, .inFileSizeLarge, offset: Int64(data.count)), .inFileSizeLarge, parameter: "(internal)")
         try installHeaders(currentHeaders, extra: "Content-Range: bytes \(offset)-\(last)/\(exportSize)")
         let code = perform()
         let status = responseStatus

@@ -73,9 +73,10 @@ package final class CurlTransferPool: Sendable {
             let accepted = shared.queue.withLock { queue in
                 guard !queue.isStopping else { return false }
                 queue.jobs.append { handle in
-                    continuation.resume(returning: handle.flatMap { (handle) -> Result<T, NBDError> in
-                        Result { () throws(NBDError) in try body(handle) }
-                    })
+                    continuation.resume(
+                        returning: handle.flatMap { (handle) -> Result<T, NBDError> in
+                            Result { () throws(NBDError) in try body(handle) }
+                        })
                 }
                 return true
             }
