@@ -219,13 +219,17 @@ public final class TestNginx: @unchecked Sendable {
         try process.run()
         try? handle.close()
         self.process = process
-        // nginx says nothing when it is ready: wait, bounded, until a connection succeeds (or it exited).
+        // nginx says nothing when it is ready: wait, bounded, until every port accepts connections
+        // and the Unix socket exists (or it exited). It binds one address after another and
+        // retries one that is busy half a second later, so one port listening says nothing of
+        // the others.
         let deadline = ContinuousClock.now + TestWait.limit
-        while !Self.accepts(port: httpPort) {
+        let ports = [httpPort, proxyPort] + (credentials == nil ? [] : [httpsPort])
+        while !(ports.allSatisfy(Self.accepts(port:)) && FileManager.default.fileExists(atPath: unixSocket)) {
             guard process.isRunning, ContinuousClock.now < deadline else {
                 let log = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
                 stop()
-                XCTFail("nginx did not start listening on 127.0.0.1:\(httpPort): \(log)", file: file, line: line)
+                XCTFail("nginx did not start listening on 127.0.0.1 ports \(ports): \(log)", file: file, line: line)
                 throw XCTSkip("failed: nginx did not start")
             }
             usleep(2000)

@@ -233,7 +233,8 @@ final class CurlHandle {
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(NBDError) {
         try refreshScripts()
         let last = offset + UInt64(buffer.count) - 1
-        let what = "GET \(configuration.url) bytes=\(offset)-\(last)"
+        // Only an error needs the request described.
+        var what: String { "GET \(configuration.url) bytes=\(offset)-\(last)" }
         state.reset(destination: buffer, expectedStatus: 206)
         try set(.httpGet, 1, parameter: "(internal)")
         try set(.range, "\(offset)-\(last)", parameter: "(internal)")
@@ -263,7 +264,7 @@ final class CurlHandle {
     func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, exportSize: UInt64) throws(NBDError) {
         try refreshScripts()
         let last = offset + UInt64(data.count) - 1
-        let what = "PUT \(configuration.url) bytes \(offset)-\(last)"
+        var what: String { "PUT \(configuration.url) bytes \(offset)-\(last)" }
         state.reset(destination: nil, expectedStatus: 0)
         state.source = data
         try set(.range, nil as String?, parameter: "(internal)")
@@ -300,8 +301,7 @@ private let receiveBody: ccurl_data_callback = { data, size, count, context in
 private let receiveHeader: ccurl_data_callback = { data, size, count, context in
     guard let context, let data else { return size * count }
     let state = Unmanaged<TransferState>.fromOpaque(context).takeUnretainedValue()
-    let line = String(decoding: UnsafeRawBufferPointer(start: data, count: size * count), as: UTF8.self)
-    state.header(Substring(line))
+    state.header(UnsafeRawBufferPointer(start: data, count: size * count))
     return size * count
 }
 

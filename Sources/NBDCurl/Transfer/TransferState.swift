@@ -33,23 +33,50 @@ final class TransferState {
     }
 
     /// Records a response header line; a status line starts a new response (a redirect's, or
-    /// the final one).
-    func header(_ line: Substring) {
-        if line.hasPrefix("HTTP/") {
-            let fields = line.split(separator: " ", maxSplits: 2)
-            status = fields.count > 1 ? Int(fields[1]) ?? 0 : 0
+    /// the final one). Works on the bytes: only the two headers NBDCurl reads become strings, so
+    /// the other lines of every response cost no allocation.
+    func header(_ line: UnsafeRawBufferPointer) {
+        if Self.hasPrefix(line, "HTTP/") {
+            status = Self.statusCode(line)
             contentRange = nil
             acceptRanges = nil
-            return
+        } else if Self.hasPrefix(line, "content-range:") {
+            contentRange = Self.value(line, after: 14)
+        } else if Self.hasPrefix(line, "accept-ranges:") {
+            acceptRanges = Self.value(line, after: 14)
         }
-        guard let colon = line.firstIndex(of: ":") else { return }
-        let name = line[..<colon].lowercased()
-        let value = String(line[line.index(after: colon)...].trimmingCharacters(in: " \t\r\n"))
-        switch name {
-        case "content-range": contentRange = value
-        case "accept-ranges": acceptRanges = value
-        default: break
+    }
+
+    /// Whether `line` starts with `prefix`, ASCII letters compared without case.
+    private static func hasPrefix(_ line: UnsafeRawBufferPointer, _ prefix: StaticString) -> Bool {
+        guard line.count >= prefix.utf8CodeUnitCount else { return false }
+        let expected = UnsafeRawBufferPointer(start: prefix.utf8Start, count: prefix.utf8CodeUnitCount)
+        for index in 0..<expected.count where line[index] | 0x20 != expected[index] | 0x20 {
+            return false
         }
+        return true
+    }
+
+    /// The three digits after the first space of a status line (`HTTP/1.1 206 Partial Content`).
+    private static func statusCode(_ line: UnsafeRawBufferPointer) -> Int {
+        guard let space = line.firstIndex(of: UInt8(ascii: " ")) else { return 0 }
+        var code = 0
+        var index = space + 1
+        while index < line.count, line[index] >= UInt8(ascii: "0"), line[index] <= UInt8(ascii: "9") {
+            code = code * 10 + Int(line[index] - UInt8(ascii: "0"))
+            index += 1
+        }
+        return code
+    }
+
+    /// The header's value after `offset`, without surrounding spaces, tabs and the line end.
+    private static func value(_ line: UnsafeRawBufferPointer, after offset: Int) -> String {
+        let blank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D || $0 == 0x0A }
+        var start = offset
+        var end = line.count
+        while start < end, blank(line[start]) { start += 1 }
+        while end > start, blank(line[end - 1]) { end -= 1 }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: line[start..<end]), as: UTF8.self)
     }
 
     /// Takes `bytes` of body; returns `false` to make libcurl abort the transfer (a body that
@@ -74,16 +101,5 @@ final class TransferState {
         to.copyMemory(from: base + sent, byteCount: count)
         sent += count
         return count
-    }
-}
-
-extension StringProtocol {
-    fileprivate func trimmingCharacters(in set: String) -> Substring {
-        let trimmedFront = drop { set.contains($0) }
-        var end = trimmedFront.endIndex
-        while end > trimmedFront.startIndex, set.contains(trimmedFront[trimmedFront.index(before: end)]) {
-            end = trimmedFront.index(before: end)
-        }
-        return Substring(trimmedFront[trimmedFront.startIndex..<end])
     }
 }
