@@ -30,6 +30,10 @@ public struct CurlBackend: BlockBackend {
         }
     }
 
+    public func close() async {
+        pool.clientClosed()
+    }
+
     /// Zeroes are written as data, as nbdkit emulates them for a plugin without a zero callback.
     public func zero(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         if flags.contains(.fastZero) { throw NBDError(.notSupported, "curl: zeroes are written as data, not fast") }

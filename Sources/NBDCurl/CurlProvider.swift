@@ -119,8 +119,13 @@ public struct CurlProvider: BackendProvider {
             canFastZero: false, cache: .none, canExtents: false, canMultiConn: true,
             suspendingOperations: [.read, .write, .zero])
         if isReadOnly || connection.isReadOnly { capabilities = capabilities.readOnly }
+        pool.clientOpened()
         return CurlBackend(capabilities: capabilities, pool: pool)
     }
+
+    /// Whether the transfer threads resume requests themselves, with no hand-off to the server's
+    /// pool (while at most one client connection is open).
+    package var resumesRequestsInline: Bool { pool.resumesInline }
 
     /// Ends the transfer threads once the requests already queued are done.
     public func shutdown() async {

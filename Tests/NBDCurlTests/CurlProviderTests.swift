@@ -108,6 +108,21 @@ final class CurlProviderTests: XCTestCase {
         XCTAssertLessThanOrEqual(connections.count, 2, "\(nginx.accessLog)")
     }
 
+    func testTransferThreadsResumeRequestsThemselvesOnlyWhileOneClientIsServed() async throws {
+        let provider = try await provider([("url", nginx.url())])
+        XCTAssertTrue(provider.resumesRequestsInline)
+        let first = try await provider.open(ConnectionInfo())
+        XCTAssertTrue(provider.resumesRequestsInline)
+        let second = try await provider.open(ConnectionInfo())
+        XCTAssertFalse(provider.resumesRequestsInline, "a client that stops reading would hold a shared transfer")
+        try await assertReads(second, [(0, 4096)], of: nginx.image)
+        await second.close()
+        XCTAssertTrue(provider.resumesRequestsInline)
+        try await assertReads(first, [(4096, 4096)], of: nginx.image)
+        await first.close()
+        await provider.shutdown()
+    }
+
     // MARK: HTTPS
 
     func testHTTPSVerifiesTheServerWithCAInfo() async throws {

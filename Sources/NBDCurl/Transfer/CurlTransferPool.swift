@@ -26,6 +26,15 @@ package final class CurlTransferPool: Sendable {
         let available = DispatchSemaphore(value: 0)
         /// Signalled by each thread as it ends.
         let finished = DispatchSemaphore(value: 0)
+        /// The client connections using the pool (backends opened and not yet closed).
+        let clients = Atomic<Int>(0)
+
+        /// Whether a transfer thread resumes a request's task itself, so that the server writes
+        /// the reply from this thread instead of handing the task to its executor's pool: only
+        /// while one client connection is served. Writing a reply may block until the client
+        /// reads; with one client that stalls nobody else, with several a client that stops
+        /// reading would hold a transfer that the others need.
+        var resumesInline: Bool { clients.load(ordering: .relaxed) <= 1 }
     }
 
     private let shared = Shared()
@@ -40,7 +49,13 @@ package final class CurlTransferPool: Sendable {
                 // The handle ends (writing its cookie jar) before `finished` is signalled.
                 do {
                     let handle: Result<CurlHandle, NBDError> = Result { () throws(NBDError) in try makeHandle() }
-                    while let job = Self.next(shared) { job(handle) }
+                    while let job = Self.next(shared) {
+                        if shared.resumesInline {
+                            InlineResumption.withScope { job(handle) }
+                        } else {
+                            job(handle)
+                        }
+                    }
                 }
                 shared.finished.signal()
             }
@@ -48,6 +63,19 @@ package final class CurlTransferPool: Sendable {
             thread.start()
         }
     }
+
+    /// Counts a client connection that uses the pool, until ``clientClosed()``.
+    func clientOpened() {
+        shared.clients.add(1, ordering: .relaxed)
+    }
+
+    /// Ends the count of ``clientOpened()``.
+    func clientClosed() {
+        shared.clients.subtract(1, ordering: .relaxed)
+    }
+
+    /// Whether the transfer threads resume requests themselves (at most one client connection).
+    package var resumesInline: Bool { shared.resumesInline }
 
     /// Waits for a job; `nil` when the pool stops and none is left.
     private static func next(_ shared: Shared) -> Job? {
