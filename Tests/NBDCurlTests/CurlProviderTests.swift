@@ -372,6 +372,16 @@ final class CurlProviderTests: XCTestCase {
         await provider.shutdown()
     }
 
+    func testAServerThatStallsFailsTheRequestWithinTimeout() async throws {
+        // The start-up requests fit in the first 1 KiB; a 64 KiB read would take two minutes.
+        let provider = try await provider([("url", nginx.url("/slow/disk.img")), ("timeout", "1")])
+        let backend = try await provider.open(ConnectionInfo())
+        let error = await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in try await backend.readBytes(65536, at: 0) }, code: .ioError)
+        XCTAssertTrue(error?.message.contains("imed out") ?? false, "\(String(describing: error))")
+        await provider.shutdown()
+    }
+
     // MARK: Writes
 
     func testWritesArePUTsWithAContentRangeAndAnErrorStatusIsEIO() async throws {

@@ -17,6 +17,7 @@ import XCTest
 /// - `/token/disk.img`: the same, only with the request header `X-Token: abc` or the cookie
 ///   `token=abc` (otherwise 403);
 /// - `/cookies/disk.img`: the same, answered with `Set-Cookie: session=xyz`;
+/// - `/slow/disk.img`: the same, sent at 512 bytes a second after the first 1 KiB (for timeouts);
 /// - `/redirect/disk.img`: a 302 to `/disk.img`;
 /// - `/missing/...`: 404; `/broken/...`: 500.
 ///
@@ -91,7 +92,7 @@ public final class TestNginx: @unchecked Sendable {
         self.proxyPort = proxyPort
         root = FileManager.default.temporaryDirectory.appendingPathComponent("nbd-nginx-\(UUID().uuidString)")
         let fileManager = FileManager.default
-        for directory in ["www", "www/private", "www/noranges", "www/token", "www/cookies", "tmp", "logs"] {
+        for directory in ["www", "www/private", "www/noranges", "www/token", "www/cookies", "www/slow", "tmp", "logs"] {
             try fileManager.createDirectory(
                 at: root.appendingPathComponent(directory), withIntermediateDirectories: true)
         }
@@ -99,7 +100,7 @@ public final class TestNginx: @unchecked Sendable {
         chmod(root.path, 0o755)
         for file in [
             "www/disk.img", "www/private/disk.img", "www/noranges/disk.img", "www/token/disk.img",
-            "www/cookies/disk.img",
+            "www/cookies/disk.img", "www/slow/disk.img",
         ] {
             try Data(image).write(to: root.appendingPathComponent(file))
         }
@@ -177,6 +178,7 @@ public final class TestNginx: @unchecked Sendable {
                         if ($allowed != "yes") { return 403; }
                     }
                     location /cookies/ { add_header Set-Cookie "session=xyz; Path=/"; }
+                    location /slow/ { limit_rate_after 1k; limit_rate 512; }
                     location /redirect/ { return 302 /disk.img; }
                     location /missing/ { return 404; }
                     location /broken/ { return 500; }
