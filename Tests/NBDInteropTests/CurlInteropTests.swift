@@ -80,6 +80,29 @@ final class CurlInteropTests: XCTestCase {
         XCTAssertTrue(result.stdout.contains("random reads ok"), result.stdout)
     }
 
+    /// virt-v2v's curl input: retry and cow above curl. Writes stay in the overlay (nothing is
+    /// PUT to the web server) and reads elsewhere come from the image.
+    func testVirtV2VStackWritesIntoTheOverlayAndReadsTheImage() throws {
+        try InteropEnvironment.require("python3-libnbd")
+        let script = try InteropEnvironment.pythonCommand(
+            """
+            import nbd, os
+            expected = open(\(pythonString(expected)), "rb").read()
+            h = nbd.NBD()
+            h.connect_uri(os.environ["uri"])
+            h.pwrite(b"v2v" * 4096, 65536)
+            assert h.pread(3 * 4096, 65536) == b"v2v" * 4096
+            assert h.pread(65536, 0) == expected[:65536]
+            assert h.pread(4096, 1 << 20) == expected[(1 << 20):(1 << 20) + 4096]
+            print("overlay ok")
+            """, in: directory)
+        let result = try InteropEnvironment.serve(
+            ["--filter=retry", "--filter=cow", "curl", nginx.url()], run: script)
+        assertSucceeded(result, "retry and cow over curl")
+        XCTAssertTrue(result.stdout.contains("overlay ok"), result.stdout)
+        XCTAssertFalse(nginx.accessLog.contains { $0.contains("\"PUT ") }, "\(nginx.accessLog)")
+    }
+
     func testHTTPSWithCAInfoAndWithSSLVerifyFalse() throws {
         try InteropEnvironment.require("nbdinfo")
         let url = nginx.url(https: true)
