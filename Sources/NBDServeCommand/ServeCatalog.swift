@@ -2,6 +2,7 @@ import NBDBackends
 import NBDBlockSizeFilters
 import NBDCachingFilters
 import NBDCore
+import NBDCurl
 import NBDErrorFilter
 import NBDFUAFilter
 import NBDFeatureFilters
@@ -21,6 +22,7 @@ package enum ServeCatalog {
         FileBackendProvider.self,
         ConnectionCacheProvider.self,
         NBDProxyProvider.self,
+        CurlProvider.self,
     ]
 
     /// Every filter, in `--help` order.
