@@ -86,10 +86,12 @@ let package = Package(
             dependencies: [
                 "NBDServiceLifecycle", "IntegrationsTestSupport",
                 .product(name: "NBDCore", package: "swift-nbd-middleware"),
+                .product(name: "NBDBackends", package: "swift-nbd-middleware"),
                 .product(name: "NBDServer", package: "swift-nbd-middleware"),
                 .product(name: "NBDClient", package: "swift-nbd-middleware"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: upcomingFeatures
         ),
