@@ -1,10 +1,10 @@
 import InMemoryLogging
+import IntegrationsTestSupport
 import Logging
 import NBDClient
 import NBDCore
 import NBDLogging
 import NBDServer
-import IntegrationsTestSupport
 import XCTest
 
 /// `ServerConfiguration.log(to:)`: the server's debug messages and problems reach a swift-log
@@ -31,7 +31,8 @@ final class ServerLoggingTests: XCTestCase {
     private func serveAndRefuse(_ configuration: ServerConfiguration) async throws {
         var configuration = configuration
         configuration.maximumConnections = 1
-        let server = NBDServer(provider: GatedMemoryProvider(state: ExportState(size: 4096)), configuration: configuration)
+        let server = NBDServer(
+            provider: GatedMemoryProvider(state: ExportState(size: 4096)), configuration: configuration)
         let path = directory.socket()
         try server.listen(on: .unix(path: path))
         let first = try await connect(path)

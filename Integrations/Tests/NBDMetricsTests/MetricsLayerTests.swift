@@ -1,10 +1,10 @@
 import CoreMetrics
+import IntegrationsTestSupport
 import MetricsTestKit
 import NBDClient
 import NBDCore
 import NBDMetrics
 import NBDServer
-import IntegrationsTestSupport
 import XCTest
 
 /// `MetricsLayer`: its counters, timers and connection meter match the requests clients sent.
@@ -72,12 +72,14 @@ final class MetricsLayerTests: XCTestCase {
         XCTAssertEqual(try bytes("trim"), 0, "but not its bytes")
         XCTAssertEqual(try requests("zero"), 0)
         XCTAssertEqual(
-            try metrics.expectCounter("nbd_request_errors_total", dimensions("trim") + [("error", "EIO")]).totalValue, 1)
+            try metrics.expectCounter("nbd_request_errors_total", dimensions("trim") + [("error", "EIO")]).totalValue, 1
+        )
         XCTAssertEqual(metrics.counters(label: "nbd_request_errors_total").count, 1, "only the trim failed")
 
         XCTAssertEqual(try metrics.expectTimer("nbd_request_duration_seconds", dimensions("write")).values.count, 5)
         XCTAssertEqual(try metrics.expectTimer("nbd_request_duration_seconds", dimensions("read")).values.count, 3)
-        XCTAssertTrue(try metrics.expectTimer("nbd_request_duration_seconds", dimensions("read")).values.allSatisfy { $0 >= 0 })
+        XCTAssertTrue(
+            try metrics.expectTimer("nbd_request_duration_seconds", dimensions("read")).values.allSatisfy { $0 >= 0 })
         XCTAssertEqual(try metrics.expectTimer("nbd_request_duration_seconds", dimensions("trim")).values.count, 0)
 
         XCTAssertEqual(try metrics.expectMeter("nbd_connections", exportDimension).lastValue, 0, "both closed")
@@ -103,7 +105,8 @@ final class MetricsLayerTests: XCTestCase {
             metrics.counters.map(\.dimensions) + metrics.timers.map(\.dimensions) + metrics.meters.map(\.dimensions)
         XCTAssertFalse(all.isEmpty)
         for dimensions in all {
-            XCTAssertTrue(dimensions.contains { $0 == ("export", "a") } && dimensions.contains { $0 == ("tenant", "t1") })
+            XCTAssertTrue(
+                dimensions.contains { $0 == ("export", "a") } && dimensions.contains { $0 == ("tenant", "t1") })
         }
     }
 }

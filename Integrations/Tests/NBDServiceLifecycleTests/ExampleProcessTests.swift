@@ -1,8 +1,8 @@
 import Foundation
+import IntegrationsTestSupport
 import NBDClient
 import NBDCore
 import Synchronization
-import IntegrationsTestSupport
 import XCTest
 
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import IntegrationsTestSupport
 import Logging
 import NBDClient
 import NBDCore
@@ -5,7 +6,6 @@ import NBDServer
 import NBDServiceLifecycle
 import ServiceLifecycle
 import Synchronization
-import IntegrationsTestSupport
 import XCTest
 
 /// `NBDServerService` in a `ServiceGroup`: graceful shutdown (what SIGTERM triggers) and
@@ -52,14 +52,19 @@ final class NBDServerServiceTests: XCTestCase {
     }
 
     /// Every acknowledged write is in the export, and every connection's backend was closed.
-    private func assertNothingLost(_ acknowledged: [Int], state: ExportState, file: StaticString = #filePath, line: UInt = #line) {
+    private func assertNothingLost(
+        _ acknowledged: [Int], state: ExportState, file: StaticString = #filePath, line: UInt = #line
+    ) {
         for index in acknowledged {
             XCTAssertEqual(
                 state.bytes(at: index * 4096, count: 4096), [UInt8](repeating: UInt8(index + 1), count: 4096),
                 "acknowledged write \(index) is in the export", file: file, line: line)
         }
-        XCTAssertEqual(state.closes.load(ordering: .relaxed), state.opens.load(ordering: .relaxed), "every backend was closed", file: file, line: line)
-        XCTAssertEqual(state.shutdowns.load(ordering: .relaxed), 1, "the provider was shut down", file: file, line: line)
+        XCTAssertEqual(
+            state.closes.load(ordering: .relaxed), state.opens.load(ordering: .relaxed), "every backend was closed",
+            file: file, line: line)
+        XCTAssertEqual(
+            state.shutdowns.load(ordering: .relaxed), 1, "the provider was shut down", file: file, line: line)
     }
 
     func testGracefulShutdownAnswersWritesInFlightAndClosesBackendsBeforeTheGroupReturns() async throws {
