@@ -46,7 +46,10 @@ final class ExampleProcessTests: XCTestCase {
         try process.run()
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 
-        let listening = await waitUntil("the example to listen on \(socket)") { fileExists(socket) }
+        // The socket file appears at bind(), before listen(); the server logs "listening on" after.
+        let listening = await waitUntil("the example to listen on \(socket)") {
+            ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("listening on unix:\(socket)")
+        }
         guard listening else { return }
         let connection = try await connect(socket)
         try await withBoundedWait("a write and a read") {

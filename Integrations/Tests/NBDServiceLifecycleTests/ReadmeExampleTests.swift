@@ -22,7 +22,8 @@ final class ReadmeExampleTests: XCTestCase {
             services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "nbd"))
         let running = Task { try await group.run() }
 
-        await waitUntil("the service to listen") { fileExists(path) }
+        // The socket file appears at bind(), before listen(); the server lists an address once it accepts.
+        await waitUntil("the service to listen") { !server.addresses.isEmpty }
         let connection = try await connect(path)
         XCTAssertEqual(connection.export.size, 1 << 30)
         await group.triggerGracefulShutdown()
