@@ -62,7 +62,7 @@ final class RunCancellationTests: ServerTestCase {
     func testRunInAnAlreadyCancelledTaskStillWaitsForTheShutdown() async throws {
         let (server, _, state) = try startServer()
         try await withBoundedWait("run() in a cancelled task to return") {
-            await withUnsafeCurrentTask { $0?.cancel() }
+            withUnsafeCurrentTask { $0?.cancel() }
             await server.run()
             // run() returned: the shutdown it started is complete, not merely begun.
             XCTAssertEqual(state.shutdowns.load(ordering: .relaxed), 1)
