@@ -27,6 +27,8 @@ let package = Package(
         .library(name: "NBDServer", targets: ["NBDServer"]),
         .library(name: "NBDClient", targets: ["NBDClient"]),
         .library(name: "NBDProxy", targets: ["NBDProxy"]),
+        // Disk images over HTTP(S); libcurl is loaded at run time, so nothing links it.
+        .library(name: "NBDCurl", targets: ["NBDCurl"]),
         // TLS (GnuTLS) for NBDServer; an embedder who does not depend on this product never links GnuTLS.
         .library(name: "NBDTLS", targets: ["NBDTLS"]),
         // Ceph RBD images; librbd is loaded at run time, so nothing links Ceph at build time.
@@ -56,6 +58,11 @@ let package = Package(
         .target(name: "NBDClient", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The `nbd` backend: an upstream NBD server through NBDClient.
         .target(name: "NBDProxy", dependencies: ["NBDCore", "NBDClient", "NBDTLS"], swiftSettings: upcomingFeatures),
+        // Declarations and variadic-call trampolines for libcurl, which NBDCurl opens with dlopen:
+        // no libcurl headers or library are needed to build.
+        .target(name: "CCurlShim"),
+        // The `curl` backend: a disk image on a web server, read with HTTP range requests.
+        .target(name: "NBDCurl", dependencies: ["NBDCore", "CCurlShim"], swiftSettings: upcomingFeatures),
         // The `rbd` backend: Ceph RBD images through librbd/librados, loaded with dlopen at first use.
         .target(name: "NBDCeph", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // GnuTLS, the TLS library nbdkit, qemu and libnbd use. Only NBDTLS imports it.
@@ -72,7 +79,7 @@ let package = Package(
                 "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter",
                 "NBDRangeFilters", "NBDFeatureFilters", "NBDFlowFilters",
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
-                "NBDCachingFilters", "NBDProxy", "NBDCeph",
+                "NBDCachingFilters", "NBDProxy", "NBDCurl", "NBDCeph",
                 "NBDTLS",
             ],
             swiftSettings: upcomingFeatures
@@ -162,6 +169,11 @@ let package = Package(
             swiftSettings: upcomingFeatures
         ),
         .testTarget(
+            name: "NBDCurlTests",
+            dependencies: ["NBDCore", "NBDCurl", "NBDServer", "NBDClient", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
             name: "NBDCephTests",
             dependencies: ["NBDCore", "NBDCeph", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
@@ -178,7 +190,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ReadmeExampleTests",
-            dependencies: ["NBDCore", "NBDBackends", "NBDFUAFilter", "NBDStatsFilter", "NBDServer"],
+            dependencies: ["NBDCore", "NBDBackends", "NBDFUAFilter", "NBDStatsFilter", "NBDServer", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -32,6 +32,13 @@
 #              its row is seqread1m (not in the default list)
 #   nbdproxy   nbd socket=UP: the nbd backend/plugin in front of `nbdkit -U UP memory 1G` (a fresh
 #              upstream per server start; the CPU column is the front server's alone)
+#   curl       -r curl url=http://127.0.0.1:PORT/IMAGE: the curl backend/plugin in front of an nginx
+#              (Debian's nginx, started by this script with its own configuration on 127.0.0.1 and a
+#              free port) serving a 1 GiB random image from /dev/shm (not in the default list; its
+#              rows are randread4k, seqread1m and convert1g; nothing is prefilled: the export is
+#              read-only)
+#   curlcdi    KubeVirt CDI's stack: -r --filter=readahead --filter=retry curl url=... retry-exponential=no
+#              (not in the default list; its rows are convert1g, randread4k and seqread1m)
 #   tls        memory 1G with --tls=require and X.509 certificates made by certtool (not in the
 #              default list: pass --setups tls); clients use nbds+unix:// and find the CA in
 #              $HOME/.pki/libnbd (a private HOME), since fio's nbd engine refuses tls-certificates=
@@ -56,6 +63,8 @@
 #                    default list; the rbdcache row)
 #   nbdcopy4c        nbdcopy of the whole export to null:, 4 connections (repeated for the runtime)
 #   nbdcopy1c        the same with 1 connection
+#   convert1g        qemu-img convert -O raw of the whole 1 GiB export to a file in /dev/shm, as CDI's
+#                    importer does (repeated for the runtime; MiB/s)
 # Then, unless --no-rss: the resident memory (VmRSS) of each server's memory backend after writing
 # 256 MiB into a 1 TiB export, sequentially from offset 0 and as 1 MiB blocks spread over the export.
 #
@@ -104,6 +113,7 @@ sock="$work/nbd.sock"
 image="/dev/shm/nbd-side-by-side.$$.img"
 upsock="$work/upstream.sock"
 upstream_pid=""
+nginx_pid=""
 results="$work/results.tsv"
 server_pid=""
 
@@ -146,11 +156,60 @@ start_ceph() {
     rbd -c "$ceph_dir/ceph.conf" create --size 1G rbd/bench
 }
 
+# The curl setups' web server: nginx on 127.0.0.1:$nginx_port serving $image, configured in
+# $work/nginx, stopped by its PID.
+start_nginx() {
+    local dir="$work/nginx"
+    mkdir -p "$dir/tmp"
+    nginx_port=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+    cat >"$dir/nginx.conf" <<NGINX
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    keepalive_requests 1000000;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        # The image itself, where nginx's worker (another user when run as root) can read it:
+        # the private work directory is not readable by others.
+        location = /disk.img { alias $image; }
+    }
+}
+NGINX
+    /usr/sbin/nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/output.log" 2>&1 &
+    nginx_pid=$!
+    for _ in $(seq 1 200); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1', $nginx_port)).close()" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "side-by-side: nginx did not start:" >&2
+    cat "$dir/output.log" "$dir/error.log" >&2
+    exit 1
+}
+
+stop_nginx() {
+    if [ -n "$nginx_pid" ]; then
+        kill "$nginx_pid" 2>/dev/null || true
+        wait "$nginx_pid" 2>/dev/null || true
+        nginx_pid=""
+    fi
+}
+
 cleanup() {
     stop_server
     stop_upstream
     [ -z "$ceph_dir" ] || "$root/Scripts/ceph-test-cluster.sh" stop "$ceph_dir"
-    rm -f "$image"
+    stop_nginx
+    rm -f "$image" /dev/shm/nbd-side-by-side.$$.out
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -181,6 +240,8 @@ setup_args() {
         rbd) echo "rbd rbd/bench conf=$ceph_dir/ceph.conf" ;;
         rbdpc) echo "rbd rbd/bench conf=$ceph_dir/ceph.conf handles=per-connection" ;;
         rbdcache) echo "--filter=cache rbd rbd/bench conf=$ceph_dir/ceph.conf cache-on-read=true" ;;
+        curl) echo "-r curl url=http://127.0.0.1:$nginx_port/disk.img" ;;
+        curlcdi) echo "-r --filter=readahead --filter=retry curl url=http://127.0.0.1:$nginx_port/disk.img retry-exponential=no" ;;
         *) echo "side-by-side: unknown setup $1" >&2; exit 2 ;;
     esac
 }
@@ -248,6 +309,13 @@ run_workload() {
     local timed=(--time_based "--runtime=$runtime" --size=1g)
     local args copies elapsed
     args=$(workload_fio_args "$name") || { echo "side-by-side: unknown workload $name" >&2; exit 2; }
+    if [ "$name" = convert1g ]; then
+        read -r copies elapsed <<<"$(convert_for "$runtime" "$(uri)" /dev/shm/nbd-side-by-side.$$.out)"
+        python3 -c "
+e = $elapsed; mib = $copies * 1024
+print(f'{mib / e:.1f} MiB/s {mib * 4} {e:.3f}')"
+        return
+    fi
     if [ -z "$args" ]; then
         read -r copies elapsed <<<"$(copy_for "$runtime" "$name" "$(uri)")"
         python3 -c "
@@ -286,6 +354,12 @@ echo "== $reps rep(s), ${runtime} s per workload" >&2
 real_home="$HOME"
 case ",$setups," in *,tls,*) make_pki ;; esac
 case ",$setups," in *,rbd*) start_ceph ;; esac
+case ",$setups," in
+    *,curl,* | *,curlcdi,*)
+        head -c 1G /dev/urandom >"$image"
+        start_nginx
+        ;;
+esac
 
 for rep in $(seq 1 "$reps"); do
     for setup in "${setup_list[@]}"; do
@@ -303,8 +377,9 @@ for rep in $(seq 1 "$reps"); do
                 [ "$setup" = nbdproxy ] && start_upstream
                 start_server "$server" "${args[@]}"
                 # raslow reads a sparse image through the slow layer: a prefill through the cache
-                # would leave every block warm and measure the cache, not the readahead.
-                [ "$setup" = raslow ] || prefill
+                # would leave every block warm and measure the cache, not the readahead. The curl
+                # setups are read-only and their image is already random.
+                case "$setup" in raslow | curl | curlcdi) ;; *) prefill ;; esac
                 before=$(cpu_ticks)
                 t0=$(date +%s.%N)
                 read -r value unit requests _ < <(run_workload "$workload")

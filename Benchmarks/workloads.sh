@@ -15,7 +15,7 @@ workload_fio_args() {
         randwrite4k4cfl) echo --rw=randwrite --bs=4k --iodepth=16 --numjobs=4 --fsync=1 ;;
         # Re-reads of a hot 64 MiB region (the rbdcache row: a cache in front of a remote store).
         hotread4k64m) echo --rw=randread --bs=4k --iodepth=16 --size=64m ;;
-        nbdcopy4c|nbdcopy1c) ;;
+        nbdcopy4c|nbdcopy1c|convert1g) ;;
         *) return 1 ;;
     esac
 }
@@ -30,6 +30,21 @@ copy_for() {
     start=$(date +%s.%N)
     while :; do
         "$@" nbdcopy -C "$connections" -T "$connections" --request-size=262144 "$uri" null:
+        copies=$((copies + 1))
+        end=$(date +%s.%N)
+        python3 -c "import sys; sys.exit(0 if $end - $start >= $seconds else 1)" && break
+    done
+    python3 -c "print($copies, f'{$end - $start:.3f}')"
+}
+
+# convert_for SECONDS URI TARGET: runs `qemu-img convert -O raw URI TARGET` (CDI's importer copy)
+# again and again until SECONDS have passed; prints "copies elapsed_seconds". TARGET is removed.
+convert_for() {
+    local seconds="$1" uri="$2" target="$3" copies=0 start end
+    start=$(date +%s.%N)
+    while :; do
+        qemu-img convert -O raw "$uri" "$target"
+        rm -f "$target"
         copies=$((copies + 1))
         end=$(date +%s.%N)
         python3 -c "import sys; sys.exit(0 if $end - $start >= $seconds else 1)" && break

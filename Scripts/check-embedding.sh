@@ -73,8 +73,12 @@ struct PatternProvider: BackendProvider {
 let path = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "/tmp/embedder.sock"
 let server = NBDServer(provider: PatternProvider())
 let address = try server.listen(on: .unix(path: path))
+// In top-level code, as most embedders write it: the handler must not run as main-actor code.
+let signals = server.shutdownOnSignals()
 print("serving \(address.uri)")
 await server.run()
+signals.cancel()
+print("stopped")
 EOF
 
 cd "$scratch"
@@ -117,6 +121,23 @@ if command -v nbdinfo >/dev/null; then
         exit 1
     fi
     echo "check-embedding: nbdinfo read the embedder's own backend through NBDServer (size $size)"
+
+    # SIGTERM stops it through NBDServer.shutdownOnSignals(): run() returns and the program ends.
+    kill -TERM "$server_pid"
+    status=0
+    timeout 30 tail --pid="$server_pid" -f /dev/null || status=$?
+    if [ "$status" -ne 0 ]; then
+        echo "check-embedding: FAILED: the embedder did not stop within 30 s of SIGTERM" >&2
+        exit 1
+    fi
+    wait "$server_pid" || status=$?
+    server_pid=""
+    if [ "$status" -ne 0 ] || ! grep -q '^stopped$' "$scratch/server.log"; then
+        echo "check-embedding: FAILED: SIGTERM did not stop the embedder cleanly (exit $status):" >&2
+        cat "$scratch/server.log" >&2
+        exit 1
+    fi
+    echo "check-embedding: SIGTERM stopped the embedded server (shutdownOnSignals)"
 else
     echo "check-embedding: nbdinfo not installed; built the embedder but did not connect to it"
 fi

@@ -55,11 +55,7 @@ package struct ExportPlan: Sendable {
         }
         var filters: [FilterPlan] = []
         for filterName in options.filters {
-            guard let type = ServeCatalog.filter(named: filterName) else {
-                throw CommandLineError(
-                    "unknown filter '\(filterName)': use one of \(ServeCatalog.filters.map { $0.filterName }.joined(separator: ", ")); run 'nbd-serve --help' for their parameters"
-                )
-            }
+            guard let type = ServeCatalog.filter(named: filterName) else { throw ServeCatalog.unknownFilter(filterName) }
             filters.append(FilterPlan(type: type))
         }
         // (A key path such as \.backendName on these existential metatypes crashes the Swift 6.3

@@ -3,6 +3,7 @@ import NBDBlockSizeFilters
 import NBDCachingFilters
 import NBDCeph
 import NBDCore
+import NBDCurl
 import NBDErrorFilter
 import NBDFUAFilter
 import NBDFeatureFilters
@@ -22,6 +23,7 @@ package enum ServeCatalog {
         FileBackendProvider.self,
         ConnectionCacheProvider.self,
         NBDProxyProvider.self,
+        CurlProvider.self,
         RBDProvider.self,
     ]
 
@@ -56,7 +58,6 @@ package enum ServeCatalog {
         backends.first { $0.backendName == name }
     }
 
-    /// The filter called `name`, if any.
     /// The error for a backend name that is not in ``backends``.
     package static func unknownBackend(_ name: String) -> CommandLineError {
         CommandLineError(
@@ -64,6 +65,14 @@ package enum ServeCatalog {
         )
     }
 
+    /// The error for a filter name that is not in ``filters``.
+    package static func unknownFilter(_ name: String) -> CommandLineError {
+        CommandLineError(
+            "unknown filter '\(name)': use one of \(filters.map { $0.filterName }.joined(separator: ", ")); run 'nbd-serve --help' for their parameters"
+        )
+    }
+
+    /// The filter called `name`, if any.
     package static func filter(named name: String) -> (any ConfigurableFilterLayer.Type)? {
         filters.first { $0.filterName == name }
     }

@@ -142,8 +142,36 @@ public final class NBDServer: Sendable {
         state.withLock { $0.listeners.map(\.address) }
     }
 
-    /// Returns when the server has shut down (after ``shutdown()`` completed its work).
+    /// Returns when the server has shut down, after ``shutdown()`` completed its work.
+    ///
+    /// Cancelling the task that runs it is a way to shut the server down: the cancellation starts a
+    /// graceful ``shutdown()`` (requests already received are answered, backends are closed, the
+    /// provider's `shutdown()` runs) and `run()` returns once it is done, not before. So a server
+    /// lives inside any structured-concurrency owner, a task group or swift-service-lifecycle's
+    /// `ServiceGroup`, and nothing it acknowledged is lost when that owner cancels it. Shutting down
+    /// takes at most about ``ServerConfiguration/shutdownGracePeriod`` plus the backends' close.
+    ///
+    /// ```swift
+    /// let serving = Task { await server.run() }
+    /// // ...
+    /// serving.cancel()
+    /// await serving.value   // the server has drained and closed every backend
+    /// ```
+    ///
+    /// Several tasks may run it at once; each returns when the server has shut down, and
+    /// cancelling any of them shuts the server down.
     public func run() async {
+        await withTaskCancellationHandler {
+            await waitUntilFinished()
+        } onCancel: {
+            // The handler may not suspend; the shutdown runs in a task of its own, which is not
+            // cancelled, and `waitUntilFinished` above returns when it has finished.
+            Task { await self.shutdown() }
+        }
+    }
+
+    /// Returns when ``shutdown()`` has finished; cancellation does not end the wait.
+    private func waitUntilFinished() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let finished = state.withLock { state -> Bool in
                 if state.finished { return true }
@@ -167,7 +195,7 @@ public final class NBDServer: Sendable {
             return (true, state.listeners)
         }
         guard first else {
-            await run()
+            await waitUntilFinished()
             return
         }
         for listener in listeners { listener.stop() }
@@ -182,12 +210,13 @@ public final class NBDServer: Sendable {
         enforcer.cancel()
         await shutdownProvider()
         context.pool.stop()
+        // Logged before `run()` returns, so that a program that logs after `run()` sees it last.
+        context.log("server stopped")
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.finished = true
             defer { state.finishedWaiters = [] }
             return state.finishedWaiters
         }
         for waiter in waiters { waiter.resume() }
-        context.log("server stopped")
     }
 }

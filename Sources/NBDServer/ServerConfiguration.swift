@@ -100,6 +100,13 @@ public struct ServerConfiguration: Sendable {
     /// slow and suspending requests (up to ``maximumSlowRequestsPerConnection``) run while later
     /// requests are served.
     public var servesRequestsInOrder = false
+    /// How long, on average, the reads performed while the end of a large reply waits for the
+    /// client may take (`Documentation/Server.md`, "Threads and tasks"); above
+    /// it, a connection sends each batch whole before it performs the next read, so a slow read
+    /// never holds back the reply before it. 1 ms: a 1 MiB memory or page-cache read takes about a
+    /// tenth of that. Tests that check the overlap itself raise it, because a sanitizer or a loaded
+    /// machine can make any read take longer and would turn the overlap off.
+    package var overlappedReadLimit: Duration = .milliseconds(1)
 
     /// Whether clients may (``TLSMode/on``) or must (``TLSMode/require``) upgrade to TLS with
     /// `NBD_OPT_STARTTLS`; nbdkit's `--tls`. Anything but ``TLSMode/off`` needs

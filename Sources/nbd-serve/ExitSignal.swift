@@ -1,4 +1,3 @@
-import Dispatch
 import NBDCore
 import Synchronization
 
@@ -31,26 +30,6 @@ final class ExitSignal: Sendable {
                 return nil
             }
             if let code { continuation.resume(returning: code) }
-        }
-    }
-
-    /// Turns each of `signals` into `finish(0)`, saying so on standard error when `announces` (with
-    /// `-v`; quietly otherwise, as nbdkit stops, since libnbd's tools stop a server they started with
-    /// SIGTERM every time). Keep the returned sources alive.
-    ///
-    /// The handlers run on a private dispatch queue, outside the main actor (this function is not
-    /// main-actor isolated, unlike closures written in top-level code).
-    static func stopOnSignals(_ signals: [Int32], _ exitSignal: ExitSignal, announces: Bool) -> [any DispatchSourceSignal] {
-        let queue = DispatchQueue(label: "nbd-serve.signals")
-        return signals.map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler {
-                if announces { printToStandardError("nbd-serve: stopping (signal \(number))") }
-                exitSignal.finish(0)
-            }
-            source.resume()
-            return source
         }
     }
 }

@@ -18,8 +18,13 @@ do {
     exit(1)
 }
 if options.showsHelp {
-    print(HelpText.usage, terminator: "")
-    exit(0)
+    do {
+        print(try HelpText.usage(backend: options.backend, filters: options.filters), terminator: "")
+        exit(0)
+    } catch {
+        printToStandardError("nbd-serve: \(error.message)")
+        exit(1)
+    }
 }
 if options.showsVersion {
     print(HelpText.version)
@@ -198,7 +203,12 @@ if options.isVerbose || (privateDirectory != nil && options.runCommand == nil &&
 }
 
 let exitSignal = ExitSignal()
-let signalSources = ExitSignal.stopOnSignals([SIGINT, SIGTERM], exitSignal, announces: options.isVerbose)
+// Quietly unless -v, as nbdkit stops: libnbd's tools stop a server they started with SIGTERM every time.
+let announcesSignals = options.isVerbose
+let signals = SignalHandler(SignalHandler.stopSignals) { number in
+    if announcesSignals { printToStandardError("nbd-serve: stopping (signal \(number))") }
+    exitSignal.finish(0)
+}
 let parentWatch = options.exitsWithParent ? ParentWatch.start(exitSignal, parent: originalParent) : nil
 
 /// The pid of the `--run` command while it runs, else 0.

@@ -398,7 +398,7 @@ final class MemoryBackendTests: XCTestCase {
         XCTAssertTrue(caps.canTrim)
         XCTAssertTrue(caps.canZero)
         XCTAssertTrue(caps.canFastZero)
-        XCTAssertEqual(caps.cache, CacheSupport.none)
+        XCTAssertEqual(caps.cache, .native, "as nbdkit's memory plugin: nothing to prefetch")
         XCTAssertTrue(caps.canExtents)
         XCTAssertTrue(caps.canMultiConn)
         XCTAssertEqual(caps.slowOperations, [])

@@ -38,6 +38,30 @@ final class BlockSizePolicyFilterTests: XCTestCase {
         XCTAssertEqual(log.all.map(\.description), ["c\(log.all[0].connection) write 3@7 fua=0"])
     }
 
+    /// nbdkit 1.32 answers a 128 KiB read over `blocksize-maximum=64K` under `allow`: the advertised
+    /// maximum is a hint; what the layer below accepts is the limit.
+    func testAllowServesRequestsLargerThanTheAdvertisedMaximumUpToWhatTheLayerBelowAccepts() async throws {
+        let log = OperationLog()
+        let backend = try await stack(["blocksize-maximum": "64K"], log: log)
+        XCTAssertEqual(backend.capabilities.blockSize.maximumPayload, 64 << 10, "advertised")
+        XCTAssertEqual(backend.capabilities.blockSize.acceptedMaximumPayload, 32 << 20, "the memory backend's limit")
+        let validator = RequestValidator(capabilities: backend.capabilities)
+        XCTAssertNoThrow(try validator.validate(.read, offset: 0, length: 128 << 10, flags: []))
+        XCTAssertThrowsError(try validator.validate(.read, offset: 0, length: (32 << 20) + 1, flags: []))
+        _ = try await backend.readBytes(128 << 10, at: 0)
+        XCTAssertEqual(log.all.map(\.count), [128 << 10], "the whole read reached the layer below")
+
+        // Over a layer that accepts only 64 KiB, that stays the limit whatever the policy advertises.
+        let provider = TestProvider(
+            capabilities: Capabilities(size: 1 << 20, blockSize: BlockSizeConstraints(maximumPayload: 64 << 10)))
+        let small = try await FilterStack([try BlockSizePolicyLayer(parameters: ["blocksize-maximum": "16K"])], over: provider)
+            .open(ConnectionInfo())
+        XCTAssertEqual(small.capabilities.blockSize.maximumPayload, 16 << 10)
+        XCTAssertEqual(small.capabilities.blockSize.acceptedMaximumPayload, 64 << 10)
+        XCTAssertThrowsError(
+            try RequestValidator(capabilities: small.capabilities).validate(.write, offset: 0, length: 128 << 10, flags: []))
+    }
+
     func testAllowStillKeepsRequestsTheLayerBelowDeclaredInvalidFromIt() async throws {
         let log = OperationLog()
         let provider = TestProvider(

@@ -73,6 +73,7 @@ final class COWFilterTests: XCTestCase {
         XCTAssertTrue(cow.capabilities.isWritable)
         XCTAssertTrue(cow.capabilities.canTrim)
         XCTAssertTrue(cow.capabilities.canZero)
+        XCTAssertFalse(cow.capabilities.canFastZero, "fast zero is always refused, so it is not advertised")
         XCTAssertTrue(cow.capabilities.canFlush)
         XCTAssertEqual(cow.capabilities.fua, .native)
         XCTAssertEqual(cow.capabilities.cache, .native)

@@ -112,6 +112,40 @@ final class BlockSizeInteropTests: XCTestCase {
         XCTAssertEqual(served.stdout.split(separator: "\n"), ["aligned ok", "unaligned ok", "readback ok"])
     }
 
+    /// Under the default `allow` policy the advertised maximum is a hint: a 128 KiB read over
+    /// `blocksize-maximum=64K` from a client that ignores it is answered, as nbdkit answers it; under
+    /// `error` both refuse it with EINVAL.
+    func testAReadAboveTheAdvertisedMaximumIsServedUnderAllowAsByNbdkit() throws {
+        try InteropEnvironment.require("python3-libnbd", "nbdkit")
+        let directory = try InteropEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let command = try InteropEnvironment.pythonCommand(
+            """
+            import nbd, sys, errno
+            h = nbd.NBD()
+            h.set_strict_mode(0)
+            h.connect_uri(sys.argv[1])
+            print("maximum", h.get_block_size(nbd.SIZE_MAXIMUM))
+            try:
+                print("read", len(h.pread(131072, 0)))
+            except nbd.Error as e:
+                print("read", errno.errorcode.get(e.errnum, e.errnum))
+            """, in: directory)
+        for (policy, expected) in [("allow", ["maximum 65536", "read 131072"]), ("error", ["maximum 65536", "read EINVAL"])] {
+            let arguments = [
+                "--filter=blocksize-policy", "memory", "1M", "blocksize-maximum=64K", "blocksize-error-policy=\(policy)",
+            ]
+            // nbdkit's --run sets $uri as a shell variable, not in the environment: pass it on.
+            let ours = try InteropEnvironment.serve(arguments, run: command + " \"$uri\"")
+            assertSucceeded(ours, "nbd-serve, \(policy)")
+            let theirs = try InteropEnvironment.run(
+                "/usr/bin/nbdkit", ["-U", "-"] + arguments + ["--run", command + " \"$uri\""])
+            assertSucceeded(theirs, "nbdkit, \(policy)")
+            XCTAssertEqual(ours.stdout.split(separator: "\n"), expected.map { Substring($0) }, "nbd-serve, \(policy)")
+            XCTAssertEqual(theirs.stdout.split(separator: "\n"), expected.map { Substring($0) }, "nbdkit, \(policy)")
+        }
+    }
+
     func testAWriteLargerThanBlocksizeWriteDisconnectClosesTheConnection() throws {
         try InteropEnvironment.require("python3-libnbd")
         let directory = try InteropEnvironment.temporaryDirectory()

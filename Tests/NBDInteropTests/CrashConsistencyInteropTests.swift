@@ -14,6 +14,24 @@ final class CrashConsistencyInteropTests: XCTestCase {
         try? FileManager.default.removeItem(at: directory)
     }
 
+    /// The end of a `--run` command that kills nbd-serve (its parent) with SIGKILL. A killed
+    /// nbd-serve cannot remove the private directory of its `-U -` socket, so the command records
+    /// the socket's path and removes that directory first (the server keeps listening on the
+    /// unlinked socket): no test run leaves folders behind in /tmp.
+    private var killServer: String {
+        let record = InteropEnvironment.shellQuoted(directory.appendingPathComponent("socket.txt").path)
+        return "echo \"$unixsocket\" > \(record) && rm -r \"$(dirname \"$unixsocket\")\" && kill -KILL $PPID"
+    }
+
+    /// Checks that the last ``killServer`` removed the server's private socket directory.
+    private func assertNoSocketDirectoryLeft(file: StaticString = #filePath, line: UInt = #line) throws {
+        let socket = try String(contentsOf: directory.appendingPathComponent("socket.txt"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertTrue(socket.hasPrefix("/"), "the run recorded the socket: '\(socket)'", file: file, line: line)
+        let folder = URL(fileURLWithPath: socket).deletingLastPathComponent().path
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder), "\(folder) was left behind", file: file, line: line)
+    }
+
     private func makeDisk(size: Int) throws -> String {
         let path = directory.appendingPathComponent("disk.img").path
         XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: nil))
@@ -55,9 +73,10 @@ final class CrashConsistencyInteropTests: XCTestCase {
                 """
             let command = try InteropEnvironment.pythonCommand(script, in: directory)
             let result = try InteropEnvironment.serve(
-                stack + ["file", disk] + extra, run: "\(command) && kill -KILL $PPID")
+                stack + ["file", disk] + extra, run: "\(command) && \(killServer)")
             XCTAssertTrue(result.stdout.contains("acknowledged"), "\(stack): \(result.stdout)\n\(result.stderr)")
             try assertBlocks(Array(0..<96), in: disk)
+            try assertNoSocketDirectoryLeft()
         }
     }
 
@@ -142,7 +161,7 @@ final class CrashConsistencyInteropTests: XCTestCase {
             let description = "\(stack.filters) \(stack.extra)"
             let result = try serve(
                 stack.filters + ["file", disk] + stack.extra, temporary: temporary,
-                run: "\(command) && ls -l /proc/$PPID/fd > \(InteropEnvironment.shellQuoted(descriptors)) && kill -KILL $PPID")
+                run: "\(command) && ls -l /proc/$PPID/fd > \(InteropEnvironment.shellQuoted(descriptors)) && \(killServer)")
             XCTAssertTrue(result.stdout.contains("acknowledged"), "\(description): \(result.stdout)\n\(result.stderr)")
             try assertBlocks(Array(0..<96), in: disk)
             if stack.unflushedSurvive { try assertBlocks(Array(96..<128), in: disk) }
@@ -151,6 +170,7 @@ final class CrashConsistencyInteropTests: XCTestCase {
             XCTAssertEqual(cacheLinks.count, 1, "\(description): the server holds one cache file: \(links)")
             XCTAssertTrue(cacheLinks.allSatisfy { $0.hasSuffix("(deleted)") }, "\(description): \(cacheLinks)")
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: temporary), [], "\(description)")
+            try assertNoSocketDirectoryLeft()
         }
     }
 
@@ -163,12 +183,13 @@ final class CrashConsistencyInteropTests: XCTestCase {
         let descriptors = directory.appendingPathComponent("fds.txt").path
         let result = try serve(
             ["--filter=cow", "file", disk], temporary: temporary,
-            run: "nbdsh -u \"$uri\" -c 'h.pwrite(b\"x\" * 65536, 0)' && ls -l /proc/$PPID/fd > \(InteropEnvironment.shellQuoted(descriptors)) && kill -KILL $PPID")
+            run: "nbdsh -u \"$uri\" -c 'h.pwrite(b\"x\" * 65536, 0)' && ls -l /proc/$PPID/fd > \(InteropEnvironment.shellQuoted(descriptors)) && \(killServer)")
         let links = (try? String(contentsOfFile: descriptors, encoding: .utf8)) ?? ""
         XCTAssertTrue(
             links.split(separator: "\n").contains { $0.contains(temporary + "/nbd-cow-") && $0.hasSuffix("(deleted)") },
             "\(links)\n\(result.stderr)")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: temporary), [])
+        try assertNoSocketDirectoryLeft()
         let data = try XCTUnwrap(FileManager.default.contents(atPath: disk))
         XCTAssertTrue(data.allSatisfy { $0 == 0 }, "cow wrote to the file below")
     }

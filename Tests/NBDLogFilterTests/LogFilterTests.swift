@@ -52,7 +52,7 @@ final class LogFilterTests: XCTestCase {
         let logged = try lines()
         XCTAssertEqual(
             logged.first,
-            #"connection=1 Connect export="disk" tls=0 size=0x100000 minsize=0x0 prefsize=0x0 maxsize=0x0 write=1 flush=1 rotational=0 trim=1 zero=2 fua=2 extents=1 cache=0 fast_zero=1"#
+            #"connection=1 Connect export="disk" tls=0 size=0x100000 minsize=0x0 prefsize=0x0 maxsize=0x0 write=1 flush=1 rotational=0 trim=1 zero=2 fua=2 extents=1 cache=2 fast_zero=1"#
         )
         XCTAssertEqual(
             Array(logged.dropFirst().prefix(10)),

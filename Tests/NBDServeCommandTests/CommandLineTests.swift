@@ -332,23 +332,88 @@ final class CommandLineTests: XCTestCase {
         await assertError("connection-cache size=4 init=toolong", contains: "connection-cache backend")
     }
 
+    /// `text` with every run of spaces and line breaks made one space: what wrapping does not change.
+    private func unwrapped(_ text: String) -> String {
+        text.split(whereSeparator: { $0 == " " || $0 == "\n" }).joined(separator: " ")
+    }
+
     func testHelpListsBackendsFiltersAndTheirParameters() {
         let help = HelpText.usage
+        let flat = unwrapped(help)
         for backend in ServeCatalog.backends {
-            XCTAssertTrue(help.contains("\n  \(backend.backendName): \(backend.summary)\n"), backend.backendName)
+            XCTAssertTrue(help.contains("\n  \(backend.backendName): "), backend.backendName)
+            XCTAssertTrue(flat.contains(unwrapped("\(backend.backendName): \(backend.summary)")), backend.backendName)
             for parameter in backend.parameters {
-                XCTAssertTrue(help.contains("      \(parameter.name)=...  \(parameter.helpText)\n"), parameter.name)
+                XCTAssertTrue(help.contains("\n      \(parameter.name)=...  "), parameter.name)
+                XCTAssertTrue(flat.contains(unwrapped("\(parameter.name)=... \(parameter.helpText)")), parameter.name)
             }
         }
         for filter in ServeCatalog.filters {
-            XCTAssertTrue(help.contains("\n  --filter=\(filter.filterName): \(filter.summary)\n"), filter.filterName)
+            XCTAssertTrue(help.contains("\n  --filter=\(filter.filterName): "), filter.filterName)
+            XCTAssertTrue(flat.contains(unwrapped("--filter=\(filter.filterName): \(filter.summary)")), filter.filterName)
             for parameter in filter.parameters {
-                XCTAssertTrue(help.contains("      \(parameter.name)=...  \(parameter.helpText)\n"), parameter.name)
+                XCTAssertTrue(flat.contains(unwrapped("\(parameter.name)=... \(parameter.helpText)")), parameter.name)
             }
         }
         XCTAssertTrue(help.contains("\nBackends:\n  memory: "))
         XCTAssertTrue(help.contains("      size=...  the export size, e.g. 1G; suffixes K M G T P E (required)\n"))
         XCTAssertTrue(help.contains("\nFilters:\n  --filter=multi-conn: "))
+    }
+
+    func testHelpFitsInAHundredColumnsAndNamesEveryOptionShortAndLong() {
+        let help = HelpText.usage
+        for line in help.split(separator: "\n") {
+            XCTAssertLessThanOrEqual(line.count, HelpText.width, "too wide: \(line)")
+        }
+        let synopsis = HelpText.synopsis
+        for option in [
+            "-U|--unix", "-p|--port", "-i|--ipaddr", "-s|--single", "-r|--readonly", "-f|--foreground",
+            "-n|--newstyle", "-v|--verbose", "-q|--quiet", "-e|--exportname", "-t|--threads", "--no-sr",
+            "--log=", "-D|--debug", "--exit-with-parent", "-P|--pidfile", "--swap", "--run", "--tls=",
+            "--tls-certificates=", "--tls-psk=", "--tls-verify-peer", "--filter=NAME", "--dump-config",
+            "--dump-plugin", "--help", "--version",
+        ] {
+            XCTAssertTrue(synopsis.contains(option), "the usage lacks \(option)")
+        }
+        for option in ["-U, --unix", "-r, --readonly", "-f, --foreground", "-P, --pidfile", "-n, --newstyle"] {
+            XCTAssertTrue(help.contains("\n  \(option) "), "the options list lacks \(option)")
+        }
+    }
+
+    func testHelpWithAFilterOrBackendDescribesOnlyThose() throws {
+        let help = try HelpText.usage(backend: "memory", filters: ["delay", "stats"])
+        XCTAssertTrue(help.hasPrefix(HelpText.synopsis))
+        XCTAssertTrue(help.contains("\nBackends:\n  memory: "))
+        XCTAssertTrue(help.contains("\nFilters:\n  --filter=delay: "))
+        XCTAssertTrue(help.contains("\n  --filter=stats: "))
+        XCTAssertTrue(help.contains("\n      delay-read=...  "))
+        XCTAssertFalse(help.contains("--filter=multi-conn:"), "only the named filters")
+        XCTAssertFalse(help.contains("  file: "), "only the named backend")
+        XCTAssertFalse(help.contains("Options:"), "no option list")
+        for line in help.split(separator: "\n") { XCTAssertLessThanOrEqual(line.count, HelpText.width, String(line)) }
+
+        let filterOnly = try HelpText.usage(backend: nil, filters: ["nozero"])
+        XCTAssertTrue(filterOnly.contains("\nFilters:\n  --filter=nozero: "))
+        XCTAssertFalse(filterOnly.contains("Backends:"))
+        XCTAssertEqual(try HelpText.usage(backend: nil, filters: []), HelpText.usage)
+
+        XCTAssertThrowsError(try HelpText.usage(backend: "nosuch", filters: [])) { error in
+            XCTAssertTrue((error as? CommandLineError)?.message.contains("unknown backend 'nosuch'") ?? false, "\(error)")
+        }
+        XCTAssertThrowsError(try HelpText.usage(backend: nil, filters: ["nosuch"])) { error in
+            XCTAssertTrue((error as? CommandLineError)?.message.contains("unknown filter 'nosuch'") ?? false, "\(error)")
+        }
+    }
+
+    func testWrappingBreaksAtSpacesWithinTheWidth() {
+        let text = Array(repeating: "word", count: 40).joined(separator: " ")
+        let lines = HelpText.wrapped(text, first: "  ", rest: "      ").split(separator: "\n")
+        XCTAssertGreaterThan(lines.count, 1)
+        XCTAssertTrue(lines.allSatisfy { $0.count <= HelpText.width })
+        XCTAssertTrue(lines[0].hasPrefix("  word"))
+        XCTAssertTrue(lines.dropFirst().allSatisfy { $0.hasPrefix("      word") })
+        XCTAssertEqual(unwrapped(lines.joined(separator: "\n")), text)
+        XCTAssertEqual(HelpText.wrapped("short", first: "  ", rest: "    "), "  short\n")
     }
 
     func testParameterValuesKeepRepeatsAndParseTypes() throws {

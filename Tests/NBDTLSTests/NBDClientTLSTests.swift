@@ -14,52 +14,25 @@ import XCTest
 /// refusals: a wrong key, an untrusted server certificate, a server that refuses STARTTLS.
 final class NBDClientTLSTests: XCTestCase {
     private var credentials: TestTLSCredentials!
-    private var nbdkit: Process?
-    private var directory: String?
+    private var nbdkit: NbdkitServer?
     private let provider = GnuTLSClientProvider()
 
     override func setUpWithError() throws {
-        guard nbdkitPath != nil else {
-            let message = "nbdkit is not installed (Debian package nbdkit)"
-            if ProcessInfo.processInfo.environment["NBD_INTEROP"] == "required" { XCTFail(message) }
-            throw XCTSkip(message)
-        }
+        try NbdkitServer.require()
         credentials = try TestTLSCredentials.make()
     }
 
     override func tearDown() {
-        if let nbdkit, nbdkit.isRunning {
-            kill(nbdkit.processIdentifier, SIGKILL)
-            nbdkit.waitUntilExit()
-        }
+        nbdkit?.stop()
         nbdkit = nil
-        if let directory { try? FileManager.default.removeItem(atPath: directory) }
         credentials?.remove()
     }
 
-    private var nbdkitPath: String? {
-        ["/usr/sbin/nbdkit", "/usr/bin/nbdkit"].first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
-
-    /// Starts `nbdkit -U SOCKET ARGS memory 1M` and waits (bounded) for its socket.
+    /// Starts `nbdkit ARGS memory 1M`.
     private func startNbdkit(_ arguments: [String]) async throws -> String {
-        var template = Array("/tmp/nbd-client-tls.XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw XCTSkip("mkdtemp failed")
-        }
-        directory = String(cString: made)
-        let socket = directory! + "/socket"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: nbdkitPath!)
-        process.arguments = ["-f", "--exit-with-parent", "-U", socket] + arguments + ["memory", "1M"]
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        nbdkit = process
-        let appeared = await waitUntil("nbdkit's socket \(socket)") {
-            FileManager.default.fileExists(atPath: socket) || !process.isRunning
-        }
-        guard appeared, process.isRunning else { throw XCTSkip("nbdkit did not start") }
-        return socket
+        let server = try await NbdkitServer(arguments + ["memory", "1M"])
+        nbdkit = server
+        return server.socket
     }
 
     private func uri(_ socket: String, _ query: String) -> String {

@@ -14,56 +14,24 @@ final class TLSClientSessionTests: XCTestCase {
     typealias Reply = RawTLSClient.Reply
 
     private var credentials: TestTLSCredentials!
-    private var nbdkit: Process?
-    private var directory: String?
+    private var nbdkit: NbdkitServer?
 
     override func setUpWithError() throws {
-        guard
-            FileManager.default.isExecutableFile(atPath: "/usr/sbin/nbdkit")
-                || FileManager.default.isExecutableFile(atPath: "/usr/bin/nbdkit")
-        else {
-            let message = "nbdkit is not installed (Debian package nbdkit)"
-            if ProcessInfo.processInfo.environment["NBD_INTEROP"] == "required" { XCTFail(message) }
-            throw XCTSkip(message)
-        }
+        try NbdkitServer.require()
         credentials = try TestTLSCredentials.make()
     }
 
     override func tearDown() {
-        // SIGKILL: nbdkit cannot hold the test up, whatever state its connections are in.
-        if let nbdkit, nbdkit.isRunning {
-            kill(nbdkit.processIdentifier, SIGKILL)
-            nbdkit.waitUntilExit()
-        }
+        nbdkit?.stop()
         nbdkit = nil
-        if let directory { try? FileManager.default.removeItem(atPath: directory) }
         credentials?.remove()
     }
 
-    /// Starts `nbdkit -f --exit-with-parent -U SOCKET ARGS memory 1M` with a pattern written into
-    /// the first sector, and waits (bounded) for its socket.
+    /// Starts `nbdkit ARGS data ...`: the export holds "NBDTLS!" then zeroes.
     private func startNbdkit(_ arguments: [String]) async throws -> String {
-        var template = Array("/tmp/nbd-tls-client.XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw XCTSkip("mkdtemp failed")
-        }
-        directory = String(cString: made)
-        let socket = directory! + "/socket"
-        let process = Process()
-        let path =
-            FileManager.default.isExecutableFile(atPath: "/usr/sbin/nbdkit") ? "/usr/sbin/nbdkit" : "/usr/bin/nbdkit"
-        process.executableURL = URL(fileURLWithPath: path)
-        // The data plugin gives the export known contents: "NBDTLS!" then zeroes.
-        process.arguments =
-            ["-f", "--exit-with-parent", "-U", socket] + arguments + ["data", "data=\"NBDTLS!\"", "size=1M"]
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        nbdkit = process
-        let appeared = await waitUntil("nbdkit's socket \(socket)") {
-            FileManager.default.fileExists(atPath: socket) || !process.isRunning
-        }
-        guard appeared, process.isRunning else { throw XCTSkip("nbdkit did not start") }
-        return socket
+        let server = try await NbdkitServer(arguments + ["data", "data=\"NBDTLS!\"", "size=1M"])
+        nbdkit = server
+        return server.socket
     }
 
     /// STARTTLS, GO over TLS, one 512-byte read; returns the bytes read.

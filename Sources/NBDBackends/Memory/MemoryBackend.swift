@@ -21,7 +21,9 @@ public struct MemoryBackend: BlockBackend {
             canZero: true,
             // Zeroing never writes more than two partial pages, so it is always fast.
             canFastZero: true,
-            cache: .none,
+            // As nbdkit's memory plugin: the data is already in memory, so a cache request has nothing
+            // to do and succeeds at once (the default `cache` does nothing).
+            cache: .native,
             canExtents: true,
             // One shared store and no per-connection cache: the NBD spec's condition for multi-conn.
             canMultiConn: true,

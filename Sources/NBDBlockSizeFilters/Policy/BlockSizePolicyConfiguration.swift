@@ -65,6 +65,9 @@ public struct BlockSizePolicyConfiguration: Sendable, Hashable {
     func advertised(below: BlockSizeConstraints) throws(NBDError) -> BlockSizeConstraints {
         var result = below
         result.isEnforced = false
+        // The advertised maximum is a hint, as in nbdkit: what the layer below accepts still is
+        // (under `error` the filter itself refuses requests above the advertised maximum).
+        result.enforcedMaximumPayload = below.acceptedMaximumPayload
         result.writeDisconnectLimit = writeDisconnect ?? below.writeDisconnectLimit
         if let minimum, let preferred, let maximum {
             result.minimum = minimum

@@ -31,7 +31,8 @@ public struct COWFilter<Next: BlockBackend>: Filter {
         caps.isWritable = !connection.isReadOnly
         caps.canTrim = caps.isWritable
         caps.canZero = caps.isWritable
-        caps.canFastZero = caps.isWritable
+        // Never fast: `zero` refuses NBD_CMD_FLAG_FAST_ZERO, so it is not advertised (as nbdkit's cow).
+        caps.canFastZero = false
         caps.canFlush = true
         caps.fua = caps.isWritable ? .native : .none
         caps.cache = .native

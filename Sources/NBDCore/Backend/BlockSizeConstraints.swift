@@ -11,8 +11,20 @@ public struct BlockSizeConstraints: Sendable, Hashable {
     ///
     /// `false` advertises the minimum as a hint only and lets such requests through to the filters,
     /// as nbdkit's server does: the blocksize-policy filter's `allow` policy, and its own checks for
-    /// `error`, rely on it. ``maximumPayload`` is always enforced (it bounds the server's buffers).
+    /// `error`, rely on it. The largest payload accepted is ``enforcedMaximumPayload``.
     public var isEnforced: Bool
+    /// The largest read or write payload the server accepts when it is larger than the advertised
+    /// ``maximumPayload``, or `nil` (the default) to accept no more than is advertised.
+    ///
+    /// The blocksize-policy filter advertises its maximum as a hint, as nbdkit's server does: under
+    /// the `allow` policy a client that ignores it is served up to what the layer below accepts
+    /// (and the server's own payload limit). A filter that lowers ``maximumPayload`` because it
+    /// cannot take more must set this to `nil`.
+    public var enforcedMaximumPayload: UInt32?
+
+    /// The largest payload the server accepts: ``enforcedMaximumPayload`` when set, otherwise
+    /// ``maximumPayload``.
+    public var acceptedMaximumPayload: UInt32 { enforcedMaximumPayload ?? maximumPayload }
     /// A write request longer than this makes the server close the connection at once, without
     /// reading its payload or replying, as qemu-nbd does above 32 MiB (blocksize-policy's
     /// `blocksize-write-disconnect`). `nil`, the default, keeps the connection and answers `EINVAL`.
@@ -27,6 +39,7 @@ public struct BlockSizeConstraints: Sendable, Hashable {
         self.preferred = preferred
         self.maximumPayload = maximumPayload
         self.isEnforced = isEnforced
+        self.enforcedMaximumPayload = nil
         self.writeDisconnectLimit = nil
     }
 

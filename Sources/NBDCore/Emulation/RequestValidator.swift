@@ -108,10 +108,10 @@ public struct RequestValidator: Sendable {
             break
         }
 
-        if (command == .read || command == .write) && length > UInt64(caps.blockSize.maximumPayload) {
+        if (command == .read || command == .write) && length > UInt64(caps.blockSize.acceptedMaximumPayload) {
             throw NBDError(
                 .invalidArgument,
-                "\(command) of \(length) bytes exceeds the maximum payload \(caps.blockSize.maximumPayload)")
+                "\(command) of \(length) bytes exceeds the maximum payload \(caps.blockSize.acceptedMaximumPayload)")
         }
         let (end, overflow) = offset.addingReportingOverflow(length)
         if length == 0 || overflow || end > caps.size {

@@ -103,6 +103,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
         // next read be performed while the end of a large batch waits for the client.
         let readsRunInline = !slowOperations.contains(.read) && !suspendingOperations.contains(.read)
         let overlappedReads = SlowOperationEstimate()
+        let overlappedReadLimit = configuration.overlappedReadLimit
 
         // The thread is marked for the whole loop, so requests that suspend start here and the
         // upstream requests they send while one batch of client requests is served leave together
@@ -121,7 +122,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
                     // quick, so a slow one (a delay under noparallel) never holds back a reply.
                     guard tail.finish(on: writer, retainedCapacity: Self.retainedOutputCapacity) else { break loop }
                     timesRead = true
-                    if overlappedReads.isBelow(Self.overlappedReadLimit) {
+                    if overlappedReads.isBelow(overlappedReadLimit) {
                         guard tail.start(&output, on: writer) else { break loop }
                     } else {
                         guard flush(&output, after: &tail, to: writer) else { break loop }
@@ -295,10 +296,6 @@ struct Connection<Provider: BackendProvider>: Sendable {
 
     /// The most output buffer memory a connection keeps between batches.
     static var retainedOutputCapacity: Int { 8 << 20 }
-
-    /// How long the reads performed while a batch's end waits for the client may take on average;
-    /// above it, batches are sent whole first again.
-    static var overlappedReadLimit: Duration { .milliseconds(1) }
 
     /// Whether the buffered request (complete, see ``hasCompleteRequest(in:)``) is a read.
     private static func nextIsRead(in reader: borrowing BufferedReader) -> Bool {

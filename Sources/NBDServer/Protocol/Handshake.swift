@@ -261,8 +261,13 @@ struct Handshake<Provider: BackendProvider> {
         if configuration.isReadOnly { caps = caps.readOnly }
         // 1 GiB at most whatever the settings say: a reply buffer is allocated per read and its chunk
         // length is 32 bits.
-        caps.blockSize.maximumPayload = min(
-            caps.blockSize.maximumPayload, configuration.maximumPayload, Self.payloadCeiling)
+        let serverLimit = min(configuration.maximumPayload, Self.payloadCeiling)
+        caps.blockSize.maximumPayload = min(caps.blockSize.maximumPayload, serverLimit)
+        // A larger payload accepted than advertised (blocksize-policy's hint) stays within the
+        // server's own limit too.
+        if let accepted = caps.blockSize.enforcedMaximumPayload {
+            caps.blockSize.enforcedMaximumPayload = max(min(accepted, serverLimit), caps.blockSize.maximumPayload)
+        }
         caps.size = min(caps.size, UInt64(Int64.max))
         caps.blockSize.minimum = max(caps.blockSize.minimum, 1)
         caps.blockSize.preferred = max(caps.blockSize.preferred, caps.blockSize.minimum)

@@ -1,0 +1,50 @@
+// The few libcurl declarations NBDCurl needs, written here so that building needs no libcurl
+// headers and links no libcurl: the library is opened with dlopen at run time and its functions
+// are found with dlsym.
+//
+// curl_easy_setopt and curl_easy_getinfo are C variadic functions. Calling one through a
+// non-variadic function pointer is not ABI-correct (the caller must pass arguments the way a
+// variadic callee reads them), so Swift calls these trampolines instead: each casts the dlsym'd
+// address to the variadic type and passes one argument of the exact type libcurl reads for that
+// option (long, a pointer, curl_off_t or a function pointer).
+#ifndef CCURLSHIM_H
+#define CCURLSHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// libcurl's curl_off_t on the 64-bit Linux targets this package supports.
+typedef int64_t ccurl_off_t;
+
+/// The variadic signatures, as libcurl defines them (CURL * is an opaque pointer).
+typedef int (*ccurl_setopt_function)(void *handle, int option, ...);
+typedef int (*ccurl_getinfo_function)(void *handle, int info, ...);
+
+/// The data callbacks (CURLOPT_WRITEFUNCTION, CURLOPT_HEADERFUNCTION, CURLOPT_READFUNCTION).
+typedef size_t (*ccurl_data_callback)(char *data, size_t size, size_t count, void *context);
+
+static inline int ccurl_setopt_long(void *setopt, void *handle, int option, long value) {
+    return ((ccurl_setopt_function)setopt)(handle, option, value);
+}
+
+static inline int ccurl_setopt_pointer(void *setopt, void *handle, int option, const void *value) {
+    return ((ccurl_setopt_function)setopt)(handle, option, value);
+}
+
+static inline int ccurl_setopt_off(void *setopt, void *handle, int option, ccurl_off_t value) {
+    return ((ccurl_setopt_function)setopt)(handle, option, value);
+}
+
+static inline int ccurl_setopt_callback(void *setopt, void *handle, int option, ccurl_data_callback value) {
+    return ((ccurl_setopt_function)setopt)(handle, option, value);
+}
+
+static inline int ccurl_getinfo_long(void *getinfo, void *handle, int info, long *value) {
+    return ((ccurl_getinfo_function)getinfo)(handle, info, value);
+}
+
+static inline int ccurl_getinfo_off(void *getinfo, void *handle, int info, ccurl_off_t *value) {
+    return ((ccurl_getinfo_function)getinfo)(handle, info, value);
+}
+
+#endif
