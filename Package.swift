@@ -31,6 +31,8 @@ let package = Package(
         .library(name: "NBDCurl", targets: ["NBDCurl"]),
         // TLS (GnuTLS) for NBDServer; an embedder who does not depend on this product never links GnuTLS.
         .library(name: "NBDTLS", targets: ["NBDTLS"]),
+        // Ceph RBD images; librbd is loaded at run time, so nothing links Ceph at build time.
+        .library(name: "NBDCeph", targets: ["NBDCeph"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
     dependencies: [],
@@ -61,6 +63,8 @@ let package = Package(
         .target(name: "CCurlShim"),
         // The `curl` backend: a disk image on a web server, read with HTTP range requests.
         .target(name: "NBDCurl", dependencies: ["NBDCore", "CCurlShim"], swiftSettings: upcomingFeatures),
+        // The `rbd` backend: Ceph RBD images through librbd/librados, loaded with dlopen at first use.
+        .target(name: "NBDCeph", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // GnuTLS, the TLS library nbdkit, qemu and libnbd use. Only NBDTLS imports it.
         .systemLibrary(
             name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
@@ -75,7 +79,7 @@ let package = Package(
                 "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter",
                 "NBDRangeFilters", "NBDFeatureFilters", "NBDFlowFilters",
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
-                "NBDCachingFilters", "NBDProxy", "NBDCurl",
+                "NBDCachingFilters", "NBDProxy", "NBDCurl", "NBDCeph",
                 "NBDTLS",
             ],
             swiftSettings: upcomingFeatures
@@ -167,6 +171,11 @@ let package = Package(
         .testTarget(
             name: "NBDCurlTests",
             dependencies: ["NBDCore", "NBDCurl", "NBDServer", "NBDClient", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDCephTests",
+            dependencies: ["NBDCore", "NBDCeph", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -42,6 +42,14 @@
 #   tls        memory 1G with --tls=require and X.509 certificates made by certtool (not in the
 #              default list: pass --setups tls); clients use nbds+unix:// and find the CA in
 #              $HOME/.pki/libnbd (a private HOME), since fio's nbd engine refuses tls-certificates=
+#   rbd        rbd rbd/bench on a throw-away Ceph cluster (Scripts/ceph-test-cluster.sh, memstore,
+#              started once for the run): nbd-serve's rbd backend (shared handle, the default)
+#              against qemu-nbd's rbd driver (`qemu-nbd -t --shared=8 -f raw --cache=writeback
+#              rbd:rbd/bench:conf=...`, Debian package qemu-block-extra) in the column that says
+#              nbdkit, which has no rbd plugin. Not in the default list: --setups rbd,rbdpc,rbdcache
+#   rbdpc      the same with handles=per-connection (qemu-nbd unchanged)
+#   rbdcache   --filter=cache in front of the same rbd backend (cache-on-read=true), against plain
+#              qemu-nbd; its row is hotread4k64m
 # Workloads (--workloads; default all), fio's nbd engine, time based:
 #   randread4k       4 KiB random read, iodepth 16, 1 connection
 #   randwrite4k      4 KiB random write, iodepth 16, 1 connection
@@ -51,6 +59,8 @@
 #   randread4k4c     4 KiB random read, iodepth 16, 4 fio jobs (4 connections; not in the default list)
 #   randwrite4k4cfl  the same with a flush after every write (fio fsync=1)
 #   randread4k4c     4 KiB random read, iodepth 16, 4 fio jobs (not in the default list; an nbdproxy row)
+#   hotread4k64m     4 KiB random read of the first 64 MiB, iodepth 16, 1 connection (not in the
+#                    default list; the rbdcache row)
 #   nbdcopy4c        nbdcopy of the whole export to null:, 4 connections (repeated for the runtime)
 #   nbdcopy1c        the same with 1 connection
 #   convert1g        qemu-img convert -O raw of the whole 1 GiB export to a file in /dev/shm, as CDI's
@@ -138,6 +148,14 @@ stop_upstream() {
     rm -f "$upsock"
 }
 
+# The rbd setups' cluster, started once for the run, and its 1 GiB image rbd/bench.
+ceph_dir=""
+start_ceph() {
+    ceph_dir="$work/ceph"
+    "$root/Scripts/ceph-test-cluster.sh" start "$ceph_dir" >/dev/null
+    rbd -c "$ceph_dir/ceph.conf" create --size 1G rbd/bench
+}
+
 # The curl setups' web server: nginx on 127.0.0.1:$nginx_port serving $image, configured in
 # $work/nginx, stopped by its PID.
 start_nginx() {
@@ -189,6 +207,7 @@ stop_nginx() {
 cleanup() {
     stop_server
     stop_upstream
+    [ -z "$ceph_dir" ] || "$root/Scripts/ceph-test-cluster.sh" stop "$ceph_dir"
     stop_nginx
     rm -f "$image" /dev/shm/nbd-side-by-side.$$.out
     rm -rf "$work"
@@ -218,6 +237,9 @@ setup_args() {
         raslow) echo "--filter=readahead --filter=cache --filter=delay file $image delay-read=2ms" ;;
         nbdproxy) echo "nbd socket=$upsock" ;;
         tls) echo "--tls=require --tls-certificates=$work/pki memory 1G" ;;
+        rbd) echo "rbd rbd/bench conf=$ceph_dir/ceph.conf" ;;
+        rbdpc) echo "rbd rbd/bench conf=$ceph_dir/ceph.conf handles=per-connection" ;;
+        rbdcache) echo "--filter=cache rbd rbd/bench conf=$ceph_dir/ceph.conf cache-on-read=true" ;;
         curl) echo "-r curl url=http://127.0.0.1:$nginx_port/disk.img" ;;
         curlcdi) echo "-r --filter=readahead --filter=retry curl url=http://127.0.0.1:$nginx_port/disk.img retry-exponential=no" ;;
         *) echo "side-by-side: unknown setup $1" >&2; exit 2 ;;
@@ -228,9 +250,14 @@ setup_args() {
 start_server() {
     local which="$1"; shift
     rm -f "$sock"
-    case "$which" in
-        nbd-serve) "$nbd_serve" -f -U "$sock" "$@" >"$work/server.log" 2>&1 & ;;
-        nbdkit) nbdkit -f -U "$sock" "$@" >"$work/server.log" 2>&1 & ;;
+    case "$which:${setup:-}" in
+        nbd-serve:*) "$nbd_serve" -f -U "$sock" "$@" >"$work/server.log" 2>&1 & ;;
+        # nbdkit has no rbd plugin: the rbd setups compare with qemu-nbd's rbd driver.
+        nbdkit:rbd*)
+            qemu-nbd -t --shared=8 -f raw --cache=writeback -k "$sock" \
+                "rbd:rbd/bench:conf=$ceph_dir/ceph.conf" >"$work/server.log" 2>&1 &
+            ;;
+        nbdkit:*) nbdkit -f -U "$sock" "$@" >"$work/server.log" 2>&1 & ;;
     esac
     server_pid=$!
     for _ in $(seq 1 200); do
@@ -326,6 +353,7 @@ echo "== $reps rep(s), ${runtime} s per workload" >&2
 
 real_home="$HOME"
 case ",$setups," in *,tls,*) make_pki ;; esac
+case ",$setups," in *,rbd*) start_ceph ;; esac
 case ",$setups," in
     *,curl,* | *,curlcdi,*)
         head -c 1G /dev/urandom >"$image"

@@ -13,6 +13,8 @@ workload_fio_args() {
         randwrite4k4c) echo --rw=randwrite --bs=4k --iodepth=16 --numjobs=4 ;;
         randread4k4c) echo --rw=randread --bs=4k --iodepth=16 --numjobs=4 ;;
         randwrite4k4cfl) echo --rw=randwrite --bs=4k --iodepth=16 --numjobs=4 --fsync=1 ;;
+        # Re-reads of a hot 64 MiB region (the rbdcache row: a cache in front of a remote store).
+        hotread4k64m) echo --rw=randread --bs=4k --iodepth=16 --size=64m ;;
         nbdcopy4c|nbdcopy1c|convert1g) ;;
         *) return 1 ;;
     esac

@@ -1,6 +1,7 @@
 import NBDBackends
 import NBDBlockSizeFilters
 import NBDCachingFilters
+import NBDCeph
 import NBDCore
 import NBDCurl
 import NBDErrorFilter
@@ -23,6 +24,7 @@ package enum ServeCatalog {
         ConnectionCacheProvider.self,
         NBDProxyProvider.self,
         CurlProvider.self,
+        RBDProvider.self,
     ]
 
     /// Every filter, in `--help` order.
