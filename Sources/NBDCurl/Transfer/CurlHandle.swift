@@ -84,10 +84,9 @@ final class CurlHandle {
         // Signals are no way to time out in a threaded process.
         try set(.noSignal, 1, parameter: "(internal)")
         // libcurl receives into a buffer of this size and hands the body over from it: its
-        // default 16 KiB costs a receive, a poll and a callback per 16 KiB, a quarter of the
-        // server's CPU in a `qemu-img convert` of large reads. A larger buffer cuts those; much
-        // larger ones stop fitting the CPU cache that the copy out of it runs in
-        // (Documentation/Curl.md).
+        // default 16 KiB costs a receive and a poll per 16 KiB, about 15 % of the server's CPU
+        // in a `qemu-img convert` (2 MiB reads). 1 MiB did no better than 256 KiB
+        // (Documentation/Curl.md, "The receive buffer").
         try set(.bufferSize, Self.receiveBufferSize, parameter: "(internal)")
         try set(.url, settings.url, parameter: "url")
         try set(.followLocation, settings.followsRedirects ? 1 : 0, parameter: "followlocation")
