@@ -127,6 +127,17 @@ public struct CurlProvider: BackendProvider {
     /// pool (while at most one client connection is open).
     package var resumesRequestsInline: Bool { pool.resumesInline }
 
+    /// Has the next free transfer (with `connections=1`, the only one) record the largest piece
+    /// libcurl receives from its socket at once: what a test sees of the receive buffer size.
+    package func observeReceives() async throws(NBDError) {
+        try await pool.perform { (handle) throws(NBDError) in try handle.observeReceives() }
+    }
+
+    /// The largest piece received since ``observeReceives()``, on the next free transfer.
+    package func largestReceive() async throws(NBDError) -> Int {
+        try await pool.perform { handle in handle.largestReceive }
+    }
+
     /// Ends the transfer threads once the requests already queued are done.
     public func shutdown() async {
         await pool.stop()

@@ -65,6 +65,23 @@ final class CurlProviderTests: XCTestCase {
         await provider.shutdown()
     }
 
+    func testLargeReadsAreReceivedInPiecesLargerThanLibcurlsDefault16KiBBuffer() async throws {
+        let provider = try await provider([("url", nginx.url()), ("connections", "1")])
+        try await provider.observeReceives()
+        let backend = try await provider.open(ConnectionInfo())
+        let image = nginx.image
+        let count = min(image.count, 4 << 20)
+        try await assertReads(backend, [(0, count)], of: image)
+        // libcurl receives into its buffer, never more than it holds at once: with the default
+        // 16 KiB, a 4 MiB body takes 256 receives (and polls) of 16 KiB at most. nginx sends the
+        // file over loopback far faster than one 16 KiB piece at a time.
+        let largest = try await provider.largestReceive()
+        XCTAssertGreaterThan(largest, 16 << 10, "CURLOPT_BUFFERSIZE is not in effect")
+        XCTAssertLessThanOrEqual(largest, 256 << 10)
+        await backend.close()
+        await provider.shutdown()
+    }
+
     func testCapabilitiesAreNbdkitsWithMultiConnAndReadOnlyWithR() async throws {
         let provider = try await provider([("url", nginx.url())])
         let writable = try await provider.open(ConnectionInfo()).capabilities

@@ -23,6 +23,13 @@ typedef int (*ccurl_getinfo_function)(void *handle, int info, ...);
 /// The data callbacks (CURLOPT_WRITEFUNCTION, CURLOPT_HEADERFUNCTION, CURLOPT_READFUNCTION).
 typedef size_t (*ccurl_data_callback)(char *data, size_t size, size_t count, void *context);
 
+/// CURLOPT_DEBUGFUNCTION's callback (curl_infotype is an int-sized enum).
+typedef int (*ccurl_debug_callback)(void *handle, int type, char *data, size_t size, void *context);
+
+static inline int ccurl_setopt_debug_callback(void *setopt, void *handle, int option, ccurl_debug_callback value) {
+    return ((ccurl_setopt_function)setopt)(handle, option, value);
+}
+
 static inline int ccurl_setopt_long(void *setopt, void *handle, int option, long value) {
     return ((ccurl_setopt_function)setopt)(handle, option, value);
 }

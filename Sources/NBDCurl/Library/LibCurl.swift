@@ -94,6 +94,12 @@ package final class LibCurl: Sendable {
         ccurl_setopt_callback(setoptAddress, handle, option.rawValue, value)
     }
 
+    func setopt(_ handle: UnsafeMutableRawPointer, _ option: CurlOption, debugCallback value: ccurl_debug_callback)
+        -> Int32
+    {
+        ccurl_setopt_debug_callback(setoptAddress, handle, option.rawValue, value)
+    }
+
     func getinfoLong(_ handle: UnsafeMutableRawPointer, _ info: Int32) -> Int? {
         var value = 0
         return ccurl_getinfo_long(getinfoAddress, handle, info, &value) == 0 ? value : nil

@@ -19,6 +19,9 @@ final class TransferState {
     /// The last response's `Content-Range` and `Accept-Ranges` values.
     var contentRange: String?
     var acceptRanges: String?
+    /// The largest piece libcurl received from the socket at once, over every request, while
+    /// receives are observed (``CurlHandle/observeReceives()``; tests only).
+    var largestReceive = 0
 
     func reset(destination: UnsafeMutableRawBufferPointer?, expectedStatus: Int) {
         self.destination = destination
