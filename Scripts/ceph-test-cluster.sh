@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A throw-away single-node Ceph cluster for tests and benchmarks: one monitor and one OSD whose
-# objects live in memory (memstore), no authentication, listening on 127.0.0.1 only, with a pool
+# objects live in memory (memstore) or, with CEPH_OBJECTSTORE=bluestore, in a sparse file in DIR
+# (an OSD restart keeps its data), no authentication, listening on 127.0.0.1 only, with a pool
 # `rbd` of one replica. Everything (ceph.conf, data, logs, PID files) lives in DIR.
 #
 #   Scripts/ceph-test-cluster.sh start DIR     prints the ceph.conf path; DIR/pids lists the daemons
@@ -9,7 +10,9 @@
 #   Scripts/ceph-test-cluster.sh kill-osd DIR  kills the OSD only (SIGKILL; fault tests)
 #   Scripts/ceph-test-cluster.sh start-osd DIR starts it again
 #
-# Environment: CEPH_MEMSTORE_BYTES (default 2G) bounds the OSD's memory for objects;
+# Environment: CEPH_OBJECTSTORE (memstore, the default, or bluestore); CEPH_MEMSTORE_BYTES (default
+# 2G) bounds a memstore OSD's memory for objects, CEPH_BLUESTORE_BYTES (default 4G) a bluestore
+# OSD's file (sparse: it takes only what is written);
 # CEPH_START_TIMEOUT (default 60) bounds how long start waits for the pool to accept I/O.
 # Needs Debian's ceph-mon, ceph-osd and ceph-common. The monitor's port is picked free at start, so
 # two clusters (two test runs) do not clash; the OSD takes free ports from Ceph's 6800-7300 range.
@@ -112,6 +115,30 @@ start)
     : >"$dir/pids"
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     fsid=$(cat /proc/sys/kernel/random/uuid)
+    case ${CEPH_OBJECTSTORE:-memstore} in
+    memstore)
+        objectstore_settings="osd objectstore = memstore
+memstore device bytes = ${CEPH_MEMSTORE_BYTES:-2G}"
+        ;;
+    bluestore)
+        # One file holds data and metadata (no separate DB or WAL device); small caches, since a
+        # test cluster holds little; no fsck at each mount (it would slow every restart).
+        objectstore_settings="osd objectstore = bluestore
+bluestore block path = $dir/osd.0.block
+bluestore block create = true
+bluestore block size = ${CEPH_BLUESTORE_BYTES:-4G}
+bluestore block db create = false
+bluestore block wal create = false
+bluestore fsck on mount = false
+bluestore cache autotune = false
+bluestore cache size = 128M
+osd memory target = 1G"
+        ;;
+    *)
+        echo "ceph-test-cluster: CEPH_OBJECTSTORE must be memstore or bluestore" >&2
+        exit 2
+        ;;
+    esac
     cat >"$conf" <<EOF
 [global]
 fsid = $fsid
@@ -127,8 +154,7 @@ mon allow pool size one = true
 mon allow pool delete = true
 mon warn on pool no redundancy = false
 osd crush chooseleaf type = 0
-osd objectstore = memstore
-memstore device bytes = ${CEPH_MEMSTORE_BYTES:-2G}
+$objectstore_settings
 run dir = $dir/run
 admin socket = $dir/run/\$name.asok
 log file = $dir/log/\$name.log
@@ -159,7 +185,7 @@ stop)
     stop_daemons all KILL
     ;;
 stop-osd)
-    # An orderly stop: memstore saves its objects for start-osd (which can take seconds).
+    # An orderly stop (which can take seconds).
     stop_daemons osd.0 TERM
     ;;
 kill-osd)
@@ -167,7 +193,9 @@ kill-osd)
     stop_daemons osd.0 KILL
     ;;
 start-osd)
-    # memstore saves its objects when the OSD stops cleanly (SIGTERM) and loads them again here.
+    # A bluestore OSD finds its objects in its file; a memstore OSD starts empty here (its objects
+    # did not come back after a restart when this was tried), so fault tests that restart the OSD
+    # use bluestore.
     start_daemon osd.0 ceph-osd -c "$conf" -i 0
     wait_for_pool
     ;;

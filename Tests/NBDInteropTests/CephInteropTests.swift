@@ -197,6 +197,23 @@ final class CephInteropTests: XCTestCase {
         assertSucceeded(result, "fio with verify")
     }
 
+    /// fio over 4 connections with flushes (every 16 writes and at the end) and crc32c verify, on
+    /// per-connection handles with librbd's cache (each connection its own cache) made multi-conn
+    /// by the filter, which fans every flush out to the connections that wrote: the data that four
+    /// caches wrote back is what fio wrote. No exclusive lock on the image, so the four handles
+    /// write at once instead of taking turns (each lock hand-over would flush the owner's cache).
+    func testFioWithFlushesAndVerifyOverFourPerConnectionCachedHandlesBehindMultiConn() throws {
+        try InteropEnvironment.require("fio", "nbdinfo")
+        let image = try cluster.createImage(size: 16 << 20, features: ["layering"])
+        let result = try shell(
+            """
+            $SERVE -U - --filter=multi-conn rbd \(image) conf="$CONF" handles=per-connection cache=true --run 'nbdinfo --can multi-conn "$uri" && fio --name=verify --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth=16 --numjobs=4 --offset_increment=4M --size=4M --fsync=16 --end_fsync=1 --verify=crc32c --verify_fatal=1 --group_reporting --output-format=terse >/dev/null'
+            echo OK
+            """)
+        assertSucceeded(result, "fio with flushes and verify over per-connection cached handles")
+        XCTAssertEqual(result.stdout.split(separator: "\n").last, "OK")
+    }
+
     func testAMissingImageStopsNbdServeWithAMessageNamingIt() throws {
         let result = try shell("$SERVE -U - rbd rbd/no-such-image conf=\"$CONF\" --run true || echo \"exit $?\"")
         XCTAssertTrue(result.stdout.contains("exit"), result.stdout + result.stderr)

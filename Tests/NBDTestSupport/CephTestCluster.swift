@@ -46,9 +46,15 @@ public final class CephTestCluster: Sendable {
 
     /// A cluster of the calling test's own, for a test that breaks it (stops its OSD). The caller
     /// stops it with ``stop()``; the script's watcher stops it if this process dies first.
-    public static func startPrivate(file: StaticString = #filePath, line: UInt = #line) throws -> CephTestCluster {
+    ///
+    /// - Parameter objectstore: `memstore` (objects in memory, lost when the OSD restarts) or
+    ///   `bluestore` (objects in a sparse file in the cluster's directory, kept across an OSD
+    ///   restart, for tests that restart it; slower to start).
+    public static func startPrivate(
+        objectstore: String = "memstore", file: StaticString = #filePath, line: UInt = #line
+    ) throws -> CephTestCluster {
         try requireCeph(file: file, line: line)
-        return try start()
+        return try start(objectstore: objectstore)
     }
 
     /// Stops this cluster (not the shared one) and removes its directory.
@@ -135,18 +141,22 @@ public final class CephTestCluster: Sendable {
         public var description: String { message }
     }
 
-    private static var scriptPath: String {
+    /// `Scripts/ceph-test-cluster.sh`, for tests that run it from a child process (`kill-osd`).
+    public static var scriptPath: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Scripts/ceph-test-cluster.sh").path
     }
 
-    private static func start() throws -> CephTestCluster {
+    private static func start(objectstore: String = "memstore") throws -> CephTestCluster {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "nbd-ceph-\(UUID().uuidString.prefix(8))"
         ).path
         let result = try run(
             scriptPath, ["start", directory], limit: 180,
-            environment: ["CEPH_CLUSTER_OWNER": "\(getpid())", "CEPH_MEMSTORE_BYTES": "1G"])
+            environment: [
+                "CEPH_CLUSTER_OWNER": "\(getpid())", "CEPH_OBJECTSTORE": objectstore, "CEPH_MEMSTORE_BYTES": "1G",
+                "CEPH_BLUESTORE_BYTES": "2G",
+            ])
         guard result.status == 0 else {
             _ = try? run(scriptPath, ["stop", directory], limit: 60)
             throw StartError(message: "the test Ceph cluster did not start (\(result.status)): \(result.output)")

@@ -1,4 +1,6 @@
+import Dispatch
 import NBDCore
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -15,6 +17,8 @@ final class RBDCluster: @unchecked Sendable {
     private let rados: Librbd.Handle
     /// The I/O context on the pool and namespace.
     let ioContext: Librbd.Handle
+    /// Whether ``refreshOSDMap()`` is fetching a map (one fetch at a time).
+    private let refreshing = Atomic<Bool>(false)
 
     private init(
         library: Librbd, configuration: RBDClientConfiguration, poolDescription: String, rados: Librbd.Handle,
@@ -25,6 +29,26 @@ final class RBDCluster: @unchecked Sendable {
         self.poolDescription = poolDescription
         self.rados = rados
         self.ioContext = ioContext
+    }
+
+    /// After a request timed out: fetches the newest OSD map from the monitors, in the background.
+    ///
+    /// librados sends a request to the address its OSD map gives for the OSD. An OSD that crashed
+    /// and started again listens on a new address, and the monitors publish a map with it; a client
+    /// whose image handle has a watch on the image header learns of it when that watch fails, but
+    /// a read-only handle (a snapshot, `nbd-serve -r`) has none and was seen here to keep sending
+    /// to the dead address, every request timing out, long after the OSD was back. Fetching the map
+    /// after each timeout lets the next request (a client's, or `--filter=retry`'s) reach the OSD.
+    func refreshOSDMap() {
+        guard let wait = library.radosWaitForLatestOSDMap,
+            refreshing.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        else { return }
+        // The closure holds the cluster, so rados_shutdown (in deinit) cannot run during the fetch,
+        // which the monitor op timeout bounds.
+        DispatchQueue.global().async {
+            _ = wait(self.rados)
+            self.refreshing.store(false, ordering: .releasing)
+        }
     }
 
     deinit {

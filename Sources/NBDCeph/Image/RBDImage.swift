@@ -73,6 +73,13 @@ final class RBDImage: @unchecked Sendable {
     }
 
     /// The image's size in bytes.
+    /// The error for `result` from `what`; after a timeout, also asks librados for the newest OSD
+    /// map (``RBDCluster/refreshOSDMap()``).
+    private func failure(_ result: Int, _ what: String) -> NBDError {
+        if result == -Int(ETIMEDOUT) { cluster.refreshOSDMap() }
+        return NBDError(rbdResult: result, what)
+    }
+
     func size() throws(NBDError) -> UInt64 {
         var size: UInt64 = 0
         let status = library.getSize(handle, &size)
@@ -85,7 +92,7 @@ final class RBDImage: @unchecked Sendable {
         let handle = self.handle
         let result = await RBDCompletion.run(library) { library.aioRead(handle, offset, buffer.count, base, $0) }
         guard result >= 0 else {
-            throw NBDError(rbdResult: result, "read of \(buffer.count) bytes at \(offset) from \(spec)")
+            throw failure(result, "read of \(buffer.count) bytes at \(offset) from \(spec)")
         }
         // librbd answers with the bytes it read; any it did not (an image shrunk meanwhile) read as zeroes.
         if result < buffer.count {
@@ -98,7 +105,7 @@ final class RBDImage: @unchecked Sendable {
         let handle = self.handle
         let result = await RBDCompletion.run(library) { library.aioWrite(handle, offset, data.count, base, $0) }
         guard result >= 0 else {
-            throw NBDError(rbdResult: result, "write of \(data.count) bytes at \(offset) to \(spec)")
+            throw failure(result, "write of \(data.count) bytes at \(offset) to \(spec)")
         }
     }
 
@@ -113,14 +120,14 @@ final class RBDImage: @unchecked Sendable {
         let handle = self.handle
         let flags = allocate ? Librbd.writeZeroesThickProvision : 0
         let result = await RBDCompletion.run(library) { writeZeroes(handle, offset, Int(count), $0, flags, 0) }
-        guard result >= 0 else { throw NBDError(rbdResult: result, "zeroing \(count) bytes at \(offset) of \(spec)") }
+        guard result >= 0 else { throw failure(result, "zeroing \(count) bytes at \(offset) of \(spec)") }
     }
 
     func discard(count: UInt64, at offset: UInt64) async throws(NBDError) {
         let handle = self.handle
         let result = await RBDCompletion.run(library) { library.aioDiscard(handle, offset, count, $0) }
         guard result >= 0 else {
-            throw NBDError(rbdResult: result, "discard of \(count) bytes at \(offset) of \(spec)")
+            throw failure(result, "discard of \(count) bytes at \(offset) of \(spec)")
         }
     }
 
@@ -128,7 +135,7 @@ final class RBDImage: @unchecked Sendable {
     func flush() async throws(NBDError) {
         let handle = self.handle
         let result = await RBDCompletion.run(library) { library.aioFlush(handle, $0) }
-        guard result >= 0 else { throw NBDError(rbdResult: result, "flush of \(spec)") }
+        guard result >= 0 else { throw failure(result, "flush of \(spec)") }
     }
 
     /// Whether ``allocation(count:at:)`` is cheap: the image has fast-diff, its object map is
@@ -166,7 +173,7 @@ final class RBDImage: @unchecked Sendable {
             return withExtendedLifetime(collector) { (status, collector.runs) }
         }
         guard status >= 0 else {
-            throw NBDError(rbdResult: Int(status), "block status of \(count) bytes at \(offset) of \(spec)")
+            throw failure(Int(status), "block status of \(count) bytes at \(offset) of \(spec)")
         }
         return Self.extents(runs, count: count, at: offset)
     }

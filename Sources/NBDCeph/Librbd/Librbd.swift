@@ -22,6 +22,8 @@ package final class Librbd: Sendable {
     let radosConfGet: @convention(c) (Handle, UnsafePointer<CChar>, UnsafeMutablePointer<CChar>, Int) -> Int32
     let radosConnect: @convention(c) (Handle) -> Int32
     let radosShutdown: @convention(c) (Handle) -> Void
+    /// `rados_wait_for_latest_osdmap`: fetches the newest OSD map from the monitors (blocks).
+    let radosWaitForLatestOSDMap: (@convention(c) (Handle) -> Int32)?
     let radosIoctxCreate: @convention(c) (Handle, UnsafePointer<CChar>, UnsafeMutablePointer<Handle?>) -> Int32
     let radosIoctxDestroy: @convention(c) (Handle) -> Void
     let radosIoctxSetNamespace: @convention(c) (Handle, UnsafePointer<CChar>?) -> Void
@@ -89,6 +91,7 @@ package final class Librbd: Sendable {
         radosConfGet = try Self.symbol(rados, "rados_conf_get")
         radosConnect = try Self.symbol(rados, "rados_connect")
         radosShutdown = try Self.symbol(rados, "rados_shutdown")
+        radosWaitForLatestOSDMap = try? Self.symbol(rados, "rados_wait_for_latest_osdmap")
         radosIoctxCreate = try Self.symbol(rados, "rados_ioctx_create")
         radosIoctxDestroy = try Self.symbol(rados, "rados_ioctx_destroy")
         radosIoctxSetNamespace = try Self.symbol(rados, "rados_ioctx_set_namespace")
