@@ -23,17 +23,8 @@ final class CephInteropTests: XCTestCase {
     /// Runs `script` with /bin/sh in the test directory; `$SERVE` is nbd-serve, `$CONF` the
     /// cluster's ceph.conf, `$RBD` the rbd tool on that cluster.
     private func shell(_ script: String) throws -> InteropEnvironment.Result {
-        let file = directory.appendingPathComponent("test.sh")
-        let prologue = """
-            set -e
-            export SERVE=\(q(try InteropEnvironment.nbdServe))
-            export CONF=\(q(cluster.confPath))
-            export RBD="rbd -c $CONF --no-progress"
-            cd \(q(directory.path))
-
-            """
-        try (prologue + script).write(to: file, atomically: true, encoding: .utf8)
-        return try InteropEnvironment.run("/bin/sh", [file.path])
+        try InteropEnvironment.shell(
+            script, in: directory, exports: ["CONF": q(cluster.confPath), "RBD": "\"rbd -c $CONF --no-progress\""])
     }
 
     /// Writes `size` random bytes with a zero hole in the second quarter.

@@ -113,6 +113,20 @@ enum InteropEnvironment {
         "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
+    /// Runs `script` with `/bin/sh -e` in `directory` (as `test.sh` there), with `$SERVE` set to
+    /// nbd-serve, `$DIR` to the directory and each of `exports` exported in order (a value may use
+    /// the ones before it: it is written into the script as given).
+    static func shell(_ script: String, in directory: URL, exports: KeyValuePairs<String, String> = [:]) throws
+        -> Result
+    {
+        let file = directory.appendingPathComponent("test.sh")
+        var prologue = "set -e\nexport SERVE=\(shellQuoted(try nbdServe))\nexport DIR=\(shellQuoted(directory.path))\n"
+        for (name, value) in exports { prologue += "export \(name)=\(value)\n" }
+        prologue += "cd \"$DIR\"\n"
+        try (prologue + script).write(to: file, atomically: true, encoding: .utf8)
+        return try run("/bin/sh", [file.path])
+    }
+
     /// Writes a Python script that uses libnbd and returns the shell command that runs it with
     /// /usr/bin/python3 (which has the `nbd` module) against `$uri`.
     static func pythonCommand(_ script: String, in directory: URL) throws -> String {

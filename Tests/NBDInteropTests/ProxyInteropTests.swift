@@ -22,11 +22,7 @@ final class ProxyInteropTests: XCTestCase {
 
     /// Runs `script` with /bin/sh in the test directory; `$SERVE` is nbd-serve, `$DIR` the directory.
     private func shell(_ script: String) throws -> InteropEnvironment.Result {
-        let file = directory.appendingPathComponent("test.sh")
-        let prologue =
-            "set -e\nexport SERVE=\(q(try InteropEnvironment.nbdServe))\nexport DIR=\(q(directory.path))\ncd \"$DIR\"\n"
-        try (prologue + script).write(to: file, atomically: true, encoding: .utf8)
-        return try InteropEnvironment.run("/bin/sh", [file.path])
+        try InteropEnvironment.shell(script, in: directory)
     }
 
     /// Writes `size` bytes of reproducible data with a hole of zeroes in the middle.

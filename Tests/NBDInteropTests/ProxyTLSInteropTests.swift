@@ -24,10 +24,7 @@ final class ProxyTLSInteropTests: XCTestCase {
 
     /// Runs `script` with /bin/sh in the test directory; `$SERVE` is nbd-serve.
     private func shell(_ script: String) throws -> InteropEnvironment.Result {
-        let file = directory.appendingPathComponent("test.sh")
-        let prologue = "set -e\nexport SERVE=\(q(try InteropEnvironment.nbdServe))\ncd \(q(directory.path))\n"
-        try (prologue + script).write(to: file, atomically: true, encoding: .utf8)
-        return try InteropEnvironment.run("/bin/sh", [file.path])
+        try InteropEnvironment.shell(script, in: directory)
     }
 
     /// 4 MiB of reproducible data.
