@@ -61,10 +61,16 @@ public struct RBDProvider: BackendProvider {
         }
     }
 
+    /// Whether ``shutdown()`` has disconnected from the cluster.
+    package var isDisconnected: Bool { cluster.hasShutDown }
+
     /// Whether connections may be told that a flush on one is visible on all (`CAN_MULTI_CONN`).
     public var canMultiConn: Bool { handles == .shared || !configuration.cache }
 
     public func open(_ connection: ConnectionInfo) async throws(NBDError) -> RBDBackend {
+        guard !cluster.hasShutDown else {
+            throw NBDError(.shutdown, "rbd: \(spec) is no longer served: the export was shut down")
+        }
         let image: RBDImage
         if let sharedImage {
             image = sharedImage
@@ -80,8 +86,10 @@ public struct RBDProvider: BackendProvider {
         return RBDBackend(image: image, ownsImage: sharedImage == nil, capabilities: capabilities)
     }
 
-    /// Closes the shared handle, writing its cache back.
+    /// Closes the shared handle, writing its cache back, then disconnects from the cluster (the
+    /// server calls this after every connection's handle was closed).
     public func shutdown() async {
         await sharedImage?.close()
+        cluster.shutdown()
     }
 }

@@ -60,6 +60,26 @@ final class RBDProviderTests: XCTestCase {
         XCTAssertEqual(stored[(1 << 20)..<(2 << 20)].allSatisfy { $0 == 0 }, true)
     }
 
+    /// Shutting the export down disconnects from the cluster, so librados' threads end before the
+    /// process does: left running through `exit`, they crashed nbd-serve under ThreadSanitizer (5
+    /// of 8 runs of the 4-connection fio test ended with SIGSEGV after fio had verified every block).
+    /// A connection opened afterwards is refused instead of using the closed cluster.
+    func testShutdownDisconnectsFromTheClusterAndLaterOpensAreRefused() async throws {
+        let image = try cluster.createImage(size: 1 << 20)
+        for handles in [RBDHandleMode.shared, .perConnection] {
+            let provider = try await provider(image, handles: handles)
+            let backend = try await provider.open(ConnectionInfo())
+            try await backend.writeBytes(pattern(4096, seed: 7), at: 0)
+            await backend.close()
+            XCTAssertFalse(provider.isDisconnected, "\(handles)")
+            await provider.shutdown()
+            XCTAssertTrue(provider.isDisconnected, "\(handles): librados is shut down")
+            await XCTAssertThrowsNBDError(
+                { () async throws(NBDError) in _ = try await provider.open(ConnectionInfo()) }, code: .shutdown)
+        }
+        XCTAssertEqual(Array(try cluster.exportImage(image).prefix(4096)), pattern(4096, seed: 7))
+    }
+
     func testReadsThroughTheBackendSeeWhatLibrbdWroteDirectly() async throws {
         let image = "imported-\(UUID().uuidString.prefix(8).lowercased())"
         let content = pattern(6 << 20, seed: 3)
