@@ -25,8 +25,14 @@ public final class StatsCollector: Sendable {
     public let startNanoseconds: UInt64
 
     private struct Registry {
-        var live: [ObjectIdentifier: ConnectionCounters] = [:]
-        var retired: [OperationStats] = StatsOperation.allCases.map { OperationStats(operation: $0) }
+        /// Open connections' counters, with the export name each connection asked for.
+        var live: [ObjectIdentifier: (export: String, counters: ConnectionCounters)] = [:]
+        /// Closed connections' counts, by export name.
+        var retired: [String: [OperationStats]] = [:]
+    }
+
+    private static var emptyOperations: [OperationStats] {
+        StatsOperation.allCases.map { OperationStats(operation: $0) }
     }
 
     private let registry = LockedValue(Registry())
@@ -52,42 +58,93 @@ public final class StatsCollector: Sendable {
         return value
     }
 
-    /// Registers a new connection's counters.
-    func register() -> ConnectionCounters {
+    /// How many distinct export names are counted apart. A server that accepts any name would
+    /// otherwise let clients grow the collector (and a metrics system's series) without bound; later
+    /// names are counted together under ``otherExports``.
+    public static let maximumExportNames = 64
+
+    /// The name under which connections to export names beyond the first ``maximumExportNames`` are
+    /// counted together.
+    public static let otherExports = "(other)"
+
+    /// Registers a new connection's counters, counted under the export name it asked for.
+    func register(export: String) -> ConnectionCounters {
         let counters = ConnectionCounters(histograms: threshold != 0)
-        registry.withLock { $0.live[ObjectIdentifier(counters)] = counters }
+        registry.withLock { registry in
+            var name = export
+            if registry.retired[name] == nil, !registry.live.values.contains(where: { $0.export == name }) {
+                var names = Set(registry.retired.keys)
+                for entry in registry.live.values { names.insert(entry.export) }
+                if names.count >= Self.maximumExportNames { name = Self.otherExports }
+            }
+            registry.live[ObjectIdentifier(counters)] = (name, counters)
+        }
         return counters
     }
 
     /// Folds a closed connection's counters into the retained total. Calling it twice is harmless.
     func retire(_ counters: ConnectionCounters) {
         registry.withLock { registry in
-            guard registry.live.removeValue(forKey: ObjectIdentifier(counters)) != nil else { return }
-            for operation in StatsOperation.allCases {
-                let counts = OperationStats(operation: operation, counters: counters.operations[operation.index])
-                registry.retired[operation.index].merge(counts)
-            }
+            guard let entry = registry.live.removeValue(forKey: ObjectIdentifier(counters)) else { return }
+            var retired = registry.retired[entry.export] ?? Self.emptyOperations
+            Self.add(counters, to: &retired)
+            registry.retired[entry.export] = retired
+        }
+    }
+
+    private static func add(_ counters: ConnectionCounters, to operations: inout [OperationStats]) {
+        for operation in StatsOperation.allCases {
+            operations[operation.index].merge(
+                OperationStats(operation: operation, counters: counters.operations[operation.index]))
         }
     }
 
     /// The number of connections whose filters are open.
     public var openConnections: Int { registry.withLock { $0.live.count } }
 
-    /// Everything counted so far. Requests under way while the snapshot is taken may be partly counted
-    /// (their operation count but not yet their bytes, for instance); finished requests are complete.
+    /// Everything counted so far, over every export. Requests under way while the snapshot is taken may
+    /// be partly counted (their operation count but not yet their bytes, for instance); finished
+    /// requests are complete.
     public func snapshot() -> StatsSnapshot {
         let now = clock.now()
         let operations: [OperationStats] = registry.withLock { registry in
-            var operations = registry.retired
-            for counters in registry.live.values {
+            var operations = Self.emptyOperations
+            for retired in registry.retired.values {
                 for operation in StatsOperation.allCases {
-                    operations[operation.index].merge(
-                        OperationStats(operation: operation, counters: counters.operations[operation.index]))
+                    operations[operation.index].merge(retired[operation.index])
                 }
+            }
+            for entry in registry.live.values {
+                Self.add(entry.counters, to: &operations)
             }
             return operations
         }
-        return StatsSnapshot(
+        return snapshot(at: now, operations)
+    }
+
+    /// Everything counted so far, one entry per export name that any connection asked for (`""` is
+    /// the default export), by name, with the number of its connections open now. Names beyond the
+    /// first ``maximumExportNames`` are counted together under ``otherExports``.
+    public func exportSnapshots() -> [ExportStats] {
+        let now = clock.now()
+        let entries: [(String, [OperationStats], Int)] = registry.withLock { registry in
+            var byExport = registry.retired
+            var open: [String: Int] = [:]
+            for entry in registry.live.values {
+                var operations = byExport[entry.export] ?? Self.emptyOperations
+                Self.add(entry.counters, to: &operations)
+                byExport[entry.export] = operations
+                open[entry.export, default: 0] += 1
+            }
+            return byExport.map { ($0.key, $0.value, open[$0.key] ?? 0) }
+        }
+        return entries.sorted { $0.0 < $1.0 }.map {
+            ExportStats(exportName: $0.0, openConnections: $0.2, snapshot: snapshot(at: now, $0.1))
+        }
+    }
+
+    private func snapshot(at now: UInt64, _ operations: [OperationStats]) -> StatsSnapshot {
+        StatsSnapshot(
             elapsedNanoseconds: now >= startNanoseconds ? now - startNanoseconds : 0,
             threshold: threshold, operations: operations)
     }

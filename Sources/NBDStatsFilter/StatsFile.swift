@@ -83,6 +83,41 @@ public final class StatsFile: Sendable {
     }
 }
 
+extension StatsFile {
+    /// Replaces the file at `path` with `text` atomically: the text goes to a hidden temporary file in
+    /// the same directory (`.NAME.PID.tmp`, which node_exporter's textfile collector ignores, as it
+    /// reads only `*.prom`), which is then renamed over `path`. A reader sees the old file or the new
+    /// one, never half of one.
+    public static func replace(_ path: String, with text: String) throws(NBDError) {
+        let absolute = absolutePath(path)
+        let slash = absolute.lastIndex(of: "/")!
+        let directory = absolute[...slash]
+        let name = absolute[absolute.index(after: slash)...]
+        let temporary = "\(directory).\(name).\(getpid()).tmp"
+        let fd = open(temporary, O_CLOEXEC | O_WRONLY | O_CREAT | O_TRUNC, 0o666)
+        if fd < 0 { throw NBDError(errno: errno, "open: \(temporary)") }
+        var bytes = Array(text.utf8)
+        var done = 0
+        var failure: Int32 = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { raw in write(fd, raw.baseAddress! + done, raw.count - done) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                failure = errno
+                break
+            }
+            done += n
+        }
+        bytes.removeAll()
+        if close(fd) != 0, failure == 0 { failure = errno }
+        if failure == 0, rename(temporary, absolute) != 0 { failure = errno }
+        if failure != 0 {
+            unlink(temporary)
+            throw NBDError(errno: failure, "write: \(absolute)")
+        }
+    }
+}
+
 /// Writes a diagnostic to standard error, for failures that have no caller to return to.
 func reportToStandardError(_ text: String) {
     var bytes = Array(text.utf8)

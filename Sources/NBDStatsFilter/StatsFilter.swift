@@ -21,12 +21,14 @@ public struct StatsFilter<Next: BlockBackend>: Filter {
     @usableFromInline let counters: ConnectionCounters
     @usableFromInline let clock: StatsClock
 
-    /// Wraps `next` and registers the connection's counters with `collector`.
-    public init(wrapping next: Next, collector: StatsCollector) {
+    /// Wraps `next` and registers the connection's counters with `collector`, counted under
+    /// `exportName` (the export the client asked for; ``StatsCollector/exportSnapshots()`` separates
+    /// exports).
+    public init(wrapping next: Next, collector: StatsCollector, exportName: String = "") {
         self.next = next
         self.collector = collector
         self.clock = collector.clock
-        self.counters = collector.register()
+        self.counters = collector.register(export: exportName)
     }
 
     @inlinable

@@ -16,7 +16,7 @@ enum InteropEnvironment {
     static let packages: [String: String] = [
         "nbdinfo": "libnbd-bin", "nbdcopy": "libnbd-bin", "qemu-img": "qemu-utils", "qemu-io": "qemu-utils",
         "fio": "fio", "nbdkit": "nbdkit", "python3-libnbd": "python3-libnbd",
-        "certtool": "gnutls-bin", "psktool": "gnutls-bin", "openssl": "openssl",
+        "certtool": "gnutls-bin", "psktool": "gnutls-bin", "openssl": "openssl", "promtool": "prometheus",
     ]
 
     static var isRequired: Bool { ProcessInfo.processInfo.environment["NBD_INTEROP"] == "required" }

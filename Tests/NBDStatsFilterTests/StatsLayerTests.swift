@@ -63,7 +63,9 @@ final class StatsLayerTests: XCTestCase {
         XCTAssertEqual(layer.file?.path, path("s.txt"))
         XCTAssertEqual(layer.name, "stats")
         XCTAssertEqual(StatsLayer.filterName, "stats")
-        XCTAssertEqual(Set(StatsLayer.parameters.map(\.name)), ["statsfile", "statsappend", "statsthreshold"])
+        XCTAssertEqual(Set(StatsLayer.parameters.map(\.name)), [
+                "statsfile", "statsappend", "statsthreshold", "statsformat", "statsinterval",
+            ])
 
         let tuned = try StatsLayer(parameters: [
             "statsfile": path("t.txt"), "statsthreshold": "0", "statsappend": "yes",
