@@ -17,7 +17,8 @@ package enum HelpText {
         Usage: nbd-serve [-U|--unix PATH | -U - | -p|--port PORT [-i|--ipaddr ADDR] | -s|--single]
                          [-r|--readonly] [-f|--foreground] [-n|--newstyle] [-v|--verbose] [-q|--quiet]
                          [-e|--exportname EXPORTNAME] [-t|--threads THREADS] [--no-sr]
-                         [--log=stderr|syslog|null] [-D|--debug FLAG=N] [--exit-with-parent]
+                         [--no-meta-contexts] [--timeout=TIME] [--keepalive] [--print-uri]
+                         [--log=stderr|syslog|null|/PATH] [-D|--debug FLAG=N] [--exit-with-parent]
                          [-P|--pidfile PIDFILE] [--swap] [--run CMD] [--tls=off|on|require]
                          [--tls-certificates=DIR | --tls-psk=FILE] [--tls-verify-peer]
                          [--filter=NAME]... BACKEND [ARG] [KEY=VALUE]...
@@ -65,8 +66,16 @@ package enum HelpText {
                                 each request before reading the next, in order
               --no-sr           refuse structured replies (clients fall back to simple replies and
                                 get no block status)
-              --log=stderr|syslog|null
-                                where error messages (and -v's debug messages) go (default stderr)
+              --no-meta-contexts
+                                refuse meta contexts (clients get no block status; also --no-mc)
+              --timeout=TIME    drop a client that has not finished the handshake (TLS included)
+                                TIME after connecting: 30, 2.5s, 500ms (default: no limit)
+              --keepalive       TCP keepalive on client connections, so vanished clients are noticed
+              --print-uri       print the URI clients connect to, and an nbdinfo command, once
+                                listening
+              --log=stderr|syslog|null|/PATH
+                                where error messages (and -v's debug messages) go: appended to PATH
+                                (absolute) for a file (default stderr)
               -D, --debug FLAG=N
                                 nbdkit debug flags: accepted and reported as unused
               --swap            lock the process into memory (for an export used as swap here)

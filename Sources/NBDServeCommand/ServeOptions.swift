@@ -1,10 +1,12 @@
+import NBDCore
 import NBDServer
 
 /// The parsed command line of `nbd-serve`:
 ///
 /// ```
 /// nbd-serve [-U PATH | -U - | -p PORT [-i ADDR] | -s] [-r] [-f] [-v] [-q] [-n] [--run CMD]
-///           [-e EXPORTNAME] [-t THREADS] [--no-sr] [--log=stderr|syslog|null] [-D FLAG=N]
+///           [-e EXPORTNAME] [-t THREADS] [--no-sr] [--no-meta-contexts]
+///           [--log=stderr|syslog|null|/PATH] [-D FLAG=N] [--timeout=T] [--keepalive] [--print-uri]
 ///           [--exit-with-parent] [-P PIDFILE] [--filter=NAME]...
 ///           [--tls=off|on|require] [--tls-certificates=DIR | --tls-psk=FILE] [--tls-verify-peer]
 ///           BACKEND [ARG] [KEY=VALUE]...
@@ -82,7 +84,15 @@ package struct ServeOptions: Sendable, Hashable {
     package var threads: Int?
     /// `--no-sr`: refuse structured replies.
     package var offersStructuredReplies = true
-    /// `--log=stderr|syslog|null`: where error (and, with `-v`, debug) messages go.
+    /// `--no-meta-contexts`, `--no-mc`: refuse meta contexts (no block status).
+    package var offersMetaContexts = true
+    /// `--timeout=T`: the time a client has to finish the handshake (nbdkit's delay format).
+    package var negotiationTimeout: Duration?
+    /// `--keepalive`: `SO_KEEPALIVE` on TCP connections.
+    package var enablesKeepAlive = false
+    /// `--print-uri`: print the URI clients connect to once listening.
+    package var printsURI = false
+    /// `--log=stderr|syslog|null|/PATH`: where error (and, with `-v`, debug) messages go.
     package var log: LogDestination = .standardError
     /// `--swap`: lock the whole process into memory (`mlockall`), for an export used as swap space
     /// on the same machine.
@@ -178,16 +188,32 @@ package struct ServeOptions: Sendable, Hashable {
                     throw CommandLineError("\(name) \(text): the number of threads must be a whole number (0 for the default)")
                 }
                 options.threads = count == 0 ? nil : count
-            case "--no-sr":
+            case "--no-sr", "--no-structured-replies":
                 options.offersStructuredReplies = false
+            case "--no-meta-contexts", "--no-mc":
+                options.offersMetaContexts = false
+            case "--keepalive":
+                options.enablesKeepAlive = true
+            case "--print-uri":
+                options.printsURI = true
+            case "--timeout":
+                let text = try value(for: name, inline: inline)
+                let timeout: Duration
+                do {
+                    timeout = try parseDuration(text, for: "--timeout")
+                } catch {
+                    throw CommandLineError(
+                        "--timeout=\(text): expected a time such as 30, 2.5s or 500ms (the limit for a client to finish the handshake)")
+                }
+                guard timeout > .zero else {
+                    throw CommandLineError("--timeout=\(text): the time must be longer than zero")
+                }
+                options.negotiationTimeout = timeout
             case "--swap":
                 options.locksMemory = true
             case "--log":
                 let text = try value(for: name, inline: inline)
-                guard let destination = LogDestination(rawValue: text) else {
-                    throw CommandLineError("--log=\(text): use stderr, syslog or null")
-                }
-                options.log = destination
+                options.log = try LogDestination.parse(text)
             case "-D", "--debug":
                 options.debugFlags.append(try value(for: name, inline: inline))
             case "-v", "--verbose":

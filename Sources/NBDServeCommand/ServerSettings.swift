@@ -2,7 +2,8 @@ import NBDServer
 
 /// The command-line options that set the server itself (beyond TLS, see ``TLSSetup``).
 package enum ServerSettings {
-    /// Applies `-t`/`--threads` and `--no-sr` to `configuration`.
+    /// Applies `-t`/`--threads`, `--no-sr`, `--no-meta-contexts`, `--timeout` and `--keepalive` to
+    /// `configuration`.
     ///
     /// nbdkit's `-t N` is the number of threads per connection, so at most N requests of a
     /// connection are in progress at once; `-t 1` serializes them, replies in order. `nbd-serve`
@@ -15,5 +16,8 @@ package enum ServerSettings {
             configuration.servesRequestsInOrder = threads == 1
         }
         configuration.offersStructuredReplies = options.offersStructuredReplies
+        configuration.offersMetaContexts = options.offersMetaContexts
+        configuration.negotiationTimeout = options.negotiationTimeout
+        configuration.enablesTCPKeepAlive = options.enablesKeepAlive
     }
 }

@@ -121,6 +121,9 @@ public final class NBDServer: Sendable {
         if let size = context.configuration.unixSocketSendBufferSize {
             socket.setUnixSendBufferSize(size)
         }
+        if context.configuration.enablesTCPKeepAlive {
+            socket.enableKeepAliveIfTCP()
+        }
         guard let id = context.register(socket) else {
             context.warn(
                 "refused a connection: the server is stopping or has \(context.configuration.maximumConnections) connections, its maximum (ServerConfiguration.maximumConnections)"

@@ -100,6 +100,19 @@ public struct ServerConfiguration: Sendable {
     /// slow and suspending requests (up to ``maximumSlowRequestsPerConnection``) run while later
     /// requests are served.
     public var servesRequestsInOrder = false
+    /// Whether `NBD_OPT_LIST_META_CONTEXT` and `NBD_OPT_SET_META_CONTEXT` are answered (the default).
+    /// With `false` they get `NBD_REP_ERR_UNSUP`, so clients cannot ask for block status: nbdkit's
+    /// `--no-meta-contexts`, for testing how clients cope with a server without meta contexts.
+    public var offersMetaContexts = true
+    /// How long a client may take, from the moment its connection is accepted, to finish the whole
+    /// handshake (TLS included) and reach the transmission phase; past it the connection is dropped.
+    /// nbdkit's `--timeout`. `nil` (the default) sets no such limit; ``handshakeTimeout``, the limit
+    /// between bytes, applies either way, so this one stops a client that trickles bytes slowly.
+    public var negotiationTimeout: Duration?
+    /// Whether accepted TCP connections get `SO_KEEPALIVE`, so that the kernel notices a client
+    /// machine that vanished (rebooted, cut off) on an idle connection: nbdkit's `--keepalive`. The
+    /// probes' timing is the kernel's (`net.ipv4.tcp_keepalive_*`). Unix sockets are unaffected.
+    public var enablesTCPKeepAlive = false
     /// How long, on average, the reads performed while the end of a large reply waits for the
     /// client may take (`Documentation/Server.md`, "Threads and tasks"); above
     /// it, a connection sends each batch whole before it performs the next read, so a slow read

@@ -70,10 +70,13 @@ configuration.maximumConnections = ConnectionCapacity.raiseAndDerive()
 // Problems an operator must see are printed without -v too, as nbdkit prints its errors; --log
 // sends both kinds elsewhere. With --log=null an empty sink, since a nil errorLogger means "to the
 // debug logger".
-configuration.errorLogger =
-    options.log.sink(isError: true, prefix: "nbd-serve: error: ", write: printToStandardError) ?? { _ in }
-if options.isVerbose {
-    configuration.logger = options.log.sink(isError: false, prefix: "nbd-serve: debug: ", write: printToStandardError)
+do {
+    let sinks = try options.log.sinks(verbose: options.isVerbose, write: printToStandardError)
+    configuration.errorLogger = sinks.error
+    configuration.logger = sinks.debug
+} catch {
+    printToStandardError("nbd-serve: \(error.message)")
+    exit(1)
 }
 ServerSettings.configure(&configuration, from: options)
 // As nbdkit, a debug flag nothing uses is reported, not refused; nbd-serve has none (-v prints its
@@ -200,6 +203,13 @@ if options.isVerbose || (privateDirectory != nil && options.runCommand == nil &&
     printToStandardError(
         "nbd-serve: serving the \(plan.backendName) backend (\(filters)\(plan.isReadOnly ? ", read-only" : "")) on \(bound?.uri ?? "standard input")"
     )
+}
+
+// --print-uri: on standard output once listening, as nbdkit prints it (with -s there is no URI).
+if options.printsURI, let bound {
+    // write(2) rather than print: the text must be out before a caller reading it waits for more.
+    var text = Array(PrintedURI.text(RunEnvironment.uri(for: bound, tls: configuration.tls, exportName: options.exportName)).utf8)
+    _ = text.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
 }
 
 let exitSignal = ExitSignal()

@@ -1,3 +1,4 @@
+import Foundation
 import NBDCore
 import NBDServeCommand
 import NBDServer
@@ -89,7 +90,9 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(try parse("-D a.b=1 --debug=nbdkit.c=2 memory 1M").debugFlags, ["a.b=1", "nbdkit.c=2"])
         await assertError("-t many memory 1M", contains: "must be a whole number")
         await assertError("-t -2 memory 1M", contains: "must be a whole number")
-        await assertError("--log=file memory 1M", contains: "use stderr, syslog or null")
+        await assertError("--log=file memory 1M", contains: "use stderr, syslog, null, default or an absolute path")
+        XCTAssertEqual(try parse("--log=/var/log/nbd.log memory 1M").log, .file(path: "/var/log/nbd.log"))
+        XCTAssertEqual(try parse("--log=default memory 1M").log, .standardError)
         await assertError("memory 1M -e", contains: "needs a value")
     }
 
@@ -174,15 +177,71 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(RunEnvironment.uri(for: .tcp(host: "::1", port: 1), tls: .off, exportName: ""), "nbd://[::1]:1")
     }
 
-    func testLogDestinations() {
+    func testLogDestinations() throws {
         let lines = LockedValue<[String]>([])
-        let sink = LogDestination.standardError.sink(isError: true, prefix: "p: ") { line in
+        let standard = try LogDestination.standardError.sinks(verbose: true) { line in
             lines.withLock { $0.append(line) }
         }
-        sink?("message")
-        XCTAssertEqual(lines.withLock { $0 }, ["p: message"])
-        XCTAssertNil(LogDestination.null.sink(isError: true, prefix: "p: ") { _ in XCTFail("written") })
-        XCTAssertNotNil(LogDestination.syslog.sink(isError: false, prefix: "p: ") { _ in XCTFail("written to stderr") })
+        standard.error("message")
+        standard.debug?("detail")
+        XCTAssertEqual(lines.withLock { $0 }, ["nbd-serve: error: message", "nbd-serve: debug: detail"])
+        XCTAssertNil(try LogDestination.standardError.sinks(verbose: false) { _ in }.debug, "debug only with -v")
+        let null = try LogDestination.null.sinks(verbose: true) { _ in XCTFail("written") }
+        null.error("dropped")
+        XCTAssertNil(null.debug)
+        XCTAssertNotNil(try LogDestination.syslog.sinks(verbose: true) { _ in XCTFail("written to stderr") }.debug)
+    }
+
+    func testLogFileAppendsOneLinePerMessageAndABadPathFailsAtStart() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("nbd.log").path
+        try "earlier\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let sinks = try LogDestination.file(path: path).sinks(verbose: true) { _ in XCTFail("written to stderr") }
+        sinks.error("refused")
+        sinks.debug?("accepted")
+        XCTAssertEqual(
+            try String(contentsOfFile: path, encoding: .utf8),
+            "earlier\nnbd-serve: error: refused\nnbd-serve: debug: accepted\n")
+        XCTAssertThrowsError(
+            try LogDestination.file(path: directory.appendingPathComponent("missing/nbd.log").path).sinks(verbose: false) { _ in }
+        ) { error in
+            XCTAssertTrue((error as? CommandLineError)?.message.contains("cannot open the log file") ?? false, "\(error)")
+        }
+    }
+
+    func testNewerNbdkitServerOptions() async throws {
+        let options = try parse("--timeout=2.5s --keepalive --print-uri --no-mc memory 1M")
+        XCTAssertEqual(options.negotiationTimeout, .milliseconds(2500))
+        XCTAssertTrue(options.enablesKeepAlive)
+        XCTAssertTrue(options.printsURI)
+        XCTAssertFalse(options.offersMetaContexts)
+        XCTAssertFalse(try parse("--no-meta-contexts memory 1M").offersMetaContexts)
+        XCTAssertFalse(try parse("--no-structured-replies memory 1M").offersStructuredReplies)
+        XCTAssertEqual(try parse("--timeout 500ms memory 1M").negotiationTimeout, .milliseconds(500))
+        let defaults = try parse("memory 1M")
+        XCTAssertNil(defaults.negotiationTimeout)
+        XCTAssertFalse(defaults.enablesKeepAlive || defaults.printsURI)
+        XCTAssertTrue(defaults.offersMetaContexts)
+        await assertError("--timeout=soon memory 1M", contains: "--timeout=soon: expected a time such as 30, 2.5s or 500ms")
+        await assertError("--timeout=0 memory 1M", contains: "--timeout=0: the time must be longer than zero")
+
+        var configuration = ServerConfiguration()
+        ServerSettings.configure(&configuration, from: options)
+        XCTAssertEqual(configuration.negotiationTimeout, .milliseconds(2500))
+        XCTAssertTrue(configuration.enablesTCPKeepAlive)
+        XCTAssertFalse(configuration.offersMetaContexts)
+    }
+
+    func testPrintedURIIsQuotedForTheShellAsNbdkitPrintsIt() {
+        XCTAssertEqual(PrintedURI.shellQuoted("nbd://127.0.0.1:10809/disk"), "nbd://127.0.0.1:10809/disk")
+        XCTAssertEqual(PrintedURI.shellQuoted("nbd+unix:///?socket=/tmp/s"), "\"nbd+unix:///?socket=/tmp/s\"")
+        XCTAssertEqual(PrintedURI.shellQuoted("a$b`c\\d\"e"), "\"a\\$b\\`c\\\\d\\\"e\"")
+        XCTAssertEqual(PrintedURI.shellQuoted(""), "\"\"")
+        XCTAssertEqual(
+            PrintedURI.text("nbd://h:1"),
+            "nbd://h:1\nShell-quoted URI: nbd://h:1\nCommand to query the NBD endpoint:\n  nbdinfo nbd://h:1\n")
     }
 
     func testHelpAndVersionNeedNoBackend() throws {

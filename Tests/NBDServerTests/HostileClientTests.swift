@@ -204,6 +204,72 @@ final class HostileClientTests: ServerTestCase {
         await assertEveryBackendClosedOnce(server, export, opens: 1)
     }
 
+    func testATrickleOfHandshakeBytesIsDroppedAtTheNegotiationTimeout() async throws {
+        let log = LogRecorder()
+        var configuration = ServerConfiguration()
+        configuration.handshakeTimeout = nil  // only the whole-negotiation limit applies
+        configuration.negotiationTimeout = .milliseconds(200)
+        configuration.logger = log.record
+        let (server, endpoint, export) = try startCountingServer(configuration: configuration)
+
+        let slow = try endpoint.client()
+        try slow.startHandshake()
+        XCTAssertTrue(slow.serverClosed(), "a client that never finished the handshake was not dropped")
+        log.waitForLines(containing: "dropped: the handshake was not finished within", count: 1)
+        XCTAssertEqual(export.opens.load(ordering: .relaxed), 0)
+        // A client that negotiates at once is served (and keeps being served after the limit passed,
+        // since its deadline was settled when the handshake finished: NegotiationDeadlineTests).
+        try assertServes(endpoint)
+        await assertEveryBackendClosedOnce(server, export, opens: 1)
+    }
+
+    func testWithoutMetaContextsBothMetaContextOptionsAreUnsupported() throws {
+        var configuration = ServerConfiguration()
+        configuration.offersMetaContexts = false
+        let (_, endpoint, _) = try startCountingServer(configuration: configuration)
+        let client = try endpoint.client()
+        try client.startHandshake()
+        try client.sendOption(Client.Option.structuredReply)
+        XCTAssertEqual(try client.readOptionReply().type, Client.Reply.ack, "structured replies stay offered")
+        for option in [Client.Option.listMetaContext, Client.Option.setMetaContext] {
+            try client.sendOption(option, Client.metaContextData(queries: ["base:allocation"]))
+            XCTAssertEqual(try client.readOptionReply().type, Client.Reply.errUnsupported)
+        }
+        let export = try client.go()
+        XCTAssertEqual(export.size, 4 << 20)
+    }
+
+    /// The server's end of each idle TCP connection to `port` runs the keepalive timer (timer code 2
+    /// in /proc/net/tcp) exactly when SO_KEEPALIVE is set.
+    func testKeepAliveIsSetOnAcceptedTCPConnectionsOnlyWhenAsked() async throws {
+        for enabled in [false, true] {
+            var configuration = ServerConfiguration()
+            configuration.enablesTCPKeepAlive = enabled
+            let (_, endpoint, _) = try startCountingServer(configuration: configuration, tcp: true)
+            guard case .tcp(let port) = endpoint else { return XCTFail("not TCP") }
+            let client = try endpoint.client()
+            try client.connect()
+            let hex = String(port, radix: 16, uppercase: true)
+            let local = ":" + String(repeating: "0", count: 4 - hex.count) + hex
+            // Columns: sl local_address rem_address st tx:rx tr:when ... ; the server's end has the
+            // listening port as its local port and is ESTABLISHED (01). Its retransmission timer (01)
+            // runs until the client's delayed ACK of the handshake's last reply arrives; the kernel
+            // state is polled until then (bounded), after which only keepalive (02) or none (00) is left.
+            var timer: String?
+            var table = ""
+            let deadline = ContinuousClock.now + TestWait.limit
+            repeat {
+                table = try String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)
+                let serverEnds = table.split(separator: "\n").map { $0.split(separator: " ") }.filter {
+                    $0.count > 5 && $0[1].hasSuffix(local) && $0[3] == "01"
+                }
+                XCTAssertEqual(serverEnds.count, 1, table)
+                timer = serverEnds.first.map { String($0[5].prefix(2)) }
+            } while timer == "01" && ContinuousClock.now < deadline
+            XCTAssertEqual(timer, enabled ? "02" : "00", "enabled: \(enabled)")
+        }
+    }
+
     // MARK: Limits
 
     func testAConnectionAboveTheLimitIsRefusedCleanlyAndLogged() async throws {

@@ -49,7 +49,18 @@ struct Connection<Provider: BackendProvider>: Sendable {
             acceptsMultipleConnections: context.acceptsMultipleConnections,
             isShuttingDown: { context.isShuttingDown })
         socket.setReceiveTimeout(configuration.handshakeTimeout)
-        guard let export = await handshake.run(reader: &reader, output: &output) else {
+        let deadline = configuration.negotiationTimeout.map { limit in
+            NegotiationDeadline(after: limit) { [self] in
+                warn("dropped: the handshake was not finished within \(limit) (--timeout)")
+                self.socket.shutdownBoth()
+            }
+        }
+        let negotiated = await handshake.run(reader: &reader, output: &output)
+        // The deadline may have passed just as the handshake finished: then the socket is already
+        // shut down, and the connection ends here rather than serving a dead socket.
+        let inTime = deadline?.finish() ?? true
+        guard let export = negotiated, inTime else {
+            if let export = negotiated { await export.backend.close() }
             log("closed during the handshake")
             handshake.socket.shutdownBoth()
             return

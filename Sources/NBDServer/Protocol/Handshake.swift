@@ -362,6 +362,12 @@ struct Handshake<Provider: BackendProvider> {
 
     /// Handles LIST_META_CONTEXT and SET_META_CONTEXT. Only `base:allocation` exists.
     private mutating func metaContext(option: UInt32, data: OptionData, output: inout OutputBuffer) {
+        guard configuration.offersMetaContexts else {
+            log("meta contexts are not offered")
+            output.appendOptionError(
+                option: option, type: OptionReply.errUnsupported, message: "this server does not offer meta contexts")
+            return
+        }
         guard structuredReplies else {
             output.appendOptionError(
                 option: option, type: OptionReply.errInvalid,

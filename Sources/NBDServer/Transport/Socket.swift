@@ -177,6 +177,18 @@ final class Socket: Sendable {
         _ = setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
     }
 
+    /// Sets `SO_KEEPALIVE` if this is a TCP socket (IPv4 or IPv6); other sockets are left alone.
+    func enableKeepAliveIfTCP() {
+        guard descriptor >= 0 else { return }
+        var domain: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(descriptor, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0,
+            domain == AF_INET || domain == AF_INET6
+        else { return }
+        var one: Int32 = 1
+        _ = setsockopt(descriptor, SOL_SOCKET, SO_KEEPALIVE, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
     /// Stops further receives; a blocked `recv` returns end of stream. Replies can still be sent.
     func shutdownReading() {
         guard descriptor >= 0 else { return }
