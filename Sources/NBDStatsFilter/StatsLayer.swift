@@ -112,8 +112,8 @@ extension StatsLayer: ConfigurableFilterLayer {
                 default: "text"),
             ParameterDescription(
                 "statsinterval",
-                "seconds between rewrites of the statsfile while serving (replaced atomically each "
-                    + "time); 0 writes only at shutdown",
+                "time between rewrites of the statsfile while serving (10, 0.5, 500ms; replaced "
+                    + "atomically each time); 0 writes only at shutdown",
                 default: "0"),
         ]
     }
@@ -157,19 +157,14 @@ extension StatsLayer: ConfigurableFilterLayer {
         try self.init(collector: collector, replacing: path, format: format, every: interval)
     }
 
-    /// Parses `statsinterval`: seconds, a decimal number from 0 (only at shutdown: nil) to one day.
+    /// Parses `statsinterval`: a duration as the delay filters take it (`10`, `0.5`, `1.5s`, `500ms`),
+    /// from 0 (only at shutdown: nil) to one day.
     static func parseInterval(_ text: String) throws(NBDError) -> Duration? {
-        guard let seconds = Double(text), seconds.isFinite, (0...86_400).contains(seconds),
-            text.allSatisfy({ $0.isNumber || $0 == "." })
-        else {
-            throw NBDError(
-                .invalidArgument, "statsinterval=\(text): expected seconds from 0 to 86400, for example statsinterval=10 or 0.5")
+        let interval = try parseDuration(text, for: "statsinterval")
+        if interval == .zero { return nil }
+        guard interval >= .milliseconds(1), interval <= .seconds(86_400) else {
+            throw NBDError(.invalidArgument, "statsinterval=\(text): expected from 1ms to one day (86400), or 0 for only at shutdown")
         }
-        if seconds == 0 { return nil }
-        let milliseconds = Int64((seconds * 1000).rounded())
-        guard milliseconds > 0 else {
-            throw NBDError(.invalidArgument, "statsinterval=\(text): the shortest interval is 0.001 seconds")
-        }
-        return .milliseconds(milliseconds)
+        return interval
     }
 }

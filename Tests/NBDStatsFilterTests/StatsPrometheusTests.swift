@@ -148,7 +148,7 @@ final class StatsPrometheusTests: XCTestCase {
     }
 
     func testIntervalRewritesTheTextReportToo() async throws {
-        let layer = try StatsLayer(parameters: ["statsfile": path("s.txt"), "statsinterval": "0.5"])
+        let layer = try StatsLayer(parameters: ["statsfile": path("s.txt"), "statsinterval": "500ms"])
         XCTAssertEqual(layer.format, .text)
         XCTAssertEqual(layer.interval, .milliseconds(500))
         XCTAssertNil(layer.file, "rewritten atomically, not through the nbdkit-style open file")
@@ -167,10 +167,10 @@ final class StatsPrometheusTests: XCTestCase {
     func testBadParametersAreRefusedNamingTheParameter() async {
         let cases: [([String: String], String)] = [
             (["statsformat": "xml"], "statsformat=xml: expected text, json or prometheus"),
-            (["statsinterval": "soon"], "statsinterval=soon: expected seconds from 0 to 86400, for example statsinterval=10 or 0.5"),
-            (["statsinterval": "-1"], "statsinterval=-1: expected seconds from 0 to 86400, for example statsinterval=10 or 0.5"),
-            (["statsinterval": "1e3"], "statsinterval=1e3: expected seconds from 0 to 86400, for example statsinterval=10 or 0.5"),
-            (["statsinterval": "0.0001"], "statsinterval=0.0001: the shortest interval is 0.001 seconds"),
+            (["statsinterval": "soon"], "statsinterval=soon: expected a duration such as 2, 0.5, 1.5s or 100ms"),
+            (["statsinterval": "-1"], "statsinterval=-1: expected a duration such as 2, 0.5, 1.5s or 100ms"),
+            (["statsinterval": "86401"], "statsinterval=86401: expected from 1ms to one day (86400), or 0 for only at shutdown"),
+            (["statsinterval": "100us"], "statsinterval=100us: expected from 1ms to one day (86400), or 0 for only at shutdown"),
             (
                 ["statsformat": "prometheus", "statsappend": "true"],
                 "statsappend=true cannot be used with statsformat=prometheus or statsinterval: the statsfile is replaced whole each time it is written"
