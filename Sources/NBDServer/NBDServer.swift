@@ -108,7 +108,8 @@ public final class NBDServer: Sendable {
         let context = self.context
         let startConnection = self.startConnection
         try listener.start { socket in _ = Self.accept(socket, context: context, startConnection: startConnection) }
-        context.log("listening on \(listener.address)")
+        context.configuration.emit(
+            .listening, .info, "listening on \(listener.address)", ["address": listener.address.uri(exportName: "")])
         return listener.address
     }
 
@@ -126,6 +127,7 @@ public final class NBDServer: Sendable {
         }
         guard let id = context.register(socket) else {
             context.warn(
+                .connectionLimitReached,
                 "refused a connection: the server is stopping or has \(context.configuration.maximumConnections) connections, its maximum (ServerConfiguration.maximumConnections)"
             )
             socket.shutdownBoth()
@@ -201,6 +203,8 @@ public final class NBDServer: Sendable {
             await waitUntilFinished()
             return
         }
+        context.configuration.emit(
+            .shutdownBegan, .info, "stopping", ["connections": String(context.openConnections)])
         for listener in listeners { listener.stop() }
         context.beginStopping()
         let context = self.context
@@ -214,7 +218,7 @@ public final class NBDServer: Sendable {
         await shutdownProvider()
         context.pool.stop()
         // Logged before `run()` returns, so that a program that logs after `run()` sees it last.
-        context.log("server stopped")
+        context.configuration.emit(.shutdownFinished, .info, "server stopped")
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.finished = true
             defer { state.finishedWaiters = [] }

@@ -82,7 +82,11 @@ public struct ServerConfiguration: Sendable {
     /// How long ``NBDServer/shutdown()`` lets connections finish before it closes the ones left (for
     /// example a client that stopped reading, so a reply cannot be sent).
     public var shutdownGracePeriod: Duration
-    /// Receives debug messages (connections opening and closing, refused requests), or `nil`.
+    /// Receives every ``ServerEvent`` (levels, kinds and metadata), or `nil`. The string loggers
+    /// below keep receiving the same events as text.
+    public var eventHandler: (@Sendable (ServerEvent) -> Void)?
+    /// Receives debug messages (connections opening and closing, refused requests), or `nil`: the
+    /// text of every ``ServerEvent`` below ``ServerEvent/Level/error``.
     public var logger: (@Sendable (String) -> Void)?
     /// Receives what an operator should see even without debug output: an export that could not be
     /// opened for a client (with the reason the client was sent), a connection refused at the
@@ -132,6 +136,27 @@ public struct ServerConfiguration: Sendable {
     /// Sends a problem an operator should see to ``errorLogger``, or to ``logger`` when there is none.
     func reportProblem(_ message: String) {
         if let errorLogger { errorLogger(message) } else { logger?(message) }
+    }
+
+    /// Whether an event of `level` reaches anyone, so callers build events only when they do.
+    func wants(_ level: ServerEvent.Level) -> Bool {
+        eventHandler != nil || logger != nil || (level >= .error && errorLogger != nil)
+    }
+
+    /// Delivers an event to ``eventHandler`` and, as text, to the string loggers: ``ServerEvent/Level/error``
+    /// and above as a problem (``errorLogger``, else ``logger``), the rest to ``logger``.
+    func emit(
+        _ kind: ServerEvent.Kind, _ level: ServerEvent.Level, _ message: @autoclosure () -> String,
+        _ metadata: @autoclosure () -> [String: String] = [:]
+    ) {
+        guard wants(level) else { return }
+        let event = ServerEvent(kind: kind, level: level, message: message(), metadata: metadata())
+        eventHandler?(event)
+        if level >= .error {
+            reportProblem(event.text)
+        } else {
+            logger?(event.text)
+        }
     }
 
     /// Creates a configuration with the defaults described on each property.

@@ -259,7 +259,7 @@ final class HostileClientTests: ServerTestCase {
             var table = ""
             let deadline = ContinuousClock.now + TestWait.limit
             repeat {
-                table = try String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)
+                table = try Self.readProcFile("/proc/net/tcp")
                 let serverEnds = table.split(separator: "\n").map { $0.split(separator: " ") }.filter {
                     $0.count > 5 && $0[1].hasSuffix(local) && $0[3] == "01"
                 }
@@ -268,6 +268,23 @@ final class HostileClientTests: ServerTestCase {
             } while timer == "01" && ContinuousClock.now < deadline
             XCTAssertEqual(timer, enabled ? "02" : "00", "enabled: \(enabled)")
         }
+    }
+
+    /// A /proc file read to its end with read(2) (its size reads as 0, and a single read returns
+    /// only the first page).
+    static func readProcFile(_ path: String) throws -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw TestClientError("open \(path): errno \(errno)") }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     // MARK: Limits

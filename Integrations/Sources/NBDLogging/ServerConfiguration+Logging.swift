@@ -2,10 +2,10 @@ import Logging
 import NBDServer
 
 extension ServerConfiguration {
-    /// Sends the server's messages to a swift-log `Logger`: debug messages (``logger``: connections
-    /// opening and closing, refused requests) at `messageLevel`, and what an operator should see
-    /// even without debug output (``errorLogger``: an export that could not be opened, a connection
-    /// refused at the limit, a client dropped for a protocol violation) at `problemLevel`.
+    /// Sends the server's events (``ServerConfiguration/eventHandler``) to a swift-log `Logger`, each
+    /// at its own level (``ServerEvent/Level`` is swift-log's scale), with its facts as metadata:
+    /// `nbd.event` (the kind, such as `connection-opened`), and as each kind has them `connection`,
+    /// `export`, `errno`, `command`, `offset`, `length`, `address`, `connections`, `reason`.
     ///
     /// ```swift
     /// var configuration = ServerConfiguration()
@@ -13,18 +13,20 @@ extension ServerConfiguration {
     /// let server = NBDServer(provider: export, configuration: configuration)
     /// ```
     ///
-    /// The logger's own level filters as usual: with the default `.info`, only problems appear.
-    /// The server's messages are sentences today, so each arrives as the log message with the
-    /// logger's metadata and no more; connection ids, export names, peers and errno values will
-    /// arrive as metadata once the server reports structured events.
-    ///
-    /// - Parameters:
-    ///   - logger: Where the messages go.
-    ///   - messageLevel: The level of debug messages; `.debug` by default.
-    ///   - problemLevel: The level of problems; `.error` by default.
-    public mutating func log(
-        to logger: Logger, messageLevel: Logger.Level = .debug, problemLevel: Logger.Level = .error
-    ) {
+    /// The logger's own level filters as usual: with the default `.info`, listening, connections
+    /// opening and closing, exports opened and shutting down appear, and every problem; request
+    /// failures arrive at `.warning`, refused requests and other detail at `.debug`. The message is
+    /// the event's sentence without the `connection N:` prefix, which is metadata here.
+    public mutating func log(to logger: Logger) {
+        let sink = ServerEventLogSink(logger: logger)
+        eventHandler = { event in sink.log(event) }
+    }
+
+    /// Sends the server's messages to a swift-log `Logger` as plain text at two chosen levels, the
+    /// way the string loggers get them: debug messages (``logger``) at `messageLevel`, and what an
+    /// operator should see even without debug output (``errorLogger``) at `problemLevel`. No metadata
+    /// beyond the logger's own; prefer ``log(to:)``.
+    public mutating func log(to logger: Logger, messageLevel: Logger.Level, problemLevel: Logger.Level) {
         let messages = ServerLogSink(logger: logger, level: messageLevel)
         let problems = ServerLogSink(logger: logger, level: problemLevel)
         self.logger = { message in messages.log(message) }

@@ -25,7 +25,7 @@ var logger = Logger(label: "nbd-integrations-example")
 logger.logLevel = .debug
 
 var configuration = ServerConfiguration()
-configuration.log(to: logger)  // NBDLogging: debug messages at .debug, problems at .error
+configuration.log(to: logger)  // NBDLogging: the server's events, at their levels, with metadata
 
 let export = FilterStack(
     [MetricsLayer(dimensions: [("export", "memory")])],  // NBDMetrics

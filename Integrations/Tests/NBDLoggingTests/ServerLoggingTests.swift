@@ -7,8 +7,8 @@ import NBDLogging
 import NBDServer
 import XCTest
 
-/// `ServerConfiguration.log(to:)`: the server's debug messages and problems reach a swift-log
-/// `Logger` at their levels.
+/// `ServerConfiguration.log(to:)`: the server's events reach a swift-log `Logger` at their levels with
+/// their metadata; `log(to:messageLevel:problemLevel:)` sends the plain text at chosen levels.
 final class ServerLoggingTests: XCTestCase {
     private var directory: TemporaryDirectory!
 
@@ -45,29 +45,37 @@ final class ServerLoggingTests: XCTestCase {
         try await withBoundedWait("the server to shut down") { await server.shutdown() }
     }
 
-    func testDebugMessagesAndProblemsArriveAtTheirLevels() async throws {
+    func testEventsArriveAtTheirLevelsWithTheirMetadata() async throws {
         let handler = InMemoryLogHandler()
         var configuration = ServerConfiguration()
         configuration.log(to: logger(handler, level: .trace))
         try await serveAndRefuse(configuration)
 
         let entries = handler.entries
-        let debug = entries.filter { $0.level == .debug }.map(\.message.description)
-        let errors = entries.filter { $0.level == .error }.map(\.message.description)
-        XCTAssertTrue(debug.contains { $0.hasPrefix("listening on unix:") }, "\(debug)")
-        XCTAssertTrue(debug.contains { $0.contains("accepted") }, "\(debug)")
-        XCTAssertTrue(debug.contains("server stopped"), "\(debug)")
-        XCTAssertEqual(errors.count, 1, "\(entries)")
-        XCTAssertTrue(errors.first?.contains("maximumConnections") ?? false, "\(errors)")
-        XCTAssertEqual(Set(entries.map(\.level)), [.debug, .error])
+        func entry(_ kind: String) -> InMemoryLogHandler.Entry? {
+            entries.first { $0.metadata["nbd.event"] == .string(kind) }
+        }
+        XCTAssertEqual(entry("listening")?.level, .info)
+        XCTAssertTrue(entry("listening")?.message.description.hasPrefix("listening on unix:") ?? false, "\(entries)")
+        let opened = try XCTUnwrap(entry("connection-opened"), "\(entries)")
+        XCTAssertEqual(opened.level, .info)
+        XCTAssertEqual(opened.message.description, "accepted", "the connection is metadata, not a prefix")
+        XCTAssertNotNil(opened.metadata["connection"])
+        XCTAssertEqual(opened.metadata["connections"], "1")
+        XCTAssertEqual(entry("export-opened")?.metadata["export"], "")
+        let refused = try XCTUnwrap(entry("connection-limit-reached"), "\(entries)")
+        XCTAssertEqual(refused.level, .error)
+        XCTAssertTrue(refused.message.description.contains("maximumConnections"))
+        XCTAssertEqual(entry("shutdown-finished")?.message.description, "server stopped")
+        XCTAssertEqual(entries.filter { $0.level >= .error }.count, 1, "\(entries)")
         // The logger's own metadata comes with every message.
         XCTAssertTrue(entries.allSatisfy { $0.metadata["service"] == "disk0" })
     }
 
-    func testTheLoggersLevelFiltersDebugMessagesOut() async throws {
+    func testTheLoggersLevelFiltersEventsOut() async throws {
         let handler = InMemoryLogHandler()
         var configuration = ServerConfiguration()
-        configuration.log(to: logger(handler, level: .info))
+        configuration.log(to: logger(handler, level: .warning))
         try await serveAndRefuse(configuration)
 
         XCTAssertEqual(handler.entries.map(\.level), [.error], "only the refused connection: \(handler.entries)")

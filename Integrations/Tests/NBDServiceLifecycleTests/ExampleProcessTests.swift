@@ -63,7 +63,7 @@ final class ExampleProcessTests: XCTestCase {
         XCTAssertEqual(status, 0, "a clean exit: \((try? String(contentsOfFile: output, encoding: .utf8)) ?? "")")
         XCTAssertFalse(fileExists(socket), "the listener was closed")
         let text = try String(contentsOfFile: output, encoding: .utf8)
-        for line in ["Signal caught", "connection 1: closed", "server stopped", "stopped"] {
+        for line in ["Signal caught", "nbd.event=connection-closed", "server stopped", "stopped"] {
             XCTAssertTrue(text.contains(line), "the log mentions '\(line)':\n\(text)")
         }
         await connection.disconnect()

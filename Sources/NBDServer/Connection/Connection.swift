@@ -32,18 +32,32 @@ struct Connection<Provider: BackendProvider>: Sendable {
 
     /// Reports a problem an operator should see (see ``ServerConfiguration/errorLogger``).
     private func warn(_ message: @autoclosure () -> String) {
-        configuration.reportProblem("connection \(id): \(message())")
+        event(.message, .error, message())
+    }
+
+    /// Reports a problem of a known kind an operator should see.
+    private func warn(_ kind: ServerEvent.Kind, _ message: @autoclosure () -> String) {
+        event(kind, .error, message())
     }
 
     private func log(_ message: @autoclosure () -> String) {
-        configuration.logger?("connection \(id): \(message())")
+        event(.message, .debug, message())
+    }
+
+    /// Emits an event about this connection (metadata `connection` plus `extra`).
+    private func event(
+        _ kind: ServerEvent.Kind, _ level: ServerEvent.Level, _ message: @autoclosure () -> String,
+        _ extra: [String: String] = [:]
+    ) {
+        let id = self.id
+        configuration.emit(kind, level, message(), extra.merging(["connection": String(id)]) { $1 })
     }
 
     func run() async {
-        log("accepted")
+        let context = self.context
+        event(.connectionOpened, .info, "accepted", ["connections": String(context.openConnections)])
         var reader = BufferedReader(socket: socket, capacity: configuration.receiveBufferSize)
         var output = OutputBuffer(capacity: 64 << 10)
-        let context = self.context
         var handshake = Handshake(
             provider: provider, configuration: configuration, connectionID: id, socket: socket,
             acceptsMultipleConnections: context.acceptsMultipleConnections,
@@ -51,7 +65,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
         socket.setReceiveTimeout(configuration.handshakeTimeout)
         let deadline = configuration.negotiationTimeout.map { limit in
             NegotiationDeadline(after: limit) { [self] in
-                warn("dropped: the handshake was not finished within \(limit) (--timeout)")
+                warn(.handshakeTimedOut, "dropped: the handshake was not finished within \(limit) (--timeout)")
                 self.socket.shutdownBoth()
             }
         }
@@ -92,7 +106,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
             backend: export.backend, structuredReplies: export.structuredReplies,
             stackReportsExtents: caps.canExtents,
             holeDetectionThreshold: configuration.holeDetectionThreshold, connectionID: id,
-            logger: configuration.logger)
+            configuration: configuration)
         let writer = CombiningWriter(socket: socket)
         // In order: every request runs here and is answered before the next is read.
         let inOrder = configuration.servesRequestsInOrder
@@ -146,13 +160,13 @@ struct Connection<Provider: BackendProvider>: Sendable {
             let header = RequestHeader(parsing: reader.unread)
             reader.consume(ProtocolConstants.requestHeaderSize)
             guard header.magic == ProtocolConstants.requestMagic else {
-                warn("bad request magic 0x\(String(header.magic, radix: 16)); disconnecting")
+                warn(.protocolViolation, "bad request magic 0x\(String(header.magic, radix: 16)); disconnecting")
                 break loop
             }
             let flags = CommandFlags(rawValue: header.flags)
             guard let command = Command(rawValue: header.type) else {
                 // An unknown command has no payload we know of; the protocol asks for EINVAL.
-                log("unknown command \(header.type)")
+                event(.requestRefused, .debug, "unknown command \(header.type)", ["command": String(header.type), "errno": "EINVAL"])
                 output.appendErrorReply(
                     cookie: header.cookie, error: NBDError(.invalidArgument, "unknown command \(header.type)"),
                     flags: [], structured: export.structuredReplies)
@@ -165,16 +179,16 @@ struct Connection<Provider: BackendProvider>: Sendable {
             }
             let length = UInt64(header.length)
             if command == .write, let limit = writeDisconnectLimit, length > UInt64(limit) {
-                warn("write of \(length) bytes is larger than the write disconnect limit \(limit); disconnecting")
+                warn(.protocolViolation, "write of \(length) bytes is larger than the write disconnect limit \(limit); disconnecting")
                 break loop
             }
             do {
                 try validator.validate(command, offset: header.offset, length: length, flags: flags)
             } catch {
-                log("refused \(command): \(error)")
+                event(.requestRefused, .debug, "refused \(command): \(error)", ["command": "\(command)", "errno": error.code.name])
                 if command == .write {
                     guard length <= configuration.maximumDiscardedPayload else {
-                        log("write payload of \(length) bytes is too large to discard; disconnecting")
+                        event(.protocolViolation, .notice, "write payload of \(length) bytes is too large to discard; disconnecting")
                         break loop
                     }
                     guard reader.discard(length) else { break loop }

@@ -13,7 +13,8 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
     /// as zeroes as `NBD_REPLY_TYPE_OFFSET_HOLE` chunks; `nil` never does.
     let holeDetectionThreshold: Int?
     let connectionID: UInt64
-    let logger: (@Sendable (String) -> Void)?
+    /// Where a failed request is reported (``ServerEvent/Kind/requestFailed``).
+    let configuration: ServerConfiguration
 
     /// Performs `command` and appends the reply. `payload` is the data of a write and empty otherwise.
     func perform(
@@ -44,7 +45,13 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
             }
             output.appendSimpleReply(cookie: cookie, error: 0)
         } catch {
-            logger?("connection \(connectionID): \(command) of \(length) bytes at \(offset) failed: \(error)")
+            let id = connectionID
+            configuration.emit(
+                .requestFailed, .warning, "\(command) of \(length) bytes at \(offset) failed: \(error)",
+                [
+                    "connection": String(id), "command": "\(command)", "offset": String(offset),
+                    "length": String(length), "errno": error.code.name,
+                ])
             output.appendErrorReply(cookie: cookie, error: error, flags: flags, structured: structuredReplies)
         }
     }

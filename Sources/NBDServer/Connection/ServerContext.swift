@@ -32,12 +32,20 @@ final class ServerContext: Sendable {
 
     /// Reports a problem an operator should see (see ``ServerConfiguration/errorLogger``).
     func warn(_ message: @autoclosure () -> String) {
-        configuration.reportProblem(message())
+        configuration.emit(.message, .error, message())
+    }
+
+    /// Reports a problem of a known kind an operator should see.
+    func warn(_ kind: ServerEvent.Kind, _ message: @autoclosure () -> String) {
+        configuration.emit(kind, .error, message())
     }
 
     func log(_ message: @autoclosure () -> String) {
-        configuration.logger?(message())
+        configuration.emit(.message, .debug, message())
     }
+
+    /// How many connections are registered now.
+    var openConnections: Int { state.withLock { $0.connections.count } }
 
     /// Registers an accepted socket. Returns its connection ID, or `nil` if the server is stopping
     /// or already serves the maximum number of connections.
@@ -53,14 +61,19 @@ final class ServerContext: Sendable {
 
     /// Called once per registered connection, after its backend was closed.
     func connectionEnded(_ id: UInt64) {
+        var remaining = 0
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.connections[id] = nil
+            remaining = state.connections.count
             var waiters = state.endWaiters.removeValue(forKey: id) ?? []
             guard state.stopping, state.connections.isEmpty else { return waiters }
             waiters += state.drainedWaiters
             state.drainedWaiters = []
             return waiters
         }
+        configuration.emit(
+            .connectionClosed, .info, "ended; \(remaining) connection(s) open",
+            ["connection": String(id), "connections": String(remaining)])
         for waiter in waiters { waiter.resume() }
     }
 

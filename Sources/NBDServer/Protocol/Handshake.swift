@@ -42,11 +42,27 @@ struct Handshake<Provider: BackendProvider> {
 
     /// Reports a problem an operator should see (see ``ServerConfiguration/errorLogger``).
     private func warn(_ message: @autoclosure () -> String) {
-        configuration.reportProblem("connection \(connectionID): \(message())")
+        event(.message, .error, message())
+    }
+
+    /// Reports a problem of a known kind an operator should see.
+    private func warn(
+        _ kind: ServerEvent.Kind, _ message: @autoclosure () -> String, _ extra: [String: String] = [:]
+    ) {
+        event(kind, .error, message(), extra)
     }
 
     private func log(_ message: @autoclosure () -> String) {
-        configuration.logger?("connection \(connectionID): \(message())")
+        event(.message, .debug, message())
+    }
+
+    /// Emits an event about this connection (metadata `connection` plus `extra`).
+    private func event(
+        _ kind: ServerEvent.Kind, _ level: ServerEvent.Level, _ message: @autoclosure () -> String,
+        _ extra: [String: String] = [:]
+    ) {
+        let id = connectionID
+        configuration.emit(kind, level, message(), extra.merging(["connection": String(id)]) { $1 })
     }
 
     /// Runs the handshake. Returns the negotiated export, or `nil` when the connection should close
@@ -66,7 +82,7 @@ struct Handshake<Provider: BackendProvider> {
         let known = ProtocolConstants.clientFixedNewstyle | ProtocolConstants.clientNoZeroes
         guard clientFlags & ~known == 0 else {
             // The protocol requires dropping a client that sets flags the server did not offer.
-            log("unknown client flags 0x\(String(clientFlags, radix: 16)); disconnecting")
+            event(.handshakeRefused, .notice, "unknown client flags 0x\(String(clientFlags, radix: 16)); disconnecting", ["reason": "client flags"])
             return nil
         }
         noZeroes = clientFlags & ProtocolConstants.clientNoZeroes != 0
@@ -75,7 +91,7 @@ struct Handshake<Provider: BackendProvider> {
         while true {
             optionCount += 1
             guard optionCount <= Self.maximumOptions else {
-                log("more than \(Self.maximumOptions) options; disconnecting")
+                event(.handshakeRefused, .notice, "more than \(Self.maximumOptions) options; disconnecting", ["reason": "too many options"])
                 return nil
             }
             guard reader.fill(atLeast: 16) else { return nil }
@@ -85,7 +101,7 @@ struct Handshake<Provider: BackendProvider> {
             let length = UInt32(bigEndian: header.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
             reader.consume(16)
             guard magic == ProtocolConstants.optionMagic else {
-                log("bad option magic 0x\(String(magic, radix: 16)); disconnecting")
+                event(.handshakeRefused, .notice, "bad option magic 0x\(String(magic, radix: 16)); disconnecting", ["reason": "option magic"])
                 return nil
             }
             guard length <= configuration.maximumOptionLength else {
@@ -106,6 +122,7 @@ struct Handshake<Provider: BackendProvider> {
                 // Nothing about the export may be sent in clear text: refuse before looking at it.
                 guard option != OptionCode.exportName else {
                     warn(
+                        .tlsRefused,
                         "refused a plaintext client: it sent NBD_OPT_EXPORT_NAME without NBD_OPT_STARTTLS and the server requires TLS (--tls=require); disconnecting"
                     )
                     return nil
@@ -113,6 +130,7 @@ struct Handshake<Provider: BackendProvider> {
                 if !reportedMissingTLS {
                     reportedMissingTLS = true
                     warn(
+                        .tlsRefused,
                         "refused option \(option) from a plaintext client with NBD_REP_ERR_TLS_REQD: the server requires TLS (--tls=require); the client must connect with TLS (an nbds:// URI, or tls-creds)"
                     )
                 }
@@ -225,9 +243,9 @@ struct Handshake<Provider: BackendProvider> {
             let id = connectionID
             session = try transport.startServerSession(
                 descriptor: socket.descriptor, timeout: configuration.handshakeTimeout,
-                reportProblem: { configuration.reportProblem("connection \(id): \($0)") })
+                reportProblem: { configuration.emit(.tlsRefused, .error, $0, ["connection": String(id)]) })
         } catch {
-            warn(error.message)
+            warn(.tlsRefused, error.message)
             return false
         }
         if configuration.unixSocketSendBufferSize != nil {
@@ -291,7 +309,9 @@ struct Handshake<Provider: BackendProvider> {
                 backend: backend, exportName: name, capabilities: caps,
                 structuredReplies: structuredReplies, baseAllocation: baseAllocation && structuredReplies)
         } catch {
-            warn("cannot open export '\(name)' for the client: \(error)")
+            warn(
+                .exportOpenFailed, "cannot open export '\(name)' for the client: \(error)",
+                ["export": name, "errno": error.code.name])
             let type: UInt32
             switch error.code {
             case .shutdown: type = OptionReply.errShutdown
@@ -356,7 +376,10 @@ struct Handshake<Provider: BackendProvider> {
             await export.backend.close()
             return nil
         }
-        log("export '\(name)' opened: \(caps.size) bytes, flags 0x\(String(flags(for: caps).rawValue, radix: 16))")
+        event(
+            .exportOpened, .info,
+            "export '\(name)' opened: \(caps.size) bytes, flags 0x\(String(flags(for: caps).rawValue, radix: 16))",
+            ["export": name, "size": String(caps.size)])
         return export
     }
 
