@@ -47,7 +47,8 @@ package struct ExportPlan: Sendable {
     /// Routes the parameters of `options`.
     ///
     /// - Throws: ``CommandLineError`` for an unknown backend or filter, a parameter that neither a
-    ///   filter given nor the backend declares (naming the filter or backend that would take it), or
+    ///   filter given nor the backend declares (naming the filter or backend that would take it;
+    ///   a backend that accepts unlisted parameters takes every such key), or
     ///   the backend's main parameter given twice.
     package init(_ options: ServeOptions) throws(CommandLineError) {
         guard let name = options.backend, let backend = ServeCatalog.backend(named: name) else {
@@ -75,7 +76,7 @@ package struct ExportPlan: Sendable {
                 filters[index].parameters.append(parameter.key, parameter.value)
                 continue
             }
-            guard description.parameterNames.contains(parameter.key) else {
+            guard description.parameterNames.contains(parameter.key) || description.acceptsUnlistedParameters else {
                 throw CommandLineError(
                     Self.unknownParameterMessage(parameter, backendName: description.name, filters: filters))
             }
@@ -120,12 +121,14 @@ package struct ExportPlan: Sendable {
         var example: String
         var positionalParameter: String?
         var parameterNames: Set<String>
+        var acceptsUnlistedParameters: Bool
 
         init(_ type: any ConfigurableBackendProvider.Type) {
             name = type.backendName
             example = type.example
             positionalParameter = type.positionalParameter
             parameterNames = Set(type.parameters.map(\.name))
+            acceptsUnlistedParameters = type.acceptsUnlistedParameters
         }
     }
 
