@@ -72,6 +72,18 @@ package struct ExportPlan: Sendable {
             backendParameters.append(positional, argument)
         }
         for parameter in options.parameters {
+            if parameter.key.isEmpty {
+                // A plain argument after the first: only a backend that takes unlisted parameters
+                // gets it, under its main key, in command-line order (sh passes it to the
+                // script's magic_config_key).
+                guard description.acceptsUnlistedParameters, let positional = description.positionalParameter else {
+                    throw CommandLineError(
+                        "unexpected argument '\(parameter.value)': after the backend, only one plain argument is allowed, and it must come first; write the others as KEY=VALUE"
+                    )
+                }
+                backendParameters.append(positional, parameter.value)
+                continue
+            }
             if let index = filters.firstIndex(where: { $0.parameterNames.contains(parameter.key) }) {
                 filters[index].parameters.append(parameter.key, parameter.value)
                 continue

@@ -160,6 +160,8 @@ final class ScriptBackendInteropTests: XCTestCase {
         let output = try compare(["sh", script.path, "file=DISK"])
         XCTAssertTrue(output.contains("can_cache True\n"), output)
         XCTAssertTrue(output.contains("extents [65536, 0]\n"), "two data halves, merged by both servers: \(output)")
+        // The file= prefix left out: the script's magic_config_key names the key of a plain argument.
+        XCTAssertEqual(try compare(["sh", script.path, "DISK"]), output)
     }
 
     /// `nbdkit sh -` reads the script from standard input; the same here-document on both, and

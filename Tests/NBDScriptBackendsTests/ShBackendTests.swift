@@ -39,6 +39,7 @@ final class ShBackendTests: XCTestCase {
             flush) sync ;;
             extents) echo "$4 $(($3/2)) 0"; echo "$(($4+$3/2)) $(($3-$3/2)) hole,zero" ;;
             close) rmdir "$2" ;;
+            magic_config_key) echo file ;;
             *) exit 2 ;;
         esac
         """#
@@ -79,6 +80,23 @@ final class ShBackendTests: XCTestCase {
         let temporary = provider.temporaryDirectory
         await provider.shutdown()
         XCTAssertFalse(FileManager.default.fileExists(atPath: temporary))
+    }
+
+    func testAPlainArgumentAfterTheScriptGoesToConfigUnderTheMagicKey() async throws {
+        let script = try writeScript(Self.filePlugin)
+        let disk = "\(directory)/disk.img"
+        try Data(count: 8192).write(to: URL(fileURLWithPath: disk))
+        let provider = try await start(["script": script, "script": disk])
+        let backend = try await withBoundedWait("open") { try await provider.open(ConnectionInfo()) }
+        XCTAssertEqual(backend.capabilities.size, 8192, "disk.img is file=disk.img")
+        await backend.close()
+        await provider.shutdown()
+        let plain = try writeScript(#"case "$1" in get_size) echo 1 ;; *) exit 2 ;; esac"#, name: "plain.sh")
+        let error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await ShBackendProvider(parameters: ["script": plain, "script": disk], options: BackendOptions())
+            }, code: .invalidArgument)
+        XCTAssertTrue(error?.message.contains("expected KEY=VALUE") ?? false, "\(String(describing: error))")
     }
 
     func testAScriptWithoutShebangRunsUnderBinSh() async throws {

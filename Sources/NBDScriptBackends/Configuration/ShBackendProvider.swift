@@ -36,7 +36,7 @@ extension ShBackendProvider: ConfigurableBackendProvider {
         [
             ParameterDescription(
                 "script",
-                "the executable to run, or - for a /bin/sh script read from standard input; every other KEY=VALUE is passed to the script's config method",
+                "the executable to run, or - for a /bin/sh script read from standard input; every other KEY=VALUE goes to the script's config method, and a later plain argument too, under the key its magic_config_key prints",
                 required: true)
         ]
     }
@@ -46,14 +46,14 @@ extension ShBackendProvider: ConfigurableBackendProvider {
 
     /// Starts the script: `load`, `magic_config_key`, `config KEY VALUE` for every other parameter
     /// in order, `config_complete`, `thread_model`, `get_ready`, `after_fork`.
+    ///
+    /// The first parameter must be `script`. A later `script` value is a plain argument: it goes to
+    /// `config` under the key `magic_config_key` printed, or is refused when there is none.
     public init(parameters: ParameterValues, options: BackendOptions) async throws(NBDError) {
-        let scripts = parameters.all("script")
-        guard let script = scripts.first else {
-            throw NBDError(.invalidArgument, "script=... is required, for example \(Self.example)")
+        guard let first = parameters.entries.first, first.key == "script" else {
+            throw NBDError(.invalidArgument, "script=... is required, and first, for example \(Self.example)")
         }
-        guard scripts.count == 1 else {
-            throw NBDError(.invalidArgument, "script= is given \(scripts.count) times: give one script")
-        }
+        let script = first.value
         let directory = try TemporaryDirectory(prefix: "nbd-serve-sh-")
         let path: String
         if script == "-" {
@@ -64,11 +64,21 @@ extension ShBackendProvider: ConfigurableBackendProvider {
         }
         let host = ScriptHost(directory: directory, displayName: path, invocation: .script(path: path), logger: options.logger)
         try await host.expectSuccess("load")
-        // nbd-serve takes one plain argument (the script), so the key is only reported.
+        // A later plain argument (script=VALUE after the first) goes to config under the key the
+        // script's magic_config_key prints, as `nbdkit sh example.sh disk.img` means file=disk.img.
+        var magicKey: String? = nil
         if case .ok(let key) = try await host.call("magic_config_key") {
-            options.logger?("\(path): magic_config_key \(String(decoding: key, as: UTF8.self).trimmingWhitespace)")
+            magicKey = String(decoding: key, as: UTF8.self).droppingFinalNewline
         }
-        for entry in parameters where entry.key != "script" {
+        for var entry in parameters.entries.dropFirst() {
+            if entry.key == "script" {
+                guard let magicKey, !magicKey.isEmpty else {
+                    throw NBDError(
+                        .invalidArgument,
+                        "'\(entry.value)': expected KEY=VALUE (the script has no magic_config_key for a plain argument)")
+                }
+                entry.key = magicKey
+            }
             let reply: ScriptReply
             do {
                 reply = try await host.call("config", [entry.key, entry.value])
