@@ -187,7 +187,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NBDScriptBackendsTests",
-            dependencies: ["NBDCore", "NBDScriptBackends", "NBDServer", "NBDClient", "NBDTestSupport"],
+            dependencies: ["NBDCore", "NBDScriptBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

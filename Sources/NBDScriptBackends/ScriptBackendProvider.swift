@@ -4,7 +4,7 @@ import NBDCore
 /// and its thread model. Opens one ``ScriptBackend`` per connection the way nbdkit's sh plugin
 /// does: `preconnect`, `default_export` (for the export `""`), `open`, then `get_size` and the
 /// `can_*` methods, each a process.
-public struct ScriptBackendProvider: BackendProvider {
+struct ScriptBackendProvider: BackendProvider {
     let host: ScriptHost
     let threadModel: ThreadModel
     /// The one lock every call takes under a serialising thread model.
@@ -34,7 +34,7 @@ public struct ScriptBackendProvider: BackendProvider {
         }
     }
 
-    public func open(_ connection: ConnectionInfo) async throws(NBDError) -> ScriptBackend {
+    func open(_ connection: ConnectionInfo) async throws(NBDError) -> ScriptBackend {
         let readOnly = connection.isReadOnly ? "true" : "false"
         let gate = threadModel == .serializeRequests ? ScriptGate() : sharedGate
         try await host.expectSuccess("preconnect", [readOnly], gate: gate)
@@ -57,7 +57,7 @@ public struct ScriptBackendProvider: BackendProvider {
     }
 
     /// Runs `unload` and removes `$tmpdir`.
-    public func shutdown() async {
+    func shutdown() async {
         await host.shutdown()
     }
 

@@ -267,4 +267,59 @@ final class EvalBackendTests: XCTestCase {
         XCTAssertTrue(sizeError?.message.contains("get_size") ?? false, "\(String(describing: sizeError))")
         await provider.shutdown()
     }
+
+    /// Under `parallel`, four reads run at once: each script waits (a bounded number of polls)
+    /// until all four have started, which only happens if none waits for another.
+    func testParallelThreadModelRunsCallsAtOnce() async throws {
+        let provider = try await start([
+            "thread_model": "echo parallel", "get_size": "echo 1M",
+            "pread": #"""
+            touch $tmpdir/arrived-$4
+            tries=0
+            while [ "$(ls $tmpdir | grep -c arrived-)" -lt 4 ]; do
+                tries=$((tries + 1))
+                [ $tries -lt 3000 ] || { echo "EIO only $(ls $tmpdir | grep -c arrived-) calls ran at once" >&2; exit 1; }
+                sleep 0.01
+            done
+            dd if=/dev/zero count=$3 iflag=count_bytes status=none
+            """#,
+        ])
+        XCTAssertEqual(provider.provider.threadModel, .parallel)
+        let backend = try await open(provider)
+        try await withBoundedWait("four reads") {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<4 {
+                    group.addTask { _ = try await backend.readBytes(512, at: UInt64(index) * 512) }
+                }
+                try await group.waitForAll()
+            }
+        }
+        await provider.shutdown()
+    }
+
+    /// Under the default thread model no two calls overlap: each script takes a directory as a
+    /// lock and fails if another holds it.
+    func testDefaultThreadModelSerialisesCallsAcrossConnections() async throws {
+        let provider = try await start([
+            "get_size": "echo 1M",
+            "pread": #"""
+            mkdir $tmpdir/busy 2>/dev/null || { echo 'EIO two calls at once' >&2; exit 1; }
+            dd if=/dev/zero count=$3 iflag=count_bytes status=none
+            rmdir $tmpdir/busy
+            """#,
+        ])
+        XCTAssertEqual(provider.provider.threadModel, .serializeAllRequests)
+        let first = try await open(provider)
+        let second = try await open(provider)
+        try await withBoundedWait("eight reads") {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<8 {
+                    let backend = index % 2 == 0 ? first : second
+                    group.addTask { _ = try await backend.readBytes(512, at: UInt64(index) * 512) }
+                }
+                try await group.waitForAll()
+            }
+        }
+        await provider.shutdown()
+    }
 }
