@@ -40,7 +40,9 @@ public struct ScriptBackend: BlockBackend {
     private func unexpected(_ method: String, _ reply: ScriptReply) -> NBDError {
         switch reply {
         case .missing: NBDError(.ioError, "\(host.displayName): the \(method) method is required")
-        default: NBDError(.ioError, "\(host.displayName): \(method) exited with status 3 (false), which only can_* methods may")
+        default:
+            NBDError(
+                .ioError, "\(host.displayName): \(method) exited with status 3 (false), which only can_* methods may")
         }
     }
 
@@ -53,7 +55,8 @@ public struct ScriptBackend: BlockBackend {
         guard data.count == buffer.count else {
             throw NBDError(
                 .ioError,
-                "\(host.displayName): pread printed \(data.count) bytes, but \(buffer.count) were asked for at offset \(offset)")
+                "\(host.displayName): pread printed \(data.count) bytes, but \(buffer.count) were asked for at offset \(offset)"
+            )
         }
         data.withUnsafeBytes { buffer.copyMemory(from: $0) }
     }
@@ -62,7 +65,8 @@ public struct ScriptBackend: BlockBackend {
         let reply = try await host.call(
             "pwrite", [handle, String(data.count), String(offset), Self.flagsArgument(flags)], input: data, gate: gate)
         guard case .ok = reply else {
-            throw reply == .missing ? NBDError(.ioError, "\(host.displayName): pwrite is not implemented") : unexpected("pwrite", reply)
+            throw reply == .missing
+                ? NBDError(.ioError, "\(host.displayName): pwrite is not implemented") : unexpected("pwrite", reply)
         }
     }
 
@@ -74,7 +78,10 @@ public struct ScriptBackend: BlockBackend {
             do throws(NBDError) {
                 let reply = try await host.call(
                     "zero",
-                    [handle, String(count), String(offset), Self.flagsArgument(flags, mayTrim: !flags.contains(.noHole))],
+                    [
+                        handle, String(count), String(offset),
+                        Self.flagsArgument(flags, mayTrim: !flags.contains(.noHole)),
+                    ],
                     gate: gate)
                 switch reply {
                 case .ok: return
@@ -89,7 +96,8 @@ public struct ScriptBackend: BlockBackend {
         if flags.contains(.fastZero) {
             throw NBDError(.notSupported, "\(host.displayName): zeroing is emulated with pwrite, which is not fast")
         }
-        let zeroes = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(min(count, UInt64(Self.zeroChunk))), alignment: 64)
+        let zeroes = UnsafeMutableRawBufferPointer.allocate(
+            byteCount: Int(min(count, UInt64(Self.zeroChunk))), alignment: 64)
         defer { zeroes.deallocate() }
         zeroes.initializeMemory(as: UInt8.self, repeating: 0)
         var done: UInt64 = 0

@@ -66,7 +66,8 @@ struct ScriptBackendProvider: BackendProvider {
         guard host.defines("default_export") else { return "" }
         switch try await host.call("default_export", [readOnly, "false"], gate: gate) {
         case .ok(let printed):
-            var lines = String(decoding: printed, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+            var lines = String(decoding: printed, as: UTF8.self).split(
+                separator: "\n", omittingEmptySubsequences: false)
             if let first = lines.first, ["NAMES", "INTERLEAVED", "NAMES+DESCRIPTIONS"].contains(first) {
                 lines.removeFirst()
             }
@@ -134,7 +135,8 @@ struct ScriptBackendProvider: BackendProvider {
         case .ok(let printed):
             let text = String(decoding: printed, as: UTF8.self).droppingFinalNewline
             guard let value = values[text.lowercased()] else {
-                throw NBDError(.ioError, "\(host.displayName): \(method) printed '\(text)': expected none, emulate or native")
+                throw NBDError(
+                    .ioError, "\(host.displayName): \(method) printed '\(text)': expected none, emulate or native")
             }
             return value
         case .missing: return defaultValue
@@ -149,7 +151,10 @@ struct ScriptBackendProvider: BackendProvider {
         let fields = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
         let values = fields.prefix(3).compactMap { try? parseSize(String($0), for: "block_size") }
         guard fields.count >= 3, values.count == 3, values.allSatisfy({ $0 <= UInt64(UInt32.max) }) else {
-            throw NBDError(.ioError, "\(host.displayName): cannot read block_size's output '\(text.trimmingWhitespace)': expected MINIMUM PREFERRED MAXIMUM")
+            throw NBDError(
+                .ioError,
+                "\(host.displayName): cannot read block_size's output '\(text.trimmingWhitespace)': expected MINIMUM PREFERRED MAXIMUM"
+            )
         }
         // The server's own limit is 32 MiB; nbdkit's 4294967295 means "no limit".
         var sizes = BlockSizeConstraints(
@@ -158,7 +163,8 @@ struct ScriptBackendProvider: BackendProvider {
         guard sizes.isValid else {
             throw NBDError(
                 .ioError,
-                "\(host.displayName): block_size printed \(values[0]) \(values[1]) \(values[2]): the minimum must be a power of two up to 64K, the preferred a power of two from 512, and the maximum at least the preferred")
+                "\(host.displayName): block_size printed \(values[0]) \(values[1]) \(values[2]): the minimum must be a power of two up to 64K, the preferred a power of two from 512, and the maximum at least the preferred"
+            )
         }
         // As nbdkit's server: the sizes are advertised, but requests that ignore them reach the script.
         sizes.enforcedMaximumPayload = 32 << 20
@@ -170,7 +176,8 @@ extension ScriptHost {
     /// Runs a method whose only answer is success: exit 0 or 2 (missing) is fine, 3 is an error.
     func expectSuccess(_ method: String, _ arguments: [String] = [], gate: ScriptGate? = nil) async throws(NBDError) {
         if try await call(method, arguments, gate: gate) == .no {
-            throw NBDError(.ioError, "\(displayName): \(method) exited with status 3 (false), which only can_* methods may")
+            throw NBDError(
+                .ioError, "\(displayName): \(method) exited with status 3 (false), which only can_* methods may")
         }
     }
 }

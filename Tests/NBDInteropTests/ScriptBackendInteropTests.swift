@@ -122,7 +122,8 @@ final class ScriptBackendInteropTests: XCTestCase {
         let run = command + " \"$uri\" " + readOffsets.map(String.init).joined(separator: " ")
         let ourDisk = try makeDisk("ours.img")
         let theirDisk = try makeDisk("theirs.img")
-        let ours = try InteropEnvironment.serve(arguments.map { $0.replacingOccurrences(of: "DISK", with: ourDisk) }, run: run)
+        let ours = try InteropEnvironment.serve(
+            arguments.map { $0.replacingOccurrences(of: "DISK", with: ourDisk) }, run: run)
         assertSucceeded(ours, "nbd-serve \(arguments)", file: file, line: line)
         let theirs = try InteropEnvironment.run(
             "/usr/bin/nbdkit",
@@ -143,7 +144,8 @@ final class ScriptBackendInteropTests: XCTestCase {
 
     func testEvalFileCommandLineAnswersAsOnNbdkitWithTheSameErrnos() throws {
         try InteropEnvironment.require("nbdkit", "python3-libnbd")
-        let output = try compare(Self.evalFileArguments + ["file=DISK"], readOffsets: [1048064, 1047552, 1047040, 1046528, 0])
+        let output = try compare(
+            Self.evalFileArguments + ["file=DISK"], readOffsets: [1048064, 1047552, 1047040, 1046528, 0])
         XCTAssertTrue(output.contains("read@1048064 errno 28\n"), output)
         XCTAssertTrue(output.contains("read@1047552 errno 1\n"), output)
         XCTAssertTrue(output.contains("read@1047040 errno 5\n"), output)
@@ -195,7 +197,8 @@ final class ScriptBackendInteropTests: XCTestCase {
     func testQemuIoSeesTheErrnoTheScriptNamesAsOnNbdkit() throws {
         try InteropEnvironment.require("nbdkit", "qemu-io")
         for (failure, expected) in [
-            ("printf ENOMEM >&2; exit 1", "Cannot allocate memory"), ("echo eperm >&2; exit 1", "Operation not permitted"),
+            ("printf ENOMEM >&2; exit 1", "Cannot allocate memory"),
+            ("echo eperm >&2; exit 1", "Operation not permitted"),
             ("printf 'ESHUTDOWN\\nline one\\n' >&2; exit 1", "transport endpoint shutdown"),
             ("echo EPIPE >&2; exit 1", "Input/output error"),
         ] {
@@ -216,7 +219,8 @@ final class ScriptBackendInteropTests: XCTestCase {
         let unknown = try InteropEnvironment.serve(["eval", "get_size=echo 1", "disk=x"], run: "nbdinfo \"$uri\"")
         XCTAssertNotEqual(unknown.status, 0)
         XCTAssertTrue(unknown.stderr.contains("disk=x"), unknown.stderr)
-        let absent = try InteropEnvironment.serve(["sh", directory.appendingPathComponent("absent.sh").path], run: "true")
+        let absent = try InteropEnvironment.serve(
+            ["sh", directory.appendingPathComponent("absent.sh").path], run: "true")
         XCTAssertNotEqual(absent.status, 0)
         XCTAssertTrue(absent.stderr.contains("script="), absent.stderr)
     }
@@ -225,12 +229,15 @@ final class ScriptBackendInteropTests: XCTestCase {
         try InteropEnvironment.require("nbdinfo")
         let record = directory.appendingPathComponent("tmpdir").path
         let result = try InteropEnvironment.serve(
-            ["eval", "get_size=echo 1M", "pread=dd if=/dev/zero count=$3 iflag=count_bytes",
-             "get_ready=echo $tmpdir > \(InteropEnvironment.shellQuoted(record))"],
+            [
+                "eval", "get_size=echo 1M", "pread=dd if=/dev/zero count=$3 iflag=count_bytes",
+                "get_ready=echo $tmpdir > \(InteropEnvironment.shellQuoted(record))",
+            ],
             run: "test -d \"$(cat \(InteropEnvironment.shellQuoted(record)))\" && nbdinfo --size \"$uri\"")
         assertSucceeded(result, "nbd-serve eval")
         XCTAssertEqual(result.stdout, "1048576\n")
-        let temporary = try String(contentsOfFile: record, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let temporary = try String(contentsOfFile: record, encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines)
         XCTAssertFalse(temporary.isEmpty)
         XCTAssertFalse(FileManager.default.fileExists(atPath: temporary), "\(temporary) is left after exit")
     }

@@ -67,11 +67,18 @@ final class EvalBackendTests: XCTestCase {
         let backend = try await open(provider)
         XCTAssertTrue(backend.capabilities.canZero)
         XCTAssertTrue(backend.capabilities.canFastZero, "nbdkit offers fast zero when zeroing is emulated")
-        try await withBoundedWait("pwrite") { try await backend.writeBytes([UInt8](repeating: 0xAA, count: 8192), at: 0) }
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in try await backend.zero(count: 4096, at: 0, flags: .fastZero) }, code: .notSupported)
+        try await withBoundedWait("pwrite") {
+            try await backend.writeBytes([UInt8](repeating: 0xAA, count: 8192), at: 0)
+        }
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.zero(count: 4096, at: 0, flags: .fastZero) }, code: .notSupported
+        )
         try await withBoundedWait("zero") { try await backend.zero(count: 4096, at: 1024, flags: []) }
         let back = try await withBoundedWait("pread") { try await backend.readBytes(8192, at: 0) }
-        XCTAssertEqual(back, [UInt8](repeating: 0xAA, count: 1024) + [UInt8](repeating: 0, count: 4096) + [UInt8](repeating: 0xAA, count: 3072))
+        XCTAssertEqual(
+            back,
+            [UInt8](repeating: 0xAA, count: 1024) + [UInt8](repeating: 0, count: 4096)
+                + [UInt8](repeating: 0xAA, count: 3072))
         await backend.close()
         await provider.shutdown()
     }
@@ -102,7 +109,9 @@ final class EvalBackendTests: XCTestCase {
         let backend = try await open(provider, export: "disk1")
         XCTAssertEqual(backend.capabilities.size, 512)
         _ = try await withBoundedWait("pread") { try await backend.readBytes(512, at: 0) }
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in try await provider.open(ConnectionInfo(exportName: "other")) }, code: .invalidArgument)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await provider.open(ConnectionInfo(exportName: "other")) },
+            code: .invalidArgument)
         await provider.shutdown()
     }
 
@@ -133,15 +142,21 @@ final class EvalBackendTests: XCTestCase {
             """#,
         ])
         let backend = try await open(provider)
-        let error = await XCTAssertThrowsNBDError({ () throws(NBDError) in try await backend.readBytes(512, at: 0) }, code: .noSpace)
+        let error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.readBytes(512, at: 0) }, code: .noSpace)
         XCTAssertTrue(error?.message.contains("custom message") ?? false, "\(String(describing: error))")
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in try await backend.readBytes(512, at: 512) }, code: .notPermitted)
-        let short = await XCTAssertThrowsNBDError({ () throws(NBDError) in try await backend.readBytes(512, at: 1024) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.readBytes(512, at: 512) }, code: .notPermitted)
+        let short = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.readBytes(512, at: 1024) }, code: .ioError)
         XCTAssertTrue(short?.message.contains("printed 1 bytes") ?? false, "\(String(describing: short))")
-        let killed = await XCTAssertThrowsNBDError({ () throws(NBDError) in try await backend.readBytes(512, at: 1536) }, code: .ioError)
+        let killed = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.readBytes(512, at: 1536) }, code: .ioError)
         XCTAssertTrue(killed?.message.contains("signal 11") ?? false, "\(String(describing: killed))")
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in try await backend.readBytes(512, at: 2048) }, code: .ioError)
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in try await backend.readBytes(512, at: 4096) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.readBytes(512, at: 2048) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.readBytes(512, at: 4096) }, code: .ioError)
         // Still serving after all that.
         _ = try await withBoundedWait("pread") { try await backend.readBytes(1, at: 1024) }
         await provider.shutdown()
@@ -157,7 +172,8 @@ final class EvalBackendTests: XCTestCase {
         let backend = try await open(provider)
         let data = [UInt8](repeating: 0x5A, count: 4 << 20)
         try await withBoundedWait("pwrite") { try await backend.writeBytes(data, at: 0) }
-        await XCTAssertThrowsNBDError({ () throws(NBDError) in try await backend.writeBytes(data, at: 32 << 20) }, code: .noSpace)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.writeBytes(data, at: 32 << 20) }, code: .noSpace)
         await provider.shutdown()
     }
 
@@ -201,7 +217,9 @@ final class EvalBackendTests: XCTestCase {
         XCTAssertEqual(caps.blockSize.minimum, 512)
         XCTAssertEqual(caps.blockSize.preferred, 4096)
         XCTAssertEqual(caps.blockSize.maximumPayload, 65536)
-        let extents = try await withBoundedWait("extents") { try await backend.extents(count: 4096, at: 8192, flags: []) }
+        let extents = try await withBoundedWait("extents") {
+            try await backend.extents(count: 4096, at: 8192, flags: [])
+        }
         XCTAssertEqual(extents, [.hole(4096)])
         let readOnly = try await open(provider, readOnly: true)
         XCTAssertFalse(readOnly.capabilities.isWritable)
@@ -247,23 +265,37 @@ final class EvalBackendTests: XCTestCase {
     }
 
     func testBadParametersAreRefusedAtStartNamingTheParameter() async throws {
-        var error = await XCTAssertThrowsNBDError({ () throws(NBDError) in try await EvalBackendProvider(parameters: ["pread": "exit 1"], options: BackendOptions()) },
+        var error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await EvalBackendProvider(parameters: ["pread": "exit 1"], options: BackendOptions())
+            },
             code: .invalidArgument)
         XCTAssertTrue(error?.message.contains("get_size") ?? false, "\(String(describing: error))")
-        error = await XCTAssertThrowsNBDError({ () throws(NBDError) in try await EvalBackendProvider(parameters: ["get_size": "echo 1", "file": "x"], options: BackendOptions()) },
+        error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await EvalBackendProvider(
+                    parameters: ["get_size": "echo 1", "file": "x"], options: BackendOptions())
+            },
             code: .invalidArgument)
         XCTAssertTrue(error?.message.contains("file=x") ?? false, "\(String(describing: error))")
-        error = await XCTAssertThrowsNBDError({ () throws(NBDError) in try await EvalBackendProvider(
+        error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await EvalBackendProvider(
                     parameters: ["get_size": "echo 1", "get_size": "echo 2"], options: BackendOptions())
             }, code: .invalidArgument)
         XCTAssertTrue(error?.message.contains("get_size") ?? false, "\(String(describing: error))")
-        error = await XCTAssertThrowsNBDError({ () throws(NBDError) in try await EvalBackendProvider(
-                    parameters: ["get_size": "echo 1", "config": #"echo "EINVAL unknown $2" >&2; exit 1"#, "disk": "y"],
+        error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await EvalBackendProvider(
+                    parameters: [
+                        "get_size": "echo 1", "config": #"echo "EINVAL unknown $2" >&2; exit 1"#, "disk": "y",
+                    ],
                     options: BackendOptions())
             }, code: .invalidArgument)
         XCTAssertTrue(error?.message.contains("disk=y") ?? false, "\(String(describing: error))")
         let provider = try await start(["get_size": "echo lots", "pread": "exit 1"])
-        let sizeError = await XCTAssertThrowsNBDError({ () throws(NBDError) in try await provider.open(ConnectionInfo()) }, code: .ioError)
+        let sizeError = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await provider.open(ConnectionInfo()) }, code: .ioError)
         XCTAssertTrue(sizeError?.message.contains("get_size") ?? false, "\(String(describing: sizeError))")
         await provider.shutdown()
     }

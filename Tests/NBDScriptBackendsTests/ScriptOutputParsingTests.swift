@@ -31,7 +31,8 @@ final class ScriptOutputParsingTests: XCTestCase {
     }
 
     func testTheMessageIsTheFirstLineAfterTheErrnoName() {
-        let error = ScriptFailure.error(errorOutput: Array("ENOSPC  disk is full\nsecond line\n".utf8), context: "eval: pwrite")
+        let error = ScriptFailure.error(
+            errorOutput: Array("ENOSPC  disk is full\nsecond line\n".utf8), context: "eval: pwrite")
         XCTAssertEqual(error.message, "eval: pwrite: disk is full (ENOSPC)")
         let silent = ScriptFailure.error(errorOutput: [], context: "eval: pread")
         XCTAssertTrue(silent.message.contains("without a message"), silent.message)
@@ -40,7 +41,8 @@ final class ScriptOutputParsingTests: XCTestCase {
     func testExtentLinesAreClippedToTheRequestAndMerged() throws {
         let output = Array("0 1M\n1M 512K hole,zero\n1536K 512K 3\n2M 2M 0\n".utf8)
         let extents = try ExtentList.parse(output, count: 1 << 20, offset: 512 << 10, context: "test")
-        XCTAssertEqual(extents, [.data(512 << 10), .hole(512 << 10)], "1M..2M is one hole: two lines with the same flags")
+        XCTAssertEqual(
+            extents, [.data(512 << 10), .hole(512 << 10)], "1M..2M is one hole: two lines with the same flags")
         let tail = try ExtentList.parse(output, count: 4 << 20, offset: 3 << 20, context: "test")
         XCTAssertEqual(tail, [.data(1 << 20)])
     }

@@ -100,7 +100,9 @@ final class ShBackendTests: XCTestCase {
     }
 
     func testAScriptWithoutShebangRunsUnderBinSh() async throws {
-        let script = try writeScript(#"case "$1" in get_size) echo 4K ;; pread) dd if=/dev/zero count=$3 iflag=count_bytes status=none ;; *) exit 2 ;; esac"#)
+        let script = try writeScript(
+            #"case "$1" in get_size) echo 4K ;; pread) dd if=/dev/zero count=$3 iflag=count_bytes status=none ;; *) exit 2 ;; esac"#
+        )
         let provider = try await start(["script": script])
         XCTAssertEqual(provider.provider.threadModel, .serializeAllRequests, "no thread_model: the safe default")
         let backend = try await withBoundedWait("open") { try await provider.open(ConnectionInfo()) }
@@ -110,21 +112,37 @@ final class ShBackendTests: XCTestCase {
     }
 
     func testBadParametersAreRefusedAtStartNamingTheParameter() async throws {
-        var error = await XCTAssertThrowsNBDError({ () throws(NBDError) in try await ShBackendProvider(parameters: ["script": "\(self.directory)/absent.sh"], options: BackendOptions()) },
+        var error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await ShBackendProvider(
+                    parameters: ["script": "\(self.directory)/absent.sh"], options: BackendOptions())
+            },
             code: .invalidArgument)
         XCTAssertTrue(error?.message.contains("script=") ?? false, "\(String(describing: error))")
         let notExecutable = try writeScript("exit 2", name: "plain.sh", mode: 0o644)
-        error = await XCTAssertThrowsNBDError({ () throws(NBDError) in try await ShBackendProvider(parameters: ["script": notExecutable], options: BackendOptions()) },
+        error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await ShBackendProvider(parameters: ["script": notExecutable], options: BackendOptions())
+            },
             code: .invalidArgument)
         XCTAssertTrue(error?.message.contains("chmod +x") ?? false, "\(String(describing: error))")
         let script = try writeScript(Self.filePlugin)
-        error = await XCTAssertThrowsNBDError({ () throws(NBDError) in try await ShBackendProvider(parameters: ["script": script, "size": "1M"], options: BackendOptions()) },
+        error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await ShBackendProvider(parameters: ["script": script, "size": "1M"], options: BackendOptions())
+            },
             code: .invalidArgument)
         XCTAssertTrue(error?.message.contains("size=1M") ?? false, "\(String(describing: error))")
-        error = await XCTAssertThrowsNBDError({ () throws(NBDError) in try await ShBackendProvider(parameters: ["script": script], options: BackendOptions()) }, code: .ioError)
+        error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await ShBackendProvider(parameters: ["script": script], options: BackendOptions())
+            }, code: .ioError)
         XCTAssertTrue(error?.message.contains("file= is missing") ?? false, "\(String(describing: error))")
         let noConfig = try writeScript("exit 2", name: "noconfig.sh")
-        error = await XCTAssertThrowsNBDError({ () throws(NBDError) in try await ShBackendProvider(parameters: ["script": noConfig, "a": "b"], options: BackendOptions()) },
+        error = await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in
+                try await ShBackendProvider(parameters: ["script": noConfig, "a": "b"], options: BackendOptions())
+            },
             code: .invalidArgument)
         XCTAssertTrue(error?.message.contains("a=b") ?? false, "\(String(describing: error))")
     }

@@ -34,7 +34,10 @@ public struct EvalBackendProvider: BackendProvider {
         ("pwrite", "write COUNT=$3 bytes read from stdin at OFFSET=$4 (FLAGS=$5: fua)"),
         ("flush", "make writes durable"),
         ("trim", "discard COUNT=$3 bytes at OFFSET=$4 (FLAGS=$5)"),
-        ("zero", "zero COUNT=$3 bytes at OFFSET=$4 (FLAGS=$5: fua,may_trim,fast); ENOTSUP on stderr falls back to pwrite"),
+        (
+            "zero",
+            "zero COUNT=$3 bytes at OFFSET=$4 (FLAGS=$5: fua,may_trim,fast); ENOTSUP on stderr falls back to pwrite"
+        ),
         ("extents", "print OFFSET LENGTH [TYPE] lines (TYPE: hole,zero or 0-3) for COUNT=$3 bytes at OFFSET=$4"),
         ("cache", "prefetch COUNT=$3 bytes at OFFSET=$4"),
         ("can_write", "exit 0 if writable, 3 if not (default: whether pwrite= is given)"),
@@ -119,7 +122,8 @@ extension EvalBackendProvider: ConfigurableBackendProvider {
             case .missing:
                 throw NBDError(
                     .invalidArgument,
-                    "\(entry.key)=\(entry.value): \(entry.key) is not an eval method and there is no config= snippet to take it; run 'nbd-serve eval --help' for the methods")
+                    "\(entry.key)=\(entry.value): \(entry.key) is not an eval method and there is no config= snippet to take it; run 'nbd-serve eval --help' for the methods"
+                )
             case .no:
                 throw NBDError(.invalidArgument, "\(entry.key)=\(entry.value): config exited with status 3 (false)")
             }
@@ -127,7 +131,8 @@ extension EvalBackendProvider: ConfigurableBackendProvider {
         guard snippets["get_size"] != nil else {
             throw NBDError(.invalidArgument, "get_size=... is required, for example get_size='echo 64M'")
         }
-        for implied in Self.impliedCapabilities where snippets[implied.operation] != nil && snippets[implied.method] == nil {
+        for implied in Self.impliedCapabilities
+        where snippets[implied.operation] != nil && snippets[implied.method] == nil {
             let path = "\(directory.path)/\(implied.method)"
             try ScriptFile.write(implied.script, to: path)
             snippets[implied.method] = path

@@ -39,7 +39,8 @@ enum ScriptFile {
         if fstat(0, &info) == 0 && info.st_mode & S_IFMT == S_IFSOCK {
             throw NBDError(
                 .invalidArgument,
-                "\(parameter)=-: standard input is a socket (the client's, with -s?), not a script; give the script as a file")
+                "\(parameter)=-: standard input is a socket (the client's, with -s?), not a script; give the script as a file"
+            )
         }
         let bytes: [UInt8] = await BlockingThread.run {
             var data: [UInt8] = []

@@ -62,7 +62,8 @@ extension ShBackendProvider: ConfigurableBackendProvider {
         } else {
             path = try ScriptFile.executable(script, parameter: "script")
         }
-        let host = ScriptHost(directory: directory, displayName: path, invocation: .script(path: path), logger: options.logger)
+        let host = ScriptHost(
+            directory: directory, displayName: path, invocation: .script(path: path), logger: options.logger)
         try await host.expectSuccess("load")
         // A later plain argument (script=VALUE after the first) goes to config under the key the
         // script's magic_config_key prints, as `nbdkit sh example.sh disk.img` means file=disk.img.
@@ -75,7 +76,8 @@ extension ShBackendProvider: ConfigurableBackendProvider {
                 guard let magicKey, !magicKey.isEmpty else {
                     throw NBDError(
                         .invalidArgument,
-                        "'\(entry.value)': expected KEY=VALUE (the script has no magic_config_key for a plain argument)")
+                        "'\(entry.value)': expected KEY=VALUE (the script has no magic_config_key for a plain argument)"
+                    )
                 }
                 entry.key = magicKey
             }

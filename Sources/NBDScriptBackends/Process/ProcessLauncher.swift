@@ -33,10 +33,12 @@ package enum ProcessLauncher {
             throw NBDError(errno: errno, "\(path): cannot create a pipe")
         }
         var pid: pid_t = 0
-        var status = spawn(&pid, path: path, arguments: arguments, environment: environment,
+        var status = spawn(
+            &pid, path: path, arguments: arguments, environment: environment,
             streams: (inputPipe[0], outputPipe[1], errorPipe[1]))
         if status == ENOEXEC {
-            status = spawn(&pid, path: "/bin/sh", arguments: ["/bin/sh", path] + arguments.dropFirst(),
+            status = spawn(
+                &pid, path: "/bin/sh", arguments: ["/bin/sh", path] + arguments.dropFirst(),
                 environment: environment, streams: (inputPipe[0], outputPipe[1], errorPipe[1]))
         }
         guard status == 0 else { throw NBDError(errno: status, "\(path): cannot run the script") }
@@ -50,13 +52,15 @@ package enum ProcessLauncher {
         var run = ScriptRun(termination: .exited(0), output: [], outputOverflowed: false, errorOutput: [])
         if let input, input.count > 0 {
             _ = fcntl(inputPipe[1], F_SETFL, fcntl(inputPipe[1], F_GETFL) | O_NONBLOCK)
-            exchange(input: input, inputFD: &inputPipe[1], outputFD: &outputPipe[0], errorFD: &errorPipe[0],
+            exchange(
+                input: input, inputFD: &inputPipe[1], outputFD: &outputPipe[0], errorFD: &errorPipe[0],
                 outputLimit: outputLimit, run: &run)
         } else {
             // Standard input reaches end of file at once: a method that reads it gets nothing.
             close(inputPipe[1])
             inputPipe[1] = -1
-            exchange(input: nil, inputFD: &inputPipe[1], outputFD: &outputPipe[0], errorFD: &errorPipe[0],
+            exchange(
+                input: nil, inputFD: &inputPipe[1], outputFD: &outputPipe[0], errorFD: &errorPipe[0],
                 outputLimit: outputLimit, run: &run)
         }
         run.termination = reap(pid)

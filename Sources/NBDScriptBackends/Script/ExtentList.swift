@@ -34,10 +34,12 @@ package enum ExtentList {
             if let expected, start != expected {
                 throw NBDError(
                     .ioError,
-                    "\(context): the extent at \(start) does not follow the previous one, which ended at \(expected): extents must be in order and contiguous")
+                    "\(context): the extent at \(start) does not follow the previous one, which ended at \(expected): extents must be in order and contiguous"
+                )
             }
             if expected == nil && start > offset {
-                throw NBDError(.ioError, "\(context): the first extent starts at \(start), after the offset asked for, \(offset)")
+                throw NBDError(
+                    .ioError, "\(context): the first extent starts at \(start), after the offset asked for, \(offset)")
             }
             expected = start + length
             guard length > 0 else { continue }

@@ -30,7 +30,10 @@ package final class ScriptHost: Sendable {
     /// `$tmpdir`'s path.
     package var temporaryDirectory: String { directory.path }
 
-    init(directory: TemporaryDirectory, displayName: String, invocation: Invocation, logger: (@Sendable (String) -> Void)?) {
+    init(
+        directory: TemporaryDirectory, displayName: String, invocation: Invocation,
+        logger: (@Sendable (String) -> Void)?
+    ) {
         self.directory = directory
         self.displayName = displayName
         self.invocation = invocation
