@@ -33,6 +33,8 @@ let package = Package(
         .library(name: "NBDTLS", targets: ["NBDTLS"]),
         // Ceph RBD images; librbd is loaded at run time, so nothing links Ceph at build time.
         .library(name: "NBDCeph", targets: ["NBDCeph"]),
+        // nbdkit's sh and eval plugins: methods are shell scripts, run as processes.
+        .library(name: "NBDScriptBackends", targets: ["NBDScriptBackends"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
     dependencies: [],
@@ -65,6 +67,11 @@ let package = Package(
         .target(name: "NBDCurl", dependencies: ["NBDCore", "CCurlShim"], swiftSettings: upcomingFeatures),
         // The `rbd` backend: Ceph RBD images through librbd/librados, loaded with dlopen at first use.
         .target(name: "NBDCeph", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // posix_spawn with closefrom and pipe2, which Swift's Glibc module does not declare.
+        .target(name: "CSpawnShim"),
+        // The `sh` and `eval` backends: nbdkit's scripted plugins, one process per method call.
+        .target(
+            name: "NBDScriptBackends", dependencies: ["NBDCore", "CSpawnShim"], swiftSettings: upcomingFeatures),
         // GnuTLS, the TLS library nbdkit, qemu and libnbd use. Only NBDTLS imports it.
         .systemLibrary(
             name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
@@ -80,7 +87,7 @@ let package = Package(
                 "NBDRangeFilters", "NBDFeatureFilters", "NBDFlowFilters",
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
                 "NBDCachingFilters", "NBDProxy", "NBDCurl", "NBDCeph",
-                "NBDTLS",
+                "NBDTLS", "NBDScriptBackends",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -176,6 +183,11 @@ let package = Package(
         .testTarget(
             name: "NBDCephTests",
             dependencies: ["NBDCore", "NBDCeph", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDScriptBackendsTests",
+            dependencies: ["NBDCore", "NBDScriptBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -47,7 +47,8 @@ package struct ExportPlan: Sendable {
     /// Routes the parameters of `options`.
     ///
     /// - Throws: ``CommandLineError`` for an unknown backend or filter, a parameter that neither a
-    ///   filter given nor the backend declares (naming the filter or backend that would take it), or
+    ///   filter given nor the backend declares (naming the filter or backend that would take it;
+    ///   a backend that accepts unlisted parameters takes every such key), or
     ///   the backend's main parameter given twice.
     package init(_ options: ServeOptions) throws(CommandLineError) {
         guard let name = options.backend, let backend = ServeCatalog.backend(named: name) else {
@@ -71,11 +72,23 @@ package struct ExportPlan: Sendable {
             backendParameters.append(positional, argument)
         }
         for parameter in options.parameters {
+            if parameter.key.isEmpty {
+                // A plain argument after the first: only a backend that takes unlisted parameters
+                // gets it, under its main key, in command-line order (sh passes it to the
+                // script's magic_config_key).
+                guard description.acceptsUnlistedParameters, let positional = description.positionalParameter else {
+                    throw CommandLineError(
+                        "unexpected argument '\(parameter.value)': after the backend, only one plain argument is allowed, and it must come first; write the others as KEY=VALUE"
+                    )
+                }
+                backendParameters.append(positional, parameter.value)
+                continue
+            }
             if let index = filters.firstIndex(where: { $0.parameterNames.contains(parameter.key) }) {
                 filters[index].parameters.append(parameter.key, parameter.value)
                 continue
             }
-            guard description.parameterNames.contains(parameter.key) else {
+            guard description.parameterNames.contains(parameter.key) || description.acceptsUnlistedParameters else {
                 throw CommandLineError(
                     Self.unknownParameterMessage(parameter, backendName: description.name, filters: filters))
             }
@@ -120,12 +133,14 @@ package struct ExportPlan: Sendable {
         var example: String
         var positionalParameter: String?
         var parameterNames: Set<String>
+        var acceptsUnlistedParameters: Bool
 
         init(_ type: any ConfigurableBackendProvider.Type) {
             name = type.backendName
             example = type.example
             positionalParameter = type.positionalParameter
             parameterNames = Set(type.parameters.map(\.name))
+            acceptsUnlistedParameters = type.acceptsUnlistedParameters
         }
     }
 

@@ -11,6 +11,7 @@ import NBDFlowFilters
 import NBDRangeFilters
 import NBDLogFilter
 import NBDRetryFilters
+import NBDScriptBackends
 import NBDProxy
 import NBDStatsFilter
 
@@ -25,6 +26,8 @@ package enum ServeCatalog {
         NBDProxyProvider.self,
         CurlProvider.self,
         RBDProvider.self,
+        ShBackendProvider.self,
+        EvalBackendProvider.self,
     ]
 
     /// Every filter, in `--help` order.

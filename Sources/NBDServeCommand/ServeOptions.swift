@@ -25,9 +25,9 @@ package struct ServeOptions: Sendable, Hashable {
         case tcp(host: String, port: UInt16)
     }
 
-    /// One `KEY=VALUE` argument.
+    /// One `KEY=VALUE` argument, or (with an empty key) a plain argument after the first.
     package struct Parameter: Sendable, Hashable {
-        /// The text before the first `=`.
+        /// The text before the first `=`; empty for a later plain argument.
         package var key: String
         /// The text after the first `=` (may be empty or contain `=`).
         package var value: String
@@ -324,9 +324,10 @@ package struct ServeOptions: Sendable, Hashable {
             return
         }
         guard backendArgument == nil && parameters.isEmpty else {
-            throw CommandLineError(
-                "unexpected argument '\(argument)': after the backend, only one plain argument is allowed, and it must come first; write the others as KEY=VALUE"
-            )
+            // nbdkit hands a later plain argument to the plugin under its magic key (the sh
+            // plugin's script names one); ExportPlan refuses it for every other backend.
+            parameters.append(Parameter(key: "", value: argument))
+            return
         }
         backendArgument = argument
     }

@@ -13,9 +13,13 @@ public protocol ConfigurableBackendProvider: BackendProvider {
     static var positionalParameter: String? { get }
     /// An example of the backend's arguments, for help and error messages, such as `memory 1G`.
     static var example: String { get }
+    /// Whether keys not in ``parameters`` (and not taken by a filter) are the backend's too, passed
+    /// on for it to judge, as nbdkit's sh and eval plugins pass them to the script's `config`.
+    /// `false` by default: an unknown key is refused before the backend starts.
+    static var acceptsUnlistedParameters: Bool { get }
 
-    /// Creates the provider from its parameters (only keys listed in ``parameters``, the positional
-    /// argument under ``positionalParameter``).
+    /// Creates the provider from its parameters (only keys listed in ``parameters``, unless
+    /// ``acceptsUnlistedParameters``; the positional argument under ``positionalParameter``).
     ///
     /// May do I/O (open a file, connect to an upstream server). Throws ``NBDError`` whose message
     /// names the parameter and what it accepts.
@@ -23,6 +27,8 @@ public protocol ConfigurableBackendProvider: BackendProvider {
 }
 
 extension ConfigurableBackendProvider {
+    public static var acceptsUnlistedParameters: Bool { false }
+
     /// Whether `key` is one of this backend's parameters.
     public static func accepts(_ key: String) -> Bool {
         parameters.contains { $0.name == key }
