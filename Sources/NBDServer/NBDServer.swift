@@ -42,6 +42,16 @@ public final class NBDServer: Sendable {
             Connection.start(id: id, socket: socket, provider: provider, context: context)
         }
         self.shutdownProvider = { await provider.shutdown() }
+        // The stack may stop the server (nbdkit_shutdown) or close one client (nbdkit_disconnect)
+        // without knowing the server: through a control that holds the server weakly.
+        let context = self.context
+        provider.attach(
+            ServerControl(
+                requestShutdown: { [weak self] in
+                    guard let self else { return }
+                    Task { await self.shutdown(lettingClientsFinish: true) }
+                },
+                disconnect: { id in context.disconnect(id) }))
     }
 
     /// Binds `address` and starts accepting connections on it. May be called more than once to
@@ -189,20 +199,39 @@ public final class NBDServer: Sendable {
     /// ``ServerConfiguration/shutdownGracePeriod`` are closed. Calling it again waits for the first
     /// call to finish.
     public func shutdown() async {
+        await shutdown(lettingClientsFinish: false)
+    }
+
+    /// Shuts down; with `lettingClientsFinish` (a ``ServerControl/requestShutdown()`` from the
+    /// stack, as nbdkit_shutdown) connected clients are not woken or closed but served until they
+    /// disconnect. A later plain ``shutdown()`` still wakes and closes them.
+    private func shutdown(lettingClientsFinish: Bool) async {
         let (first, listeners) = state.withLock { state -> (Bool, [Listener]) in
             if state.stopping { return (false, []) }
             state.stopping = true
             return (true, state.listeners)
         }
+        let context = self.context
+        let gracePeriod = configuration.shutdownGracePeriod
         guard first else {
+            if !lettingClientsFinish {
+                // A gentle shutdown may be waiting for its clients: make it a normal one.
+                context.beginStopping()
+                let enforcer = Task {
+                    try? await Task.sleep(for: gracePeriod)
+                    if !Task.isCancelled { context.closeRemainingConnections() }
+                }
+                await waitUntilFinished()
+                enforcer.cancel()
+                return
+            }
             await waitUntilFinished()
             return
         }
         for listener in listeners { listener.stop() }
-        context.beginStopping()
-        let context = self.context
-        let gracePeriod = configuration.shutdownGracePeriod
+        context.beginStopping(wakingConnections: !lettingClientsFinish)
         let enforcer = Task {
+            guard !lettingClientsFinish else { return }
             try? await Task.sleep(for: gracePeriod)
             if !Task.isCancelled { context.closeRemainingConnections() }
         }

@@ -244,6 +244,13 @@ if options.servesStandardInput {
     }
 }
 
+// A stack that stops the server itself (exitlast, exitwhen: NBDCore's ServerControl) ends the
+// process once the server has finished, as nbdkit_shutdown does.
+Task {
+    await server.run()
+    exitSignal.finish(0)
+}
+
 let code = await exitSignal.wait()
 // Stopped by a signal while the --run command still runs: do not leave it behind.
 let child = runningChild.load(ordering: .acquiring)
