@@ -246,9 +246,12 @@ if options.servesStandardInput {
 
 // A stack that stops the server itself (exitlast, exitwhen: NBDCore's ServerControl) ends the
 // process once the server has finished, as nbdkit_shutdown does.
-Task {
-    await server.run()
-    exitSignal.finish(0)
+// With --run the command's end ends the process, as with nbdkit.
+if options.runCommand == nil {
+    Task {
+        await server.run()
+        exitSignal.finish(0)
+    }
 }
 
 let code = await exitSignal.wait()

@@ -15,7 +15,7 @@ public final class ExitWhenLayer: FilterLayer {
     public let events: [ExitEvent]
     /// How often events are checked besides client connects and disconnects.
     public let pollInterval: Duration
-    /// Receives a script's failures, which are reported, not events.
+    /// Receives a script's failures (status 1 to 87), which are reported, not events.
     let report: @Sendable (String) -> Void
 
     private let control = ControlSlot()
@@ -68,10 +68,7 @@ public final class ExitWhenLayer: FilterLayer {
                 defer { state.triggered = true }
                 return !state.triggered
             }
-            if first {
-                report("exitwhen: \(event) happened: shutting down once the clients disconnect")
-                control.current.requestShutdown()
-            }
+            if first { control.current.requestShutdown() }
             return
         }
     }
