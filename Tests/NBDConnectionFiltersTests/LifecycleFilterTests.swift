@@ -98,7 +98,7 @@ final class LifecycleFilterTests: XCTestCase {
         close(pipe[1])
         XCTAssertTrue(ExitEvent.pipeClosed(pipe[0]).hasHappened { _ in })
 
-        let reports = Mutex<[String]>([])
+        let reports = LockedValue<[String]>([])
         XCTAssertTrue(ExitEvent.script("exit 88").hasHappened { _ in })
         XCTAssertFalse(ExitEvent.script("exit 0").hasHappened { line in reports.withLock { $0.append(line) } })
         XCTAssertFalse(ExitEvent.script("exit 3").hasHappened { line in reports.withLock { $0.append(line) } })

@@ -13,7 +13,7 @@ import XCTest
 final class ServerStackHooksTests: XCTestCase {
     /// Records the ConnectionInfo each open sees.
     final class Recorder: Sendable {
-        let seen = Mutex<[ConnectionInfo]>([])
+        let seen = LockedValue<[ConnectionInfo]>([])
     }
 
     struct RecordingLayer: FilterLayer {
@@ -152,7 +152,7 @@ final class ServerStackHooksTests: XCTestCase {
 
     /// Keeps the ServerControl the server attaches.
     final class ControlCapture: FilterLayer, Sendable {
-        let control = Mutex<ServerControl?>(nil)
+        let control = LockedValue<ServerControl?>(nil)
         var name: String { "capture" }
         func attach(_ control: ServerControl) { self.control.withLock { $0 = control } }
         func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend { next }

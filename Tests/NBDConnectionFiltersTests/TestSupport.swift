@@ -33,7 +33,7 @@ struct CountingClose: Filter {
 /// A ServerControl that records what the stack asked for.
 final class RecordingControl: Sendable {
     let shutdowns = Atomic<Int>(0)
-    let disconnected = Mutex<[UInt64]>([])
+    let disconnected = LockedValue<[UInt64]>([])
 
     var control: ServerControl {
         ServerControl(

@@ -20,7 +20,7 @@ public final class ExitWhenLayer: FilterLayer {
 
     private let control = ControlSlot()
     private let queue = DispatchQueue(label: "nbd-exitwhen")
-    private let state = Mutex<(timer: TimerBox?, triggered: Bool)>((nil, false))
+    private let state = LockedValue<(timer: TimerBox?, triggered: Bool)>((nil, false))
 
     // @unchecked Sendable: Dispatch sources may be resumed and cancelled from any thread.
     private final class TimerBox: @unchecked Sendable {

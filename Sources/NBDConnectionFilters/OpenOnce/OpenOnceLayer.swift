@@ -11,7 +11,7 @@ public struct OpenOnceLayer: FilterLayer {
     public var name: String { Self.filterName }
 
     private final class Shared: Sendable {
-        let opened = Mutex<[String: Task<Result<AnyBlockBackend, NBDError>, Never>]>([:])
+        let opened = LockedValue<[String: Task<Result<AnyBlockBackend, NBDError>, Never>]>([:])
     }
     private let shared = Shared()
 

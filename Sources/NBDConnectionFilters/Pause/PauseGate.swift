@@ -12,7 +12,7 @@ public final class PauseGate: Sendable {
         var idleWaiters: [@Sendable () -> Void] = []
     }
 
-    private let state = Mutex(State())
+    private let state = LockedValue(State())
 
     /// Creates an open gate.
     public init() {}
