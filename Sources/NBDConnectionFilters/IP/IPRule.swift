@@ -26,7 +26,7 @@ public struct IPRule: Sendable, Hashable, CustomStringConvertible {
     /// `allvsock`/`anyvsock`, `A.B.C.D[/NN]`, `IPv6[/NN]`, `pid:PID`, `uid:UID`, `gid:GID`,
     /// `vsock-cid:CID`, `vsock-port:PORT`.
     ///
-    /// - Throws: ``NBDError`` (`EINVAL`) naming `parameter` and the accepted forms.
+    /// - Throws: `NBDError` (`EINVAL`) naming `parameter` and the accepted forms.
     public init(_ text: String, parameter: String) throws(NBDError) {
         description = text
         func invalid() -> NBDError {

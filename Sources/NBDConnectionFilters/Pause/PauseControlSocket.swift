@@ -19,7 +19,7 @@ public final class PauseControlSocket: Sendable {
 
     /// Binds `path` and starts serving control clients.
     ///
-    /// - Throws: ``NBDError`` (`EINVAL`) naming `pause-control` when the socket cannot be made.
+    /// - Throws: `NBDError` (`EINVAL`) naming `pause-control` when the socket cannot be made.
     public init(path: String, gate: PauseGate) throws(NBDError) {
         self.path = path
         self.gate = gate
