@@ -13,7 +13,11 @@ import Synchronization
 /// ```
 ///
 /// Every connection opens its own backend with `provider.open(_:)` during the handshake and closes
-/// it once after its last request. Every export name is accepted and passed to the provider.
+/// it once after its last request. Every export name is accepted and passed to the provider (`""`
+/// as the provider's `defaultExport`); `NBD_OPT_LIST` answers with the provider's `listExports`, and
+/// a client is dropped before the greeting when the provider's `preconnect` throws. The provider
+/// receives a `ServerControl` at creation, through which it may stop the server or close a
+/// connection.
 ///
 /// Each connection runs on a thread of its own; see `Documentation/Server.md` for the threading
 /// design.

@@ -174,8 +174,14 @@ do {
         bound = nil
     }
 } catch {
-    printToStandardError("nbd-serve: \(error.message)")
     removePrivateDirectory()
+    // The stack stopped the server before it listened (exitwhen's event had already happened):
+    // as nbdkit, that is a normal exit.
+    if error.code == .shutdown {
+        await server.shutdown()
+        exit(0)
+    }
+    printToStandardError("nbd-serve: \(error.message)")
     await server.shutdown()
     exit(1)
 }

@@ -49,7 +49,8 @@ public final class ExitWhenLayer: FilterLayer {
         let (seconds, attoseconds) = pollInterval.components
         let nanoseconds = max(1_000_000, Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))
         timer.schedule(deadline: .now(), repeating: .nanoseconds(nanoseconds))
-        timer.setEventHandler { [weak self] in self?.checkOnQueue() }
+        // A strong capture: cancelling the timer in `shutdown()` releases the handler and the cycle.
+        timer.setEventHandler { [self] in checkOnQueue() }
         let box = TimerBox(timer)
         state.withLock { $0.timer = box }
         timer.resume()
@@ -58,7 +59,7 @@ public final class ExitWhenLayer: FilterLayer {
     /// Checks the events soon, off the caller's thread.
     public func checkSoon() {
         guard !events.isEmpty else { return }
-        queue.async { [weak self] in self?.checkOnQueue() }
+        queue.async { [self] in checkOnQueue() }
     }
 
     private func checkOnQueue() {
@@ -75,7 +76,7 @@ public final class ExitWhenLayer: FilterLayer {
 
     public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
         checkSoon()
-        return AnyBlockBackend(CloseNotifyingFilter(next: next) { [weak self] in self?.checkSoon() })
+        return AnyBlockBackend(CloseNotifyingFilter(next: next) { [self] in checkSoon() })
     }
 
     /// Stops polling.
