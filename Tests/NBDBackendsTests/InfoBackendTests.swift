@@ -10,12 +10,15 @@ final class InfoBackendTests: XCTestCase {
         XCTAssertFalse(backend.capabilities.isWritable)
         let text = try await backend.readString(5, at: 0)
         XCTAssertEqual(text, "hello")
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in try await backend.writeBytes([1], at: 0) }, code: .notPermitted)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in try await backend.writeBytes([1], at: 0) }, code: .notPermitted)
     }
 
     func testBase64ModeDecodesTheNameAndRefusesOtherText() async throws {
         let provider = InfoBackendProvider(mode: .base64ExportName)
-        for (encoded, plain) in [("aGVsbG8gd29ybGQ=", "hello world"), ("YQ==", "a"), ("YWI=", "ab"), ("YWJj", "abc"), ("", "")] {
+        for (encoded, plain) in [
+            ("aGVsbG8gd29ybGQ=", "hello world"), ("YQ==", "a"), ("YWI=", "ab"), ("YWJj", "abc"), ("", ""),
+        ] {
             let backend = try await provider.open(ConnectionInfo(exportName: encoded))
             XCTAssertEqual(backend.capabilities.size, UInt64(plain.utf8.count), encoded)
             if !plain.isEmpty {
@@ -24,7 +27,9 @@ final class InfoBackendTests: XCTestCase {
             }
         }
         for bad in ["a!b", "YQ=", "Y===", "YQ==YQ=="] {
-            await XCTAssertThrowsNBDError({ () async throws(NBDError) in _ = try await provider.open(ConnectionInfo(exportName: bad)) }, code: .invalidArgument, bad)
+            await XCTAssertThrowsNBDError(
+                { () async throws(NBDError) in _ = try await provider.open(ConnectionInfo(exportName: bad)) },
+                code: .invalidArgument, bad)
         }
     }
 

@@ -37,10 +37,12 @@ final class ExportNameFilterTests: XCTestCase {
         // "" stands for the default export; the server lists it under the stack's canonical name.
         let defaultOnly = try await stack(["exportname-list": "defaultonly"]).listExports(ConnectionInfo())
         XCTAssertEqual(defaultOnly.map(\.name), [""])
-        let named = try await stack(["exportname-list": "defaultonly", "default-export": "d"]).listExports(ConnectionInfo())
+        let named = try await stack(["exportname-list": "defaultonly", "default-export": "d"]).listExports(
+            ConnectionInfo())
         XCTAssertEqual(named.map(\.name), ["d"])
         let stack = try stack(["exportname-list": "error"])
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in try await stack.listExports(ConnectionInfo()) }, code: .notPermitted)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in try await stack.listExports(ConnectionInfo()) }, code: .notPermitted)
     }
 
     func testDescriptionModes() async throws {
@@ -62,9 +64,14 @@ final class ExportNameFilterTests: XCTestCase {
     func testStrictRefusesNamesNotGivenBeforeOpeningBelow() async throws {
         let counter = OpenCounter()
         let stack = FilterStack(
-            [try ExportNameLayer(parameters: ["exportname-strict": "true", "exportname": "a"]), CountingLayer(counter: counter)],
+            [
+                try ExportNameLayer(parameters: ["exportname-strict": "true", "exportname": "a"]),
+                CountingLayer(counter: counter),
+            ],
             over: below)
-        let error = await XCTAssertThrowsNBDError({ () async throws(NBDError) in _ = try await stack.open(ConnectionInfo(exportName: "b")) }, code: .invalidArgument)
+        let error = await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in _ = try await stack.open(ConnectionInfo(exportName: "b")) },
+            code: .invalidArgument)
         XCTAssertTrue(error?.message.contains("'b'") == true)
         XCTAssertEqual(counter.opens.load(ordering: .relaxed), 0)
         let backend = try await stack.open(ConnectionInfo(exportName: "a"))

@@ -66,9 +66,13 @@ final class IPFilterTests: XCTestCase {
     }
 
     func testRefusedClientIsRefusedAtPreconnectWithEPERM() async throws {
-        let stack = FilterStack([try IPLayer(parameters: ["allow": "anyunix", "deny": "all"])], over: try MemoryBackendProvider(size: 1 << 20))
+        let stack = FilterStack(
+            [try IPLayer(parameters: ["allow": "anyunix", "deny": "all"])],
+            over: try MemoryBackendProvider(size: 1 << 20))
         try await stack.preconnect(ConnectionInfo(peer: unixPeer))
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in try await stack.preconnect(ConnectionInfo(peer: self.other4)) }, code: .notPermitted)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in try await stack.preconnect(ConnectionInfo(peer: self.other4)) },
+            code: .notPermitted)
     }
 
     func testPeerAddressesPrintAsNbdkitsInfoPluginDoes() {

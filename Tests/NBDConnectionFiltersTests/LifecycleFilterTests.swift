@@ -30,7 +30,8 @@ final class LifecycleFilterTests: XCTestCase {
         let stack = FilterStack([expired], over: try MemoryBackendProvider(size: 4096))
         let backend = try await stack.open(ConnectionInfo(id: 77))
         // The clock has moved on by at least a nanosecond since the open.
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in _ = try await backend.readBytes(512, at: 0) }, code: .shutdown)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in _ = try await backend.readBytes(512, at: 0) }, code: .shutdown)
         XCTAssertEqual(recorder.disconnected.withLock { $0 }, [77])
         await backend.close()
 
@@ -50,7 +51,8 @@ final class LifecycleFilterTests: XCTestCase {
 
     func testOpenOnceOpensBelowOncePerExportAndClosesAtShutdown() async throws {
         let counter = OpenCounter()
-        let stack = FilterStack([OpenOnceLayer(), CountingLayer(counter: counter)], over: try MemoryBackendProvider(size: 4096))
+        let stack = FilterStack(
+            [OpenOnceLayer(), CountingLayer(counter: counter)], over: try MemoryBackendProvider(size: 4096))
         let a1 = try await stack.open(ConnectionInfo(exportName: "a"))
         let a2 = try await stack.open(ConnectionInfo(exportName: "a"))
         let b = try await stack.open(ConnectionInfo(exportName: "b"))
@@ -73,8 +75,12 @@ final class LifecycleFilterTests: XCTestCase {
             attempts.wrappingAdd(1, ordering: .relaxed)
             throw NBDError(.ioError, "down")
         }
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in _ = try await layer.open(for: ConnectionInfo(), below: fail) }, code: .ioError)
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in _ = try await layer.open(for: ConnectionInfo(), below: fail) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in _ = try await layer.open(for: ConnectionInfo(), below: fail) },
+            code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in _ = try await layer.open(for: ConnectionInfo(), below: fail) },
+            code: .ioError)
         XCTAssertEqual(attempts.load(ordering: .relaxed), 2)
     }
 

@@ -31,14 +31,17 @@ final class ServerStackHooksTests: XCTestCase {
 
     func testUnixPeersCarryTheClientsCredentialsAndTCPPeersTheirAddress() async throws {
         let recorder = Recorder()
-        let server = NBDServer(provider: FilterStack([RecordingLayer(recorder: recorder)], over: try MemoryBackendProvider(size: 4096)))
+        let server = NBDServer(
+            provider: FilterStack([RecordingLayer(recorder: recorder)], over: try MemoryBackendProvider(size: 4096)))
         let path = socketPath()
         try server.listen(on: .unix(path: path))
         let bound = try server.listen(on: .tcp(host: "127.0.0.1", port: 0))
         guard case .tcp(_, let port) = bound else { return XCTFail("not TCP: \(bound)") }
         let unixClient = try await withBoundedWait("unix connect") { try await NBDConnection.connect(to: .unix(path)) }
         await unixClient.disconnect()
-        let tcpClient = try await withBoundedWait("tcp connect") { try await NBDConnection.connect(to: .tcp("127.0.0.1", port: Int(port))) }
+        let tcpClient = try await withBoundedWait("tcp connect") {
+            try await NBDConnection.connect(to: .tcp("127.0.0.1", port: Int(port)))
+        }
         await tcpClient.disconnect()
         await server.shutdown()
 
@@ -55,7 +58,8 @@ final class ServerStackHooksTests: XCTestCase {
     }
 
     func testListDefaultExportAndDescriptionComeFromTheStack() async throws {
-        let provider = ListingProvider(exports: [ExportEntry(name: "a", description: "alpha"), ExportEntry(name: "")], defaultName: "canon")
+        let provider = ListingProvider(
+            exports: [ExportEntry(name: "a", description: "alpha"), ExportEntry(name: "")], defaultName: "canon")
         let recorder = Recorder()
         let layer = try ExportNameLayer(parameters: ["exportdesc": "fixed:described"])
         let server = NBDServer(
@@ -65,7 +69,12 @@ final class ServerStackHooksTests: XCTestCase {
         try server.listen(on: .unix(path: path))
         let list = try await withBoundedWait("list") { try await NBDConnection.listExports(at: .unix(path)) }
         // "" is listed under the canonical default name; no description falls back to the server's.
-        XCTAssertEqual(list, [ExportListing(name: "a", description: "described"), ExportListing(name: "canon", description: "described")])
+        XCTAssertEqual(
+            list,
+            [
+                ExportListing(name: "a", description: "described"),
+                ExportListing(name: "canon", description: "described"),
+            ])
         // The default export is opened under its canonical name.
         let client = try await withBoundedWait("connect") { try await NBDConnection.connect(to: .unix(path)) }
         await client.disconnect()
@@ -85,7 +94,9 @@ final class ServerStackHooksTests: XCTestCase {
 
     func testListFailureIsAnOptionErrorAndTheConnectionGoesOn() async throws {
         let server = NBDServer(
-            provider: FilterStack([try ExportNameLayer(parameters: ["exportname-list": "error"])], over: try MemoryBackendProvider(size: 4096)))
+            provider: FilterStack(
+                [try ExportNameLayer(parameters: ["exportname-list": "error"])],
+                over: try MemoryBackendProvider(size: 4096)))
         let path = socketPath()
         try server.listen(on: .unix(path: path))
         do {
@@ -99,7 +110,9 @@ final class ServerStackHooksTests: XCTestCase {
 
     func testPreconnectRefusalDropsTheClientAndOthersAreServed() async throws {
         let server = NBDServer(
-            provider: FilterStack([try IPLayer(parameters: ["allow": "anyipv4", "deny": "all"])], over: try MemoryBackendProvider(size: 4096)))
+            provider: FilterStack(
+                [try IPLayer(parameters: ["allow": "anyipv4", "deny": "all"])],
+                over: try MemoryBackendProvider(size: 4096)))
         let path = socketPath()
         try server.listen(on: .unix(path: path))
         let bound = try server.listen(on: .tcp(host: "127.0.0.1", port: 0))
@@ -108,7 +121,9 @@ final class ServerStackHooksTests: XCTestCase {
             _ = try await withBoundedWait("refused connect") { try await NBDConnection.connect(to: .unix(path)) }
             XCTFail("a Unix client must be refused by deny=all")
         } catch {}
-        let client = try await withBoundedWait("tcp connect") { try await NBDConnection.connect(to: .tcp("127.0.0.1", port: Int(port))) }
+        let client = try await withBoundedWait("tcp connect") {
+            try await NBDConnection.connect(to: .tcp("127.0.0.1", port: Int(port)))
+        }
         await client.disconnect()
         await server.shutdown()
     }
@@ -132,7 +147,9 @@ final class ServerStackHooksTests: XCTestCase {
     func testDisconnectClosesOneConnection() async throws {
         let control = ControlCapture()
         let recorder = Recorder()
-        let server = NBDServer(provider: FilterStack([control, RecordingLayer(recorder: recorder)], over: try MemoryBackendProvider(size: 4096)))
+        let server = NBDServer(
+            provider: FilterStack(
+                [control, RecordingLayer(recorder: recorder)], over: try MemoryBackendProvider(size: 4096)))
         let path = socketPath()
         try server.listen(on: .unix(path: path))
         let client = try await withBoundedWait("connect") { try await NBDConnection.connect(to: .unix(path)) }
@@ -155,18 +172,23 @@ final class ServerStackHooksTests: XCTestCase {
         let control = LockedValue<ServerControl?>(nil)
         var name: String { "capture" }
         func attach(_ control: ServerControl) { self.control.withLock { $0 = control } }
-        func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend { next }
+        func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+            next
+        }
     }
 }
 
 extension ServerStackHooksTests {
     func testListEntriesWithoutDescriptionGetTheServersDescription() async throws {
-        let provider = ListingProvider(exports: [ExportEntry(name: "a", description: "alpha"), ExportEntry(name: "")], defaultName: "canon")
+        let provider = ListingProvider(
+            exports: [ExportEntry(name: "a", description: "alpha"), ExportEntry(name: "")], defaultName: "canon")
         let server = NBDServer(provider: provider, configuration: ServerConfiguration(exportDescription: "configured"))
         let path = socketPath()
         try server.listen(on: .unix(path: path))
         let list = try await withBoundedWait("list") { try await NBDConnection.listExports(at: .unix(path)) }
-        XCTAssertEqual(list, [ExportListing(name: "a", description: "alpha"), ExportListing(name: "canon", description: "configured")])
+        XCTAssertEqual(
+            list,
+            [ExportListing(name: "a", description: "alpha"), ExportListing(name: "canon", description: "configured")])
         await server.shutdown()
     }
 }

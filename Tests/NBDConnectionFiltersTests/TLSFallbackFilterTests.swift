@@ -17,7 +17,8 @@ final class TLSFallbackFilterTests: XCTestCase {
         let bytes = try await backend.readBytes(512, at: 0)
         XCTAssertEqual(Array(bytes.prefix(7)), Array("go away".utf8))
         XCTAssertEqual(bytes.dropFirst(7).allSatisfy { $0 == 0 }, true)
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in try await backend.writeBytes([1], at: 0) }, code: .notPermitted)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in try await backend.writeBytes([1], at: 0) }, code: .notPermitted)
         await backend.close()
         XCTAssertEqual(counter.opens.load(ordering: .relaxed), 0)
 

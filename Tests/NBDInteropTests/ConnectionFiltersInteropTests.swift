@@ -14,7 +14,9 @@ final class ConnectionFiltersInteropTests: XCTestCase {
         let ours = try InteropEnvironment.serve(arguments, run: command)
         let theirs = try InteropEnvironment.run("/usr/bin/nbdkit", ["-U", "-"] + arguments + ["--run", command])
         let what = (arguments + ["--run", command]).joined(separator: " ")
-        XCTAssertEqual(ours.status, theirs.status, "\(what)\nnbd-serve:\n\(ours.stderr)\nnbdkit:\n\(theirs.stderr)", file: file, line: line)
+        XCTAssertEqual(
+            ours.status, theirs.status, "\(what)\nnbd-serve:\n\(ours.stderr)\nnbdkit:\n\(theirs.stderr)", file: file,
+            line: line)
         XCTAssertEqual(ours.stdout, theirs.stdout, "\(what)\nnbd-serve stderr:\n\(ours.stderr)", file: file, line: line)
         XCTAssertFalse(ours.stdout.isEmpty, "\(what) printed nothing: \(ours.stderr)", file: file, line: line)
         return ours.stdout
@@ -22,7 +24,8 @@ final class ConnectionFiltersInteropTests: XCTestCase {
 
     func testInfoModesAnswerAsNbdkits() throws {
         try InteropEnvironment.require("nbdinfo", "python3-libnbd", "nbdkit")
-        let show = "nbdsh -u \"nbd+unix:///NAME?socket=$unixsocket\" -c 'print(h.get_size(), h.is_read_only(), bytes(h.pread(h.get_size(), 0)))'"
+        let show =
+            "nbdsh -u \"nbd+unix:///NAME?socket=$unixsocket\" -c 'print(h.get_size(), h.is_read_only(), bytes(h.pread(h.get_size(), 0)))'"
         let hello = try assertSameAnswers(["info"], run: show.replacingOccurrences(of: "NAME", with: "hello"))
         XCTAssertEqual(hello, "5 True b'hello'\n")
         try assertSameAnswers(
@@ -44,14 +47,19 @@ final class ConnectionFiltersInteropTests: XCTestCase {
                 "--filter=exportname", "info", "exportname-list=explicit", "exportname=a", "exportname=b",
                 "exportdesc=fixed:DESC", "default-export=zz",
             ],
-            run: "nbdinfo --list --json \"$uri\" | grep -E '\"export-name\"|\"description\"'; nbdinfo \"$uri\" | grep -E 'export=|description|export-size'")
+            run:
+                "nbdinfo --list --json \"$uri\" | grep -E '\"export-name\"|\"description\"'; nbdinfo \"$uri\" | grep -E 'export=|description|export-size'"
+        )
         XCTAssertTrue(listed.contains("\"export-name\": \"a\""), listed)
         XCTAssertTrue(listed.contains("export=\"zz\""), listed)
         try assertSameAnswers(
             ["--filter=exportname", "info", "exportname-strict=true", "exportname=a"],
-            run: "nbdinfo --size \"nbd+unix:///a?socket=$unixsocket\"; nbdinfo --size \"nbd+unix:///b?socket=$unixsocket\" 2>/dev/null; echo rc=$?")
+            run:
+                "nbdinfo --size \"nbd+unix:///a?socket=$unixsocket\"; nbdinfo --size \"nbd+unix:///b?socket=$unixsocket\" 2>/dev/null; echo rc=$?"
+        )
         try assertSameAnswers(
-            ["--filter=exportname", "info", "exportname-list=error"], run: "nbdinfo --list \"$uri\" 2>/dev/null; echo rc=$?")
+            ["--filter=exportname", "info", "exportname-list=error"],
+            run: "nbdinfo --list \"$uri\" 2>/dev/null; echo rc=$?")
         try assertSameAnswers(
             ["--filter=exportname", "info", "exportname-list=defaultonly", "default-export=dd"],
             run: "nbdinfo --list \"$uri\" | grep -E 'export=|export-size'")
@@ -59,14 +67,18 @@ final class ConnectionFiltersInteropTests: XCTestCase {
             ["--filter=exportname", "memory", "1M", "exportname-list=empty"],
             run: "nbdinfo --list --json \"$uri\" | grep -c export-name; echo rc=$?")
         try assertSameAnswers(
-            ["--filter=exportname", "memory", "1M", "exportname-list=explicit", "exportname=x", "exportdesc=script:echo \"about $name\""],
+            [
+                "--filter=exportname", "memory", "1M", "exportname-list=explicit", "exportname=x",
+                "exportdesc=script:echo \"about $name\"",
+            ],
             run: "nbdinfo --list \"$uri\" | grep -E 'export=|description'")
     }
 
     func testIPAnswersAsNbdkits() throws {
         try InteropEnvironment.require("nbdinfo", "nbdkit")
         let uid = getuid()
-        try assertSameAnswers(["--filter=ip", "info", "deny=all"], run: "nbdinfo --size \"$uri\" 2>/dev/null; echo rc=$?")
+        try assertSameAnswers(
+            ["--filter=ip", "info", "deny=all"], run: "nbdinfo --size \"$uri\" 2>/dev/null; echo rc=$?")
         let admitted = try assertSameAnswers(
             ["--filter=ip", "memory", "1M", "allow=uid:\(uid)", "deny=all"], run: "nbdinfo --size \"$uri\"; echo rc=$?")
         XCTAssertEqual(admitted, "1048576\nrc=0\n")
@@ -75,10 +87,12 @@ final class ConnectionFiltersInteropTests: XCTestCase {
             ["--filter=ip", "memory", "1M", "allow=uid:\(uid + 1)", "deny=all"],
             run: "nbdinfo --size \"$uri\" 2>/dev/null; echo rc=$?")
         try assertSameAnswers(
-            ["--filter=ip", "memory", "1M", "allow=anyipv4", "deny=anyunix"], run: "nbdinfo --size \"$uri\" 2>/dev/null; echo rc=$?")
+            ["--filter=ip", "memory", "1M", "allow=anyipv4", "deny=anyunix"],
+            run: "nbdinfo --size \"$uri\" 2>/dev/null; echo rc=$?")
         // A bad rule stops both at start; nbd-serve names the parameter and the accepted forms.
         let ours = try InteropEnvironment.serve(["--filter=ip", "memory", "1M", "allow=nowhere"], run: "true")
-        let theirs = try InteropEnvironment.run("/usr/bin/nbdkit", ["-U", "-", "--filter=ip", "memory", "1M", "allow=nowhere", "--run", "true"])
+        let theirs = try InteropEnvironment.run(
+            "/usr/bin/nbdkit", ["-U", "-", "--filter=ip", "memory", "1M", "allow=nowhere", "--run", "true"])
         XCTAssertEqual(ours.status, theirs.status)
         XCTAssertNotEqual(ours.status, 0)
         XCTAssertTrue(ours.stderr.contains("allow=nowhere") && ours.stderr.contains("anyipv4"), ours.stderr)
@@ -88,11 +102,17 @@ final class ConnectionFiltersInteropTests: XCTestCase {
         try InteropEnvironment.require("nbdinfo")
         let result = try InteropEnvironment.run(
             try InteropEnvironment.nbdServe,
-            ["-p", "0", "--filter=ip", "memory", "1M", "deny=127.0.0.0/8", "--run", "nbdinfo --size \"$uri\" 2>/dev/null; echo rc=$?"])
+            [
+                "-p", "0", "--filter=ip", "memory", "1M", "deny=127.0.0.0/8", "--run",
+                "nbdinfo --size \"$uri\" 2>/dev/null; echo rc=$?",
+            ])
         XCTAssertEqual(result.stdout, "rc=1\n", result.stderr)
         let admitted = try InteropEnvironment.run(
             try InteropEnvironment.nbdServe,
-            ["-p", "0", "--filter=ip", "memory", "1M", "allow=127.0.0.1/32", "deny=all", "--run", "nbdinfo --size \"$uri\""])
+            [
+                "-p", "0", "--filter=ip", "memory", "1M", "allow=127.0.0.1/32", "deny=all", "--run",
+                "nbdinfo --size \"$uri\"",
+            ])
         XCTAssertEqual(admitted.stdout, "1048576\n", admitted.stderr)
     }
 
@@ -111,8 +131,11 @@ final class ConnectionFiltersInteropTests: XCTestCase {
         XCTAssertTrue(answer.hasPrefix("512 True b'This NBD server requires TLS"), answer)
         XCTAssertTrue(answer.hasSuffix("1048576 False\n"), answer)
         try assertSameAnswers(
-            ["--tls=on", "--tls-psk=\(keys)", "--filter=tls-fallback", "--filter=exportname", "memory", "1M", "tlsreadme=hi",
-             "exportname-list=explicit", "exportname=secret"],
+            [
+                "--tls=on", "--tls-psk=\(keys)", "--filter=tls-fallback", "--filter=exportname", "memory", "1M",
+                "tlsreadme=hi",
+                "exportname-list=explicit", "exportname=secret",
+            ],
             run: "nbdsh -u \"$uri\" -c 'print(bytes(h.pread(4, 0)))'; nbdinfo --list \"$uri\" | grep export=")
     }
 
@@ -143,8 +166,11 @@ final class ConnectionFiltersInteropTests: XCTestCase {
             """, in: directory)
         for server in ["nbd-serve", "nbdkit"] {
             try? FileManager.default.removeItem(atPath: control)
-            let arguments = ["--filter=pause", "memory", "1M", "pause-control=\(control)", "--run", command + " \"$uri\" \(control)"]
-            let result = server == "nbdkit"
+            let arguments = [
+                "--filter=pause", "memory", "1M", "pause-control=\(control)", "--run", command + " \"$uri\" \(control)",
+            ]
+            let result =
+                server == "nbdkit"
                 ? try InteropEnvironment.run("/usr/bin/nbdkit", ["-U", "-"] + arguments)
                 : try InteropEnvironment.run(try InteropEnvironment.nbdServe, ["-U", "-"] + arguments)
             assertSucceeded(result, server)
@@ -201,12 +227,15 @@ final class ConnectionFiltersInteropTests: XCTestCase {
             except nbd.Error as e:
                 print("read failed")
             """, in: directory)
-        let limited = try InteropEnvironment.serve(["--filter=time-limit", "memory", "1M", "time-limit=10ms"], run: command)
+        let limited = try InteropEnvironment.serve(
+            ["--filter=time-limit", "memory", "1M", "time-limit=10ms"], run: command)
         assertSucceeded(limited, "time-limit")
         XCTAssertEqual(limited.stdout, "read failed\n")
-        let unlimited = try InteropEnvironment.serve(["--filter=time-limit", "memory", "1M", "time-limit=0"], run: command)
+        let unlimited = try InteropEnvironment.serve(
+            ["--filter=time-limit", "memory", "1M", "time-limit=0"], run: command)
         XCTAssertEqual(unlimited.stdout, "read ok\n", unlimited.stderr)
-        let bad = try InteropEnvironment.serve(["--filter=time-limit", "memory", "1M", "time-limit=forever"], run: "true")
+        let bad = try InteropEnvironment.serve(
+            ["--filter=time-limit", "memory", "1M", "time-limit=forever"], run: "true")
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("time-limit=forever"), bad.stderr)
     }

@@ -25,13 +25,15 @@ public struct ExitLastLayer: FilterLayer {
         self.control.attach(control)
     }
 
-    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
+    {
         counter.open.wrappingAdd(1, ordering: .acquiringAndReleasing)
-        return AnyBlockBackend(CloseNotifyingFilter(next: next) { [counter, control] in
-            if counter.open.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
-                control.current.requestShutdown()
-            }
-        })
+        return AnyBlockBackend(
+            CloseNotifyingFilter(next: next) { [counter, control] in
+                if counter.open.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                    control.current.requestShutdown()
+                }
+            })
     }
 }
 

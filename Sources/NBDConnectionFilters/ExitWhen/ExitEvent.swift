@@ -57,7 +57,9 @@ public struct ExitEvent: Sendable, Hashable, CustomStringConvertible {
                 return false
             case .success(let outcome):
                 if outcome.status == 88 { return true }
-                if outcome.status != 0 { report("exitwhen: exit-when-script=\(command) exited with status \(outcome.status)") }
+                if outcome.status != 0 {
+                    report("exitwhen: exit-when-script=\(command) exited with status \(outcome.status)")
+                }
                 return false
             }
         }

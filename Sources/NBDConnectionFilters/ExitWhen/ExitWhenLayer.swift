@@ -74,7 +74,8 @@ public final class ExitWhenLayer: FilterLayer {
         }
     }
 
-    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
+    {
         checkSoon()
         return AnyBlockBackend(CloseNotifyingFilter(next: next) { [self] in checkSoon() })
     }
@@ -99,7 +100,8 @@ extension ExitWhenLayer: ConfigurableFilterLayer {
             ParameterDescription("exit-when-file-created", "stop when this file exists", repeatable: true),
             ParameterDescription("exit-when-file-deleted", "stop when this file does not exist", repeatable: true),
             ParameterDescription(
-                "exit-when-pipe-closed", "stop when the pipe whose read end is this descriptor closes", repeatable: true),
+                "exit-when-pipe-closed", "stop when the pipe whose read end is this descriptor closes", repeatable: true
+            ),
             ParameterDescription("exit-when-process-exits", "stop when this process ID exits", repeatable: true),
             ParameterDescription(
                 "exit-when-script", "stop when this shell command exits with 88 (0: not yet; 1-87: error logged)",
@@ -117,12 +119,14 @@ extension ExitWhenLayer: ConfigurableFilterLayer {
             case "exit-when-file-deleted": events.append(.fileDeleted(entry.value))
             case "exit-when-pipe-closed":
                 guard let descriptor = Int32(entry.value), descriptor >= 0 else {
-                    throw NBDError(.invalidArgument, "exit-when-pipe-closed=\(entry.value): expected a file descriptor number")
+                    throw NBDError(
+                        .invalidArgument, "exit-when-pipe-closed=\(entry.value): expected a file descriptor number")
                 }
                 events.append(.pipeClosed(descriptor))
             case "exit-when-process-exits":
                 guard let pid = Int32(entry.value), pid > 0 else {
-                    throw NBDError(.invalidArgument, "exit-when-process-exits=\(entry.value): expected a process ID above 0")
+                    throw NBDError(
+                        .invalidArgument, "exit-when-process-exits=\(entry.value): expected a process ID above 0")
                 }
                 events.append(.processExits(pid))
             case "exit-when-script": events.append(.script(entry.value))
@@ -131,7 +135,8 @@ extension ExitWhenLayer: ConfigurableFilterLayer {
         }
         let poll = try parameters.duration("exit-when-poll") ?? .seconds(60)
         guard poll > .zero else {
-            throw NBDError(.invalidArgument, "exit-when-poll=\(parameters["exit-when-poll"] ?? ""): expected a duration above 0")
+            throw NBDError(
+                .invalidArgument, "exit-when-poll=\(parameters["exit-when-poll"] ?? ""): expected a duration above 0")
         }
         self.init(events: events, pollInterval: poll, report: { printToStandardError($0) })
     }

@@ -90,7 +90,8 @@ public struct ExportNameLayer: FilterLayer {
         var exports: [ExportEntry]
         switch listMode {
         case .keep: exports = try await below(connection)
-        case .error: throw NBDError(.notPermitted, "exportname: the export list is restricted by policy (exportname-list=error)")
+        case .error:
+            throw NBDError(.notPermitted, "exportname: the export list is restricted by policy (exportname-list=error)")
         case .empty: return []
         case .defaultOnly:
             // "" is listed under the stack's canonical default name by the server.
@@ -103,7 +104,8 @@ public struct ExportNameLayer: FilterLayer {
         return exports
     }
 
-    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
+    {
         if case .keep = descriptionMode { return next }
         let description = try await describe(connection.exportName, below: next.exportDescription)
         return AnyBlockBackend(DescribedFilter(next: next, exportDescription: description))
@@ -148,7 +150,8 @@ extension ExportNameLayer: ConfigurableFilterLayer {
                 default: "keep"),
             ParameterDescription(
                 "exportname-strict", "refuse export names not given with exportname=", default: "false"),
-            ParameterDescription("exportname", "an export name to advertise (explicit) or admit (strict)", repeatable: true),
+            ParameterDescription(
+                "exportname", "an export name to advertise (explicit) or admit (strict)", repeatable: true),
             ParameterDescription(
                 "exportdesc", "export descriptions: keep, none, fixed:STRING, or script:SCRIPT (run with $name set)",
                 default: "keep"),
@@ -159,7 +162,10 @@ extension ExportNameLayer: ConfigurableFilterLayer {
     public init(parameters: ParameterValues) throws(NBDError) {
         let list = try parameters.choice(
             "exportname-list",
-            ["keep": ListMode.keep, "error": .error, "empty": .empty, "defaultonly": .defaultOnly, "explicit": .explicit],
+            [
+                "keep": ListMode.keep, "error": .error, "empty": .empty, "defaultonly": .defaultOnly,
+                "explicit": .explicit,
+            ],
             default: .keep)
         let description: DescriptionMode
         switch parameters["exportdesc"] {
@@ -168,7 +174,8 @@ extension ExportNameLayer: ConfigurableFilterLayer {
         case let text? where text.hasPrefix("fixed:"): description = .fixed(String(text.dropFirst(6)))
         case let text? where text.hasPrefix("script:"): description = .script(String(text.dropFirst(7)))
         case let text?:
-            throw NBDError(.invalidArgument, "exportdesc=\(text): expected one of keep, none, fixed:STRING, script:SCRIPT")
+            throw NBDError(
+                .invalidArgument, "exportdesc=\(text): expected one of keep, none, fixed:STRING, script:SCRIPT")
         }
         self.init(
             defaultExport: parameters["default-export"] ?? "", list: list,

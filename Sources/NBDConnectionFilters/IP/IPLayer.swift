@@ -32,7 +32,8 @@ public struct IPLayer: FilterLayer {
         return !deny.contains(where: { $0.matches(peer) })
     }
 
-    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
+    {
         next
     }
 
@@ -42,7 +43,8 @@ public struct IPLayer: FilterLayer {
     ) async throws(NBDError) {
         guard admits(connection.peer) else {
             throw NBDError(
-                .notPermitted, "ip: client \(connection.peer.map { "\($0)" } ?? "with no address") rejected by the allow/deny rules")
+                .notPermitted,
+                "ip: client \(connection.peer.map { "\($0)" } ?? "with no address") rejected by the allow/deny rules")
         }
         try await below(connection)
     }

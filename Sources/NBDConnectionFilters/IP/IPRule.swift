@@ -43,7 +43,9 @@ public struct IPRule: Sendable, Hashable, CustomStringConvertible {
         case "allvsock", "anyvsock": kind = .never; return
         default: break
         }
-        if let colon = text.firstIndex(of: ":"), ["pid", "uid", "gid", "vsock-cid", "vsock-port"].contains(String(text[..<colon])) {
+        if let colon = text.firstIndex(of: ":"),
+            ["pid", "uid", "gid", "vsock-cid", "vsock-port"].contains(String(text[..<colon]))
+        {
             let number = String(text[text.index(after: colon)...])
             switch text[..<colon] {
             case "pid":

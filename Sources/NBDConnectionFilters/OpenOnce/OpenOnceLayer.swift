@@ -18,7 +18,8 @@ public struct OpenOnceLayer: FilterLayer {
     /// Creates the layer.
     public init() {}
 
-    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
+    {
         AnyBlockBackend(SharedBackend(next: next))
     }
 

@@ -34,7 +34,8 @@ public final class PauseControlSocket: Sendable {
         }
         let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else {
-            throw NBDError(.invalidArgument, "pause-control=\(path): cannot create a socket: \(String(cString: strerror(errno)))")
+            throw NBDError(
+                .invalidArgument, "pause-control=\(path): cannot create a socket: \(String(cString: strerror(errno)))")
         }
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {

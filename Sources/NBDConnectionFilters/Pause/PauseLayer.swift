@@ -16,7 +16,8 @@ public struct PauseLayer: FilterLayer {
         self.control = control
     }
 
-    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
+    {
         AnyBlockBackend(PauseFilter(wrapping: next, gate: gate))
     }
 

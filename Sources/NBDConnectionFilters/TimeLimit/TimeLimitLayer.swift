@@ -16,7 +16,8 @@ public struct TimeLimitLayer: FilterLayer {
         self.control.attach(control)
     }
 
-    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend {
+    public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
+    {
         AnyBlockBackend(TimeLimitFilter(next: next, limit: limit, connectionID: connection.id, control: control))
     }
 }

@@ -60,7 +60,9 @@ public struct PeerAddress: Sendable, Hashable, CustomStringConvertible {
         default: return "unix"
         }
         let converted = address.withUnsafeBytes { bytes in
-            text.withUnsafeMutableBufferPointer { inet_ntop(domain, bytes.baseAddress, $0.baseAddress, socklen_t($0.count)) }
+            text.withUnsafeMutableBufferPointer {
+                inet_ntop(domain, bytes.baseAddress, $0.baseAddress, socklen_t($0.count))
+            }
         }
         guard converted != nil else { return "unknown" }
         return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
