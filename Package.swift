@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "NBDRetryFilters", targets: ["NBDRetryFilters"]),
         .library(name: "NBDLogFilter", targets: ["NBDLogFilter"]),
         .library(name: "NBDCachingFilters", targets: ["NBDCachingFilters"]),
+        .library(name: "NBDConnectionFilters", targets: ["NBDConnectionFilters"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
         .library(name: "NBDClient", targets: ["NBDClient"]),
         .library(name: "NBDProxy", targets: ["NBDProxy"]),
@@ -54,6 +55,9 @@ let package = Package(
         .target(name: "NBDRetryFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDLogFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDCachingFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // ip, exportname, tls-fallback, exitlast, exitwhen, pause, time-limit, openonce: filters that
+        // act on connections, the export list and the server's life rather than on data.
+        .target(name: "NBDConnectionFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The server other programs embed: it knows the NBD protocol and NBDCore's contracts, nothing else.
         .target(name: "NBDServer", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // An async NBD client; knows the protocol and NBDCore's types, not the server.
@@ -86,7 +90,7 @@ let package = Package(
                 "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter",
                 "NBDRangeFilters", "NBDFeatureFilters", "NBDFlowFilters",
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
-                "NBDCachingFilters", "NBDProxy", "NBDCurl", "NBDCeph",
+                "NBDCachingFilters", "NBDConnectionFilters", "NBDProxy", "NBDCurl", "NBDCeph",
                 "NBDTLS", "NBDScriptBackends",
             ],
             swiftSettings: upcomingFeatures
@@ -158,6 +162,11 @@ let package = Package(
         .testTarget(
             name: "NBDCachingFiltersTests",
             dependencies: ["NBDCore", "NBDCachingFilters", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDConnectionFiltersTests",
+            dependencies: ["NBDCore", "NBDConnectionFilters", "NBDBackends", "NBDServer", "NBDClient", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

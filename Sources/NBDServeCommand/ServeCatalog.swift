@@ -2,6 +2,7 @@ import NBDBackends
 import NBDBlockSizeFilters
 import NBDCachingFilters
 import NBDCeph
+import NBDConnectionFilters
 import NBDCore
 import NBDCurl
 import NBDErrorFilter
@@ -28,6 +29,7 @@ package enum ServeCatalog {
         RBDProvider.self,
         ShBackendProvider.self,
         EvalBackendProvider.self,
+        InfoBackendProvider.self,
     ]
 
     /// Every filter, in `--help` order.
@@ -54,6 +56,14 @@ package enum ServeCatalog {
         CacheLayer.self,
         COWLayer.self,
         ReadAheadLayer.self,
+        IPLayer.self,
+        ExportNameLayer.self,
+        TLSFallbackLayer.self,
+        ExitLastLayer.self,
+        ExitWhenLayer.self,
+        PauseLayer.self,
+        TimeLimitLayer.self,
+        OpenOnceLayer.self,
     ]
 
     /// The backend called `name`, if any.

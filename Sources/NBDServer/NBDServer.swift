@@ -13,7 +13,11 @@ import Synchronization
 /// ```
 ///
 /// Every connection opens its own backend with `provider.open(_:)` during the handshake and closes
-/// it once after its last request. Every export name is accepted and passed to the provider.
+/// it once after its last request. Every export name is accepted and passed to the provider (`""`
+/// as the provider's `defaultExport`); `NBD_OPT_LIST` answers with the provider's `listExports`, and
+/// a client is dropped before the greeting when the provider's `preconnect` throws. The provider
+/// receives a `ServerControl` at creation, through which it may stop the server or close a
+/// connection.
 ///
 /// Each connection runs on a thread of its own; see `Documentation/Server.md` for the threading
 /// design.
@@ -42,6 +46,16 @@ public final class NBDServer: Sendable {
             Connection.start(id: id, socket: socket, provider: provider, context: context)
         }
         self.shutdownProvider = { await provider.shutdown() }
+        // The stack may stop the server (nbdkit_shutdown) or close one client (nbdkit_disconnect)
+        // without knowing the server: through a control that holds the server weakly.
+        let context = self.context
+        provider.attach(
+            ServerControl(
+                requestShutdown: { [weak self] in
+                    guard let self else { return }
+                    Task { await self.shutdown(lettingClientsFinish: true) }
+                },
+                disconnect: { id in context.disconnect(id) }))
     }
 
     /// Binds `address` and starts accepting connections on it. May be called more than once to
@@ -194,22 +208,41 @@ public final class NBDServer: Sendable {
     /// ``ServerConfiguration/shutdownGracePeriod`` are closed. Calling it again waits for the first
     /// call to finish.
     public func shutdown() async {
+        await shutdown(lettingClientsFinish: false)
+    }
+
+    /// Shuts down; with `lettingClientsFinish` (a ``ServerControl/requestShutdown()`` from the
+    /// stack, as nbdkit_shutdown) connected clients are not woken or closed but served until they
+    /// disconnect. A later plain ``shutdown()`` still wakes and closes them.
+    private func shutdown(lettingClientsFinish: Bool) async {
         let (first, listeners) = state.withLock { state -> (Bool, [Listener]) in
             if state.stopping { return (false, []) }
             state.stopping = true
             return (true, state.listeners)
         }
+        let context = self.context
+        let gracePeriod = configuration.shutdownGracePeriod
         guard first else {
+            if !lettingClientsFinish {
+                // A gentle shutdown may be waiting for its clients: make it a normal one.
+                context.beginStopping()
+                let enforcer = Task {
+                    try? await Task.sleep(for: gracePeriod)
+                    if !Task.isCancelled { context.closeRemainingConnections() }
+                }
+                await waitUntilFinished()
+                enforcer.cancel()
+                return
+            }
             await waitUntilFinished()
             return
         }
         context.configuration.emit(
             .shutdownBegan, .info, "stopping", ["connections": String(context.openConnections)])
         for listener in listeners { listener.stop() }
-        context.beginStopping()
-        let context = self.context
-        let gracePeriod = configuration.shutdownGracePeriod
+        context.beginStopping(wakingConnections: !lettingClientsFinish)
         let enforcer = Task {
+            guard !lettingClientsFinish else { return }
             try? await Task.sleep(for: gracePeriod)
             if !Task.isCancelled { context.closeRemainingConnections() }
         }

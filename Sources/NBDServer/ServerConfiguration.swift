@@ -10,7 +10,9 @@ public struct ServerConfiguration: Sendable {
     /// Whether every connection is read-only: `NBD_FLAG_READ_ONLY` is advertised and writes fail
     /// with `EPERM`. Backends see it in `ConnectionInfo.isReadOnly`.
     public var isReadOnly: Bool
-    /// The text sent as `NBD_INFO_DESCRIPTION` and in `NBD_OPT_LIST` replies; empty sends none.
+    /// The text sent as `NBD_INFO_DESCRIPTION` and in `NBD_OPT_LIST` replies for an export whose
+    /// stack gives no description of its own (`BlockBackend.exportDescription`,
+    /// `ExportEntry.description`); empty sends none.
     public var exportDescription: String
     /// The largest read or write payload accepted, advertised with `NBD_INFO_BLOCK_SIZE` when the
     /// client asks. The default is 32 MiB, what every interoperable client stays within. The

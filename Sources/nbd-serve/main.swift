@@ -177,8 +177,14 @@ do {
         bound = nil
     }
 } catch {
-    printToStandardError("nbd-serve: \(error.message)")
     removePrivateDirectory()
+    // The stack stopped the server before it listened (exitwhen's event had already happened):
+    // as nbdkit, that is a normal exit.
+    if error.code == .shutdown {
+        await server.shutdown()
+        exit(0)
+    }
+    printToStandardError("nbd-serve: \(error.message)")
     await server.shutdown()
     exit(1)
 }
@@ -251,6 +257,16 @@ if options.servesStandardInput {
             printToStandardError("nbd-serve: \(error)")
             exitSignal.finish(1)
         }
+    }
+}
+
+// A stack that stops the server itself (exitlast, exitwhen: NBDCore's ServerControl) ends the
+// process once the server has finished, as nbdkit_shutdown does.
+// With --run the command's end ends the process, as with nbdkit.
+if options.runCommand == nil {
+    Task {
+        await server.run()
+        exitSignal.finish(0)
     }
 }
 

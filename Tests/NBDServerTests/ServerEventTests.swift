@@ -63,6 +63,12 @@ final class ServerEventTests: ServerTestCase {
         }
         XCTAssertTrue(events.first { $0.kind == .listening }?.metadata["address"]?.hasPrefix("nbd+unix://") ?? false)
         XCTAssertEqual(events.first { $0.kind == .connectionOpened }?.metadata["connections"], "1")
+        // The client's address (here a Unix socket, with its process's credentials).
+        let opened = try XCTUnwrap(events.first { $0.kind == .connectionOpened })
+        XCTAssertEqual(opened.metadata["peer"], "unix")
+        XCTAssertEqual(opened.metadata["peer-pid"], String(getpid()))
+        XCTAssertEqual(opened.metadata["peer-uid"], String(getuid()))
+        XCTAssertEqual(events.first { $0.kind == .exportOpened }?.metadata["peer-pid"], String(getpid()))
         XCTAssertEqual(closed?.metadata["connections"], "0")
         XCTAssertEqual(events.first { $0.kind == .exportOpened }?.metadata["export"], "vm1")
         let failed = try XCTUnwrap(events.first { $0.kind == .requestFailed })

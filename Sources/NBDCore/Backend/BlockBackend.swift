@@ -48,6 +48,12 @@ public protocol BlockBackend: Sendable {
 
     /// Ends the connection's use of the backend. Called once, after the last request finished.
     func close() async
+
+    /// A human-readable description of the export this connection opened, sent to a client that
+    /// asks for `NBD_INFO_DESCRIPTION` (nbdkit's `export_description`), or `nil` for the server's
+    /// configured one. Filters pass the layer below's through unless they change it; the default
+    /// is `nil`.
+    var exportDescription: String? { get }
 }
 
 extension BlockBackend {
@@ -67,4 +73,7 @@ extension BlockBackend {
 
     /// Backends with nothing to release do nothing on close.
     public func close() async {}
+
+    /// No description of their own: the server's configured one is used.
+    public var exportDescription: String? { nil }
 }

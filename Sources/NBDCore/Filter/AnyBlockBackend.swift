@@ -51,4 +51,6 @@ public struct AnyBlockBackend: BlockBackend {
     public func close() async {
         await base.close()
     }
+
+    public var exportDescription: String? { base.exportDescription }
 }

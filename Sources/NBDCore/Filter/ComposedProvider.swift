@@ -44,6 +44,26 @@ public struct ComposedProvider<Base: BackendProvider, Backend: BlockBackend>: Ba
         await base.shutdown()
         await onShutdown()
     }
+
+    /// The base's answer: the wrapping layers do not take part in the handshake.
+    public func preconnect(_ connection: ConnectionInfo) async throws(NBDError) {
+        try await base.preconnect(connection)
+    }
+
+    /// The base's list.
+    public func listExports(_ connection: ConnectionInfo) async throws(NBDError) -> [ExportEntry] {
+        try await base.listExports(connection)
+    }
+
+    /// The base's default export.
+    public func defaultExport(_ connection: ConnectionInfo) async throws(NBDError) -> String {
+        try await base.defaultExport(connection)
+    }
+
+    /// Gives the control to the base.
+    public func attach(_ control: ServerControl) {
+        base.attach(control)
+    }
 }
 
 extension BackendProvider {

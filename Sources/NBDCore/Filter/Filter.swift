@@ -75,4 +75,8 @@ extension Filter {
     public func close() async {
         await next.close()
     }
+
+    /// Passes through: the layer below's export description.
+    @inlinable
+    public var exportDescription: String? { next.exportDescription }
 }

@@ -22,6 +22,28 @@ public protocol FilterLayer: Sendable {
 
     /// Called once when the server stops, after every connection closed.
     func shutdown() async
+
+    /// Decides whether a client may start the handshake (nbdkit's `preconnect`), then lets the
+    /// layers below decide by calling `below`. Throwing drops the client. The default calls `below`.
+    func preconnect(
+        _ connection: ConnectionInfo, below: (ConnectionInfo) async throws(NBDError) -> Void
+    ) async throws(NBDError)
+
+    /// The exports to advertise (nbdkit's `list_exports`), given the list of the layers below
+    /// through `below`. The default returns `below`'s list.
+    func listExports(
+        _ connection: ConnectionInfo, below: (ConnectionInfo) async throws(NBDError) -> [ExportEntry]
+    ) async throws(NBDError) -> [ExportEntry]
+
+    /// The name the default export `""` stands for (nbdkit's `default_export`), given the layers
+    /// below's answer through `below`. The default returns `below`'s answer.
+    func defaultExport(
+        _ connection: ConnectionInfo, below: (ConnectionInfo) async throws(NBDError) -> String
+    ) async throws(NBDError) -> String
+
+    /// Receives the server's control before it accepts clients (see ``BackendProvider/attach(_:)``).
+    /// The default ignores it.
+    func attach(_ control: ServerControl)
 }
 
 /// Opens everything below one ``FilterLayer`` for a connection: the filters under it and the export.
@@ -31,6 +53,30 @@ public typealias OpenBelow = @Sendable (ConnectionInfo) async throws(NBDError) -
 
 extension FilterLayer {
     public func shutdown() async {}
+
+    /// Lets the layers below decide.
+    public func preconnect(
+        _ connection: ConnectionInfo, below: (ConnectionInfo) async throws(NBDError) -> Void
+    ) async throws(NBDError) {
+        try await below(connection)
+    }
+
+    /// The layers below's list.
+    public func listExports(
+        _ connection: ConnectionInfo, below: (ConnectionInfo) async throws(NBDError) -> [ExportEntry]
+    ) async throws(NBDError) -> [ExportEntry] {
+        try await below(connection)
+    }
+
+    /// The layers below's default export.
+    public func defaultExport(
+        _ connection: ConnectionInfo, below: (ConnectionInfo) async throws(NBDError) -> String
+    ) async throws(NBDError) -> String {
+        try await below(connection)
+    }
+
+    /// Ignores the server's control.
+    public func attach(_ control: ServerControl) {}
 
     /// Opens below once and wraps the result; closes what was opened if ``wrap(_:for:)`` throws.
     public func open(for connection: ConnectionInfo, below openBelow: @escaping OpenBelow) async throws(NBDError)

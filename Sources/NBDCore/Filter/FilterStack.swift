@@ -37,6 +37,50 @@ public struct FilterStack<Base: BackendProvider>: BackendProvider {
         }
     }
 
+    /// Asks each layer, outermost first, then the base.
+    public func preconnect(_ connection: ConnectionInfo) async throws(NBDError) {
+        try await preconnect(connection, from: 0)
+    }
+
+    private func preconnect(_ connection: ConnectionInfo, from index: Int) async throws(NBDError) {
+        guard index < layers.count else { return try await base.preconnect(connection) }
+        try await layers[index].preconnect(connection) { (below: ConnectionInfo) async throws(NBDError) in
+            try await preconnect(below, from: index + 1)
+        }
+    }
+
+    /// The outermost layer's list, each layer seeing the list of the layers below.
+    public func listExports(_ connection: ConnectionInfo) async throws(NBDError) -> [ExportEntry] {
+        try await listExports(connection, from: 0)
+    }
+
+    private func listExports(_ connection: ConnectionInfo, from index: Int) async throws(NBDError) -> [ExportEntry] {
+        guard index < layers.count else { return try await base.listExports(connection) }
+        return try await layers[index].listExports(connection) {
+            (below: ConnectionInfo) async throws(NBDError) -> [ExportEntry] in
+            try await listExports(below, from: index + 1)
+        }
+    }
+
+    /// The outermost layer's default export, each layer seeing the answer of the layers below.
+    public func defaultExport(_ connection: ConnectionInfo) async throws(NBDError) -> String {
+        try await defaultExport(connection, from: 0)
+    }
+
+    private func defaultExport(_ connection: ConnectionInfo, from index: Int) async throws(NBDError) -> String {
+        guard index < layers.count else { return try await base.defaultExport(connection) }
+        return try await layers[index].defaultExport(connection) {
+            (below: ConnectionInfo) async throws(NBDError) -> String in
+            try await defaultExport(below, from: index + 1)
+        }
+    }
+
+    /// Gives the control to every layer and to the base.
+    public func attach(_ control: ServerControl) {
+        for layer in layers { layer.attach(control) }
+        base.attach(control)
+    }
+
     public func shutdown() async {
         for layer in layers {
             await layer.shutdown()

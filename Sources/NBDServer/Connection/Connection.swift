@@ -55,13 +55,16 @@ struct Connection<Provider: BackendProvider>: Sendable {
 
     func run() async {
         let context = self.context
-        event(.connectionOpened, .info, "accepted", ["connections": String(context.openConnections)])
         var reader = BufferedReader(socket: socket, capacity: configuration.receiveBufferSize)
         var output = OutputBuffer(capacity: 64 << 10)
         var handshake = Handshake(
             provider: provider, configuration: configuration, connectionID: id, socket: socket,
             acceptsMultipleConnections: context.acceptsMultipleConnections,
             isShuttingDown: { context.isShuttingDown })
+        let peer = handshake.peer
+        configuration.emit(
+            .connectionOpened, .info, "accepted",
+            Handshake<Provider>.metadata(connection: id, peer: peer, ["connections": String(context.openConnections)]))
         socket.setReceiveTimeout(configuration.handshakeTimeout)
         let deadline = configuration.negotiationTimeout.map { limit in
             NegotiationDeadline(after: limit) { [self] in

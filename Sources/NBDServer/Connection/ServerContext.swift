@@ -91,12 +91,23 @@ final class ServerContext: Sendable {
 
     /// Stops new connections and wakes every live one: a blocked `recv` returns end of stream, so
     /// each connection finishes the requests it already read, replies, and closes its backend.
-    func beginStopping() {
+    /// With `wakingConnections` false the live ones are left to end when their clients disconnect.
+    func beginStopping(wakingConnections: Bool = true) {
         let sockets = state.withLock { state -> [Socket] in
             state.stopping = true
             return Array(state.connections.values)
         }
+        guard wakingConnections else { return }
         for socket in sockets { socket.shutdownReading() }
+    }
+
+    /// Closes connection `id` if it is still alive (a filter's ``ServerControl/disconnect(connection:)``):
+    /// both directions stop, so its client sees end of stream and its requests end.
+    func disconnect(_ id: UInt64) {
+        let socket = state.withLock { $0.connections[id] }
+        guard let socket else { return }
+        log("connection \(id): disconnected at the stack's request")
+        socket.shutdownBoth()
     }
 
     /// Closes both directions of every connection still alive: a blocked `send` fails, so even a

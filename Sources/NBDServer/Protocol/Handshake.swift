@@ -27,6 +27,9 @@ struct Handshake<Provider: BackendProvider> {
     private var noZeroes = false
     /// Whether a refusal for want of TLS was already reported to the operator (once per connection).
     private var reportedMissingTLS = false
+    /// Where the client connected from, looked up once.
+    /// The client's address (and credentials on a Unix socket), looked up once.
+    let peer: PeerAddress?
 
     init(
         provider: Provider, configuration: ServerConfiguration, connectionID: UInt64, socket: Socket,
@@ -38,6 +41,24 @@ struct Handshake<Provider: BackendProvider> {
         self.socket = socket
         self.acceptsMultipleConnections = acceptsMultipleConnections
         self.isShuttingDown = isShuttingDown
+        self.peer = PeerLookup.peer(of: socket.descriptor)
+    }
+
+    /// The connection's facts for the provider, with `name` as the export name.
+    private func connectionInfo(exportName name: String = "") -> ConnectionInfo {
+        ConnectionInfo(
+            id: connectionID, exportName: name, isReadOnly: configuration.isReadOnly, peer: peer,
+            isTLS: socket.isSecure)
+    }
+
+    /// The option error reply that fits `error`, as nbdkit chooses it: a policy refusal for
+    /// `EPERM`, a shutdown for `ESHUTDOWN`, otherwise unknown.
+    private func optionErrorType(for error: NBDError) -> UInt32 {
+        switch error.code {
+        case .shutdown: return OptionReply.errShutdown
+        case .notPermitted: return OptionReply.errPolicy
+        default: return OptionReply.errUnknown
+        }
     }
 
     /// Reports a problem an operator should see (see ``ServerConfiguration/errorLogger``).
@@ -56,13 +77,28 @@ struct Handshake<Provider: BackendProvider> {
         event(.message, .debug, message())
     }
 
-    /// Emits an event about this connection (metadata `connection` plus `extra`).
+    /// Emits an event about this connection (metadata `connection` and `peer` plus `extra`).
     private func event(
         _ kind: ServerEvent.Kind, _ level: ServerEvent.Level, _ message: @autoclosure () -> String,
         _ extra: [String: String] = [:]
     ) {
         let id = connectionID
-        configuration.emit(kind, level, message(), extra.merging(["connection": String(id)]) { $1 })
+        let peer = self.peer
+        configuration.emit(kind, level, message(), Self.metadata(connection: id, peer: peer, extra))
+    }
+
+    /// An event's metadata about connection `id` from `peer`, with `extra`.
+    static func metadata(connection id: UInt64, peer: PeerAddress?, _ extra: [String: String]) -> [String: String] {
+        var metadata = extra
+        metadata["connection"] = String(id)
+        if let peer {
+            metadata["peer"] = peer.description
+            if let credentials = peer.credentials {
+                metadata["peer-pid"] = String(credentials.pid)
+                metadata["peer-uid"] = String(credentials.uid)
+            }
+        }
+        return metadata
     }
 
     /// Runs the handshake. Returns the negotiated export, or `nil` when the connection should close
@@ -70,6 +106,15 @@ struct Handshake<Provider: BackendProvider> {
     mutating func run(reader: inout BufferedReader, output: inout OutputBuffer) async -> NegotiatedExport<
         Provider.Backend
     >? {
+        do {
+            try await provider.preconnect(connectionInfo())
+        } catch {
+            // As nbdkit: a client refused before the handshake gets no reply, only a closed socket.
+            warn(
+                .handshakeRefused, "refused the client before the handshake: \(error.message)",
+                ["reason": "preconnect", "errno": error.code.name])
+            return nil
+        }
         output.removeAll()
         output.append(ProtocolConstants.nbdMagic)
         output.append(ProtocolConstants.optionMagic)
@@ -170,11 +215,33 @@ struct Handshake<Provider: BackendProvider> {
                         option: option, type: OptionReply.errInvalid, message: "NBD_OPT_LIST takes no data")
                     break
                 }
-                // Any name is accepted; the default export "" is the one listed.
-                var server = OutputBuffer(capacity: 64)
-                server.append(UInt32(0))
-                server.append(configuration.exportDescription)
-                output.appendOptionReply(option: option, type: OptionReply.server, data: server.bytes)
+                // The stack's list (by default the default export alone); any name is still
+                // accepted by NBD_OPT_GO, listed or not.
+                var exports: [ExportEntry]
+                do {
+                    exports = try await provider.listExports(connectionInfo())
+                    if exports.contains(where: { $0.name.isEmpty }) {
+                        let defaultName = try await provider.defaultExport(connectionInfo())
+                        for index in exports.indices where exports[index].name.isEmpty {
+                            exports[index].name = defaultName
+                        }
+                    }
+                } catch {
+                    warn("cannot list the exports for the client: \(error)")
+                    // As nbdkit: a list that cannot be made is NBD_REP_ERR_PLATFORM, whatever the cause.
+                    output.appendOptionError(
+                        option: option, type: OptionReply.errPlatform,
+                        message: "cannot list the exports: \(error.message)")
+                    break
+                }
+                for export in exports {
+                    let description = export.description ?? configuration.exportDescription
+                    var server = OutputBuffer(capacity: 64)
+                    server.append(UInt32(truncatingIfNeeded: export.name.utf8.count))
+                    server.append(export.name)
+                    server.append(description)
+                    output.appendOptionReply(option: option, type: OptionReply.server, data: server.bytes)
+                }
                 output.appendOptionReply(option: option, type: OptionReply.ack)
             case OptionCode.info, OptionCode.go:
                 if let export = await infoOrGo(option: option, data: data, output: &output) {
@@ -301,9 +368,13 @@ struct Handshake<Provider: BackendProvider> {
                 option: option, type: OptionReply.errShutdown, message: "the server is shutting down")
             return nil
         }
-        let info = ConnectionInfo(id: connectionID, exportName: name, isReadOnly: configuration.isReadOnly)
+        var name = name
         do {
-            let backend = try await provider.open(info)
+            if name.isEmpty {
+                // As nbdkit: the default export is opened, and reported, under its canonical name.
+                name = try await provider.defaultExport(connectionInfo())
+            }
+            let backend = try await provider.open(connectionInfo(exportName: name))
             let caps = effectiveCapabilities(backend)
             return NegotiatedExport(
                 backend: backend, exportName: name, capabilities: caps,
@@ -312,14 +383,8 @@ struct Handshake<Provider: BackendProvider> {
             warn(
                 .exportOpenFailed, "cannot open export '\(name)' for the client: \(error)",
                 ["export": name, "errno": error.code.name])
-            let type: UInt32
-            switch error.code {
-            case .shutdown: type = OptionReply.errShutdown
-            case .notPermitted: type = OptionReply.errPolicy
-            default: type = OptionReply.errUnknown
-            }
             output.appendOptionError(
-                option: option, type: type, message: "cannot open export '\(name)': \(error.message)")
+                option: option, type: optionErrorType(for: error), message: "cannot open export '\(name)': \(error.message)")
             return nil
         }
     }
@@ -351,13 +416,14 @@ struct Handshake<Provider: BackendProvider> {
         if requests.contains(InfoType.name) {
             item.removeAll()
             item.append(InfoType.name)
-            item.append(name)
+            item.append(export.exportName)
             output.appendOptionReply(option: option, type: OptionReply.info, data: item.bytes)
         }
-        if requests.contains(InfoType.description) && !configuration.exportDescription.isEmpty {
+        let description = export.backend.exportDescription ?? configuration.exportDescription
+        if requests.contains(InfoType.description) && !description.isEmpty {
             item.removeAll()
             item.append(InfoType.description)
-            item.append(configuration.exportDescription)
+            item.append(description)
             output.appendOptionReply(option: option, type: OptionReply.info, data: item.bytes)
         }
         // The protocol asks a server with constraints other than the defaults (minimum 1, payload
