@@ -70,7 +70,19 @@ package struct ExportPlan: Sendable {
             }
             backendParameters.append(positional, argument)
         }
-        for parameter in options.parameters {
+        for var parameter in options.parameters {
+            if parameter.key.isEmpty {
+                // A further plain argument: the main parameter again, if it may be repeated.
+                guard let positional = description.positionalParameter, description.repeatable.contains(positional)
+                else {
+                    throw CommandLineError(
+                        "unexpected argument '\(parameter.value)': after the backend, only one plain argument is allowed, and it must come first; write the others as KEY=VALUE"
+                    )
+                }
+                parameter.key = positional
+                backendParameters.append(parameter.key, parameter.value)
+                continue
+            }
             if let index = filters.firstIndex(where: { $0.parameterNames.contains(parameter.key) }) {
                 filters[index].parameters.append(parameter.key, parameter.value)
                 continue
@@ -79,7 +91,9 @@ package struct ExportPlan: Sendable {
                 throw CommandLineError(
                     Self.unknownParameterMessage(parameter, backendName: description.name, filters: filters))
             }
-            if parameter.key == description.positionalParameter, let argument = options.backendArgument {
+            if parameter.key == description.positionalParameter, !description.repeatable.contains(parameter.key),
+                let argument = options.backendArgument
+            {
                 throw CommandLineError(
                     "\(parameter.key) is given twice, as '\(argument)' and as '\(parameter.key)=\(parameter.value)': give it once"
                 )
@@ -120,12 +134,14 @@ package struct ExportPlan: Sendable {
         var example: String
         var positionalParameter: String?
         var parameterNames: Set<String>
+        var repeatable: Set<String>
 
         init(_ type: any ConfigurableBackendProvider.Type) {
             name = type.backendName
             example = type.example
             positionalParameter = type.positionalParameter
             parameterNames = Set(type.parameters.map(\.name))
+            repeatable = Set(type.parameters.filter(\.isRepeatable).map(\.name))
         }
     }
 

@@ -4,6 +4,7 @@ import NBDCachingFilters
 import NBDCeph
 import NBDCore
 import NBDCurl
+import NBDDataBackends
 import NBDErrorFilter
 import NBDFUAFilter
 import NBDFeatureFilters
@@ -25,6 +26,15 @@ package enum ServeCatalog {
         NBDProxyProvider.self,
         CurlProvider.self,
         RBDProvider.self,
+        NullBackendProvider.self,
+        ZeroBackendProvider.self,
+        FullBackendProvider.self,
+        OnesBackendProvider.self,
+        PatternBackendProvider.self,
+        RandomBackendProvider.self,
+        SparseRandomBackendProvider.self,
+        DataBackendProvider.self,
+        SplitBackendProvider.self,
     ]
 
     /// Every filter, in `--help` order.

@@ -58,7 +58,8 @@ package struct ServeOptions: Sendable, Hashable {
     package var backend: String?
     /// The backend's positional argument (`memory 1G`, `file disk.img`).
     package var backendArgument: String?
-    /// Every `KEY=VALUE`, in order.
+    /// Every `KEY=VALUE`, in order, and every plain argument after the first (with an empty key),
+    /// in place.
     package var parameters: [Parameter] = []
     /// `--tls=off|on|require` (nbdkit's meanings; `off` by default).
     package var tls: TLSMode = .off
@@ -298,9 +299,10 @@ package struct ServeOptions: Sendable, Hashable {
             return
         }
         guard backendArgument == nil && parameters.isEmpty else {
-            throw CommandLineError(
-                "unexpected argument '\(argument)': after the backend, only one plain argument is allowed, and it must come first; write the others as KEY=VALUE"
-            )
+            // As nbdkit: every plain argument sets the backend's main parameter. Only a backend whose
+            // main parameter is repeatable (split's files) takes more than one; ExportPlan decides.
+            parameters.append(Parameter(key: "", value: argument))
+            return
         }
         backendArgument = argument
     }
