@@ -29,12 +29,12 @@ extension PatternBackendProvider: ConfigurableBackendProvider {
     public static var summary: String {
         "read-only; each 8 bytes hold their offset, big-endian, as nbdkit's pattern plugin (pattern SIZE)"
     }
-    public static var parameters: [ParameterDescription] { [GeneratedExportSize.description(required: true)] }
+    public static var parameters: [ParameterDescription] { [GeneratedExportSize.description(required: false)] }
     public static var positionalParameter: String? { "size" }
     public static var example: String { "pattern 1G" }
 
     /// Creates the export from `size`.
     public init(parameters: ParameterValues, options: BackendOptions) async throws(NBDError) {
-        try self.init(size: try GeneratedExportSize.read(parameters, backend: "pattern"))
+        try self.init(size: try GeneratedExportSize.read(parameters, backend: "pattern", default: 0))
     }
 }

@@ -35,7 +35,7 @@ extension RandomBackendProvider: ConfigurableBackendProvider {
     }
     public static var parameters: [ParameterDescription] {
         [
-            GeneratedExportSize.description(required: true),
+            GeneratedExportSize.description(required: false),
             seedParameter,
         ]
     }
@@ -51,7 +51,7 @@ extension RandomBackendProvider: ConfigurableBackendProvider {
     /// Creates the export from `size` and `seed`.
     public init(parameters: ParameterValues, options: BackendOptions) async throws(NBDError) {
         try self.init(
-            size: try GeneratedExportSize.read(parameters, backend: "random"), seed: try Self.seed(parameters))
+            size: try GeneratedExportSize.read(parameters, backend: "random", default: 0), seed: try Self.seed(parameters))
     }
 
     /// `seed=` (decimal, hex or octal, 32 bits), or the current time in seconds as nbdkit chooses.

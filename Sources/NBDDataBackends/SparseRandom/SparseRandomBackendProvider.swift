@@ -57,7 +57,7 @@ extension SparseRandomBackendProvider: ConfigurableBackendProvider {
     }
     public static var parameters: [ParameterDescription] {
         [
-            GeneratedExportSize.description(required: true),
+            GeneratedExportSize.description(required: false),
             RandomBackendProvider.seedParameter,
             ParameterDescription("percent", "the share of the export holding data, a number from 0 to 100", default: "10"),
             ParameterDescription("runlength", "the average length of a run of data, e.g. 1M; more than 0", default: "16M"),
@@ -83,7 +83,7 @@ extension SparseRandomBackendProvider: ConfigurableBackendProvider {
             throw NBDError(.invalidArgument, "runlength=0: expected a length in bytes greater than 0, such as 16M")
         }
         try self.init(
-            size: try GeneratedExportSize.read(parameters, backend: "sparse-random"),
+            size: try GeneratedExportSize.read(parameters, backend: "sparse-random", default: 0),
             seed: try RandomBackendProvider.seed(parameters), percent: percent, runLength: runLength,
             randomContent: try parameters.boolean("random-content", default: false))
     }

@@ -53,10 +53,14 @@ public struct SplitBackend: BlockBackend {
         }
     }
 
-    /// Zeroes each file's piece (with the file's own hole punching where it can).
+    /// Zeroes each file's piece, keeping it allocated, as nbdkit's split plugin does by writing
+    /// zeroes; a fast zero is refused with `ENOTSUP`, as nbdkit refuses it when it emulates zero.
     public func zero(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+        if flags.contains(.fastZero) {
+            throw NBDError(.notSupported, "the split backend zeroes by writing, which is not fast")
+        }
         try await forEachPart(count: count, at: offset) { (file, within, length, _) throws(NBDError) in
-            try await file.zero(count: length, at: within, flags: flags.subtracting(.fua))
+            try await file.zero(count: length, at: within, flags: [.noHole])
             return true
         }
     }

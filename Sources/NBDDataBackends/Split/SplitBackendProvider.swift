@@ -31,12 +31,11 @@ public struct SplitBackendProvider: BackendProvider {
 
     /// Opens `paths` (regular files), for reading only when `readOnly`.
     ///
-    /// - Throws: `NBDError.Code.invalidArgument` for an empty list or a path that is not a regular
-    ///   file, or the error of the `open` that failed, naming the path.
+    /// No paths make an empty export, as nbdkit 1.32 serves one.
+    ///
+    /// - Throws: `NBDError.Code.invalidArgument` for a path that is not a regular file, or the error
+    ///   of the `open` that failed, naming the path.
     public init(paths: [String], readOnly: Bool = false) throws(NBDError) {
-        guard !paths.isEmpty else {
-            throw NBDError(.invalidArgument, "file=... is required at least once, for example 'split disk.001 disk.002'")
-        }
         var files: [Part<FileBackendProvider>] = []
         var offset: UInt64 = 0
         for path in paths {
@@ -86,7 +85,8 @@ extension SplitBackendProvider: ConfigurableBackendProvider {
     public static var backendName: String { "split" }
     public static var summary: String { "regular files joined end to end, as nbdkit's split plugin (split FILE FILE ...)" }
     public static var parameters: [ParameterDescription] {
-        [ParameterDescription("file", "a file to serve; the files are joined in the order given", required: true, repeatable: true)]
+        [ParameterDescription(
+            "file", "a file to serve; the files are joined in the order given (none: an empty export)", repeatable: true)]
     }
     public static var positionalParameter: String? { "file" }
     public static var example: String { "split disk.001 disk.002" }

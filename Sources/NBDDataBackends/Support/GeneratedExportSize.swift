@@ -2,8 +2,9 @@ import NBDCore
 
 /// The `size=` parameter of the generated-data backends, read as nbdkit's plugins read theirs.
 enum GeneratedExportSize {
-    /// The export size from `size=`: required unless `defaultSize` is given (nbdkit's null plugin
-    /// serves an empty export without one).
+    /// The export size from `size=`: required unless `defaultSize` is given. nbdkit 1.32 requires
+    /// it only of full; its null, ones, pattern, random and sparse-random plugins serve an empty
+    /// export without one, although their manuals call it required.
     static func read(
         _ parameters: ParameterValues, backend: String, default defaultSize: UInt64? = nil
     ) throws(NBDError) -> UInt64 {
