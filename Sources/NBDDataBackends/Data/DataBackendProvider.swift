@@ -6,7 +6,7 @@ import NBDCore
 /// data format (`data`), as raw text (`raw`) or as base64 (`base64`), truncated or padded with
 /// zeroes to `size` when it is given.
 ///
-/// The export is a sparse RAM disk (``MemoryBackendProvider``) that starts with the data: it is
+/// The export is a sparse RAM disk (`MemoryBackendProvider`) that starts with the data: it is
 /// writable and shared by every connection, and writes are lost when the process ends.
 ///
 /// ```swift

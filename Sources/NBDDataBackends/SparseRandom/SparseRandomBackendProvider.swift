@@ -21,8 +21,11 @@ public struct SparseRandomBackendProvider: BackendProvider {
     /// Creates an export and draws its map of data and holes.
     ///
     /// - Parameters:
+    ///   - size: the export size in bytes.
+    ///   - seed: the seed the map and the data derive from.
     ///   - percent: the share of the export holding data, 0 to 100.
     ///   - runLength: the average length of a run of data in bytes, more than 0.
+    ///   - randomContent: random bytes throughout each data block rather than one byte repeated.
     /// - Throws: `NBDError.Code.invalidArgument` for a size above 2^63 - 1, a percent outside 0...100
     ///   or a zero run length.
     public init(

@@ -2,7 +2,7 @@ import NBDBackends
 import NBDCore
 
 /// One connection's view of a ``SplitBackendProvider``'s export: each request is cut at the
-/// boundaries between files and each piece goes to its file's ``FileBackend``.
+/// boundaries between files and each piece goes to its file's `FileBackend`.
 public struct SplitBackend: BlockBackend {
     public let capabilities: Capabilities
     let parts: [SplitBackendProvider.Part<FileBackend>]
