@@ -60,7 +60,8 @@ final class DataBackendTests: XCTestCase {
         XCTAssertEqual(Array(sectors[510..<512]), [0x55, 0xaa])
         XCTAssertEqual(Array(sectors[1022..<1024]), [0x55, 0xaa])
         let error = await XCTAssertThrowsNBDError(
-            {() throws(NBDError) in try await DataBackendProvider(data: #"( 1 -> \a \a ) \a"#, variable: { _ in nil }) },
+            { () throws(NBDError) in try await DataBackendProvider(data: #"( 1 -> \a \a ) \a"#, variable: { _ in nil })
+            },
             code: .invalidArgument)
         XCTAssertTrue(error?.message.contains(#"\a"#) ?? false, error?.message ?? "")
         let substituted = try await bytes("$pattern*2 # a comment\n 9", variables: ["pattern": "0x55 0xAA"])
@@ -104,12 +105,14 @@ final class DataBackendTests: XCTestCase {
         let raw = try await DataBackendProvider(parameters: ["raw": "Hello, world!"], options: BackendOptions())
         let rawBytes = try await raw.open(ConnectionInfo()).readBytes(13, at: 0)
         XCTAssertEqual(rawBytes, Array("Hello, world!".utf8))
-        let base64 = try await DataBackendProvider(parameters: ["base64": "MTIz", "size": "1M"], options: BackendOptions())
+        let base64 = try await DataBackendProvider(
+            parameters: ["base64": "MTIz", "size": "1M"], options: BackendOptions())
         XCTAssertEqual(base64.size, 1 << 20)
         let decoded = try await base64.open(ConnectionInfo()).readBytes(4, at: 0)
         XCTAssertEqual(decoded, [0x31, 0x32, 0x33, 0])
         for allocator in ["sparse", "malloc", "malloc,mlock=false"] {
-            _ = try await DataBackendProvider(parameters: ["data": "1", "allocator": allocator], options: BackendOptions())
+            _ = try await DataBackendProvider(
+                parameters: ["data": "1", "allocator": allocator], options: BackendOptions())
         }
         let cases: [(ParameterValues, String)] = [
             ([:], "exactly one of"),
@@ -134,7 +137,9 @@ final class DataBackendTests: XCTestCase {
         ]
         for (parameters, text) in cases {
             let error = await XCTAssertThrowsNBDError(
-                {() throws(NBDError) in try await DataBackendProvider(parameters: parameters, options: BackendOptions()) },
+                { () throws(NBDError) in
+                    try await DataBackendProvider(parameters: parameters, options: BackendOptions())
+                },
                 code: .invalidArgument, "\(parameters)")
             XCTAssertTrue(error?.message.contains(text) ?? false, "'\(error?.message ?? "")' lacks '\(text)'")
         }

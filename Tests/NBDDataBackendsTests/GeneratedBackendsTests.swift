@@ -41,11 +41,14 @@ final class GeneratedBackendsTests: XCTestCase {
         let backend = try await FullBackendProvider(size: 1 << 20).open(ConnectionInfo())
         let bytes = try await backend.readBytes(100, at: 5)
         XCTAssertEqual(bytes, [UInt8](repeating: 0, count: 100))
-        await XCTAssertThrowsNBDError({() throws(NBDError) in try await backend.writeBytes([1], at: 0) }, code: .noSpace)
-        await XCTAssertThrowsNBDError({() throws(NBDError) in try await backend.zero(count: 1, at: 0, flags: []) }, code: .noSpace)
-        await XCTAssertThrowsNBDError({() throws(NBDError) in try await backend.trim(count: 1, at: 0, flags: []) }, code: .noSpace)
         await XCTAssertThrowsNBDError(
-            {() throws(NBDError) in try await backend.zero(count: 1, at: 0, flags: [.fastZero]) }, code: .notSupported)
+            { () throws(NBDError) in try await backend.writeBytes([1], at: 0) }, code: .noSpace)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.zero(count: 1, at: 0, flags: []) }, code: .noSpace)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.trim(count: 1, at: 0, flags: []) }, code: .noSpace)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.zero(count: 1, at: 0, flags: [.fastZero]) }, code: .notSupported)
         let extents = try await backend.extents(count: 4096, at: 0, flags: [])
         XCTAssertEqual(extents, [.hole(4096)])
         XCTAssertFalse(backend.capabilities.canFlush)
@@ -61,7 +64,8 @@ final class GeneratedBackendsTests: XCTestCase {
         let extents = try await backend.extents(count: 100, at: 0, flags: [])
         XCTAssertEqual(extents, [.data(100)])
         for (text, byte) in [("0x55", UInt8(0x55)), ("017", 0o17), ("200", 200), ("0", 0)] {
-            let provider = try await OnesBackendProvider(parameters: ["size": "4K", "byte": text], options: BackendOptions())
+            let provider = try await OnesBackendProvider(
+                parameters: ["size": "4K", "byte": text], options: BackendOptions())
             let read = try await provider.open(ConnectionInfo()).readBytes(3, at: 4000)
             XCTAssertEqual(read, [byte, byte, byte], text)
         }
@@ -82,7 +86,8 @@ final class GeneratedBackendsTests: XCTestCase {
         let word = try await backend.readBytes(8, at: 0x28)
         XCTAssertEqual(word, [0, 0, 0, 0, 0, 0, 0, 0x28])
         XCTAssertFalse(backend.capabilities.isWritable)
-        await XCTAssertThrowsNBDError({() throws(NBDError) in try await backend.writeBytes([1], at: 0) }, code: .notPermitted)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.writeBytes([1], at: 0) }, code: .notPermitted)
     }
 
     func testPatternReadsNearTheLargestExportWithoutOverflow() async throws {

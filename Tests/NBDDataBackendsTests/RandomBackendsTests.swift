@@ -22,17 +22,23 @@ final class RandomBackendsTests: XCTestCase {
         try await backend.writeBytes(data, at: 8192)
         var changed = data
         changed[100] ^= 1
-        await XCTAssertThrowsNBDError({() throws(NBDError) in try await backend.writeBytes(changed, at: 8192) }, code: .ioError)
-        await XCTAssertThrowsNBDError({() throws(NBDError) in try await backend.zero(count: 1, at: 0, flags: []) }, code: .ioError)
-        await XCTAssertThrowsNBDError({() throws(NBDError) in try await backend.trim(count: 1, at: 0, flags: []) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.writeBytes(changed, at: 8192) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.zero(count: 1, at: 0, flags: []) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.trim(count: 1, at: 0, flags: []) }, code: .ioError)
     }
 
     func testRandomSeedParameterIsCheckedAndDefaultsToDifferentRuns() async throws {
-        let provider = try await RandomBackendProvider(parameters: ["size": "1M", "seed": "0x10"], options: BackendOptions())
+        let provider = try await RandomBackendProvider(
+            parameters: ["size": "1M", "seed": "0x10"], options: BackendOptions())
         XCTAssertEqual(provider.seed, 16)
         for bad in ["-1", "4294967296", "x", ""] {
             let error = await XCTAssertThrowsNBDError(
-                {() throws(NBDError) in try await RandomBackendProvider(parameters: ["size": "1M", "seed": bad], options: BackendOptions()) },
+                { () throws(NBDError) in
+                    try await RandomBackendProvider(parameters: ["size": "1M", "seed": bad], options: BackendOptions())
+                },
                 code: .invalidArgument)
             XCTAssertTrue(error?.message.contains("seed=") ?? false, error?.message ?? "")
         }
@@ -63,7 +69,8 @@ final class RandomBackendsTests: XCTestCase {
         XCTAssertEqual(third, [73, 205, 103, 101, 210, 223, 230, 87])
         let whole = try await backend.readBytes(12288, at: 0)
         let middle = try await backend.readBytes(5000, at: 3000)
-        XCTAssertEqual(Array(whole[3000..<8000]), middle, "a read across blocks returns the same bytes as aligned reads")
+        XCTAssertEqual(
+            Array(whole[3000..<8000]), middle, "a read across blocks returns the same bytes as aligned reads")
     }
 
     func testSparseRandomChecksWritesAndAllowsZeroAndTrimOnlyOverHoles() async throws {
@@ -73,11 +80,14 @@ final class RandomBackendsTests: XCTestCase {
         try await backend.writeBytes(data, at: 532_480 - 4096)
         var changed = data
         changed[5000] = 0
-        await XCTAssertThrowsNBDError({() throws(NBDError) in try await backend.writeBytes(changed, at: 532_480 - 4096) }, code: .ioError)
-        await XCTAssertThrowsNBDError({() throws(NBDError) in try await backend.writeBytes([1], at: 0) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.writeBytes(changed, at: 532_480 - 4096) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.writeBytes([1], at: 0) }, code: .ioError)
         try await backend.zero(count: 532_480, at: 0, flags: [])
         try await backend.trim(count: 4096, at: 4096, flags: [])
-        await XCTAssertThrowsNBDError({() throws(NBDError) in try await backend.zero(count: 4097, at: 528_384, flags: []) }, code: .ioError)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await backend.zero(count: 4097, at: 528_384, flags: []) }, code: .ioError)
         let one = try await backend.extents(count: 1 << 20, at: 100, flags: [.requestOne])
         XCTAssertEqual(one, [.hole(532_380)])
     }
@@ -90,7 +100,9 @@ final class RandomBackendsTests: XCTestCase {
         let bytes = try await full.open(ConnectionInfo()).readBytes(2, at: 1 << 20)
         XCTAssertEqual(bytes.count, 2)
         XCTAssertNotEqual(bytes[0], 0, "data bytes are never zero")
-        for (key, value) in [("percent", "101"), ("percent", "-1"), ("percent", "ten"), ("runlength", "0"), ("random-content", "maybe")] {
+        for (key, value) in [
+            ("percent", "101"), ("percent", "-1"), ("percent", "ten"), ("runlength", "0"), ("random-content", "maybe"),
+        ] {
             let error = await XCTAssertThrowsNBDError(
                 { () throws(NBDError) in
                     try await SparseRandomBackendProvider(

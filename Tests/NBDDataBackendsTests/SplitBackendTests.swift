@@ -32,7 +32,8 @@ final class SplitBackendTests: XCTestCase {
         XCTAssertEqual(provider.size, 4010)
         let backend = try await provider.open(ConnectionInfo())
         let all = try await backend.readBytes(4010, at: 0)
-        XCTAssertEqual(all, Array(repeating: 1, count: 1000) + Array(repeating: 2, count: 3000) + Array(repeating: 3, count: 10))
+        XCTAssertEqual(
+            all, Array(repeating: 1, count: 1000) + Array(repeating: 2, count: 3000) + Array(repeating: 3, count: 10))
         try await backend.writeBytes(Array(repeating: 9, count: 3010), at: 999)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: a)).last, 9)
         XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: b))), Array(repeating: 9, count: 3000))
@@ -62,15 +63,18 @@ final class SplitBackendTests: XCTestCase {
 
     func testReadOnlyAndBadFilesAreRefused() async throws {
         let a = try file("a", [1, 2, 3])
-        let readOnly = try await SplitBackendProvider(parameters: ["file": a], options: BackendOptions(isReadOnly: true))
+        let readOnly = try await SplitBackendProvider(
+            parameters: ["file": a], options: BackendOptions(isReadOnly: true))
         let readOnlyBackend = try await readOnly.open(ConnectionInfo())
         XCTAssertFalse(readOnlyBackend.capabilities.isWritable)
         let missing = await XCTAssertThrowsNBDError(
-            {() throws(NBDError) in try SplitBackendProvider(paths: [a, self.directory.appendingPathComponent("missing").path]) },
+            { () throws(NBDError) in
+                try SplitBackendProvider(paths: [a, self.directory.appendingPathComponent("missing").path])
+            },
             code: .invalidArgument)
         XCTAssertTrue(missing?.message.contains("missing") ?? false, missing?.message ?? "")
         let directoryError = await XCTAssertThrowsNBDError(
-            {() throws(NBDError) in try SplitBackendProvider(paths: [self.directory.path]) }, code: .invalidArgument)
+            { () throws(NBDError) in try SplitBackendProvider(paths: [self.directory.path]) }, code: .invalidArgument)
         XCTAssertTrue(directoryError?.message.contains("regular file") ?? false, directoryError?.message ?? "")
         // As nbdkit 1.32: no file is an empty export.
         let none = try await SplitBackendProvider(parameters: [:], options: BackendOptions())

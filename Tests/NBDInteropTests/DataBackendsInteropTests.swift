@@ -95,12 +95,16 @@ final class DataBackendsInteropTests: XCTestCase {
             results.append(
                 try InteropEnvironment.run(
                     "/bin/sh",
-                    ["-c", "\(exports)exec \(InteropEnvironment.shellQuoted(server)) -U - \(quoted) --run \(InteropEnvironment.shellQuoted(command))"]))
+                    [
+                        "-c",
+                        "\(exports)exec \(InteropEnvironment.shellQuoted(server)) -U - \(quoted) --run \(InteropEnvironment.shellQuoted(command))",
+                    ]))
         }
         assertSucceeded(results[0], "nbd-serve \(arguments)", file: file, line: line)
         assertSucceeded(results[1], "nbdkit \(arguments)", file: file, line: line)
         XCTAssertEqual(
-            results[0].stdout, results[1].stdout, "nbd-serve and nbdkit differ for \(arguments)", file: file, line: line)
+            results[0].stdout, results[1].stdout, "nbd-serve and nbdkit differ for \(arguments)", file: file, line: line
+        )
         XCTAssertTrue(results[0].stdout.contains("sha256"), results[0].stdout, file: file, line: line)
     }
 
@@ -127,7 +131,8 @@ final class DataBackendsInteropTests: XCTestCase {
         try assertSameAnswers(["random", "64K", "seed=42"])
         try assertSameAnswers(["sparse-random", "16M", "seed=7", "percent=30", "runlength=262144"])
         try assertSameAnswers(
-            ["sparse-random", "size=1M", "seed=3", "percent=50", "runlength=65536", "random-content=true"], mode: .aligned)
+            ["sparse-random", "size=1M", "seed=3", "percent=50", "runlength=65536", "random-content=true"],
+            mode: .aligned)
     }
 
     func testDataStringsServeNbdkitsBytes() throws {
@@ -138,20 +143,23 @@ final class DataBackendsInteropTests: XCTestCase {
         try Data("a small file\n".utf8).write(to: URL(fileURLWithPath: file))
         try assertSameAnswers(["data", "( 0x55 0xAA )*2048"])
         try assertSameAnswers(["data", #"( "Hello" )*2000"#, "size=8192"])
-        try assertSameAnswers([
-            "data",
-            """
-              @0x1be    # the first partition entry
-                0 0 2 0 0x83 0x20 0x20 0 le32:1 le32:0x7ff
-              @0x1fe 0x55 0xaa
-            """, "size=1M",
-        ], mode: .sparse)
+        try assertSameAnswers(
+            [
+                "data",
+                """
+                  @0x1be    # the first partition entry
+                    0 0 2 0 0x83 0x20 0x20 0 le32:1 le32:0x7ff
+                  @0x1fe 0x55 0xaa
+                """, "size=1M",
+            ], mode: .sparse)
         try assertSameAnswers(["data", "0 1 2 3 @^0x200 @-2 le16:0xaa55 be32:7 le64:0x0102030405060708 @+3 017"])
         try assertSameAnswers(["data", "<\(file) @^512 <\(file)[2:7]*3 @^512 <\(file)"])
         try assertSameAnswers([
             "data", #" ( 0x55 0xAA ) -> \sig ( @0x1fe \sig ) -> \sector \sector \sector 1 2 3 @0 ( @2 ) "#,
         ])
-        try assertSameAnswers(["data", "$PATTERN*16 ( 1 2 3 )[1:]*2 \"\\x41\\t\\\"\""], mode: .sparse, environment: ["PATTERN": "0x55 0xAA"])
+        try assertSameAnswers(
+            ["data", "$PATTERN*16 ( 1 2 3 )[1:]*2 \"\\x41\\t\\\"\""], mode: .sparse,
+            environment: ["PATTERN": "0x55 0xAA"])
         try assertSameAnswers(["data", "base64=MTIz", "size=1M"], mode: .sparse)
         try assertSameAnswers(["data", "raw=Hello, world!"])
         try assertSameAnswers(["data", "1 2 3", "allocator=malloc"])
@@ -205,7 +213,9 @@ final class DataBackendsInteropTests: XCTestCase {
             ["ones", "1M", "byte=0x41"],
             run: "nbdinfo --size \"$uri\"; nbdcopy \"$uri\" - | head -c 5; echo; nbdinfo --map \"$uri\"")
         assertSucceeded(result, "ones")
-        let lines = result.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }
+        let lines = result.stdout.split(separator: "\n").map {
+            $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+        }
         XCTAssertEqual(lines, ["1048576", "AAAAA", "0 1048576 0 data"])
     }
 
@@ -214,8 +224,11 @@ final class DataBackendsInteropTests: XCTestCase {
     func testNbdcopyOntoItselfSucceedsForRandomAndSparseRandom() throws {
         try InteropEnvironment.require("nbdcopy")
         // random has no flush (as in nbdkit), sparse-random has one for nbdcopy --flush.
-        for (arguments, flush) in [(["random", "256K", "seed=1"], ""), (["sparse-random", "32M", "seed=5", "runlength=1048576"], "--flush")] {
-            let result = try InteropEnvironment.serve(arguments, run: "nbdcopy \(flush) \"$uri\" \"$uri\" && echo copied")
+        for (arguments, flush) in [
+            (["random", "256K", "seed=1"], ""), (["sparse-random", "32M", "seed=5", "runlength=1048576"], "--flush"),
+        ] {
+            let result = try InteropEnvironment.serve(
+                arguments, run: "nbdcopy \(flush) \"$uri\" \"$uri\" && echo copied")
             assertSucceeded(result, "\(arguments)")
             XCTAssertEqual(result.stdout, "copied\n")
         }
@@ -228,7 +241,8 @@ final class DataBackendsInteropTests: XCTestCase {
             ["pattern", "1M"], run: "qemu-io -r -f raw \"$uri\" -c 'read -v 0x28 8'")
         assertSucceeded(pattern, "pattern")
         XCTAssertTrue(pattern.stdout.contains("00000028:  00 00 00 00 00 00 00 28"), pattern.stdout)
-        let full = try InteropEnvironment.serve(["full", "1M"], run: "qemu-io -f raw \"$uri\" -c 'write 0 4096' 2>&1; true")
+        let full = try InteropEnvironment.serve(
+            ["full", "1M"], run: "qemu-io -f raw \"$uri\" -c 'write 0 4096' 2>&1; true")
         assertSucceeded(full, "full")
         XCTAssertTrue(full.stdout.contains("No space left on device"), full.stdout)
     }

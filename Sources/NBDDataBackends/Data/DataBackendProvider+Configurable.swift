@@ -15,7 +15,8 @@ extension DataBackendProvider: ConfigurableBackendProvider {
                     + "exactly one of data, raw, base64"),
             ParameterDescription("raw", "the contents as literal text"),
             ParameterDescription("base64", "the contents in base64"),
-            ParameterDescription("size", "truncate or pad with zeroes to this size, e.g. 1M", default: "the data's size"),
+            ParameterDescription(
+                "size", "truncate or pad with zeroes to this size, e.g. 1M", default: "the data's size"),
             ParameterDescription(
                 "allocator", "sparse or malloc (both served by nbd-serve's sparse memory store)", default: "sparse"),
         ]

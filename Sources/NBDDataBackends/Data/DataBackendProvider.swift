@@ -60,7 +60,8 @@ public struct DataBackendProvider: BackendProvider {
                     let from = bytes.startIndex + Int(done)
                     staging.copyBytes(from: bytes[from..<from + part])
                 }
-                try await writer.write(UnsafeRawBufferPointer(rebasing: staging[0..<part]), at: run.start + done, flags: [])
+                try await writer.write(
+                    UnsafeRawBufferPointer(rebasing: staging[0..<part]), at: run.start + done, flags: [])
                 done += UInt64(part)
             }
         }

@@ -24,7 +24,8 @@ struct DataEvaluator {
                 if delta < 0 {
                     guard delta.magnitude <= offset else {
                         throw NBDError(
-                            .invalidArgument, "data: @-\(delta.magnitude) must not be larger than the current offset \(offset)")
+                            .invalidArgument,
+                            "data: @-\(delta.magnitude) must not be larger than the current offset \(offset)")
                     }
                     offset -= delta.magnitude
                 } else {
@@ -107,7 +108,9 @@ struct DataEvaluator {
             let upper = end ?? unit.size
             guard start <= unit.size, upper <= unit.size else {
                 throw NBDError(
-                    .invalidArgument, "data: [\(start):\(end.map(String.init) ?? "")] does not describe a valid slice of \(unit.size) bytes")
+                    .invalidArgument,
+                    "data: [\(start):\(end.map(String.init) ?? "")] does not describe a valid slice of \(unit.size) bytes"
+                )
             }
             try image.paste(unit, range: start..<upper, at: offset)
             return try add(offset, upper - start)
@@ -169,7 +172,8 @@ struct DataEvaluator {
             bytes.append(contentsOf: chunk[0..<count])
             if limit == nil && UInt64(bytes.count) > maximumFileRead {
                 throw NBDError(
-                    .invalidArgument, "data: <\(path) is larger than 1 GiB (or endless); take a slice such as <\(path)[:1M]")
+                    .invalidArgument,
+                    "data: <\(path) is larger than 1 GiB (or endless); take a slice such as <\(path)[:1M]")
             }
         }
         return bytes

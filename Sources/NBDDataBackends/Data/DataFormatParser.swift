@@ -140,7 +140,9 @@ struct DataFormatParser {
     /// A C integer (decimal, `0x` hex, `0` octal) at the current position, or `nil` (position kept).
     private mutating func parseNumber() -> UInt64? {
         let start = position
-        let digits = take { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) || $0 | 0x20 == 0x78 }
+        let digits = take {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) || $0 | 0x20 == 0x78
+        }
         guard let value = parseCInteger(digits) else {
             position = start
             return nil
@@ -167,7 +169,9 @@ struct DataFormatParser {
         }
         switch sign {
         case UInt8(ascii: "+"), UInt8(ascii: "-"):
-            guard value <= UInt64(Int64.max) else { throw error("@\(Character(Unicode.Scalar(sign)))\(value) is too large") }
+            guard value <= UInt64(Int64.max) else {
+                throw error("@\(Character(Unicode.Scalar(sign)))\(value) is too large")
+            }
             return .relativeOffset(sign == UInt8(ascii: "+") ? Int64(value) : -Int64(value))
         case UInt8(ascii: "^"):
             guard value > 0, value & (value - 1) == 0 else {
@@ -218,9 +222,12 @@ struct DataFormatParser {
     private mutating func parseWord() throws(NBDError) -> [UInt8] {
         let start = position
         let prefix = take { $0 != UInt8(ascii: ":") && !Self.isSpace($0) }
-        let widths = ["le16": (2, true), "be16": (2, false), "le32": (4, true), "be32": (4, false),
-                      "le64": (8, true), "be64": (8, false)]
-        guard let (width, littleEndian) = widths[prefix], position < text.count, text[position] == UInt8(ascii: ":") else {
+        let widths = [
+            "le16": (2, true), "be16": (2, false), "le32": (4, true), "be32": (4, false),
+            "le64": (8, true), "be64": (8, false),
+        ]
+        guard let (width, littleEndian) = widths[prefix], position < text.count, text[position] == UInt8(ascii: ":")
+        else {
             position = start
             throw error("expected le16:, be16:, le32:, be32:, le64: or be64: followed by a number")
         }
@@ -252,7 +259,9 @@ struct DataFormatParser {
 
     /// A name after `\`: letters, digits, `-` and `_`.
     private mutating func parseName() throws(NBDError) -> String {
-        let name = take { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7a) || $0 == 0x2d || $0 == 0x5f }
+        let name = take {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7a) || $0 == 0x2d || $0 == 0x5f
+        }
         guard !name.isEmpty else { throw error("\\NAME needs a name of letters, digits, '-' and '_'") }
         return name
     }

@@ -58,7 +58,9 @@ struct DataImage: Sendable {
             }
             if run.end > range.upperBound {
                 replacement.append(
-                    Run(start: range.upperBound, content: run.content.slice(range.upperBound - run.start..<run.content.length)))
+                    Run(
+                        start: range.upperBound,
+                        content: run.content.slice(range.upperBound - run.start..<run.content.length)))
             }
             index += 1
         }

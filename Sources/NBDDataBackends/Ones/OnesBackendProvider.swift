@@ -26,11 +26,14 @@ public struct OnesBackendProvider: BackendProvider {
 
 extension OnesBackendProvider: ConfigurableBackendProvider {
     public static var backendName: String { "ones" }
-    public static var summary: String { "every byte reads as 0xff (or byte=), writes discarded, as nbdkit's ones plugin (ones [SIZE])" }
+    public static var summary: String {
+        "every byte reads as 0xff (or byte=), writes discarded, as nbdkit's ones plugin (ones [SIZE])"
+    }
     public static var parameters: [ParameterDescription] {
         [
             GeneratedExportSize.description(required: false),
-            ParameterDescription("byte", "the value every byte reads as, 0 to 255 (decimal, 0x hex or 0 octal)", default: "0xff"),
+            ParameterDescription(
+                "byte", "the value every byte reads as, 0 to 255 (decimal, 0x hex or 0 octal)", default: "0xff"),
         ]
     }
     public static var positionalParameter: String? { "size" }
@@ -41,7 +44,8 @@ extension OnesBackendProvider: ConfigurableBackendProvider {
         var byte: UInt8 = 0xff
         if let text = parameters["byte"] {
             guard let value = parseCInteger(text), value <= 255 else {
-                throw NBDError(.invalidArgument, "byte=\(text): expected a byte value from 0 to 255, such as 255, 0xff or 0377")
+                throw NBDError(
+                    .invalidArgument, "byte=\(text): expected a byte value from 0 to 255, such as 255, 0xff or 0377")
             }
             byte = UInt8(value)
         }

@@ -41,7 +41,8 @@ public struct RandomBackend: BlockBackend {
         for index in 0..<data.count where data[index] != byte(at: offset &+ UInt64(index)) {
             throw NBDError(
                 .ioError,
-                "data written at offset \(offset &+ UInt64(index)) does not match the random backend's data (seed \(seed))")
+                "data written at offset \(offset &+ UInt64(index)) does not match the random backend's data (seed \(seed))"
+            )
         }
     }
 

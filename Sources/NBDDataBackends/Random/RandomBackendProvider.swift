@@ -51,7 +51,8 @@ extension RandomBackendProvider: ConfigurableBackendProvider {
     /// Creates the export from `size` and `seed`.
     public init(parameters: ParameterValues, options: BackendOptions) async throws(NBDError) {
         try self.init(
-            size: try GeneratedExportSize.read(parameters, backend: "random", default: 0), seed: try Self.seed(parameters))
+            size: try GeneratedExportSize.read(parameters, backend: "random", default: 0),
+            seed: try Self.seed(parameters))
     }
 
     /// `seed=` (decimal, hex or octal, 32 bits), or the current time in seconds as nbdkit chooses.

@@ -113,7 +113,8 @@ public struct SparseRandomBackend: BlockBackend {
             if map.isData(block) {
                 throw NBDError(
                     .ioError,
-                    "cannot \(operation) block \(block) (offset \(block * Self.blockSize)): the sparse-random backend holds data there")
+                    "cannot \(operation) block \(block) (offset \(block * Self.blockSize)): the sparse-random backend holds data there"
+                )
             }
         }
     }

@@ -62,10 +62,13 @@ extension SparseRandomBackendProvider: ConfigurableBackendProvider {
         [
             GeneratedExportSize.description(required: false),
             RandomBackendProvider.seedParameter,
-            ParameterDescription("percent", "the share of the export holding data, a number from 0 to 100", default: "10"),
-            ParameterDescription("runlength", "the average length of a run of data, e.g. 1M; more than 0", default: "16M"),
             ParameterDescription(
-                "random-content", "true for random bytes throughout each data block, false for one random byte repeated",
+                "percent", "the share of the export holding data, a number from 0 to 100", default: "10"),
+            ParameterDescription(
+                "runlength", "the average length of a run of data, e.g. 1M; more than 0", default: "16M"),
+            ParameterDescription(
+                "random-content",
+                "true for random bytes throughout each data block, false for one random byte repeated",
                 default: "false"),
         ]
     }

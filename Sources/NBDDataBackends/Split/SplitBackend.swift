@@ -39,7 +39,8 @@ public struct SplitBackend: BlockBackend {
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags)
         async throws(NBDError)
     {
-        try await forEachPart(count: UInt64(buffer.count), at: offset) { (file, within, length, start) throws(NBDError) in
+        try await forEachPart(count: UInt64(buffer.count), at: offset) {
+            (file, within, length, start) throws(NBDError) in
             let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[start..<start + Int(length)])
             try await file.read(into: piece, at: within, flags: [])
             return true
@@ -48,7 +49,8 @@ public struct SplitBackend: BlockBackend {
 
     public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         try await forEachPart(count: UInt64(data.count), at: offset) { (file, within, length, start) throws(NBDError) in
-            try await file.write(UnsafeRawBufferPointer(rebasing: data[start..<start + Int(length)]), at: within, flags: [])
+            try await file.write(
+                UnsafeRawBufferPointer(rebasing: data[start..<start + Int(length)]), at: within, flags: [])
             return true
         }
     }

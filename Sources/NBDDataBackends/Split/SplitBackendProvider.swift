@@ -42,7 +42,8 @@ public struct SplitBackendProvider: BackendProvider {
             var status = stat()
             guard stat(path, &status) == 0 else { throw NBDError(errno: errno, "file=\(path): cannot open") }
             guard status.st_mode & S_IFMT == S_IFREG else {
-                throw NBDError(.invalidArgument, "file=\(path): not a regular file (the split backend serves regular files only)")
+                throw NBDError(
+                    .invalidArgument, "file=\(path): not a regular file (the split backend serves regular files only)")
             }
             let file = try FileBackendProvider(path: path, readOnly: readOnly)
             if file.size > 0 {
@@ -83,10 +84,15 @@ public struct SplitBackendProvider: BackendProvider {
 
 extension SplitBackendProvider: ConfigurableBackendProvider {
     public static var backendName: String { "split" }
-    public static var summary: String { "regular files joined end to end, as nbdkit's split plugin (split FILE FILE ...)" }
+    public static var summary: String {
+        "regular files joined end to end, as nbdkit's split plugin (split FILE FILE ...)"
+    }
     public static var parameters: [ParameterDescription] {
-        [ParameterDescription(
-            "file", "a file to serve; the files are joined in the order given (none: an empty export)", repeatable: true)]
+        [
+            ParameterDescription(
+                "file", "a file to serve; the files are joined in the order given (none: an empty export)",
+                repeatable: true)
+        ]
     }
     public static var positionalParameter: String? { "file" }
     public static var example: String { "split disk.001 disk.002" }

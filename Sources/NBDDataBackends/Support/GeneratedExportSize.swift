@@ -26,7 +26,8 @@ enum GeneratedExportSize {
 func checkedExportSize(_ size: UInt64, backend: String) throws(NBDError) -> UInt64 {
     guard size <= UInt64(Int64.max) else {
         throw NBDError(
-            .invalidArgument, "\(backend) export size \(size) is larger than the NBD maximum of \(Int64.max) bytes (2^63 - 1)")
+            .invalidArgument,
+            "\(backend) export size \(size) is larger than the NBD maximum of \(Int64.max) bytes (2^63 - 1)")
     }
     return size
 }
