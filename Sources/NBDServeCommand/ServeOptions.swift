@@ -23,9 +23,9 @@ package struct ServeOptions: Sendable, Hashable {
         case tcp(host: String, port: UInt16)
     }
 
-    /// One `KEY=VALUE` argument.
+    /// One `KEY=VALUE` argument, or (with an empty key) a plain argument after the first.
     package struct Parameter: Sendable, Hashable {
-        /// The text before the first `=`.
+        /// The text before the first `=`; empty for a later plain argument.
         package var key: String
         /// The text after the first `=` (may be empty or contain `=`).
         package var value: String
@@ -58,8 +58,7 @@ package struct ServeOptions: Sendable, Hashable {
     package var backend: String?
     /// The backend's positional argument (`memory 1G`, `file disk.img`).
     package var backendArgument: String?
-    /// Every `KEY=VALUE`, in order, and every plain argument after the first (with an empty key),
-    /// in place.
+    /// Every `KEY=VALUE`, in order.
     package var parameters: [Parameter] = []
     /// `--tls=off|on|require` (nbdkit's meanings; `off` by default).
     package var tls: TLSMode = .off
@@ -299,8 +298,8 @@ package struct ServeOptions: Sendable, Hashable {
             return
         }
         guard backendArgument == nil && parameters.isEmpty else {
-            // As nbdkit: every plain argument sets the backend's main parameter. Only a backend whose
-            // main parameter is repeatable (split's files) takes more than one; ExportPlan decides.
+            // nbdkit hands a later plain argument to the plugin under its magic key (the sh
+            // plugin's script names one); ExportPlan refuses it for every other backend.
             parameters.append(Parameter(key: "", value: argument))
             return
         }
