@@ -84,6 +84,15 @@ final class DataBackendTests: XCTestCase {
         XCTAssertEqual(Array(aligned[512..<515]), Array("hi\n".utf8))
     }
 
+    func testScriptsOutputIsStoredAndAnEndlessScriptIsStoppedBySlicing() async throws {
+        let echo = try await bytes("1 <( printf '%s' \"(ab)\" ) 2")
+        XCTAssertEqual(echo, [1] + Array("(ab)".utf8) + [2])
+        let endless = try await bytes("<( i=0; while :; do printf '%04d' $i; i=$((i+1)); done )[:32]")
+        XCTAssertEqual(endless, Array("00000001000200030004000500060007".utf8))
+        let sliced = try await bytes("<( printf abcdef )[2:4]")
+        XCTAssertEqual(sliced, Array("cd".utf8))
+    }
+
     func testSizeTruncatesOrPadsAndTheExportIsAWritableSparseDisk() async throws {
         let provider = try await DataBackendProvider(data: "1 2 3 @8K 4", size: 1 << 20)
         XCTAssertEqual(provider.size, 1 << 20)
@@ -129,7 +138,8 @@ final class DataBackendTests: XCTestCase {
             (["data": "@-1"], "must not be larger than the current offset"),
             (["data": "(1 2)[3:1]"], "valid slice"),
             (["data": "(1 2)[0:3]"], "valid slice"),
-            (["data": "<(echo hi)"], "<(SCRIPT) is not supported"),
+            (["data": "<(exit 3)"], "failed (exit status 3)"),
+            (["data": "<(echo hi"], "no matching ')'"),
             (["data": "$NBD_SERVE_TEST_NO_SUCH_VARIABLE"], "variable not found"),
             (["data": "<\(FileManager.default.temporaryDirectory.path)/no-such-file"], "cannot open"),
             (["data": "le16:0x10000"], "16 bits"),

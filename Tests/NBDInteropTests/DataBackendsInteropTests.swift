@@ -161,6 +161,8 @@ final class DataBackendsInteropTests: XCTestCase {
             ["data", "$PATTERN*16 ( 1 2 3 )[1:]*2 \"\\x41\\t\\\"\""], mode: .sparse,
             environment: ["PATTERN": "0x55 0xAA"])
         try assertSameAnswers(["data", "base64=MTIz", "size=1M"], mode: .sparse)
+        try assertSameAnswers(
+            ["data", "<( i=0; while :; do printf '%04d' $i; i=$((i+1)); done )[:4096] <(echo '(x)')*3"])
         try assertSameAnswers(["data", "raw=Hello, world!"])
         try assertSameAnswers(["data", "1 2 3", "allocator=malloc"])
     }

@@ -11,7 +11,7 @@ extension DataBackendProvider: ConfigurableBackendProvider {
             ParameterDescription(
                 "data",
                 "the contents in nbdkit's data format: bytes (1 0x1f 017), le16:/be32:/le64:... words, \"strings\", "
-                    + "@OFFSET @+N @-N @^ALIGN, <FILE, ( ... ), *N, [N:M], -> \\NAME, \\NAME, $VAR (environment), # comments; "
+                    + "@OFFSET @+N @-N @^ALIGN, <FILE, <(SCRIPT), ( ... ), *N, [N:M], -> \\NAME, \\NAME, $VAR (environment), # comments; "
                     + "exactly one of data, raw, base64"),
             ParameterDescription("raw", "the contents as literal text"),
             ParameterDescription("base64", "the contents in base64"),

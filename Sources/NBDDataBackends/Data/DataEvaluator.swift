@@ -38,6 +38,10 @@ struct DataEvaluator {
                 let bytes = try readFile(path, skip: 0, limit: nil)
                 try image.store(.bytes(bytes[...]), at: offset)
                 offset += UInt64(bytes.count)
+            case .script(let script):
+                let bytes = try DataScript.run(script, limit: nil)
+                try image.store(.bytes(bytes[...]), at: offset)
+                offset = try add(offset, UInt64(bytes.count))
             case .assign(let name, let bound):
                 names.bind(name, to: bound)
             default:
@@ -103,6 +107,16 @@ struct DataEvaluator {
                 }
                 try image.store(.bytes(bytes[...]), at: offset)
                 return try add(offset, UInt64(bytes.count))
+            }
+            // <(SCRIPT)[:LEN] stops reading after LEN bytes, so an endless script ends.
+            if case .script(let script) = inner, start == 0, let end {
+                let bytes = try DataScript.run(script, limit: end)
+                guard UInt64(bytes.count) == end else {
+                    throw NBDError(
+                        .invalidArgument, "data: <(SCRIPT)[:\(end)] wrote only \(bytes.count) bytes")
+                }
+                try image.store(.bytes(bytes[...]), at: offset)
+                return try add(offset, end)
             }
             let unit = try evaluate([inner], names: names)
             let upper = end ?? unit.size

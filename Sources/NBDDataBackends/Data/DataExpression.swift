@@ -13,6 +13,8 @@ indirect enum DataExpression: Sendable, Equatable {
     case align(UInt64)
     /// `<FILE`: the file's contents.
     case file(String)
+    /// `<(SCRIPT)`: what the shell script writes to its standard output.
+    case script(String)
     /// `( ... )` or a `$VAR`'s value: a nested list, with its own offsets and names.
     case group([DataExpression])
     /// `EXPR*N`.

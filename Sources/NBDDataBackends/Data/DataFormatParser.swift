@@ -5,7 +5,7 @@ import NBDCore
 /// Supported: bytes (decimal, `0x` hex, `0` octal), `le16:`/`be16:`/`le32:`/`be32:`/`le64:`/`be64:`
 /// words, `"strings"` with C escapes, `@OFFSET` (decimal with a K/M/G... suffix, or hex/octal),
 /// `@+N`, `@-N`, `@^N`, `<FILE`, `( ... )`, `*N`, `[N:M]`, `-> \NAME`, `\NAME`, `$VAR` (from the
-/// environment) and `#` comments. Not supported: `<(SCRIPT)`, refused with a message.
+/// environment), `<(SCRIPT)` and `#` comments.
 struct DataFormatParser {
     private let text: [UInt8]
     private var position = 0
@@ -65,7 +65,9 @@ struct DataFormatParser {
             case UInt8(ascii: "<"):
                 position += 1
                 if position < text.count && text[position] == UInt8(ascii: "(") {
-                    throw error("<(SCRIPT) is not supported by nbd-serve; run the script yourself and use <FILE")
+                    position += 1
+                    list.append(.script(try parseScript()))
+                    continue
                 }
                 let name = take { !Self.isSpace($0) && !"*[)".utf8.contains($0) }
                 guard !name.isEmpty else { throw error("<FILE needs a file name") }
@@ -216,6 +218,26 @@ struct DataFormatParser {
             bytes.append(character)
         }
         throw error("unterminated string")
+    }
+
+    /// The text of `<(SCRIPT)` after the `(`, up to the matching `)`: the script may hold
+    /// parentheses in matching pairs, as in nbdkit.
+    private mutating func parseScript() throws(NBDError) -> String {
+        let start = position
+        var depth = 1
+        while position < text.count {
+            if text[position] == UInt8(ascii: "(") { depth += 1 }
+            if text[position] == UInt8(ascii: ")") {
+                depth -= 1
+                if depth == 0 {
+                    let script = String(decoding: text[start..<position], as: UTF8.self)
+                    position += 1
+                    return script
+                }
+            }
+            position += 1
+        }
+        throw error("<(SCRIPT) has no matching ')'")
     }
 
     /// `le16:N`, `be32:N`, ...
