@@ -89,6 +89,19 @@ struct DataEvaluator {
                 try image.store(.fill(byte, total), at: offset)
                 return offset + total
             }
+            // A dense pattern (`( 0x55 0xAA )*1000000`) becomes one run of bytes, built by doubling.
+            if unit.runs.count == 1, unit.runs[0].start == 0, case .bytes(let bytes) = unit.runs[0].content,
+                UInt64(bytes.count) == unit.size, total <= maximumFileRead
+            {
+                var repeated = [UInt8]()
+                repeated.reserveCapacity(Int(total))
+                repeated.append(contentsOf: bytes)
+                while repeated.count < Int(total) {
+                    repeated.append(contentsOf: repeated[0..<min(repeated.count, Int(total) - repeated.count)])
+                }
+                try image.store(.bytes(repeated[...]), at: offset)
+                return offset + total
+            }
             guard count <= UInt64(DataImage.maximumRuns) else {
                 throw NBDError(.invalidArgument, "data: *\(count) repeats a pattern too many times to store")
             }
