@@ -14,6 +14,8 @@ let package = Package(
     products: [
         .library(name: "NBDCore", targets: ["NBDCore"]),
         .library(name: "NBDBackends", targets: ["NBDBackends"]),
+        // nbdkit's test-data plugins: null, zero, full, ones, pattern, random, sparse-random, data, split.
+        .library(name: "NBDDataBackends", targets: ["NBDDataBackends"]),
         .library(name: "NBDFUAFilter", targets: ["NBDFUAFilter"]),
         .library(name: "NBDStatsFilter", targets: ["NBDStatsFilter"]),
         .library(name: "NBDErrorFilter", targets: ["NBDErrorFilter"]),
@@ -42,6 +44,10 @@ let package = Package(
     targets: [
         .target(name: "NBDCore", swiftSettings: upcomingFeatures),
         .target(name: "NBDBackends", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // Exports made of generated data (null, zero, full, ones, pattern, random, sparse-random),
+        // of data written on the command line (data, kept in a memory backend) and of files joined
+        // end to end (split).
+        .target(name: "NBDDataBackends", dependencies: ["NBDCore", "NBDBackends"], swiftSettings: upcomingFeatures),
         .target(name: "NBDFUAFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDStatsFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDErrorFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
@@ -86,7 +92,7 @@ let package = Package(
         .target(
             name: "NBDServeCommand",
             dependencies: [
-                "NBDCore", "NBDServer", "NBDBackends",
+                "NBDCore", "NBDServer", "NBDBackends", "NBDDataBackends",
                 "NBDFUAFilter", "NBDStatsFilter", "NBDErrorFilter",
                 "NBDRangeFilters", "NBDFeatureFilters", "NBDFlowFilters",
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
@@ -112,6 +118,11 @@ let package = Package(
         .testTarget(
             name: "NBDBackendsTests",
             dependencies: ["NBDCore", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDDataBackendsTests",
+            dependencies: ["NBDCore", "NBDBackends", "NBDDataBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

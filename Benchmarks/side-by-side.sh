@@ -42,6 +42,10 @@
 #   tls        memory 1G with --tls=require and X.509 certificates made by certtool (not in the
 #              default list: pass --setups tls); clients use nbds+unix:// and find the CA in
 #              $HOME/.pki/libnbd (a private HOME), since fio's nbd engine refuses tls-certificates=
+#   pattern    pattern 1G: read-only generated data (nothing prefilled); its row is randread4k (not
+#              in the default list: --setups pattern,null --workloads randread4k). nbdkit's zero
+#              plugin is always 0 bytes long, so it has no random-read row.
+#   null       null 1G: reads zeroes, discards writes (nothing prefilled); its row is randread4k
 #   rbd        rbd rbd/bench on a throw-away Ceph cluster (Scripts/ceph-test-cluster.sh, memstore,
 #              started once for the run): nbd-serve's rbd backend (shared handle, the default)
 #              against qemu-nbd's rbd driver (`qemu-nbd -t --shared=8 -f raw --cache=writeback
@@ -236,6 +240,8 @@ setup_args() {
         racache) echo "--filter=readahead --filter=cache file $image" ;;
         raslow) echo "--filter=readahead --filter=cache --filter=delay file $image delay-read=2ms" ;;
         nbdproxy) echo "nbd socket=$upsock" ;;
+        pattern) echo "pattern 1G" ;;
+        null) echo "null 1G" ;;
         tls) echo "--tls=require --tls-certificates=$work/pki memory 1G" ;;
         rbd) echo "rbd rbd/bench conf=$ceph_dir/ceph.conf" ;;
         rbdpc) echo "rbd rbd/bench conf=$ceph_dir/ceph.conf handles=per-connection" ;;
@@ -379,7 +385,8 @@ for rep in $(seq 1 "$reps"); do
                 # raslow reads a sparse image through the slow layer: a prefill through the cache
                 # would leave every block warm and measure the cache, not the readahead. The curl
                 # setups are read-only and their image is already random.
-                case "$setup" in raslow | curl | curlcdi) ;; *) prefill ;; esac
+                # pattern is read-only and null keeps nothing: there is nothing to prefill.
+                case "$setup" in raslow | curl | curlcdi | pattern | null) ;; *) prefill ;; esac
                 before=$(cpu_ticks)
                 t0=$(date +%s.%N)
                 read -r value unit requests _ < <(run_workload "$workload")

@@ -73,10 +73,12 @@ package struct ExportPlan: Sendable {
         }
         for parameter in options.parameters {
             if parameter.key.isEmpty {
-                // A plain argument after the first: only a backend that takes unlisted parameters
-                // gets it, under its main key, in command-line order (sh passes it to the
-                // script's magic_config_key).
-                guard description.acceptsUnlistedParameters, let positional = description.positionalParameter else {
+                // A further plain argument: the main parameter again, if it may be repeated (split
+                // a b c), or, for a backend that takes unlisted parameters, under its main key in
+                // command-line order (sh passes it to the script's magic_config_key).
+                guard let positional = description.positionalParameter,
+                    description.repeatable.contains(positional) || description.acceptsUnlistedParameters
+                else {
                     throw CommandLineError(
                         "unexpected argument '\(parameter.value)': after the backend, only one plain argument is allowed, and it must come first; write the others as KEY=VALUE"
                     )
@@ -92,7 +94,9 @@ package struct ExportPlan: Sendable {
                 throw CommandLineError(
                     Self.unknownParameterMessage(parameter, backendName: description.name, filters: filters))
             }
-            if parameter.key == description.positionalParameter, let argument = options.backendArgument {
+            if parameter.key == description.positionalParameter, !description.repeatable.contains(parameter.key),
+                let argument = options.backendArgument
+            {
                 throw CommandLineError(
                     "\(parameter.key) is given twice, as '\(argument)' and as '\(parameter.key)=\(parameter.value)': give it once"
                 )
@@ -134,6 +138,7 @@ package struct ExportPlan: Sendable {
         var positionalParameter: String?
         var parameterNames: Set<String>
         var acceptsUnlistedParameters: Bool
+        var repeatable: Set<String>
 
         init(_ type: any ConfigurableBackendProvider.Type) {
             name = type.backendName
@@ -141,6 +146,7 @@ package struct ExportPlan: Sendable {
             positionalParameter = type.positionalParameter
             parameterNames = Set(type.parameters.map(\.name))
             acceptsUnlistedParameters = type.acceptsUnlistedParameters
+            repeatable = Set(type.parameters.filter(\.isRepeatable).map(\.name))
         }
     }
 

@@ -5,6 +5,7 @@ import NBDCeph
 import NBDConnectionFilters
 import NBDCore
 import NBDCurl
+import NBDDataBackends
 import NBDErrorFilter
 import NBDFUAFilter
 import NBDFeatureFilters
@@ -30,6 +31,15 @@ package enum ServeCatalog {
         ShBackendProvider.self,
         EvalBackendProvider.self,
         InfoBackendProvider.self,
+        NullBackendProvider.self,
+        ZeroBackendProvider.self,
+        FullBackendProvider.self,
+        OnesBackendProvider.self,
+        PatternBackendProvider.self,
+        RandomBackendProvider.self,
+        SparseRandomBackendProvider.self,
+        DataBackendProvider.self,
+        SplitBackendProvider.self,
     ]
 
     /// Every filter, in `--help` order.
