@@ -2,6 +2,8 @@ import NBDBackends
 import NBDBlockSizeFilters
 import NBDCachingFilters
 import NBDCeph
+import NBDCompressionFilters
+import NBDContainerFilters
 import NBDCore
 import NBDCurl
 import NBDErrorFilter
@@ -51,6 +53,10 @@ package enum ServeCatalog {
         CacheLayer.self,
         COWLayer.self,
         ReadAheadLayer.self,
+        XZLayer.self,
+        GzipLayer.self,
+        BZip2Layer.self,
+        TarLayer.self,
     ]
 
     /// The backend called `name`, if any.
