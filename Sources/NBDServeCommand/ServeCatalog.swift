@@ -56,6 +56,7 @@ package enum ServeCatalog {
         XZLayer.self,
         GzipLayer.self,
         BZip2Layer.self,
+        LzipLayer.self,
         TarLayer.self,
     ]
 

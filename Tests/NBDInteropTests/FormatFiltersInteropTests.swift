@@ -63,8 +63,8 @@ final class FormatFiltersInteropTests: XCTestCase {
             """, in: directory)
     }
 
-    func testCopiesOfXzGzipAndBzip2FilesEqualThePlainFile() throws {
-        try InteropEnvironment.require("nbdcopy", "qemu-img")
+    func testCopiesOfXzGzipBzip2AndLzipFilesEqualThePlainFile() throws {
+        try InteropEnvironment.require("nbdcopy", "qemu-img", "xz", "gzip", "bzip2", "lzip")
         try makeDisk()
         try shell(
             """
@@ -73,7 +73,9 @@ final class FormatFiltersInteropTests: XCTestCase {
             xz -k -c -T1 -0 disk.img > single.xz
             gzip -k -c disk.img > disk.gz
             bzip2 -k -c disk.img > disk.bz2
-            for pair in xz:threads.xz xz:blocks.xz xz:single.xz gzip:disk.gz bzip2:disk.bz2; do
+            lzip -k -c -0 disk.img > single.lz
+            split -b 500000 disk.img piece. && lzip -0 piece.* && cat piece.*.lz > members.lz
+            for pair in xz:threads.xz xz:blocks.xz xz:single.xz gzip:disk.gz bzip2:disk.bz2 lzip:single.lz lzip:members.lz; do
                 filter=${pair%%:*}; file=${pair#*:}
                 rm -f copy.img qcopy.img
                 $SERVE -U - --filter=$filter file "$file" --run 'nbdcopy "$uri" copy.img && qemu-img convert -f raw -O raw "$uri" qcopy.img'
@@ -81,11 +83,11 @@ final class FormatFiltersInteropTests: XCTestCase {
                 cmp disk.img qcopy.img
                 echo "$file same"
             done
-            """, "copies through xz, gzip and bzip2")
+            """, "copies through xz, gzip, bzip2 and lzip")
     }
 
     func testRandomReadsGiveNbdkitsAnswersForXzGzipAndTar() throws {
-        try InteropEnvironment.require("nbdkit", "python3-libnbd")
+        try InteropEnvironment.require("nbdkit", "python3-libnbd", "xz", "gzip", "tar")
         try makeDisk()
         try shell(
             """
@@ -121,7 +123,7 @@ final class FormatFiltersInteropTests: XCTestCase {
     /// entry with a GNU long name is that of the long-name header, so it serves the wrong bytes for
     /// such entries; nbdkit reads back the short-named entry only, `tar -x` both.
     func testWritesThroughTarAreReadBackByTarAndByNbdkitsTarFilter() throws {
-        try InteropEnvironment.require("nbdkit", "nbdcopy", "python3-libnbd")
+        try InteropEnvironment.require("nbdkit", "nbdcopy", "python3-libnbd", "tar")
         try makeDisk()
         let long = "a-long-directory-name-" + String(repeating: "x", count: 90) + "/disk.img"
         let write = """
@@ -157,7 +159,7 @@ final class FormatFiltersInteropTests: XCTestCase {
     }
 
     func testBadFilesAreRefusedWhenAClientConnectsWithTheReason() throws {
-        try InteropEnvironment.require("nbdinfo")
+        try InteropEnvironment.require("nbdinfo", "xz", "gzip", "lzip", "tar")
         try makeDisk()
         try shell(
             """
@@ -166,6 +168,8 @@ final class FormatFiltersInteropTests: XCTestCase {
             gzip -k -c disk.img > disk.img.gz
             head -c 100000 disk.img.gz > truncated.gz
             tar -cf disk.tar disk.img
+            lzip -k -c -0 disk.img > disk.img.lz
+            head -c 100000 disk.img.lz > truncated.lz
             """, "making the files")
         let cases: [([String], String)] = [
             (["--filter=xz", "file", "disk.img"], "not an xz file"),
@@ -173,6 +177,8 @@ final class FormatFiltersInteropTests: XCTestCase {
             (["--filter=gzip", "file", "disk.img.xz"], "not a gzip file"),
             (["--filter=gzip", "file", "truncated.gz"], "truncated"),
             (["--filter=bzip2", "file", "disk.img.gz"], "not a bzip2 file"),
+            (["--filter=lzip", "file", "disk.img.xz"], "not an lzip file"),
+            (["--filter=lzip", "file", "truncated.lz"], "truncated or corrupt"),
             (["--filter=tar", "file", "disk.img", "tar-entry=disk.img"], "not a tar archive"),
             (["--filter=tar", "file", "disk.tar", "tar-entry=other.img"], "is not in the archive"),
         ]

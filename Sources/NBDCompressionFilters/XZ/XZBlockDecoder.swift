@@ -7,7 +7,7 @@ enum XZBlockDecoder {
     ///
     /// - Throws: `NBDError` (`EIO`) when the block header or data is corrupt, or decodes to another
     ///   size than the index says: the client sees a failed read; the file may be damaged in one place.
-    static func decode(_ block: XZBlock, from input: UnsafeRawBufferPointer) throws(NBDError) -> DecodedBlock {
+    static func decode(_ block: CompressedBlock, from input: UnsafeRawBufferPointer) throws(NBDError) -> DecodedBlock {
         let bytes = input.bindMemory(to: UInt8.self)
         guard let base = bytes.baseAddress, bytes.count > 0, bytes[0] != 0 else {
             throw corrupt(block, "no block header")
@@ -48,7 +48,7 @@ enum XZBlockDecoder {
         }
     }
 
-    private static func corrupt(_ block: XZBlock, _ reason: String) -> NBDError {
+    private static func corrupt(_ block: CompressedBlock, _ reason: String) -> NBDError {
         NBDError(.ioError, "xz: the block at compressed offset \(block.compressedOffset) is corrupt: \(reason)")
     }
 }

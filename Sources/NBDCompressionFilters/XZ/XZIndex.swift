@@ -1,20 +1,13 @@
 import CLZMA
 import NBDCore
 
-/// The blocks of an xz file, read from the index at the end of each of its streams, in file order.
+/// Reads the blocks of an xz file from the index at the end of each of its streams.
 ///
 /// Reading walks the file backwards as xz's own `--list` does: stream padding, the stream footer, the
 /// index it points to, then the stream header the index's sizes lead to, which must agree with the
 /// footer. Every size and offset read from the file is checked against the file's size before it is
 /// used, so a truncated or corrupted file is refused with a message instead of being misread.
-struct XZIndex: Sendable {
-    /// The blocks, ordered by uncompressed offset (and compressed offset).
-    var blocks: [XZBlock]
-    /// The uncompressed size of the file.
-    var size: UInt64
-    /// The largest block's uncompressed size.
-    var largestBlock: UInt64
-
+enum XZIndex {
     static let format = "xz"
     /// An xz stream header (and footer) is 12 bytes.
     static let headerSize: UInt64 = 12
@@ -27,7 +20,7 @@ struct XZIndex: Sendable {
     ///
     /// - Throws: `NBDError` (`EINVAL`) saying what is wrong: not an xz file, truncated, a corrupted
     ///   footer, index or header, or an unsupported integrity check.
-    static func read(from next: some BlockBackend) async throws(NBDError) -> XZIndex {
+    static func read(from next: some BlockBackend) async throws(NBDError) -> BlockIndex {
         let fileSize = next.capabilities.size
         guard fileSize >= 2 * headerSize else {
             throw NBDError(
@@ -38,7 +31,7 @@ struct XZIndex: Sendable {
         guard start == magic else {
             throw NBDError(.invalidArgument, "xz: not an xz file: it does not start with the xz magic bytes FD 37 7A 58 5A 00")
         }
-        var streams: [[XZBlock]] = []
+        var streams: [[CompressedBlock]] = []
         var end = fileSize
         while end > 0 {
             end = try await skipPadding(next, before: end)
@@ -47,35 +40,8 @@ struct XZIndex: Sendable {
             streams.append(blocks)
             end = streamStart
         }
-        // Streams were read last first; number the uncompressed bytes from the start of the file.
-        var blocks: [XZBlock] = []
-        var offset: UInt64 = 0
-        var largest: UInt64 = 0
-        for stream in streams.reversed() {
-            for var block in stream {
-                block.uncompressedOffset = offset
-                let (sum, overflow) = offset.addingReportingOverflow(block.uncompressedSize)
-                guard !overflow, sum <= UInt64(Int64.max) else {
-                    throw NBDError(.invalidArgument, "xz: the file is corrupt: its uncompressed size exceeds 2^63 bytes")
-                }
-                offset = sum
-                largest = max(largest, block.uncompressedSize)
-                if block.uncompressedSize > 0 { blocks.append(block) }
-            }
-        }
-        return XZIndex(blocks: blocks, size: offset, largestBlock: largest)
-    }
-
-    /// The index in ``blocks`` of the block holding uncompressed byte `offset` (which must be below
-    /// ``size``).
-    func blockIndex(containing offset: UInt64) -> Int {
-        var low = 0
-        var high = blocks.count - 1
-        while low < high {
-            let middle = (low + high + 1) / 2
-            if blocks[middle].uncompressedOffset <= offset { low = middle } else { high = middle - 1 }
-        }
-        return low
+        // Streams were read last first.
+        return try BlockIndex(streams.reversed().flatMap { $0 }, format: format)
     }
 
     /// Where the stream padding (zero bytes in groups of four) before `end` begins.
@@ -109,7 +75,7 @@ struct XZIndex: Sendable {
     /// Reads the stream that ends (with its footer) at `end`: its blocks, with file offsets, and
     /// where the stream starts.
     private static func readStream(_ next: some BlockBackend, endingAt end: UInt64) async throws(NBDError)
-        -> (blocks: [XZBlock], start: UInt64)
+        -> (blocks: [CompressedBlock], start: UInt64)
     {
         guard end >= 2 * headerSize else {
             throw NBDError(.invalidArgument, "xz: the file is truncated or corrupt: \(end) bytes left before a stream footer")
@@ -139,7 +105,7 @@ struct XZIndex: Sendable {
             throw NBDError(.invalidArgument, "xz: the stream index is \(indexSize) bytes, more than the \(maximumIndexSize) this filter reads")
         }
         let indexOffset = end - headerSize - indexSize
-        var blocks: [XZBlock] = []
+        var blocks: [CompressedBlock] = []
         let streamSize = try await LayerBelow.withBytes(
             of: next, at: indexOffset, count: indexSize, what: "the stream index", format: format
         ) { (bytes: UnsafeRawBufferPointer) throws(NBDError) -> UInt64 in
@@ -163,7 +129,7 @@ struct XZIndex: Sendable {
             lzma_index_iter_init(&iterator, index)
             while lzma_index_iter_next(&iterator, LZMA_INDEX_ITER_BLOCK) == 0 {
                 blocks.append(
-                    XZBlock(
+                    CompressedBlock(
                         uncompressedOffset: 0, uncompressedSize: iterator.block.uncompressed_size,
                         compressedOffset: iterator.block.compressed_stream_offset,
                         totalSize: iterator.block.total_size, unpaddedSize: iterator.block.unpadded_size,

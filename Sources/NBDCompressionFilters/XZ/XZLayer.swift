@@ -21,7 +21,12 @@ public struct XZLayer: FilterLayer {
 
     public func wrap(_ next: AnyBlockBackend, for connection: ConnectionInfo) async throws(NBDError) -> AnyBlockBackend
     {
-        AnyBlockBackend(try await XZFilter(wrapping: next, maximumBlock: maximumBlock, cacheDepth: maximumDepth))
+        let index = try await XZIndex.read(from: next)
+        return AnyBlockBackend(
+            try BlockIndexedFilter(
+                wrapping: next, index: index, format: XZIndex.format, maximumBlock: maximumBlock,
+                maximumBlockParameter: "xz-max-block", cacheDepth: maximumDepth
+            ) { block, input throws(NBDError) in try XZBlockDecoder.decode(block, from: input) })
     }
 }
 
