@@ -77,11 +77,17 @@ final class FormatFiltersInteropTests: XCTestCase {
             split -b 500000 disk.img piece. && lzip -0 piece.* && cat piece.*.lz > members.lz
             for pair in xz:threads.xz xz:blocks.xz xz:single.xz gzip:disk.gz bzip2:disk.bz2 lzip:single.lz lzip:members.lz; do
                 filter=${pair%%:*}; file=${pair#*:}
-                rm -f copy.img qcopy.img
-                $SERVE -U - --filter=$filter file "$file" --run 'nbdcopy "$uri" copy.img && qemu-img convert -f raw -O raw "$uri" qcopy.img'
+                rm -f copy.img
+                $SERVE -U - --filter=$filter file "$file" --run 'nbdcopy "$uri" copy.img'
                 cmp disk.img copy.img
-                cmp disk.img qcopy.img
                 echo "$file same"
+            done
+            # qemu's NBD client too (a sanitizer build of nbd-serve starts slowly: two files only).
+            for pair in xz:threads.xz gzip:disk.gz; do
+                filter=${pair%%:*}; file=${pair#*:}
+                rm -f qcopy.img
+                $SERVE -U - --filter=$filter file "$file" --run 'qemu-img convert -f raw -O raw "$uri" qcopy.img'
+                cmp disk.img qcopy.img
             done
             """, "copies through xz, gzip, bzip2 and lzip")
     }
