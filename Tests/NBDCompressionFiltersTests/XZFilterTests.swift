@@ -36,6 +36,8 @@ final class XZFilterTests: XCTestCase {
         XCTAssertFalse(export.capabilities.isWritable)
         XCTAssertTrue(export.capabilities.canMultiConn)
         XCTAssertFalse(export.capabilities.canExtents)
+        // Decoding takes milliseconds: reads go to the server's slow-operation pool.
+        XCTAssertTrue(export.capabilities.slowOperations.contains(.read))
         let all = try await export.readBytes(data.count, at: 0)
         XCTAssertTrue(all == data, "whole-file read differs from the plain file")
         await XCTAssertThrowsNBDError({ () async throws(NBDError) in

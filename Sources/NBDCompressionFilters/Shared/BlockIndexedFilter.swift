@@ -40,7 +40,13 @@ struct BlockIndexedFilter<Next: BlockBackend>: BlockBackend {
         self.format = format
         self.decode = decode
         self.cache = BlockCache(depth: cacheDepth)
-        self.capabilities = .decompressed(size: index.size, below: next.capabilities)
+        var capabilities = Capabilities.decompressed(size: index.size, below: next.capabilities)
+        // Decoding a block takes milliseconds of CPU. As slow operations, reads run on the server's
+        // slow-operation pool, so one connection's reads of different blocks decode on every core
+        // at once (nbdkit serializes them); cache hits take microseconds, and the server learns to
+        // run those inline.
+        capabilities.slowOperations.formUnion([.read, .cache])
+        self.capabilities = capabilities
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags)
