@@ -66,14 +66,13 @@ struct BlockIndexedFilter<Next: BlockBackend>: BlockBackend {
 
     /// The decoded block holding `offset`, from the cache or decoded now (and cached).
     func decodedBlock(containing offset: UInt64) async throws(NBDError) -> DecodedBlock {
-        if let cached = cache.block(containing: offset) { return cached }
         let block = index.blocks[index.blockIndex(containing: offset)]
-        let decode = self.decode
-        let decoded = try await LayerBelow.withBytes(
-            of: next, at: block.compressedOffset, count: block.totalSize, what: "a block", format: format
-        ) { (input: UnsafeRawBufferPointer) throws(NBDError) in try decode(block, input) }
-        cache.insert(decoded)
-        return decoded
+        return try await cache.block(block) { () async throws(NBDError) -> DecodedBlock in
+            let decode = self.decode
+            return try await LayerBelow.withBytes(
+                of: next, at: block.compressedOffset, count: block.totalSize, what: "a block", format: format
+            ) { (input: UnsafeRawBufferPointer) throws(NBDError) in try decode(block, input) }
+        }
     }
 
     func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
