@@ -39,7 +39,7 @@
 #              read-only)
 #   curlcdi    KubeVirt CDI's stack: -r --filter=readahead --filter=retry curl url=... retry-exponential=no
 #              (not in the default list; its rows are convert1g, randread4k and seqread1m)
-#   xz         -r --filter=xz file IMAGE.xz: a 1 GiB image (half random bytes, half zeros) compressed
+#   xz         -r --filter=xz file IMAGE.xz: a 1 GiB image (128 MiB of base64 text, then zeros) compressed
 #              once by `xz -T0 -0 --block-size=1MiB` (1024 blocks) into /dev/shm; not in the default
 #              list; its row is randread4k (each read of an uncached block decodes 1 MiB); read-only,
 #              nothing is prefilled
@@ -374,7 +374,8 @@ esac
 case ",$setups," in
     *,xz,*)
         echo "== compressing the xz setup's image (xz -T0 -0 --block-size=1MiB)" >&2
-        { head -c 512M /dev/urandom; head -c 512M /dev/zero; } | xz -T0 -0 --block-size=1MiB >"$xz_image"
+        { head -c 96M /dev/urandom | base64 -w 0 | head -c 128M; head -c 896M /dev/zero; } |
+            xz -T0 -0 --block-size=1MiB >"$xz_image"
         ;;
 esac
 case ",$setups," in
