@@ -68,7 +68,9 @@ final class BlockCacheTests: XCTestCase {
             return outcomes
         }
         XCTAssertEqual(outcomes, ["decoding read: EIO: corrupt block", "waiting read: EIO: corrupt block"])
-        let again = try await cache.block(Self.block(0)) { () async throws(NBDError) -> DecodedBlock in Self.decoded(0, fill: 9) }
+        let again = try await cache.block(Self.block(0)) { () async throws(NBDError) -> DecodedBlock in
+            Self.decoded(0, fill: 9)
+        }
         XCTAssertEqual(again.bytes[0], 9)
     }
 

@@ -55,7 +55,8 @@ final class LzipFilterTests: XCTestCase {
 
     func testFixedSizeMembersServeTheUncompressedBytes() async throws {
         let data = ToolRunner.sampleData(size: 1_500_000, seed: 41)
-        try await assertRandomReadsMatch(try await open(try compress(data, ["-0"], pieces: 200_000), LzipLayer(maximumDepth: 2)), data)
+        try await assertRandomReadsMatch(
+            try await open(try compress(data, ["-0"], pieces: 200_000), LzipLayer(maximumDepth: 2)), data)
     }
 
     func testVariableSizeMembersAndOneMemberServeTheUncompressedBytes() async throws {
@@ -63,9 +64,11 @@ final class LzipFilterTests: XCTestCase {
         try await assertRandomReadsMatch(try await open(try compress(data, ["-0", "--member-size=100KiB"])), data)
         let single = try compress(data, ["-0"])
         try await assertRandomReadsMatch(try await open(single), data)
-        let refused = await XCTAssertThrowsNBDError({ () async throws(NBDError) in
-            _ = try await LzipLayer(maximumBlock: 65536).wrap(try! await CompressedImage.backend(single), for: ConnectionInfo())
-        }, code: .invalidArgument)
+        let refused = await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in
+                _ = try await LzipLayer(maximumBlock: 65536).wrap(
+                    try! await CompressedImage.backend(single), for: ConnectionInfo())
+            }, code: .invalidArgument)
         XCTAssertTrue(refused?.message.contains("lzip-max-block=65536") ?? false, "\(String(describing: refused))")
     }
 
@@ -82,18 +85,20 @@ final class LzipFilterTests: XCTestCase {
             ("trailing data", compressed + Array("garbage".utf8), "corrupt"),
         ]
         for (name, bytes, expected) in cases {
-            let error = await XCTAssertThrowsNBDError({ () async throws(NBDError) in
-                _ = try await LzipLayer().wrap(try! await CompressedImage.backend(bytes), for: ConnectionInfo())
-            }, code: .invalidArgument, name)
+            let error = await XCTAssertThrowsNBDError(
+                { () async throws(NBDError) in
+                    _ = try await LzipLayer().wrap(try! await CompressedImage.backend(bytes), for: ConnectionInfo())
+                }, code: .invalidArgument, name)
             XCTAssertTrue(error?.message.contains(expected) ?? false, "\(name): \(String(describing: error))")
         }
         // Damage inside the first member's data: the connection opens, that member's reads fail.
         var inside = compressed
         inside[30] ^= 0x55
         let export = try await open(inside)
-        let error = await XCTAssertThrowsNBDError({ () async throws(NBDError) in
-            _ = try await export.readBytes(10, at: 0)
-        }, code: .ioError)
+        let error = await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in
+                _ = try await export.readBytes(10, at: 0)
+            }, code: .ioError)
         XCTAssertTrue(error?.message.contains("corrupt") ?? false, "\(String(describing: error))")
         let later = try await export.readBytes(1000, at: 250_000)
         XCTAssertTrue(later[...] == data[250_000..<251_000])

@@ -25,7 +25,8 @@ final class MalformedInputTests: XCTestCase {
             switch round % 3 {
             case 0:
                 for _ in 0..<Int.random(in: 1...4, using: &generator) {
-                    bytes[Int.random(in: 0..<bytes.count, using: &generator)] ^= UInt8.random(in: 1...255, using: &generator)
+                    bytes[Int.random(in: 0..<bytes.count, using: &generator)] ^= UInt8.random(
+                        in: 1...255, using: &generator)
                 }
             case 1:
                 bytes.removeLast(Int.random(in: 1..<bytes.count, using: &generator))
@@ -53,11 +54,13 @@ final class MalformedInputTests: XCTestCase {
     }
 
     func testDamagedXzFilesNeverCrash() async throws {
-        try await survive(try compressed("xz", ["--block-size=20000", "-0"], suffix: ".xz"), XZLayer(), mutations: 90, seed: 1)
+        try await survive(
+            try compressed("xz", ["--block-size=20000", "-0"], suffix: ".xz"), XZLayer(), mutations: 90, seed: 1)
     }
 
     func testDamagedLzipFilesNeverCrash() async throws {
-        try await survive(try compressed("lzip", ["-0", "--member-size=100KiB"], suffix: ".lz"), LzipLayer(), mutations: 90, seed: 2)
+        try await survive(
+            try compressed("lzip", ["-0", "--member-size=100KiB"], suffix: ".lz"), LzipLayer(), mutations: 90, seed: 2)
     }
 
     func testDamagedGzipAndBzip2FilesNeverCrash() async throws {

@@ -12,7 +12,8 @@ enum ToolRunner {
             let path = "\(directory)/\(tool)"
             if FileManager.default.isExecutableFile(atPath: path) { return path }
         }
-        let message = "\(tool) is not installed (Debian package \(packages[tool] ?? tool)); run .ci/run or apt-get install it"
+        let message =
+            "\(tool) is not installed (Debian package \(packages[tool] ?? tool)); run .ci/run or apt-get install it"
         if ProcessInfo.processInfo.environment["NBD_INTEROP"] == "required" {
             XCTFail("NBD_INTEROP=required but \(message)", file: file, line: line)
         }

@@ -55,9 +55,10 @@ final class WholeStreamFilterTests: XCTestCase {
                 let bytes = try await exports[2].readBytes(count, at: UInt64(offset))
                 XCTAssertTrue(bytes[...] == data[offset..<(offset + count)], "\(tool): read of \(count) at \(offset)")
             }
-            await XCTAssertThrowsNBDError({ () async throws(NBDError) in
-                try await exports[0].writeBytes([1], at: 0)
-            }, code: .notPermitted)
+            await XCTAssertThrowsNBDError(
+                { () async throws(NBDError) in
+                    try await exports[0].writeBytes([1], at: 0)
+                }, code: .notPermitted)
             for export in exports { await export.close() }
             await layer.shutdown()
         }
@@ -68,7 +69,8 @@ final class WholeStreamFilterTests: XCTestCase {
             let first = ToolRunner.sampleData(size: 100_000, seed: 1)
             let second = ToolRunner.sampleData(size: 50_000, seed: 2)
             let compressed = try compress(first, tool, name: "a.img") + compress(second, tool, name: "b.img")
-            let export = try await layer(tool).wrap(try await CompressedImage.backend(compressed), for: ConnectionInfo())
+            let export = try await layer(tool).wrap(
+                try await CompressedImage.backend(compressed), for: ConnectionInfo())
             let all = try await export.readBytes(first.count + second.count, at: 0)
             XCTAssertTrue(all == first + second, tool)
         }
@@ -81,16 +83,22 @@ final class WholeStreamFilterTests: XCTestCase {
             var corrupt = compressed
             corrupt[compressed.count / 2] ^= 0x55
             let cases: [(String, [UInt8], String)] = [
-                ("xz file", [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00] + [UInt8](repeating: 1, count: 64), "not a \(tool) file"),
+                (
+                    "xz file", [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00] + [UInt8](repeating: 1, count: 64),
+                    "not a \(tool) file"
+                ),
                 ("empty", [], "not a \(tool) file"),
                 ("truncated", Array(compressed.prefix(compressed.count / 2)), "truncated"),
                 ("corrupt", corrupt, "corrupt"),
             ]
             for (name, bytes, expected) in cases {
-                let error = await XCTAssertThrowsNBDError({ () async throws(NBDError) in
-                    _ = try await self.layer(tool).wrap(try! await CompressedImage.backend(bytes), for: ConnectionInfo())
-                }, code: .invalidArgument, "\(tool) \(name)")
-                XCTAssertTrue(error?.message.contains(expected) ?? false, "\(tool) \(name): \(String(describing: error))")
+                let error = await XCTAssertThrowsNBDError(
+                    { () async throws(NBDError) in
+                        _ = try await self.layer(tool).wrap(
+                            try! await CompressedImage.backend(bytes), for: ConnectionInfo())
+                    }, code: .invalidArgument, "\(tool) \(name)")
+                XCTAssertTrue(
+                    error?.message.contains(expected) ?? false, "\(tool) \(name): \(String(describing: error))")
             }
         }
     }
@@ -99,9 +107,11 @@ final class WholeStreamFilterTests: XCTestCase {
         let data = ToolRunner.sampleData(size: 100_000, seed: 8)
         let compressed = try compress(data, "gzip")
         let layer = GzipLayer()
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in
-            _ = try await layer.wrap(try! await CompressedImage.backend(Array(compressed.prefix(1000))), for: ConnectionInfo())
-        }, code: .invalidArgument)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in
+                _ = try await layer.wrap(
+                    try! await CompressedImage.backend(Array(compressed.prefix(1000))), for: ConnectionInfo())
+            }, code: .invalidArgument)
         let export = try await layer.wrap(try await CompressedImage.backend(compressed), for: ConnectionInfo())
         XCTAssertEqual(export.capabilities.size, UInt64(data.count))
     }

@@ -40,9 +40,10 @@ final class XZFilterTests: XCTestCase {
         XCTAssertTrue(export.capabilities.slowOperations.contains(.read))
         let all = try await export.readBytes(data.count, at: 0)
         XCTAssertTrue(all == data, "whole-file read differs from the plain file")
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in
-            try await export.writeBytes([1], at: 0)
-        }, code: .notPermitted)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in
+                try await export.writeBytes([1], at: 0)
+            }, code: .notPermitted)
         await export.close()
     }
 
@@ -70,10 +71,11 @@ final class XZFilterTests: XCTestCase {
         let export = try await open(compressed)
         let middle = try await export.readBytes(4096, at: 500_000)
         XCTAssertTrue(middle[...] == data[500_000..<504_096])
-        let refused = await XCTAssertThrowsNBDError({ () async throws(NBDError) in
-            _ = try await XZLayer(maximumBlock: 65536).wrap(
-                try! await CompressedImage.backend(compressed), for: ConnectionInfo())
-        }, code: .invalidArgument)
+        let refused = await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in
+                _ = try await XZLayer(maximumBlock: 65536).wrap(
+                    try! await CompressedImage.backend(compressed), for: ConnectionInfo())
+            }, code: .invalidArgument)
         XCTAssertTrue(refused?.message.contains("xz-max-block=65536") ?? false, "\(String(describing: refused))")
     }
 
@@ -102,9 +104,10 @@ final class XZFilterTests: XCTestCase {
             ("header", flipping(compressed, at: 7), "corrupt"),
         ]
         for (name, bytes, expected) in cases {
-            let error = await XCTAssertThrowsNBDError({ () async throws(NBDError) in
-                _ = try await XZLayer().wrap(try! await CompressedImage.backend(bytes), for: ConnectionInfo())
-            }, code: .invalidArgument, name)
+            let error = await XCTAssertThrowsNBDError(
+                { () async throws(NBDError) in
+                    _ = try await XZLayer().wrap(try! await CompressedImage.backend(bytes), for: ConnectionInfo())
+                }, code: .invalidArgument, name)
             XCTAssertTrue(error?.message.contains(expected) ?? false, "\(name): \(String(describing: error))")
         }
     }
@@ -115,9 +118,10 @@ final class XZFilterTests: XCTestCase {
         // A byte inside the first block's compressed data (past its 12-byte stream header and its
         // block header): the index is intact, so the connection opens, and that block's reads fail.
         let export = try await open(flipping(compressed, at: 40))
-        let error = await XCTAssertThrowsNBDError({ () async throws(NBDError) in
-            _ = try await export.readBytes(100, at: 0)
-        }, code: .ioError)
+        let error = await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in
+                _ = try await export.readBytes(100, at: 0)
+            }, code: .ioError)
         XCTAssertTrue(error?.message.contains("corrupt") ?? false, "\(String(describing: error))")
         let later = try await export.readBytes(1000, at: 300_000)
         XCTAssertTrue(later[...] == data[300_000..<301_000])

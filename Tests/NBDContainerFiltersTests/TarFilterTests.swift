@@ -27,7 +27,8 @@ final class TarFilterTests: XCTestCase {
         ]
         for (name, bytes) in files {
             let url = directory.appendingPathComponent(name)
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Data(bytes).write(to: url)
         }
         try ToolRunner.run(
@@ -86,9 +87,10 @@ final class TarFilterTests: XCTestCase {
         ]
         for (name, bytes, layer, expected) in cases {
             let below = try await CompressedImageBackend.make(bytes)
-            let error = await XCTAssertThrowsNBDError({ () async throws(NBDError) in
-                _ = try await layer.wrap(below, for: ConnectionInfo())
-            }, code: .invalidArgument, name)
+            let error = await XCTAssertThrowsNBDError(
+                { () async throws(NBDError) in
+                    _ = try await layer.wrap(below, for: ConnectionInfo())
+                }, code: .invalidArgument, name)
             XCTAssertTrue(error?.message.contains(expected) ?? false, "\(name): \(String(describing: error))")
         }
     }

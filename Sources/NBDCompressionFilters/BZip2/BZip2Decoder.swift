@@ -48,7 +48,8 @@ struct BZip2Decoder: ~Copyable, StreamDecoder {
         case BZ_OK: return (consumed, produced, false)
         case BZ_STREAM_END: return (consumed, produced, true)
         case BZ_DATA_ERROR_MAGIC:
-            throw NBDError(.invalidArgument, "bzip2: not a bzip2 file: a stream does not start with the magic bytes BZh")
+            throw NBDError(
+                .invalidArgument, "bzip2: not a bzip2 file: a stream does not start with the magic bytes BZh")
         default:
             throw NBDError(.invalidArgument, "bzip2: the file is corrupt (libbz2 error \(result))")
         }

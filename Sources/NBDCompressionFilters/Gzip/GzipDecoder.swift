@@ -44,7 +44,8 @@ struct GzipDecoder: ~Copyable, StreamDecoder {
         default:
             let reason = stream.pointee.msg.map { String(cString: $0) } ?? "error \(result)"
             throw NBDError(
-                .invalidArgument, "gzip: the file is corrupt: \(reason) (after \(stream.pointee.total_in) bytes of a member)")
+                .invalidArgument,
+                "gzip: the file is corrupt: \(reason) (after \(stream.pointee.total_in) bytes of a member)")
         }
     }
 

@@ -23,14 +23,16 @@ enum LzipIndex {
             throw NBDError(.invalidArgument, "lzip: not an lzip file: it does not start with the lzip magic bytes LZIP")
         }
         guard fileSize >= minimumMemberSize else {
-            throw NBDError(.invalidArgument, "lzip: the file is truncated: \(fileSize) bytes, less than one lzip member")
+            throw NBDError(
+                .invalidArgument, "lzip: the file is truncated: \(fileSize) bytes, less than one lzip member")
         }
         var members: [CompressedBlock] = []
         var end = fileSize
         while end > 0 {
             guard end >= minimumMemberSize else {
                 throw NBDError(
-                    .invalidArgument, "lzip: the file is truncated or corrupt: \(end) bytes before offset \(end) are not a member")
+                    .invalidArgument,
+                    "lzip: the file is truncated or corrupt: \(end) bytes before offset \(end) are not a member")
             }
             let trailer = try await LayerBelow.bytes(
                 of: next, at: end - trailerSize, count: trailerSize, what: "a member trailer", format: format)
@@ -53,7 +55,8 @@ enum LzipIndex {
             }
             members.append(
                 CompressedBlock(
-                    uncompressedOffset: 0, uncompressedSize: dataSize, compressedOffset: memberStart, totalSize: memberSize))
+                    uncompressedOffset: 0, uncompressedSize: dataSize, compressedOffset: memberStart,
+                    totalSize: memberSize))
             end = memberStart
         }
         return try BlockIndex(members.reversed(), format: format)

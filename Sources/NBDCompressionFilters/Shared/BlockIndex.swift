@@ -21,7 +21,8 @@ struct BlockIndex: Sendable {
             block.uncompressedOffset = offset
             let (sum, overflow) = offset.addingReportingOverflow(block.uncompressedSize)
             guard !overflow, sum <= UInt64(Int64.max) else {
-                throw NBDError(.invalidArgument, "\(format): the file is corrupt: its uncompressed size exceeds 2^63 bytes")
+                throw NBDError(
+                    .invalidArgument, "\(format): the file is corrupt: its uncompressed size exceeds 2^63 bytes")
             }
             offset = sum
             largest = max(largest, block.uncompressedSize)

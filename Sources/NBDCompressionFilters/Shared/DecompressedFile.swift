@@ -101,11 +101,13 @@ final class DecompressedFile: Sendable {
             }
             if consumed == 0 && produced == 0 {
                 guard start == end, readOffset == compressedSize else {
-                    throw NBDError(.invalidArgument, "\(format): the file is corrupt: decompression stopped making progress")
+                    throw NBDError(
+                        .invalidArgument, "\(format): the file is corrupt: decompression stopped making progress")
                 }
                 throw NBDError(
                     .invalidArgument,
-                    "\(format): the file is truncated: it ends in the middle of compressed data (after \(written) uncompressed bytes)")
+                    "\(format): the file is truncated: it ends in the middle of compressed data (after \(written) uncompressed bytes)"
+                )
             }
         }
         return written
@@ -134,7 +136,8 @@ final class DecompressedFile: Sendable {
             guard count > 0 else {
                 throw NBDError(
                     errno: count < 0 ? errno : EIO,
-                    "\(format): cannot write the decompressed copy in \(temporaryDirectory) (set TMPDIR to a larger filesystem)")
+                    "\(format): cannot write the decompressed copy in \(temporaryDirectory) (set TMPDIR to a larger filesystem)"
+                )
             }
             done += count
         }

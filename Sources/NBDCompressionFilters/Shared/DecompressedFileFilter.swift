@@ -15,7 +15,8 @@ struct DecompressedFileFilter<Next: BlockBackend>: BlockBackend {
         self.capabilities = .decompressed(size: file.size, below: next.capabilities)
     }
 
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError)
+    {
         try file.read(into: buffer, at: offset, format: format)
     }
 

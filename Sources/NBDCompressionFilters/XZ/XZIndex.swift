@@ -29,7 +29,8 @@ enum XZIndex {
         }
         let start = try await LayerBelow.bytes(of: next, at: 0, count: 6, what: "the stream header", format: format)
         guard start == magic else {
-            throw NBDError(.invalidArgument, "xz: not an xz file: it does not start with the xz magic bytes FD 37 7A 58 5A 00")
+            throw NBDError(
+                .invalidArgument, "xz: not an xz file: it does not start with the xz magic bytes FD 37 7A 58 5A 00")
         }
         var streams: [[CompressedBlock]] = []
         var end = fileSize
@@ -78,7 +79,8 @@ enum XZIndex {
         -> (blocks: [CompressedBlock], start: UInt64)
     {
         guard end >= 2 * headerSize else {
-            throw NBDError(.invalidArgument, "xz: the file is truncated or corrupt: \(end) bytes left before a stream footer")
+            throw NBDError(
+                .invalidArgument, "xz: the file is truncated or corrupt: \(end) bytes left before a stream footer")
         }
         var footer = lzma_stream_flags()
         let footerBytes = try await LayerBelow.bytes(
@@ -89,10 +91,13 @@ enum XZIndex {
                 .invalidArgument,
                 footerResult == LZMA_FORMAT_ERROR
                     ? "xz: the file is truncated or not an xz file: no xz stream footer at offset \(end - headerSize)"
-                    : "xz: the file is corrupt: the stream footer at offset \(end - headerSize) fails its check (\(describe(footerResult)))")
+                    : "xz: the file is corrupt: the stream footer at offset \(end - headerSize) fails its check (\(describe(footerResult)))"
+            )
         }
         guard lzma_check_is_supported(footer.check) != 0 else {
-            throw NBDError(.invalidArgument, "xz: the file uses integrity check \(footer.check.rawValue), which liblzma does not support")
+            throw NBDError(
+                .invalidArgument,
+                "xz: the file uses integrity check \(footer.check.rawValue), which liblzma does not support")
         }
         let indexSize = footer.backward_size
         guard indexSize <= end - 2 * headerSize else {
@@ -102,7 +107,9 @@ enum XZIndex {
             )
         }
         guard indexSize <= maximumIndexSize else {
-            throw NBDError(.invalidArgument, "xz: the stream index is \(indexSize) bytes, more than the \(maximumIndexSize) this filter reads")
+            throw NBDError(
+                .invalidArgument,
+                "xz: the stream index is \(indexSize) bytes, more than the \(maximumIndexSize) this filter reads")
         }
         let indexOffset = end - headerSize - indexSize
         var blocks: [CompressedBlock] = []
@@ -117,13 +124,15 @@ enum XZIndex {
             guard result == LZMA_OK, let index else {
                 throw NBDError(
                     .invalidArgument,
-                    "xz: the file is corrupt: the stream index at offset \(indexOffset) cannot be read (\(describe(result)))")
+                    "xz: the file is corrupt: the stream index at offset \(indexOffset) cannot be read (\(describe(result)))"
+                )
             }
             defer { lzma_index_end(index, nil) }
             guard position == bytes.count else {
                 throw NBDError(
                     .invalidArgument,
-                    "xz: the file is corrupt: the stream index at offset \(indexOffset) is shorter than its footer says")
+                    "xz: the file is corrupt: the stream index at offset \(indexOffset) is shorter than its footer says"
+                )
             }
             var iterator = lzma_index_iter()
             lzma_index_iter_init(&iterator, index)
@@ -157,7 +166,8 @@ enum XZIndex {
             // compressed_stream_offset counts from the stream's start (its header included).
             blocks[position].compressedOffset += streamStart
             guard blocks[position].compressedOffset + blocks[position].totalSize <= indexOffset else {
-                throw NBDError(.invalidArgument, "xz: the file is corrupt: a block of the index lies outside its stream")
+                throw NBDError(
+                    .invalidArgument, "xz: the file is corrupt: a block of the index lies outside its stream")
             }
         }
         return (blocks, streamStart)

@@ -21,7 +21,8 @@ enum PaxRecords {
                 cursor += 1
             }
             let end = position + length
-            guard cursor < data.count, length > 0, end <= data.count, cursor + 1 < end, data[end - 1] == UInt8(ascii: "\n")
+            guard cursor < data.count, length > 0, end <= data.count, cursor + 1 < end,
+                data[end - 1] == UInt8(ascii: "\n")
             else { throw corrupt }
             let record = data[(cursor + 1)..<(end - 1)]
             guard let equals = record.firstIndex(of: UInt8(ascii: "=")) else { throw corrupt }

@@ -50,7 +50,8 @@ struct TarEntry: Sendable, Hashable {
             var size = header.size
             if header.type != UInt8(ascii: "L"), header.type != UInt8(ascii: "x"), let text = pax["size"] {
                 guard let value = UInt64(text) else {
-                    throw NBDError(.invalidArgument, "tar: the archive is corrupt: a pax size record is not a number ('\(text)')")
+                    throw NBDError(
+                        .invalidArgument, "tar: the archive is corrupt: a pax size record is not a number ('\(text)')")
                 }
                 size = value
             }
@@ -79,7 +80,9 @@ struct TarEntry: Sendable, Hashable {
                 pax = [:]
             }
             let (padded, overflow) = ((size + block - 1) / block * block).addingReportingOverflow(dataOffset)
-            guard !overflow else { throw NBDError(.invalidArgument, "tar: the archive is corrupt: an entry's size overflows") }
+            guard !overflow else {
+                throw NBDError(.invalidArgument, "tar: the archive is corrupt: an entry's size overflows")
+            }
             position = padded
         }
     }
@@ -92,17 +95,23 @@ struct TarEntry: Sendable, Hashable {
         case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
             // A pax-format sparse file stores a map, not the file's bytes, in its data.
             guard !pax.keys.contains(where: { $0.hasPrefix("GNU.sparse.") }) else {
-                throw NBDError(.invalidArgument, "tar: '\(name)' is stored as a sparse file, which the tar filter cannot serve in place")
+                throw NBDError(
+                    .invalidArgument,
+                    "tar: '\(name)' is stored as a sparse file, which the tar filter cannot serve in place")
             }
             return TarEntry(offset: offset, size: size)
         case UInt8(ascii: "S"):
-            throw NBDError(.invalidArgument, "tar: '\(name)' is stored as a GNU sparse file, which the tar filter cannot serve in place")
+            throw NBDError(
+                .invalidArgument,
+                "tar: '\(name)' is stored as a GNU sparse file, which the tar filter cannot serve in place")
         case UInt8(ascii: "5"):
             throw NBDError(.invalidArgument, "tar: '\(name)' is a directory, not a file")
         case UInt8(ascii: "1"), UInt8(ascii: "2"):
             throw NBDError(.invalidArgument, "tar: '\(name)' is a link, not a file; name the file it points to")
         default:
-            throw NBDError(.invalidArgument, "tar: '\(name)' is not a regular file (tar type '\(Character(Unicode.Scalar(header.type)))')")
+            throw NBDError(
+                .invalidArgument,
+                "tar: '\(name)' is not a regular file (tar type '\(Character(Unicode.Scalar(header.type)))')")
         }
     }
 
@@ -111,7 +120,8 @@ struct TarEntry: Sendable, Hashable {
     {
         guard size <= maximumMetadataSize else {
             throw NBDError(
-                .invalidArgument, "tar: the archive is corrupt: a \(what) of \(size) bytes at offset \(offset) is implausibly large")
+                .invalidArgument,
+                "tar: the archive is corrupt: a \(what) of \(size) bytes at offset \(offset) is implausibly large")
         }
         return try await read(next, at: offset, count: size)
     }

@@ -61,7 +61,8 @@ struct TarHeader {
     /// base-256 form (high bit of the first byte set) for values that octal cannot hold.
     static func number(_ bytes: ArraySlice<UInt8>, field: String, at offset: UInt64) throws(NBDError) -> UInt64 {
         let corrupt = NBDError(
-            .invalidArgument, "tar: the archive is corrupt: the \(field) field of the header at offset \(offset) is not a number")
+            .invalidArgument,
+            "tar: the archive is corrupt: the \(field) field of the header at offset \(offset) is not a number")
         guard let first = bytes.first else { throw corrupt }
         if first & 0x80 != 0 {
             // Base-256, big-endian; 0xFF marks a negative number, which no size or checksum is.
