@@ -1,13 +1,14 @@
 import Foundation
 import XCTest
 
-/// Runs the real compressors (xz, gzip, bzip2, tar) to make the files these tests read. A missing
-/// tool skips the test with its Debian package named, unless NBD_INTEROP=required (CI), where it fails.
-enum ToolRunner {
-    static let packages = ["xz": "xz-utils", "gzip": "gzip", "bzip2": "bzip2", "tar": "tar", "lzip": "lzip"]
+/// Runs the real compressors and archivers (xz, gzip, bzip2, lzip, tar) to make the files the format
+/// filters' tests read. A missing tool skips the test with its Debian package named, unless
+/// NBD_INTEROP=required (CI), where it fails.
+public enum ToolRunner {
+    public static let packages = ["xz": "xz-utils", "gzip": "gzip", "bzip2": "bzip2", "tar": "tar", "lzip": "lzip"]
 
     /// The path of `tool`, or a skip (a failure under NBD_INTEROP=required).
-    static func require(_ tool: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+    public static func require(_ tool: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
         for directory in ["/usr/bin", "/bin", "/usr/local/bin"] {
             let path = "\(directory)/\(tool)"
             if FileManager.default.isExecutableFile(atPath: path) { return path }
@@ -21,7 +22,7 @@ enum ToolRunner {
     }
 
     /// Runs `tool arguments` in `directory` and fails the test (throwing) when it exits non-zero.
-    static func run(_ tool: String, _ arguments: [String], in directory: URL) throws {
+    public static func run(_ tool: String, _ arguments: [String], in directory: URL) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try require(tool))
         process.arguments = arguments
@@ -48,7 +49,7 @@ enum ToolRunner {
 
     /// `size` bytes of reproducible data that compresses somewhat (runs of repeated bytes between
     /// random ones), with a zero-filled stretch in the middle.
-    static func sampleData(size: Int, seed: UInt64 = 0x9E37_79B9) -> [UInt8] {
+    public static func sampleData(size: Int, seed: UInt64 = 0x9E37_79B9) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: size)
         var state = seed
         var index = 0
@@ -64,7 +65,7 @@ enum ToolRunner {
     }
 
     /// A new empty directory for one test's files.
-    static func temporaryDirectory() throws -> URL {
+    public static func temporaryDirectory() throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("nbd-compress-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
