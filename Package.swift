@@ -38,6 +38,10 @@ let package = Package(
         .library(name: "NBDCeph", targets: ["NBDCeph"]),
         // nbdkit's sh and eval plugins: methods are shell scripts, run as processes.
         .library(name: "NBDScriptBackends", targets: ["NBDScriptBackends"]),
+        // xz, gzip, bzip2, lzip: read-only views of a compressed layer below (zlib, liblzma, libbz2).
+        .library(name: "NBDCompressionFilters", targets: ["NBDCompressionFilters"]),
+        // tar: one file inside an archive served as the export.
+        .library(name: "NBDContainerFilters", targets: ["NBDContainerFilters"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
     dependencies: [],
@@ -87,6 +91,17 @@ let package = Package(
             name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
         // STARTTLS for NBDServer: GnuTLS sessions behind NBDServer's SecureTransport seam.
         .target(name: "NBDTLS", dependencies: ["NBDServer", "NBDClient", "CGnuTLS"], swiftSettings: upcomingFeatures),
+        // The compression libraries the stock image has headers for. Only NBDCompressionFilters links them.
+        .systemLibrary(name: "CLZMA", providers: [.apt(["liblzma-dev"])]),
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CBZip2", providers: [.apt(["libbz2-dev"])]),
+        // The xz, gzip, bzip2 and lzip filters: a compressed image below served decompressed, read-only.
+        .target(
+            name: "NBDCompressionFilters", dependencies: ["NBDCore", "CLZMA", "CZlib", "CBZip2"],
+            swiftSettings: upcomingFeatures),
+        // The tar filter: one entry of a tar archive below, found by reading the archive's headers.
+        .target(
+            name: "NBDContainerFilters", dependencies: ["NBDCore", "NBDRangeFilters"], swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
         // backend and filter it offers. Not a product: only the executable and its tests use it.
         .target(
@@ -97,7 +112,7 @@ let package = Package(
                 "NBDRangeFilters", "NBDFeatureFilters", "NBDFlowFilters",
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
                 "NBDCachingFilters", "NBDConnectionFilters", "NBDProxy", "NBDCurl", "NBDCeph",
-                "NBDTLS", "NBDScriptBackends",
+                "NBDTLS", "NBDScriptBackends", "NBDCompressionFilters", "NBDContainerFilters",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -178,6 +193,16 @@ let package = Package(
         .testTarget(
             name: "NBDConnectionFiltersTests",
             dependencies: ["NBDCore", "NBDConnectionFilters", "NBDBackends", "NBDServer", "NBDClient", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDCompressionFiltersTests",
+            dependencies: ["NBDCore", "NBDCompressionFilters", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDContainerFiltersTests",
+            dependencies: ["NBDCore", "NBDContainerFilters", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -39,6 +39,13 @@
 #              read-only)
 #   curlcdi    KubeVirt CDI's stack: -r --filter=readahead --filter=retry curl url=... retry-exponential=no
 #              (not in the default list; its rows are convert1g, randread4k and seqread1m)
+#   xz         -r --filter=xz file IMAGE.xz: a 1 GiB image (128 MiB of base64 text, then zeros) compressed
+#              once by `xz -T0 -0 --block-size=1MiB` (1024 blocks) into /dev/shm; not in the default
+#              list; its row is randread4k (each read of an uncached block decodes 1 MiB); read-only,
+#              nothing is prefilled
+#   tar        --filter=tar file IMAGE.tar tar-entry=disk.img: a tar archive in /dev/shm holding a
+#              small file and the 1 GiB image, written by GNU tar once; not in the default list; its
+#              row is randread4k (prefilled through the filter)
 #   tls        memory 1G with --tls=require and X.509 certificates made by certtool (not in the
 #              default list: pass --setups tls); clients use nbds+unix:// and find the CA in
 #              $HOME/.pki/libnbd (a private HOME), since fio's nbd engine refuses tls-certificates=
@@ -115,6 +122,8 @@ done
 work="$(mktemp -d /tmp/nbd-side-by-side.XXXXXX)"
 sock="$work/nbd.sock"
 image="/dev/shm/nbd-side-by-side.$$.img"
+xz_image="/dev/shm/nbd-side-by-side.$$.img.xz"
+tar_image="/dev/shm/nbd-side-by-side.$$.tar"
 upsock="$work/upstream.sock"
 upstream_pid=""
 nginx_pid=""
@@ -213,7 +222,7 @@ cleanup() {
     stop_upstream
     [ -z "$ceph_dir" ] || "$root/Scripts/ceph-test-cluster.sh" stop "$ceph_dir"
     stop_nginx
-    rm -f "$image" /dev/shm/nbd-side-by-side.$$.out
+    rm -f "$image" "$xz_image" "$tar_image" /dev/shm/nbd-side-by-side.$$.out
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -248,6 +257,8 @@ setup_args() {
         rbdcache) echo "--filter=cache rbd rbd/bench conf=$ceph_dir/ceph.conf cache-on-read=true" ;;
         curl) echo "-r curl url=http://127.0.0.1:$nginx_port/disk.img" ;;
         curlcdi) echo "-r --filter=readahead --filter=retry curl url=http://127.0.0.1:$nginx_port/disk.img retry-exponential=no" ;;
+        xz) echo "-r --filter=xz file $xz_image" ;;
+        tar) echo "--filter=tar file $tar_image tar-entry=disk.img" ;;
         *) echo "side-by-side: unknown setup $1" >&2; exit 2 ;;
     esac
 }
@@ -366,6 +377,22 @@ case ",$setups," in
         start_nginx
         ;;
 esac
+case ",$setups," in
+    *,xz,*)
+        echo "== compressing the xz setup's image (xz -T0 -0 --block-size=1MiB)" >&2
+        { head -c 96M /dev/urandom | base64 -w 0 | head -c 128M; head -c 896M /dev/zero; } |
+            xz -T0 -0 --block-size=1MiB >"$xz_image"
+        ;;
+esac
+case ",$setups," in
+    *,tar,*)
+        mkdir -p "$work/tar"
+        echo "a small file before the image" >"$work/tar/first.txt"
+        head -c 1G /dev/zero >"$work/tar/disk.img"
+        tar -C "$work/tar" -cf "$tar_image" first.txt disk.img
+        rm -f "$work/tar/disk.img"
+        ;;
+esac
 
 for rep in $(seq 1 "$reps"); do
     for setup in "${setup_list[@]}"; do
@@ -384,9 +411,9 @@ for rep in $(seq 1 "$reps"); do
                 start_server "$server" "${args[@]}"
                 # raslow reads a sparse image through the slow layer: a prefill through the cache
                 # would leave every block warm and measure the cache, not the readahead. The curl
-                # setups are read-only and their image is already random.
-                # pattern is read-only and null keeps nothing: there is nothing to prefill.
-                case "$setup" in raslow | curl | curlcdi | pattern | null) ;; *) prefill ;; esac
+                # and xz setups are read-only and their image is already random; pattern is
+                # read-only and null keeps nothing: there is nothing to prefill.
+                case "$setup" in raslow | curl | curlcdi | xz | pattern | null) ;; *) prefill ;; esac
                 before=$(cpu_ticks)
                 t0=$(date +%s.%N)
                 read -r value unit requests _ < <(run_workload "$workload")

@@ -2,7 +2,9 @@ import NBDBackends
 import NBDBlockSizeFilters
 import NBDCachingFilters
 import NBDCeph
+import NBDCompressionFilters
 import NBDConnectionFilters
+import NBDContainerFilters
 import NBDCore
 import NBDCurl
 import NBDDataBackends
@@ -74,6 +76,11 @@ package enum ServeCatalog {
         PauseLayer.self,
         TimeLimitLayer.self,
         OpenOnceLayer.self,
+        XZLayer.self,
+        GzipLayer.self,
+        BZip2Layer.self,
+        LzipLayer.self,
+        TarLayer.self,
     ]
 
     /// The backend called `name`, if any.

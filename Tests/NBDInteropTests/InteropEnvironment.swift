@@ -17,6 +17,7 @@ enum InteropEnvironment {
         "nbdinfo": "libnbd-bin", "nbdcopy": "libnbd-bin", "qemu-img": "qemu-utils", "qemu-io": "qemu-utils",
         "fio": "fio", "nbdkit": "nbdkit", "python3-libnbd": "python3-libnbd",
         "certtool": "gnutls-bin", "psktool": "gnutls-bin", "openssl": "openssl", "promtool": "prometheus",
+        "xz": "xz-utils", "gzip": "gzip", "bzip2": "bzip2", "lzip": "lzip", "tar": "tar",
     ]
 
     static var isRequired: Bool { ProcessInfo.processInfo.environment["NBD_INTEROP"] == "required" }
