@@ -54,4 +54,27 @@ static inline int ccurl_getinfo_off(void *getinfo, void *handle, int info, ccurl
     return ((ccurl_getinfo_function)getinfo)(handle, info, value);
 }
 
+/// curl_multi_setopt is variadic too; NBDCurl sets only long options on a multi handle.
+typedef int (*ccurl_multi_setopt_function)(void *multi, int option, ...);
+
+static inline int ccurl_multi_setopt_long(void *setopt, void *multi, int option, long value) {
+    return ((ccurl_multi_setopt_function)setopt)(multi, option, value);
+}
+
+/// libcurl's CURLMsg, what curl_multi_info_read returns: a message kind (CURLMSG_DONE is 1), the
+/// easy handle it is about and, for CURLMSG_DONE, the transfer's CURLcode in a union with a
+/// pointer (so the union is pointer-sized and pointer-aligned).
+typedef struct {
+    int msg;
+    void *easy_handle;
+    union {
+        void *whatever;
+        int result;
+    } data;
+} ccurl_multi_message;
+
+static inline int ccurl_multi_message_result(const ccurl_multi_message *message) {
+    return message->data.result;
+}
+
 #endif
