@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 
 /// libcurl's curl_off_t on the 64-bit Linux targets this package supports.
 typedef int64_t ccurl_off_t;
@@ -52,6 +53,12 @@ static inline int ccurl_getinfo_long(void *getinfo, void *handle, int info, long
 
 static inline int ccurl_getinfo_off(void *getinfo, void *handle, int info, ccurl_off_t *value) {
     return ((ccurl_getinfo_function)getinfo)(handle, info, value);
+}
+
+/// Names the calling thread for the kernel (ps -L, top -H, perf, /proc/self/task/TID/comm): prctl
+/// is variadic and Glibc's pthread_setname_np is not visible to Swift. At most 15 bytes are kept.
+static inline void ccurl_name_current_thread(const char *name) {
+    prctl(PR_SET_NAME, name, 0, 0, 0);
 }
 
 /// curl_multi_setopt is variadic too; NBDCurl sets only long options on a multi handle.

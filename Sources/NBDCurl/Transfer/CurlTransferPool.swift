@@ -85,10 +85,12 @@ package final class CurlTransferPool: Sendable {
         let shared = try Shared(curl: curl)
         self.shared = shared
         let thread = Thread {
+            // Named from the thread itself (Foundation's Thread.name does not reach the kernel
+            // here), so that `top -H`, perf and the tests can tell it apart.
+            ccurl_name_current_thread("curl transfers")
             Self.loop(shared, count: count, makeHandle: makeHandle)
             shared.finished.signal()
         }
-        thread.name = "curl transfers"
         thread.start()
     }
 
