@@ -18,14 +18,16 @@ public struct CurlBackend: BlockBackend {
         guard !buffer.isEmpty else { return }
         // The buffer stays valid while this task is suspended waiting for the transfer.
         let target = UncheckedBuffer(mutable: buffer)
-        try await pool.perform { (handle) throws(NBDError) in try handle.startRead(into: target.mutable, at: offset) }
+        try await pool.perform(bytes: buffer.count) { (handle) throws(NBDError) in
+            try handle.startRead(into: target.mutable, at: offset)
+        }
     }
 
     public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         guard !data.isEmpty else { return }
         let source = UncheckedBuffer(data)
         let size = capabilities.size
-        try await pool.perform { (handle) throws(NBDError) in
+        try await pool.perform(bytes: data.count) { (handle) throws(NBDError) in
             try handle.startWrite(source.immutable, at: offset, exportSize: size)
         }
     }

@@ -21,7 +21,19 @@ package final class CurlTransferPool: Sendable {
     /// returns what to call with libcurl's result once the transfer is done, or `nil` when it
     /// needed no transfer (or could not be set up, and has already failed its request). With
     /// `nil` for the handle it fails its request with the error.
-    typealias Job = @Sendable (CurlHandle?, NBDError?) -> ((Int32) -> Void)?
+    typealias Job = @Sendable (CurlHandle?, NBDError?) -> Completion?
+
+    /// What to do with libcurl's result once a transfer is done, and whether it may run inside the
+    /// loop thread's inline-resumption scope.
+    struct Completion {
+        let finish: (Int32) -> Void
+        let mayResumeInline: Bool
+    }
+
+    /// The largest request whose task the loop thread resumes itself: a small reply is written at
+    /// once (several together), but a large one may wait for the client to read it, and every
+    /// other transfer would wait with it; a hand-off costs little next to copying a megabyte.
+    static let inlineResumptionLimit = 256 << 10
 
     private struct Queue {
         var jobs: [Job] = []
@@ -70,7 +82,7 @@ package final class CurlTransferPool: Sendable {
     /// A transfer in progress on the loop thread.
     private struct Running {
         let handle: CurlHandle
-        let finish: (Int32) -> Void
+        let completion: Completion
     }
 
     private let shared: Shared
@@ -115,12 +127,14 @@ package final class CurlTransferPool: Sendable {
 
     /// Performs a request on the next free handle: `start` sets the handle up (on the loop
     /// thread) and returns the request's second half, which checks the response once the
-    /// transfer is done. Suspends the calling task meanwhile.
-    func perform<T: Sendable>(_ start: @escaping @Sendable (CurlHandle) throws(NBDError) -> CurlHandle.Finish<T>)
-        async throws(NBDError) -> T
-    {
+    /// transfer is done. Suspends the calling task meanwhile. `bytes` is how much the request
+    /// moves (see ``inlineResumptionLimit``).
+    func perform<T: Sendable>(
+        bytes: Int = 0, _ start: @escaping @Sendable (CurlHandle) throws(NBDError) -> CurlHandle.Finish<T>
+    ) async throws(NBDError) -> T {
+        let mayResumeInline = bytes <= Self.inlineResumptionLimit
         let result: Result<T, NBDError> = await withUnsafeContinuation { continuation in
-            enqueue(continuation) { (handle) -> ((Int32) -> Void)? in
+            enqueue(continuation) { (handle) -> Completion? in
                 let finish: CurlHandle.Finish<T>
                 switch Result(catching: { () throws(NBDError) in try start(handle) }) {
                 case .success(let second): finish = second
@@ -128,7 +142,9 @@ package final class CurlTransferPool: Sendable {
                     continuation.resume(returning: .failure(error))
                     return nil
                 }
-                return { code in continuation.resume(returning: Result { () throws(NBDError) in try finish(code) }) }
+                return Completion(
+                    finish: { code in continuation.resume(returning: Result { () throws(NBDError) in try finish(code) }) },
+                    mayResumeInline: mayResumeInline)
             }
         }
         return try result.get()
@@ -140,7 +156,7 @@ package final class CurlTransferPool: Sendable {
         -> T
     {
         let result: Result<T, NBDError> = await withUnsafeContinuation { continuation in
-            enqueue(continuation) { (handle) -> ((Int32) -> Void)? in
+            enqueue(continuation) { (handle) -> Completion? in
                 continuation.resume(returning: Result { () throws(NBDError) in try body(handle) })
                 return nil
             }
@@ -152,7 +168,7 @@ package final class CurlTransferPool: Sendable {
     /// stopping or has no handles.
     private func enqueue<T>(
         _ continuation: UnsafeContinuation<Result<T, NBDError>, Never>,
-        _ start: @escaping @Sendable (CurlHandle) -> ((Int32) -> Void)?
+        _ start: @escaping @Sendable (CurlHandle) -> Completion?
     ) {
         let job: Job = { handle, error in
             guard let handle else {
@@ -219,18 +235,18 @@ package final class CurlTransferPool: Sendable {
             while queuedHead < queued.count, let handle = free.popLast() {
                 let job = queued[queuedHead]
                 queuedHead += 1
-                guard let finish = job(handle, nil) else {
+                guard let completion = job(handle, nil) else {
                     free.append(handle)
                     continue
                 }
                 if curl.multiAddHandle(multi, handle.easyHandle) == 0 {
-                    running[UInt(bitPattern: handle.easyHandle)] = Running(handle: handle, finish: finish)
+                    running[UInt(bitPattern: handle.easyHandle)] = Running(handle: handle, completion: completion)
                     let busy = shared.busyHandles.add(1, ordering: .relaxed).newValue
                     shared.mostBusyHandles.max(busy, ordering: .relaxed)
                 } else {
                     free.append(handle)
                     // CURLE_OUT_OF_MEMORY: curl_multi_add_handle fails only when it cannot allocate.
-                    finish(27)
+                    completion.finish(27)
                 }
             }
             if isStopping && running.isEmpty && queuedHead == queued.count { break }
@@ -251,14 +267,19 @@ package final class CurlTransferPool: Sendable {
             }
             if !finished.isEmpty {
                 // The requests are resumed after libcurl is done with the messages (a resumed task
-                // may queue another request). While one client is served they run here, and their
-                // replies leave together when the scope ends.
-                if shared.resumesInline {
+                // may queue another request). While one client is served the small ones run here,
+                // and their replies leave together when the scope ends; the others go to the
+                // server's pool.
+                let inline = shared.resumesInline
+                for (done, code) in finished where !(inline && done.completion.mayResumeInline) {
+                    done.completion.finish(code)
+                }
+                if inline {
                     InlineResumption.withScope {
-                        for (done, code) in finished { done.finish(code) }
+                        for (done, code) in finished where done.completion.mayResumeInline {
+                            done.completion.finish(code)
+                        }
                     }
-                } else {
-                    for (done, code) in finished { done.finish(code) }
                 }
                 finished.removeAll(keepingCapacity: true)
                 // A handle came free: start what is queued before sleeping.
