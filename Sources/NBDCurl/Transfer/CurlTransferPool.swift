@@ -196,8 +196,11 @@ package final class CurlTransferPool: Sendable {
         let curl = shared.curl
         let multi = shared.multi
         // CURLMOPT_MAX_TOTAL_CONNECTIONS (a long option, 13): never more connections than handles,
-        // even while a connection the server closed is being replaced.
+        // even while a connection the server closed is being replaced. CURLMOPT_MAXCONNECTS (6):
+        // keep that many idle in the cache, whose default size follows the handles added at the
+        // moment, so that a quiet spell does not close connections a burst then reopens.
         _ = curl.multiSetopt(multi, 13, long: count)
+        _ = curl.multiSetopt(multi, 6, long: count)
         var free: [CurlHandle] = []
         var failure: NBDError?
         do {
