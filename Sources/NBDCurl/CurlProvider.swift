@@ -128,6 +128,9 @@ public struct CurlProvider: BackendProvider {
     /// pool (while at most one client connection is open).
     package var resumesRequestsInline: Bool { pool.resumesInline }
 
+    /// Whether the transfer thread would resume a request that moves `bytes` itself, now.
+    package func resumesRequestsInline(bytes: Int) -> Bool { pool.resumesInline(bytes: bytes) }
+
     /// The transfers running now, and the most that ever ran at once (never more than
     /// `connections=`): what a test sees of the handle pool.
     package var runningTransfers: Int { pool.runningTransfers }

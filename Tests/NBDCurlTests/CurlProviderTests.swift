@@ -171,9 +171,15 @@ final class CurlProviderTests: XCTestCase {
         XCTAssertTrue(provider.resumesRequestsInline)
         let second = try await provider.open(ConnectionInfo())
         XCTAssertFalse(provider.resumesRequestsInline, "a client that stops reading would hold a shared transfer")
+        XCTAssertFalse(provider.resumesRequestsInline(bytes: 4096))
         try await assertReads(second, [(0, 4096)], of: nginx.image)
         await second.close()
         XCTAssertTrue(provider.resumesRequestsInline)
+        // With one client: small replies on the transfer thread, large ones (qemu-img convert's
+        // 2 MiB) to the server's pool, so that no other transfer waits while the client reads one.
+        XCTAssertTrue(provider.resumesRequestsInline(bytes: 4096))
+        XCTAssertTrue(provider.resumesRequestsInline(bytes: 256 << 10))
+        XCTAssertFalse(provider.resumesRequestsInline(bytes: 2 << 20))
         try await assertReads(first, [(4096, 4096)], of: nginx.image)
         await first.close()
         await provider.shutdown()

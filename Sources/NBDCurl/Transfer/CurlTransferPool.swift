@@ -27,7 +27,8 @@ package final class CurlTransferPool: Sendable {
     /// loop thread's inline-resumption scope.
     struct Completion {
         let finish: (Int32) -> Void
-        let mayResumeInline: Bool
+        /// How many bytes the request moves (see ``inlineResumptionLimit``).
+        let bytes: Int
     }
 
     /// The largest request whose task the loop thread resumes itself: a small reply is written at
@@ -119,6 +120,16 @@ package final class CurlTransferPool: Sendable {
     /// Whether the loop thread resumes requests itself (at most one client connection).
     package var resumesInline: Bool { shared.resumesInline }
 
+    /// Whether the loop thread resumes a request that moves `bytes` itself, now: while at most one
+    /// client connection is served, and only up to ``inlineResumptionLimit``.
+    package func resumesInline(bytes: Int) -> Bool {
+        Self.resumesInline(bytes: bytes, oneClient: shared.resumesInline)
+    }
+
+    private static func resumesInline(bytes: Int, oneClient: Bool) -> Bool {
+        oneClient && bytes <= inlineResumptionLimit
+    }
+
     /// The handles in a transfer now.
     package var runningTransfers: Int { shared.busyHandles.load(ordering: .relaxed) }
 
@@ -132,7 +143,6 @@ package final class CurlTransferPool: Sendable {
     func perform<T: Sendable>(
         bytes: Int = 0, _ start: @escaping @Sendable (CurlHandle) throws(NBDError) -> CurlHandle.Finish<T>
     ) async throws(NBDError) -> T {
-        let mayResumeInline = bytes <= Self.inlineResumptionLimit
         let result: Result<T, NBDError> = await withUnsafeContinuation { continuation in
             enqueue(continuation) { (handle) -> Completion? in
                 let finish: CurlHandle.Finish<T>
@@ -144,7 +154,7 @@ package final class CurlTransferPool: Sendable {
                 }
                 return Completion(
                     finish: { code in continuation.resume(returning: Result { () throws(NBDError) in try finish(code) }) },
-                    mayResumeInline: mayResumeInline)
+                    bytes: bytes)
             }
         }
         return try result.get()
@@ -273,13 +283,19 @@ package final class CurlTransferPool: Sendable {
                 // may queue another request). While one client is served the small ones run here,
                 // and their replies leave together when the scope ends; the others go to the
                 // server's pool.
-                let inline = shared.resumesInline
-                for (done, code) in finished where !(inline && done.completion.mayResumeInline) {
-                    done.completion.finish(code)
+                let oneClient = shared.resumesInline
+                var inline = 0
+                for (done, code) in finished {
+                    if Self.resumesInline(bytes: done.completion.bytes, oneClient: oneClient) {
+                        inline += 1
+                    } else {
+                        done.completion.finish(code)
+                    }
                 }
-                if inline {
+                if inline > 0 {
                     InlineResumption.withScope {
-                        for (done, code) in finished where done.completion.mayResumeInline {
+                        for (done, code) in finished
+                        where Self.resumesInline(bytes: done.completion.bytes, oneClient: oneClient) {
                             done.completion.finish(code)
                         }
                     }
