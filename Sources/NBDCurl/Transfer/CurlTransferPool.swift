@@ -152,9 +152,10 @@ package final class CurlTransferPool: Sendable {
                     continuation.resume(returning: .failure(error))
                     return nil
                 }
-                return Completion(
-                    finish: { code in continuation.resume(returning: Result { () throws(NBDError) in try finish(code) }) },
-                    bytes: bytes)
+                let resume: (Int32) -> Void = { code in
+                    continuation.resume(returning: Result { () throws(NBDError) in try finish(code) })
+                }
+                return Completion(finish: resume, bytes: bytes)
             }
         }
         return try result.get()
