@@ -1,8 +1,8 @@
 import NBDCore
 
 /// One client connection's view of a disk image served over HTTP(S): reads are range requests
-/// and writes `PUT`s, done by the transfer threads its ``CurlProvider`` shares among every
-/// connection.
+/// and writes `PUT`s, done by the transfer thread and handles its ``CurlProvider`` shares among
+/// every connection.
 public struct CurlBackend: BlockBackend {
     public let capabilities: Capabilities
     private let pool: CurlTransferPool
@@ -16,17 +16,19 @@ public struct CurlBackend: BlockBackend {
         async throws(NBDError)
     {
         guard !buffer.isEmpty else { return }
-        // The buffer stays valid while this task is suspended waiting for the transfer thread.
+        // The buffer stays valid while this task is suspended waiting for the transfer.
         let target = UncheckedBuffer(mutable: buffer)
-        try await pool.perform { (handle) throws(NBDError) in try handle.read(into: target.mutable, at: offset) }
+        try await pool.perform(bytes: buffer.count) { (handle) throws(NBDError) in
+            try handle.startRead(into: target.mutable, at: offset)
+        }
     }
 
     public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
         guard !data.isEmpty else { return }
         let source = UncheckedBuffer(data)
         let size = capabilities.size
-        try await pool.perform { (handle) throws(NBDError) in
-            try handle.write(source.immutable, at: offset, exportSize: size)
+        try await pool.perform(bytes: data.count) { (handle) throws(NBDError) in
+            try handle.startWrite(source.immutable, at: offset, exportSize: size)
         }
     }
 

@@ -16,9 +16,10 @@ import NBDCore
 ///   `Content-Range` of a `Range: bytes=0-0` request) and checks that the server honours ranges
 ///   (it asks for the first byte and wants status 206). An error status, a server that ignores
 ///   ranges or one that will not say the size is refused then, with the URL and the reason.
-/// - `connections` transfer threads, each with one libcurl handle (an HTTP connection kept
-///   alive), serve the requests of every client connection; a request's task suspends until a
-///   thread has done it (reads and writes are declared in `Capabilities.suspendingOperations`).
+/// - `connections` libcurl handles (HTTP connections kept alive), driven together by one thread
+///   through a libcurl multi handle, serve the requests of every client connection; a request's
+///   task suspends until its transfer is done (reads and writes are declared in
+///   `Capabilities.suspendingOperations`).
 /// - A response that is not exactly the bytes asked for (another status, a shorter or longer
 ///   body, another range) fails the request with `EIO`; the next request is tried afresh.
 /// - Capabilities: no flush, FUA or trim (HTTP has none); zeroes are written as data; multi-conn,
@@ -33,7 +34,7 @@ public struct CurlProvider: BackendProvider {
     public let isReadOnly: Bool
     private let pool: CurlTransferPool
 
-    /// Loads libcurl, starts the transfer threads and asks the server for the image's size.
+    /// Loads libcurl, starts the transfer thread and asks the server for the image's size.
     ///
     /// - Throws: `NBDError` when libcurl is missing, a setting is refused by libcurl, or the URL
     ///   cannot be served (unreachable, an error status, no ranges, no size).
@@ -56,11 +57,11 @@ public struct CurlProvider: BackendProvider {
                 url: configuration.url, headerScript: configuration.headerScript,
                 headerRenew: configuration.headerScriptRenew, cookieScript: configuration.cookieScript,
                 cookieRenew: configuration.cookieScriptRenew)
-        let pool = CurlTransferPool(count: configuration.connections) { () throws(NBDError) in
+        let pool = try CurlTransferPool(count: configuration.connections, curl: curl) { () throws(NBDError) in
             try CurlHandle(curl: curl, configuration: configuration, scripts: scripts)
         }
         do {
-            size = try await pool.perform { (handle) throws(NBDError) in try Self.probe(handle, configuration.url) }
+            size = try await Self.probe(pool, configuration.url)
         } catch {
             await pool.stop()
             throw error
@@ -71,13 +72,13 @@ public struct CurlProvider: BackendProvider {
     }
 
     /// Learns the size and checks that ranges are honoured.
-    private static func probe(_ handle: CurlHandle, _ url: String) throws(NBDError) -> UInt64 {
-        let head = try handle.head()
+    private static func probe(_ pool: CurlTransferPool, _ url: String) async throws(NBDError) -> UInt64 {
+        let head = try await pool.perform { (handle) throws(NBDError) in try handle.startHead() }
         // Some servers (pre-signed object-store URLs) refuse HEAD but serve GET: the range
         // request below decides then.
         let headSize = (200..<300).contains(head.status) ? head.contentLength.map(UInt64.init) : nil
         if headSize == 0 { return 0 }
-        switch try handle.probeFirstByte() {
+        switch try await pool.perform({ (handle) throws(NBDError) in try handle.startProbeFirstByte() }) {
         case .size(let total):
             if let headSize, headSize != total {
                 throw NBDError(
@@ -123,22 +124,30 @@ public struct CurlProvider: BackendProvider {
         return CurlBackend(capabilities: capabilities, pool: pool)
     }
 
-    /// Whether the transfer threads resume requests themselves, with no hand-off to the server's
+    /// Whether the transfer thread resumes requests itself, with no hand-off to the server's
     /// pool (while at most one client connection is open).
     package var resumesRequestsInline: Bool { pool.resumesInline }
 
-    /// Has the next free transfer (with `connections=1`, the only one) record the largest piece
+    /// Whether the transfer thread would resume a request that moves `bytes` itself, now.
+    package func resumesRequestsInline(bytes: Int) -> Bool { pool.resumesInline(bytes: bytes) }
+
+    /// The transfers running now, and the most that ever ran at once (never more than
+    /// `connections=`): what a test sees of the handle pool.
+    package var runningTransfers: Int { pool.runningTransfers }
+    package var mostConcurrentTransfers: Int { pool.mostConcurrentTransfers }
+
+    /// Has the next free handle (with `connections=1`, the only one) record the largest piece
     /// libcurl receives from its socket at once: what a test sees of the receive buffer size.
     package func observeReceives() async throws(NBDError) {
-        try await pool.perform { (handle) throws(NBDError) in try handle.observeReceives() }
+        try await pool.withHandle { (handle) throws(NBDError) in try handle.observeReceives() }
     }
 
-    /// The largest piece received since ``observeReceives()``, on the next free transfer.
+    /// The largest piece received since ``observeReceives()``, on the next free handle.
     package func largestReceive() async throws(NBDError) -> Int {
-        try await pool.perform { handle in handle.largestReceive }
+        try await pool.withHandle { handle in handle.largestReceive }
     }
 
-    /// Ends the transfer threads once the requests already queued are done.
+    /// Ends the transfer thread once the requests already queued are done.
     public func shutdown() async {
         await pool.stop()
     }

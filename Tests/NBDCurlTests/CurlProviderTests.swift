@@ -123,18 +123,63 @@ final class CurlProviderTests: XCTestCase {
         }
         let connections = Set(nginx.accessLog.map { $0.split(separator: " ")[0] })
         XCTAssertLessThanOrEqual(connections.count, 2, "\(nginx.accessLog)")
+        // No handle served two requests at once.
+        XCTAssertLessThanOrEqual(provider.mostConcurrentTransfers, 2)
     }
 
-    func testTransferThreadsResumeRequestsThemselvesOnlyWhileOneClientIsServed() async throws {
+    /// The threads of this process whose name starts with "curl transfer".
+    private func transferThreads() -> Int {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.filter { task in
+            let name = (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? ""
+            return name.hasPrefix("curl transfer")
+        }.count
+    }
+
+    func testOneThreadDrivesEveryTransferAtOnce() async throws {
+        // Threads of earlier tests' providers may still be ending; they only go away.
+        let before = transferThreads()
+        let provider = try await provider([("url", nginx.url("/slow/disk.img")), ("connections", "3")])
+        let backend = try await provider.open(ConnectionInfo())
+        let image = nginx.image
+        // Past its first KiB, /slow/ sends 512 bytes a second: each read stays in flight for
+        // about two seconds, so the three overlap.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<3 {
+                let offset = index * 65536
+                group.addTask {
+                    let bytes = try await backend.readBytes(2048, at: UInt64(offset))
+                    XCTAssertEqual(bytes, Array(image[offset..<offset + 2048]), "read at \(offset)")
+                }
+            }
+            await waitUntil("three transfers to run at once") { provider.runningTransfers == 3 }
+            // One multi handle's thread drives all three (there used to be a thread per handle).
+            let during = self.transferThreads()
+            XCTAssertGreaterThanOrEqual(during, 1, "no thread named curl transfers")
+            XCTAssertLessThanOrEqual(during, before + 1)
+            try await group.waitForAll()
+        }
+        XCTAssertEqual(provider.mostConcurrentTransfers, 3)
+        await backend.close()
+        await provider.shutdown()
+    }
+
+    func testTheTransferThreadResumesRequestsItselfOnlyWhileOneClientIsServed() async throws {
         let provider = try await provider([("url", nginx.url())])
         XCTAssertTrue(provider.resumesRequestsInline)
         let first = try await provider.open(ConnectionInfo())
         XCTAssertTrue(provider.resumesRequestsInline)
         let second = try await provider.open(ConnectionInfo())
         XCTAssertFalse(provider.resumesRequestsInline, "a client that stops reading would hold a shared transfer")
+        XCTAssertFalse(provider.resumesRequestsInline(bytes: 4096))
         try await assertReads(second, [(0, 4096)], of: nginx.image)
         await second.close()
         XCTAssertTrue(provider.resumesRequestsInline)
+        // With one client: small replies on the transfer thread, large ones (qemu-img convert's
+        // 2 MiB) to the server's pool, so that no other transfer waits while the client reads one.
+        XCTAssertTrue(provider.resumesRequestsInline(bytes: 4096))
+        XCTAssertTrue(provider.resumesRequestsInline(bytes: 256 << 10))
+        XCTAssertFalse(provider.resumesRequestsInline(bytes: 2 << 20))
         try await assertReads(first, [(4096, 4096)], of: nginx.image)
         await first.close()
         await provider.shutdown()

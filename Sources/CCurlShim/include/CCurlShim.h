@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 
 /// libcurl's curl_off_t on the 64-bit Linux targets this package supports.
 typedef int64_t ccurl_off_t;
@@ -52,6 +53,35 @@ static inline int ccurl_getinfo_long(void *getinfo, void *handle, int info, long
 
 static inline int ccurl_getinfo_off(void *getinfo, void *handle, int info, ccurl_off_t *value) {
     return ((ccurl_getinfo_function)getinfo)(handle, info, value);
+}
+
+/// Names the calling thread for the kernel (ps -L, top -H, perf, /proc/self/task/TID/comm): prctl
+/// is variadic and Glibc's pthread_setname_np is not visible to Swift. At most 15 bytes are kept.
+static inline void ccurl_name_current_thread(const char *name) {
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+}
+
+/// curl_multi_setopt is variadic too; NBDCurl sets only long options on a multi handle.
+typedef int (*ccurl_multi_setopt_function)(void *multi, int option, ...);
+
+static inline int ccurl_multi_setopt_long(void *setopt, void *multi, int option, long value) {
+    return ((ccurl_multi_setopt_function)setopt)(multi, option, value);
+}
+
+/// libcurl's CURLMsg, what curl_multi_info_read returns: a message kind (CURLMSG_DONE is 1), the
+/// easy handle it is about and, for CURLMSG_DONE, the transfer's CURLcode in a union with a
+/// pointer (so the union is pointer-sized and pointer-aligned).
+typedef struct {
+    int msg;
+    void *easy_handle;
+    union {
+        void *whatever;
+        int result;
+    } data;
+} ccurl_multi_message;
+
+static inline int ccurl_multi_message_result(const ccurl_multi_message *message) {
+    return message->data.result;
 }
 
 #endif

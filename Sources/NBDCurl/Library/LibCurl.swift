@@ -19,19 +19,41 @@ package final class LibCurl: Sendable {
     typealias GlobalInit = @convention(c) (Int) -> Int32
     typealias EasyInit = @convention(c) () -> UnsafeMutableRawPointer?
     typealias EasyCleanup = @convention(c) (UnsafeMutableRawPointer?) -> Void
-    typealias EasyPerform = @convention(c) (UnsafeMutableRawPointer?) -> Int32
     typealias EasyStrerror = @convention(c) (Int32) -> UnsafePointer<CChar>?
     typealias SlistAppend = @convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?
     typealias SlistFreeAll = @convention(c) (OpaquePointer?) -> Void
+    typealias MultiInit = @convention(c) () -> UnsafeMutableRawPointer?
+    typealias MultiCleanup = @convention(c) (UnsafeMutableRawPointer?) -> Int32
+    typealias MultiHandleCall = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32
+    typealias MultiPerform = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?) -> Int32
+    typealias MultiPoll =
+        @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UInt32, Int32, UnsafeMutablePointer<Int32>?)
+        -> Int32
+    typealias MultiWakeup = @convention(c) (UnsafeMutableRawPointer?) -> Int32
+    typealias MultiInfoRead =
+        @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?) -> UnsafeMutablePointer<
+            ccurl_multi_message
+        >?
+    typealias MultiStrerror = @convention(c) (Int32) -> UnsafePointer<CChar>?
 
     // The addresses stay valid for the life of the process: the library is never closed.
     nonisolated(unsafe) let easyInit: EasyInit
     nonisolated(unsafe) let easyCleanup: EasyCleanup
-    nonisolated(unsafe) let easyPerform: EasyPerform
     nonisolated(unsafe) let easyStrerror: EasyStrerror
     nonisolated(unsafe) let slistAppend: SlistAppend
     nonisolated(unsafe) let slistFreeAll: SlistFreeAll
     nonisolated(unsafe) let setoptAddress: UnsafeMutableRawPointer
+    // The multi interface (libcurl 7.68 or later for curl_multi_poll and curl_multi_wakeup).
+    nonisolated(unsafe) let multiInit: MultiInit
+    nonisolated(unsafe) let multiCleanup: MultiCleanup
+    nonisolated(unsafe) let multiAddHandle: MultiHandleCall
+    nonisolated(unsafe) let multiRemoveHandle: MultiHandleCall
+    nonisolated(unsafe) let multiPerform: MultiPerform
+    nonisolated(unsafe) let multiPoll: MultiPoll
+    nonisolated(unsafe) let multiWakeup: MultiWakeup
+    nonisolated(unsafe) let multiInfoRead: MultiInfoRead
+    nonisolated(unsafe) let multiStrerror: MultiStrerror
+    nonisolated(unsafe) let multiSetoptAddress: UnsafeMutableRawPointer
     nonisolated(unsafe) let getinfoAddress: UnsafeMutableRawPointer
 
     /// libcurl from the system, loaded once; the error says which package to install when it is missing.
@@ -57,12 +79,21 @@ package final class LibCurl: Sendable {
         let globalInit = unsafeBitCast(try symbol("curl_global_init"), to: GlobalInit.self)
         easyInit = unsafeBitCast(try symbol("curl_easy_init"), to: EasyInit.self)
         easyCleanup = unsafeBitCast(try symbol("curl_easy_cleanup"), to: EasyCleanup.self)
-        easyPerform = unsafeBitCast(try symbol("curl_easy_perform"), to: EasyPerform.self)
         easyStrerror = unsafeBitCast(try symbol("curl_easy_strerror"), to: EasyStrerror.self)
         slistAppend = unsafeBitCast(try symbol("curl_slist_append"), to: SlistAppend.self)
         slistFreeAll = unsafeBitCast(try symbol("curl_slist_free_all"), to: SlistFreeAll.self)
         setoptAddress = try symbol("curl_easy_setopt")
         getinfoAddress = try symbol("curl_easy_getinfo")
+        multiInit = unsafeBitCast(try symbol("curl_multi_init"), to: MultiInit.self)
+        multiCleanup = unsafeBitCast(try symbol("curl_multi_cleanup"), to: MultiCleanup.self)
+        multiAddHandle = unsafeBitCast(try symbol("curl_multi_add_handle"), to: MultiHandleCall.self)
+        multiRemoveHandle = unsafeBitCast(try symbol("curl_multi_remove_handle"), to: MultiHandleCall.self)
+        multiPerform = unsafeBitCast(try symbol("curl_multi_perform"), to: MultiPerform.self)
+        multiPoll = unsafeBitCast(try symbol("curl_multi_poll"), to: MultiPoll.self)
+        multiWakeup = unsafeBitCast(try symbol("curl_multi_wakeup"), to: MultiWakeup.self)
+        multiInfoRead = unsafeBitCast(try symbol("curl_multi_info_read"), to: MultiInfoRead.self)
+        multiStrerror = unsafeBitCast(try symbol("curl_multi_strerror"), to: MultiStrerror.self)
+        multiSetoptAddress = try symbol("curl_multi_setopt")
         // curl_global_init is not thread-safe; `shared` runs this initializer once (Swift's lazy
         // static initialization is), before any handle exists. CURL_GLOBAL_DEFAULT is 3.
         let status = globalInit(3)
@@ -76,6 +107,16 @@ package final class LibCurl: Sendable {
 
     private static func message(_ strerror: EasyStrerror, _ code: Int32) -> String {
         strerror(code).map { String(cString: $0) } ?? "error \(code)"
+    }
+
+    /// libcurl's description of a `CURLMcode`.
+    func multiMessage(_ code: Int32) -> String {
+        multiStrerror(code).map { String(cString: $0) } ?? "multi error \(code)"
+    }
+
+    /// Sets a long option of a multi handle (`CURLMOPT_*`).
+    func multiSetopt(_ multi: UnsafeMutableRawPointer, _ option: Int32, long value: Int) -> Int32 {
+        ccurl_multi_setopt_long(multiSetoptAddress, multi, option, value)
     }
 
     func setopt(_ handle: UnsafeMutableRawPointer, _ option: CurlOption, long value: Int) -> Int32 {

@@ -2,15 +2,27 @@ import CCurlShim
 import NBDCore
 
 /// One libcurl easy handle, configured once from a ``CurlConfiguration`` and then used for one
-/// request after another by the transfer thread that owns it. libcurl keeps the handle's
-/// connection alive between requests, so a stream of reads costs one TCP (and TLS) handshake.
+/// request after another by the transfer loop's thread (``CurlTransferPool``). The multi handle
+/// it is added to keeps the connections alive between requests, so a stream of reads costs one
+/// TCP (and TLS) handshake per connection.
+///
+/// A request comes in two halves: a `start` method sets the handle up for it (and returns the
+/// second half), the pool adds the handle to its multi handle, and once libcurl reports the
+/// transfer done the second half checks what came back, given libcurl's result code.
 final class CurlHandle {
+    /// The second half of a request: checks the response, given the transfer's `CURLcode`.
+    typealias Finish<Value> = (Int32) throws(NBDError) -> Value
+
+    /// The easy handle, for the pool's multi handle.
+    var easyHandle: UnsafeMutableRawPointer { handle }
     private let curl: LibCurl
     private let handle: UnsafeMutableRawPointer
     private let configuration: CurlConfiguration
     private let scripts: CurlScripts?
     private let state = TransferState()
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: 256)
+    /// Where the first-byte probe's body goes (it outlives the call that starts the request).
+    private let probeByte = UnsafeMutableRawBufferPointer.allocate(byteCount: 1, alignment: 1)
     /// The request headers in use (static ones plus a script's), freed when replaced.
     private var headerList: OpaquePointer?
     private var scriptGeneration = -1
@@ -34,6 +46,7 @@ final class CurlHandle {
         curl.easyCleanup(handle)
         if let headerList { curl.slistFreeAll(headerList) }
         errorBuffer.deallocate()
+        probeByte.deallocate()
     }
 
     /// The `CURLOPT_BUFFERSIZE` every handle uses (bytes).
@@ -162,10 +175,9 @@ final class CurlHandle {
 
     // MARK: Requests
 
-    /// Performs the request set up by the caller; returns libcurl's result code.
-    private func perform() -> Int32 {
+    /// Clears what the last request left in the error buffer.
+    private func beginTransfer() {
         errorBuffer[0] = 0
-        return curl.easyPerform(handle)
     }
 
     /// libcurl's error for `code`, preferring the detailed message in the error buffer.
@@ -186,13 +198,17 @@ final class CurlHandle {
         var acceptsByteRanges: Bool
     }
 
-    /// Sends `HEAD`.
-    func head() throws(NBDError) -> HeadResult {
+    /// Sets up a `HEAD` request.
+    func startHead() throws(NBDError) -> Finish<HeadResult> {
         try refreshScripts()
         state.reset(destination: nil, expectedStatus: 200)
         try set(.range, nil as String?, parameter: "(internal)")
         try set(.noBody, 1, parameter: "(internal)")
-        let code = perform()
+        beginTransfer()
+        return { (code) throws(NBDError) in try self.finishHead(code) }
+    }
+
+    private func finishHead(_ code: Int32) throws(NBDError) -> HeadResult {
         guard code == 0 else {
             throw NBDError(.ioError, "curl: HEAD \(configuration.url) failed: \(failure(code))")
         }
@@ -212,30 +228,32 @@ final class CurlHandle {
         case status(Int)
     }
 
-    /// Asks for the first byte, to learn whether ranges are honoured and the complete length.
-    func probeFirstByte() throws(NBDError) -> RangeProbe {
+    /// Sets up a request for the first byte, to learn whether ranges are honoured and the
+    /// complete length.
+    func startProbeFirstByte() throws(NBDError) -> Finish<RangeProbe> {
         try refreshScripts()
-        var byte: UInt8 = 0
-        return try withUnsafeMutableBytes(of: &byte) { (buffer) throws(NBDError) -> RangeProbe in
-            state.reset(destination: buffer, expectedStatus: 206)
-            try set(.httpGet, 1, parameter: "(internal)")
-            try set(.range, "0-0", parameter: "(internal)")
-            let code = perform()
-            let status = responseStatus
-            if status == 200 { return .rangesIgnored }
-            if status == 416, let total = Self.completeLength(state.contentRange), total == 0 { return .size(0) }
-            if code != 0 && status == 0 {
-                throw NBDError(.ioError, "curl: GET \(configuration.url) failed: \(failure(code))")
-            }
-            guard status == 206 else { return .status(status) }
-            guard let total = Self.completeLength(state.contentRange) else {
-                throw NBDError(
-                    .ioError,
-                    "curl: \(configuration.url) answered a range request without the image size (Content-Range: \(state.contentRange ?? "none"))"
-                )
-            }
-            return .size(total)
+        state.reset(destination: probeByte, expectedStatus: 206)
+        try set(.httpGet, 1, parameter: "(internal)")
+        try set(.range, "0-0", parameter: "(internal)")
+        beginTransfer()
+        return { (code) throws(NBDError) in try self.finishProbeFirstByte(code) }
+    }
+
+    private func finishProbeFirstByte(_ code: Int32) throws(NBDError) -> RangeProbe {
+        let status = responseStatus
+        if status == 200 { return .rangesIgnored }
+        if status == 416, let total = Self.completeLength(state.contentRange), total == 0 { return .size(0) }
+        if code != 0 && status == 0 {
+            throw NBDError(.ioError, "curl: GET \(configuration.url) failed: \(failure(code))")
         }
+        guard status == 206 else { return .status(status) }
+        guard let total = Self.completeLength(state.contentRange) else {
+            throw NBDError(
+                .ioError,
+                "curl: \(configuration.url) answered a range request without the image size (Content-Range: \(state.contentRange ?? "none"))"
+            )
+        }
+        return .size(total)
     }
 
     /// The complete length in a `Content-Range: bytes A-B/LENGTH` or `bytes */LENGTH` value.
@@ -253,17 +271,23 @@ final class CurlHandle {
         return (first, last)
     }
 
-    /// Reads `buffer.count` bytes at `offset` with one range request. Anything but exactly those
-    /// bytes with status 206 is an `EIO`.
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(NBDError) {
+    /// Sets up a read of `buffer.count` bytes at `offset` with one range request. Anything but
+    /// exactly those bytes with status 206 is an `EIO`. The buffer must stay valid until the
+    /// returned second half has run.
+    func startRead(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(NBDError) -> Finish<Void> {
         try refreshScripts()
         let last = offset + UInt64(buffer.count) - 1
-        // Only an error needs the request described.
-        var what: String { "GET \(configuration.url) bytes=\(offset)-\(last)" }
         state.reset(destination: buffer, expectedStatus: 206)
         try set(.httpGet, 1, parameter: "(internal)")
         try set(.range, "\(offset)-\(last)", parameter: "(internal)")
-        let code = perform()
+        beginTransfer()
+        return { (code) throws(NBDError) in try self.finishRead(code, count: buffer.count, at: offset) }
+    }
+
+    private func finishRead(_ code: Int32, count: Int, at offset: UInt64) throws(NBDError) {
+        let last = offset + UInt64(count) - 1
+        // Only an error needs the request described.
+        var what: String { "GET \(configuration.url) bytes=\(offset)-\(last)" }
         let status = responseStatus
         if status != 206 && status != 0 {
             let reason =
@@ -271,12 +295,12 @@ final class CurlHandle {
             throw NBDError(.ioError, "curl: \(what): \(reason)")
         }
         if state.overflowed {
-            throw NBDError(.ioError, "curl: \(what): the response is longer than the \(buffer.count) bytes asked for")
+            throw NBDError(.ioError, "curl: \(what): the response is longer than the \(count) bytes asked for")
         }
         guard code == 0 else { throw NBDError(.ioError, "curl: \(what): \(failure(code))") }
-        guard state.received == buffer.count else {
+        guard state.received == count else {
             throw NBDError(
-                .ioError, "curl: \(what): the response has \(state.received) bytes, not the \(buffer.count) asked for")
+                .ioError, "curl: \(what): the response has \(state.received) bytes, not the \(count) asked for")
         }
         if let range = Self.byteRange(state.contentRange), range.first != offset || range.last != last {
             throw NBDError(
@@ -284,12 +308,14 @@ final class CurlHandle {
         }
     }
 
-    /// Writes `data` at `offset` with a `PUT` carrying `Content-Range: bytes A-B/SIZE`, as
-    /// nbdkit's curl plugin writes. Any status but 2xx is an `EIO`.
-    func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, exportSize: UInt64) throws(NBDError) {
+    /// Sets up a write of `data` at `offset` with a `PUT` carrying `Content-Range: bytes A-B/SIZE`,
+    /// as nbdkit's curl plugin writes. Any status but 2xx is an `EIO`. The data must stay valid
+    /// until the returned second half has run.
+    func startWrite(_ data: UnsafeRawBufferPointer, at offset: UInt64, exportSize: UInt64) throws(NBDError)
+        -> Finish<Void>
+    {
         try refreshScripts()
         let last = offset + UInt64(data.count) - 1
-        var what: String { "PUT \(configuration.url) bytes \(offset)-\(last)" }
         state.reset(destination: nil, expectedStatus: 0)
         state.source = data
         try set(.range, nil as String?, parameter: "(internal)")
@@ -298,7 +324,13 @@ final class CurlHandle {
         try check(
             curl.setopt(handle, .inFileSizeLarge, offset: Int64(data.count)), .inFileSizeLarge, parameter: "(internal)")
         try installHeaders(currentHeaders, extra: "Content-Range: bytes \(offset)-\(last)/\(exportSize)")
-        let code = perform()
+        beginTransfer()
+        return { (code) throws(NBDError) in try self.finishWrite(code, count: data.count, at: offset) }
+    }
+
+    private func finishWrite(_ code: Int32, count: Int, at offset: UInt64) throws(NBDError) {
+        let last = offset + UInt64(count) - 1
+        var what: String { "PUT \(configuration.url) bytes \(offset)-\(last)" }
         let status = responseStatus
         try installHeaders(currentHeaders, extra: nil)
         try set(.httpGet, 1, parameter: "(internal)")
@@ -306,8 +338,8 @@ final class CurlHandle {
             throw NBDError(.ioError, "curl: \(what): HTTP status \(status)")
         }
         guard code == 0 else { throw NBDError(.ioError, "curl: \(what): \(failure(code))") }
-        guard state.sent == data.count else {
-            throw NBDError(.ioError, "curl: \(what): only \(state.sent) of \(data.count) bytes were sent")
+        guard state.sent == count else {
+            throw NBDError(.ioError, "curl: \(what): only \(state.sent) of \(count) bytes were sent")
         }
     }
 }
