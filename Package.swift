@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "NBDRetryFilters", targets: ["NBDRetryFilters"]),
         .library(name: "NBDLogFilter", targets: ["NBDLogFilter"]),
         .library(name: "NBDCachingFilters", targets: ["NBDCachingFilters"]),
+        .library(name: "NBDTestingFilters", targets: ["NBDTestingFilters"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
         .library(name: "NBDClient", targets: ["NBDClient"]),
         .library(name: "NBDProxy", targets: ["NBDProxy"]),
@@ -52,6 +53,8 @@ let package = Package(
         .target(name: "NBDRetryFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDLogFilter", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         .target(name: "NBDCachingFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // Filters for testing clients and tools: checkwrite, evil, ddrescue.
+        .target(name: "NBDTestingFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The server other programs embed: it knows the NBD protocol and NBDCore's contracts, nothing else.
         .target(name: "NBDServer", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // An async NBD client; knows the protocol and NBDCore's types, not the server.
@@ -80,7 +83,7 @@ let package = Package(
                 "NBDRangeFilters", "NBDFeatureFilters", "NBDFlowFilters",
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
                 "NBDCachingFilters", "NBDProxy", "NBDCurl", "NBDCeph",
-                "NBDTLS",
+                "NBDTLS", "NBDTestingFilters",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -151,6 +154,11 @@ let package = Package(
         .testTarget(
             name: "NBDCachingFiltersTests",
             dependencies: ["NBDCore", "NBDCachingFilters", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDTestingFiltersTests",
+            dependencies: ["NBDCore", "NBDTestingFilters", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

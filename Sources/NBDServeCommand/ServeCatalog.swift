@@ -13,6 +13,7 @@ import NBDLogFilter
 import NBDRetryFilters
 import NBDProxy
 import NBDStatsFilter
+import NBDTestingFilters
 
 /// The backends and filters `nbd-serve` offers. Each one describes itself (name, summary, parameters,
 /// how it is built) in its own module; adding one to `nbd-serve` is one line here.
@@ -35,10 +36,17 @@ package enum ServeCatalog {
         ErrorInjectionLayer.self,
         OffsetLayer.self,
         TruncateLayer.self,
+        PartitionLayer.self,
         ProtectLayer.self,
         NoZeroLayer.self,
         NoCacheLayer.self,
         NoExtentsLayer.self,
+        NoFilterLayer.self,
+        ReadOnlyLayer.self,
+        RotationalLayer.self,
+        SwabLayer.self,
+        ExtentListLayer.self,
+        CheckWriteLayer.self,
         NoParallelLayer.self,
         DelayLayer.self,
         RateLayer.self,
@@ -51,6 +59,7 @@ package enum ServeCatalog {
         CacheLayer.self,
         COWLayer.self,
         ReadAheadLayer.self,
+        CacheExtentsLayer.self,
     ]
 
     /// The backend called `name`, if any.
