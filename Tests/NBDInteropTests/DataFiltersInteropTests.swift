@@ -94,4 +94,141 @@ final class DataFiltersInteropTests: XCTestCase {
             }
         }
     }
+
+    /// A 1 MiB sparse file whose first 64 KiB are the pattern.
+    private func sparseFile(_ name: String) throws {
+        try patternFile(name, size: 65536)
+        let handle = try FileHandle(forWritingTo: directory.appendingPathComponent(name))
+        try handle.truncate(atOffset: 1 << 20)
+        try handle.close()
+    }
+
+    func testCheckwriteAnswersAsNbdkitAndNbdcopyOntoItselfSucceeds() throws {
+        try InteropEnvironment.require("python3-libnbd", "nbdkit", "nbdcopy")
+        let command = try python(
+            """
+            print("ro", h.is_read_only(), "multi-conn", h.can_multi_conn(), "fast-zero", h.can_fast_zero())
+            h.pwrite(bytes(h.pread(4096, 4096)), 4096)
+            print("same write ok")
+            def attempt(name, call):
+                try:
+                    call()
+                    print(name, "ok")
+                except nbd.Error as e:
+                    print(name, err(e))
+            attempt("different write", lambda: h.pwrite(b"x" * 512, 0))
+            attempt("zero over data", lambda: h.zero(4096, 0))
+            attempt("trim over data", lambda: h.trim(4096, 8192))
+            attempt("zero over hole", lambda: h.zero(65536, 131072))
+            attempt("fast zero over data", lambda: h.zero(4096, 0, nbd.CMD_FLAG_FAST_ZERO))
+            attempt("flush", lambda: h.flush())
+            h.shutdown()
+            """)
+        try assertSameAnswers(
+            { copy in ["--filter=checkwrite", "file", "file=\(self.path(copy))"] },
+            run: { copy in command + " && nbdcopy \"$uri\" \"$uri\" && echo copied" },
+            setup: { copy in try self.sparseFile(copy) })
+        let original = try Data(contentsOf: directory.appendingPathComponent("ours"))
+        XCTAssertEqual(original.prefix(3), Data([0, 1, 2]), "nothing was written below")
+    }
+
+    func testCacheextentsAndExtentlistMapsAsNbdkit() throws {
+        try InteropEnvironment.require("nbdinfo", "nbdkit")
+        try sparseFile("sparse")
+        let cached = try assertSameAnswers(
+            { _ in ["--filter=cacheextents", "file", "file=\(self.path("sparse"))"] },
+            run: { _ in "nbdinfo --map \"$uri\"" })
+        XCTAssertTrue(cached.contains("data") && cached.contains("hole"), cached)
+        try "0 1M\n2M 1M hole,zero\n5M 512K 2\n".write(toFile: path("list"), atomically: true, encoding: .utf8)
+        let listed = try assertSameAnswers(
+            { _ in ["-r", "--filter=extentlist", "memory", "8M", "extentlist=\(self.path("list"))"] },
+            run: { _ in "nbdinfo --map \"$uri\"" })
+        XCTAssertTrue(listed.contains("1048576    0  data"), listed)
+    }
+
+    func testPartitionServesMBRAndGPTPartitionsAsNbdkit() throws {
+        try InteropEnvironment.require("python3-libnbd", "nbdkit", "sfdisk", "sgdisk")
+        let sfdisk = try XCTUnwrap(InteropEnvironment.path(of: "sfdisk"))
+        let sgdisk = try XCTUnwrap(InteropEnvironment.path(of: "sgdisk"))
+        let made = try InteropEnvironment.shell(
+            """
+            truncate -s 32M mbr.img gpt.img
+            printf 'label: dos\nstart=2048, size=4096, type=83\nstart=8192, size=16384, type=5\nstart=10240, size=2048, type=83\nstart=14336, size=4096, type=83\n' | \(sfdisk) -q mbr.img
+            \(sgdisk) -o -n 1:2048:+1M -n 2:0:+2M -n 3:0:+1M gpt.img >/dev/null
+            for s in 2048 10240 14336; do printf "MBR at $s" | dd of=mbr.img bs=512 seek=$s conv=notrunc status=none; done
+            for s in 2048 4096 8192; do printf "GPT at $s" | dd of=gpt.img bs=512 seek=$s conv=notrunc status=none; done
+            """, in: directory)
+        assertSucceeded(made, "sfdisk and sgdisk")
+        let command = try python(
+            """
+            print("size", h.get_size(), "head", bytes(h.pread(12, 0)).rstrip(b"\\0"))
+            """)
+        var outputs: [String] = []
+        for (disk, number) in [("mbr", 1), ("mbr", 5), ("mbr", 6), ("gpt", 1), ("gpt", 2), ("gpt", 3)] {
+            outputs.append(
+                try assertSameAnswers(
+                    { _ in ["-r", "--filter=partition", "file", "file=\(self.path(disk + ".img"))", "partition=\(number)"] },
+                    run: { _ in command }))
+        }
+        XCTAssertEqual(
+            outputs,
+            [
+                "size 2097152 head b'MBR at 2048'\n", "size 1048576 head b'MBR at 10240'\n",
+                "size 2097152 head b'MBR at 14336'\n", "size 1048576 head b'GPT at 2048'\n",
+                "size 2097152 head b'GPT at 4096'\n", "size 1048576 head b'GPT at 8192'\n",
+            ])
+        // A partition that is not there: both refuse the connection, so the client fails.
+        for (disk, number) in [("mbr", 2), ("mbr", 7), ("gpt", 4)] {
+            let arguments = ["-r", "--filter=partition", "file", "file=\(path(disk + ".img"))", "partition=\(number)"]
+            let ours = try InteropEnvironment.serve(arguments, run: command)
+            let theirs = try InteropEnvironment.run("/usr/bin/nbdkit", ["-U", "-"] + arguments + ["--run", command])
+            XCTAssertNotEqual(ours.status, 0, "nbd-serve \(arguments)")
+            XCTAssertNotEqual(theirs.status, 0, "nbdkit \(arguments)")
+            XCTAssertTrue(ours.stderr.contains("partition"), ours.stderr)
+        }
+        // Bad parameters are refused at start, naming the parameter.
+        for parameter in ["partition=0", "partition=x", "partition-sectorsize=1k"] {
+            let result = try InteropEnvironment.serve(
+                ["--filter=partition", "file", "file=\(path("mbr.img"))", "partition=1", parameter], run: "true")
+            XCTAssertNotEqual(result.status, 0, parameter)
+            XCTAssertTrue(result.stderr.contains(String(parameter.prefix { $0 != "=" })), result.stderr)
+        }
+    }
+
+    func testReadonlyAndRotationalAsNbdinfoAndLibnbdSeeThem() throws {
+        try InteropEnvironment.require("python3-libnbd", "nbdinfo")
+        func export(_ arguments: [String]) throws -> [String: Any] {
+            let result = try InteropEnvironment.serve(arguments, run: "nbdinfo --json \"$uri\"")
+            assertSucceeded(result, "nbdinfo \(arguments)")
+            let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+            return try XCTUnwrap((json?["exports"] as? [[String: Any]])?.first, result.stdout)
+        }
+        XCTAssertEqual(try export(["--filter=readonly", "memory", "1M"])["is_read_only"] as? Bool, true)
+        XCTAssertEqual(try export(["--filter=rotational", "memory", "1M"])["is_rotational"] as? Bool, true)
+        XCTAssertEqual(
+            try export(["--filter=rotational", "memory", "1M", "rotational=false"])["is_rotational"] as? Bool, false)
+        let switchFile = path("ro")
+        let command = try python(
+            """
+            import os
+            print("ro", h.is_read_only())
+            h.pwrite(b"a" * 512, 0)
+            open(sys.argv[2], "w").close()
+            try:
+                h.pwrite(b"b" * 512, 0)
+            except nbd.Error as e:
+                print("while the file exists", err(e))
+            os.unlink(sys.argv[2])
+            h.pwrite(b"c" * 512, 0)
+            print("after", bytes(h.pread(1, 0)))
+            """)
+        let result = try InteropEnvironment.serve(
+            ["--filter=readonly", "memory", "1M", "readonly-file=\(switchFile)"],
+            run: command + " " + InteropEnvironment.shellQuoted(switchFile))
+        assertSucceeded(result, "readonly-file")
+        XCTAssertEqual(result.stdout, "ro False\nwhile the file exists EPERM\nafter b'c'\n")
+        let refused = try InteropEnvironment.serve(["--filter=rotational", "memory", "1M", "rotational=maybe"], run: "true")
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("rotational=maybe"), refused.stderr)
+    }
 }
