@@ -50,6 +50,7 @@ package enum ServeCatalog {
         ExtentListLayer.self,
         CheckWriteLayer.self,
         EvilLayer.self,
+        DDRescueLayer.self,
         NoParallelLayer.self,
         DelayLayer.self,
         RateLayer.self,

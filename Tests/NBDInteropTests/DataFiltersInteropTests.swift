@@ -231,4 +231,97 @@ final class DataFiltersInteropTests: XCTestCase {
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertTrue(refused.stderr.contains("rotational=maybe"), refused.stderr)
     }
+
+    func testDdrescueFailsUnrescuedReadsWithEIOAsNbdkit() throws {
+        try InteropEnvironment.require("python3-libnbd", "nbdkit")
+        try patternFile("rescued.img", size: 1 << 20)
+        let mapfile = """
+            # Mapfile. Created by GNU ddrescue version 1.27
+            # current_pos  current_status  current_pass
+            0x00020000     +               1
+            #      pos        size  status
+            0x00000000  0x00010000  +
+            0x00010000  0x00000200  -
+            0x00010200  0x0000FE00  +
+            0x00020000  0x000E0000  ?
+
+            """
+        try mapfile.write(toFile: path("rescued.map"), atomically: true, encoding: .utf8)
+        let command = try python(
+            """
+            print("ro", h.is_read_only(), "cache", h.can_cache())
+            for (count, offset) in [(4096, 0), (512, 65536), (4096, 65024), (4096, 0x10200), (512, 0x20000)]:
+                try:
+                    print(count, offset, bytes(h.pread(count, offset))[:2].hex())
+                except nbd.Error as e:
+                    print(count, offset, err(e))
+            try:
+                h.pwrite(b"x", 0)
+            except nbd.Error as e:
+                print("write", err(e))
+            """)
+        let output = try assertSameAnswers(
+            { _ in ["--filter=ddrescue", "file", "file=\(self.path("rescued.img"))", "ddrescue-mapfile=\(self.path("rescued.map"))"] },
+            run: { _ in command })
+        XCTAssertEqual(
+            output,
+            "ro True cache False\n4096 0 0001\n512 65536 EIO\n4096 65024 EIO\n4096 66048 2324\n512 131072 EIO\nwrite EPERM\n")
+    }
+
+    func testMapSwapsSectorsAndFailsBeyondTheEndWithEIO() throws {
+        try InteropEnvironment.require("python3-libnbd")
+        try patternFile("disk.img", size: 4096)
+        let command = try python(
+            """
+            data = open(sys.argv[2], "rb").read()
+            print(bytes(h.pread(512, 0)) == data[512:1024], bytes(h.pread(512, 512)) == data[0:512])
+            print(bytes(h.pread(1024, 1024)) == data[1024:2048])
+            try:
+                h.pread(512, 3584)
+            except nbd.Error as e:
+                print("beyond", err(e))
+            """)
+        let result = try InteropEnvironment.serve(
+            ["--filter=map", "file", "file=\(path("disk.img"))", "map=0-511:512", "map=512-1023:0", "map=3584-4095:4000"],
+            run: command + " " + InteropEnvironment.shellQuoted(path("disk.img")))
+        assertSucceeded(result, "map")
+        XCTAssertEqual(result.stdout, "True True\nTrue\nbeyond EIO\n")
+        let refused = try InteropEnvironment.serve(["--filter=map", "memory", "1M", "map=9-1:0"], run: "true")
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("map=9-1:0"), refused.stderr)
+    }
+
+    func testCountReportsTheBytesOfTheRunAndEvilCorruptsReadsOnly() throws {
+        try InteropEnvironment.require("python3-libnbd", "nbdcopy")
+        let command = try python(
+            """
+            h.pread(4096, 0)
+            h.pwrite(b"a" * 512, 0)
+            h.zero(8192, 65536)
+            h.trim(1024, 131072)
+            """)
+        let counted = try InteropEnvironment.serve(["--filter=count", "memory", "1M"], run: command)
+        assertSucceeded(counted, "count")
+        XCTAssertTrue(
+            counted.stderr.contains("nbd-serve: count bytes: read 4096, written 512, zeroed 8192, trimmed 1024"),
+            counted.stderr)
+        // Cosmic rays on a read of 1 MiB of zeroes at 1 in 1000 bits: about 8389 flipped bits;
+        // nbdcopy below noextents (so it reads the holes too) copies them, and the export is unchanged.
+        let copy = path("copy.img")
+        let flips = try python(
+            """
+            print(sum(bin(b).count("1") for b in bytes(h.pread(1 << 20, 0))))
+            """, name: "flips.py")
+        let evil = try InteropEnvironment.serve(
+            [
+                "--filter=evil", "--filter=noextents", "memory", "1M", "evil=cosmic-rays", "evil-probability=1:1000",
+                "evil-seed=1",
+            ],
+            run: "nbdcopy \"$uri\" \(InteropEnvironment.shellQuoted(copy)) && \(flips)")
+        assertSucceeded(evil, "nbdcopy through evil")
+        let read = Int(evil.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        XCTAssertTrue((7800...9000).contains(read), "\(read) bits flipped in a read")
+        let bits = try Data(contentsOf: URL(fileURLWithPath: copy)).reduce(0) { $0 + $1.nonzeroBitCount }
+        XCTAssertTrue((7800...9000).contains(bits), "\(bits) bits flipped")
+    }
 }
