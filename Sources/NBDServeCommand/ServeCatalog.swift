@@ -55,6 +55,7 @@ package enum ServeCatalog {
         DelayLayer.self,
         RateLayer.self,
         LimitLayer.self,
+        SpinningLayer.self,
         BlockSizeLayer.self,
         BlockSizePolicyLayer.self,
         RetryLayer.self,

@@ -324,4 +324,25 @@ final class DataFiltersInteropTests: XCTestCase {
         let bits = try Data(contentsOf: URL(fileURLWithPath: copy)).reduce(0) { $0 + $1.nonzeroBitCount }
         XCTAssertTrue((7800...9000).contains(bits), "\(bits) bits flipped")
     }
+
+    func testSpinningIsRotationalAndServesEveryRequest() throws {
+        try InteropEnvironment.require("python3-libnbd")
+        let command = try python(
+            """
+            print("rotational", h.is_rotational(), "multi-conn", h.can_multi_conn())
+            for i in range(8):
+                h.pwrite(bytes([i + 1]) * 512, (i * 7919 % 64) << 20)
+            print(all(bytes(h.pread(512, (i * 7919 % 64) << 20)) == bytes([i + 1]) * 512 for i in range(8)))
+            """)
+        let result = try InteropEnvironment.serve(
+            [
+                "--filter=spinning", "memory", "64M", "heads=2", "min-seek-time=1ms", "half-seek-time=2ms",
+                "max-seek-time=3ms",
+            ], run: command)
+        assertSucceeded(result, "spinning")
+        XCTAssertEqual(result.stdout, "rotational True multi-conn False\nTrue\n")
+        let refused = try InteropEnvironment.serve(["--filter=spinning", "memory", "1M", "heads=100"], run: "true")
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("heads=100"), refused.stderr)
+    }
 }
