@@ -64,6 +64,7 @@ package enum ServeCatalog {
         CacheLayer.self,
         COWLayer.self,
         ReadAheadLayer.self,
+        ScanLayer.self,
         CacheExtentsLayer.self,
     ]
 

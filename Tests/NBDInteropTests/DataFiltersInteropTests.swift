@@ -345,4 +345,30 @@ final class DataFiltersInteropTests: XCTestCase {
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertTrue(refused.stderr.contains("heads=100"), refused.stderr)
     }
+
+    /// The scan's prefetches, as the log filter below it records them, are those of nbdkit.
+    func testScanPrefetchesTheDiskAsNbdkit() throws {
+        try InteropEnvironment.require("python3-libnbd", "nbdkit")
+        let command = try python(
+            """
+            import re, time
+            # The scan runs in the background: wait for it (bounded) by watching the log.
+            deadline = time.monotonic() + 60
+            lines = []
+            while time.monotonic() < deadline:
+                lines = [re.sub(r"^.* connection=1 ", "", l) for l in open(sys.argv[2]) if " Cache id=" in l]
+                if len(lines) >= 4:
+                    break
+                time.sleep(0.01)
+            print("".join(lines), end="")
+            """)
+        try assertSameAnswers(
+            { copy in
+                [
+                    "--filter=scan", "--filter=log", "memory", "8M", "logfile=\(self.path(copy + ".log"))",
+                    "scan-size=2M",
+                ]
+            },
+            run: { copy in command + " " + InteropEnvironment.shellQuoted(self.path(copy + ".log")) })
+    }
 }
