@@ -4,7 +4,7 @@ import Synchronization
 /// The scan of one export: one background task at a time sends cache requests across the disk
 /// through the first connected client's stack, while clients are connected.
 ///
-/// The task runs on its own thread (a ``PrefetchThread``), so a cache request that blocks in the
+/// The task runs on a thread of its own (the one readahead uses for its prefetches), so a cache request that blocks in the
 /// layer below never holds a thread of the cooperative pool or of a connection.
 public final class ScanCoordinator: Sendable {
     struct State: Sendable {

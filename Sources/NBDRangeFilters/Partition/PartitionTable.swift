@@ -23,8 +23,10 @@ public enum PartitionTable {
     /// Reads the partition table of `disk` and returns where partition `number` lies.
     ///
     /// - Parameters:
+    ///   - number: the partition, from 1.
     ///   - sectorSize: 512 or 4096; `nil` takes the disk's minimum block size when it is one of
     ///     those, else 512.
+    ///   - disk: the partitioned disk.
     /// - Throws: `NBDError` (`EINVAL`) saying what is wrong when the disk has no MBR or GPT
     ///   signature, the partition does not exist, or the table points outside the disk; read errors
     ///   of `disk` as they are.
