@@ -100,6 +100,12 @@ final class PartitionLayerTests: XCTestCase {
             { () async throws(NBDError) in _ = try await PartitionTable.locate(partition: 2, in: disk) }, code: .invalidArgument)
         await XCTAssertThrowsNBDError(
             { () async throws(NBDError) in _ = try await PartitionTable.locate(partition: 129, in: disk) }, code: .invalidArgument)
+        // A header whose entry array lies far beyond the disk (an untrusted LBA) is refused.
+        header.replaceSubrange(72..<80, with: le(UInt64.max / 3, 8))
+        try await put(disk, header, at: 512)
+        let error = await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in _ = try await PartitionTable.locate(partition: 1, in: disk) }, code: .invalidArgument)
+        XCTAssertTrue(error?.message.contains("outside the disk") == true, "\(String(describing: error))")
     }
 
     func testParametersNameWhatTheyAccept() {

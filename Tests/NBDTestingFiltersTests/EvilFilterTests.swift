@@ -14,13 +14,13 @@ final class EvilFilterTests: XCTestCase {
     }
 
     func testCosmicRaysFlipAboutTheExpectedNumberOfBitsDifferentlyEachRead() async throws {
-        let backend = TestMemoryBackend(size: 1 << 20)
-        let filter = try await layer(["evil": "cosmic-rays", "evil-probability": "1:1000", "evil-seed": "7"], over: backend)
-        let zeros = [UInt8](repeating: 0, count: 1 << 20)
-        let first = try await filter.readBytes(1 << 20, at: 0)
-        let second = try await filter.readBytes(1 << 20, at: 0)
-        // 8 Mi bits at 1/1000: about 8389 flips, a standard deviation of about 92.
-        XCTAssertTrue((7800...9000).contains(differingBits(first, zeros)), "\(differingBits(first, zeros))")
+        let backend = TestMemoryBackend(size: 1 << 17)
+        let filter = try await layer(["evil": "cosmic-rays", "evil-probability": "1:100", "evil-seed": "7"], over: backend)
+        let zeros = [UInt8](repeating: 0, count: 1 << 17)
+        let first = try await filter.readBytes(1 << 17, at: 0)
+        let second = try await filter.readBytes(1 << 17, at: 0)
+        // 1 Mi bits at 1/100: about 10486 flips, a standard deviation of about 102.
+        XCTAssertTrue((10000...11000).contains(differingBits(first, zeros)), "\(differingBits(first, zeros))")
         XCTAssertNotEqual(first, second)
         let below = try await backend.readBytes(16, at: 0)
         XCTAssertEqual(below, [UInt8](repeating: 0, count: 16), "below is unchanged")
@@ -80,4 +80,23 @@ final class EvilFilterTests: XCTestCase {
         XCTAssertEqual(try EvilLayer(parameters: [:]).state.configuration.probability, 1e-8)
         XCTAssertEqual(try EvilLayer(parameters: ["evil": "stuck-wires"]).state.configuration.probability, 1e-6)
     }
+
+    func testReadsNearTheEndOfAHugeExportDoNotOverflow() async throws {
+        for mode in ["stuck-bits", "stuck-wires", "cosmic-rays"] {
+            let layer = try EvilLayer(parameters: ["evil": mode, "evil-probability": "0.01", "evil-seed": "5"])
+            let filter = try await layer.wrap(AnyBlockBackend(Zeroes()), for: ConnectionInfo())
+            let read = try await filter.readBytes(65536, at: UInt64(Int64.max) - 65536)
+            XCTAssertNotEqual(read, [UInt8](repeating: 0, count: 65536), mode)
+        }
+    }
+}
+
+/// An export of 2^63 - 1 bytes of zeroes.
+private struct Zeroes: BlockBackend {
+    var capabilities: Capabilities { Capabilities(size: UInt64(Int64.max)) }
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+    }
+    func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {}
+    func zero(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {}
 }

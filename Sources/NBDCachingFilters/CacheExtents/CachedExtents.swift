@@ -36,8 +36,14 @@ public final class CachedExtents: Sendable {
 
     /// Remembers `extents` as the answer for the range starting at `offset`.
     public func store(_ extents: [Extent], at offset: UInt64) {
-        let length = extents.reduce(0 as UInt64) { $0 + $1.length }
-        guard length > 0 else { return }
+        var length: UInt64 = 0
+        for extent in extents {
+            let (sum, overflow) = length.addingReportingOverflow(extent.length)
+            // Lengths past 2^64 cannot be a real answer: keep nothing.
+            guard !overflow else { return }
+            length = sum
+        }
+        guard length > 0, offset <= UInt64.max - length else { return }
         entry.withLock { $0 = Entry(start: offset, extents: extents, end: offset + length) }
     }
 

@@ -148,8 +148,12 @@ public enum PartitionTable {
         guard entrySize >= 128, entrySize <= sector, sector % entrySize == 0 else {
             throw NBDError(.invalidArgument, "partition: the GPT entry size (\(entrySize) bytes) is invalid")
         }
+        // The header is untrusted: an entry LBA beyond the disk must not overflow.
+        guard entriesLBA >= 2, entriesLBA < size / sector else {
+            throw NBDError(.invalidArgument, "partition: the GPT partition array lies outside the disk")
+        }
         let entryOffset = entriesLBA * sector + UInt64(number - 1) * entrySize
-        guard entriesLBA >= 2, entryOffset + entrySize <= size else {
+        guard entryOffset + entrySize <= size else {
             throw NBDError(.invalidArgument, "partition: the GPT partition array lies outside the disk")
         }
         let entry = try await readBytes(of: disk, count: Int(entrySize), at: entryOffset)

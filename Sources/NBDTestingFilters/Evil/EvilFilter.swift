@@ -57,7 +57,9 @@ public final class EvilState: Sendable {
             corruptor.flip(buffer, start: nextSeed())
         case .stuckBits, .stuckWires:
             var volatile = SplitMix(configuration.stuckProbability < 1 ? nextSeed() : 0)
-            corruptor.stick(buffer, base: configuration.mode == .stuckBits ? offset * 8 : 0, volatile: &volatile)
+            // Bit positions of the disk repeat every 2^60 bytes, so that offset * 8 cannot overflow.
+            let base = configuration.mode == .stuckBits ? (offset & ((1 << 60) - 1)) * 8 : 0
+            corruptor.stick(buffer, base: base, volatile: &volatile)
         }
     }
 }
