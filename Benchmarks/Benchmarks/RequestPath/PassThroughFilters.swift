@@ -20,6 +20,11 @@ func registerPassThroughFilters(configuration: Benchmark.Configuration) {
         return try await prepare(provider)
     }
 
+    registerReadWrite("empty FilterStack", configuration: configuration) {
+        let provider = FilterStack([], over: try MemoryBackendProvider(size: 1 << 30))
+        return try await prepare(provider)
+    }
+
     registerReadWrite("nofilter FilterStack", configuration: configuration) {
         let provider = FilterStack([NoFilterLayer()], over: try MemoryBackendProvider(size: 1 << 30))
         return try await prepare(provider)
