@@ -27,6 +27,7 @@ let package = Package(
         .library(name: "NBDLogFilter", targets: ["NBDLogFilter"]),
         .library(name: "NBDCachingFilters", targets: ["NBDCachingFilters"]),
         .library(name: "NBDConnectionFilters", targets: ["NBDConnectionFilters"]),
+        .library(name: "NBDTestingFilters", targets: ["NBDTestingFilters"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
         .library(name: "NBDClient", targets: ["NBDClient"]),
         .library(name: "NBDProxy", targets: ["NBDProxy"]),
@@ -68,6 +69,8 @@ let package = Package(
         // ip, exportname, tls-fallback, exitlast, exitwhen, pause, time-limit, openonce: filters that
         // act on connections, the export list and the server's life rather than on data.
         .target(name: "NBDConnectionFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // Filters for testing clients and tools: checkwrite, evil, ddrescue.
+        .target(name: "NBDTestingFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The server other programs embed: it knows the NBD protocol and NBDCore's contracts, nothing else.
         .target(name: "NBDServer", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // An async NBD client; knows the protocol and NBDCore's types, not the server.
@@ -113,6 +116,7 @@ let package = Package(
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
                 "NBDCachingFilters", "NBDConnectionFilters", "NBDProxy", "NBDCurl", "NBDCeph",
                 "NBDTLS", "NBDScriptBackends", "NBDCompressionFilters", "NBDContainerFilters",
+                "NBDTestingFilters",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -203,6 +207,11 @@ let package = Package(
         .testTarget(
             name: "NBDContainerFiltersTests",
             dependencies: ["NBDCore", "NBDContainerFilters", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDTestingFiltersTests",
+            dependencies: ["NBDCore", "NBDTestingFilters", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

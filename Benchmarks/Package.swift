@@ -18,6 +18,7 @@ let benchmarkDependencies: [Target.Dependency] = [
     .product(name: "NBDFUAFilter", package: "swift-nbd-middleware"),
     .product(name: "NBDFlowFilters", package: "swift-nbd-middleware"),
     .product(name: "NBDRangeFilters", package: "swift-nbd-middleware"),
+    .product(name: "NBDFeatureFilters", package: "swift-nbd-middleware"),
     .product(name: "NBDLogFilter", package: "swift-nbd-middleware"),
     "BenchmarkSupport",
 ]

@@ -18,6 +18,7 @@ import NBDRetryFilters
 import NBDScriptBackends
 import NBDProxy
 import NBDStatsFilter
+import NBDTestingFilters
 
 /// The backends and filters `nbd-serve` offers. Each one describes itself (name, summary, parameters,
 /// how it is built) in its own module; adding one to `nbd-serve` is one line here.
@@ -49,17 +50,29 @@ package enum ServeCatalog {
         MultiConnLayer.self,
         FUALayer.self,
         StatsLayer.self,
+        CountLayer.self,
         ErrorInjectionLayer.self,
         OffsetLayer.self,
         TruncateLayer.self,
+        PartitionLayer.self,
+        MapLayer.self,
         ProtectLayer.self,
         NoZeroLayer.self,
         NoCacheLayer.self,
         NoExtentsLayer.self,
+        NoFilterLayer.self,
+        ReadOnlyLayer.self,
+        RotationalLayer.self,
+        SwabLayer.self,
+        ExtentListLayer.self,
+        CheckWriteLayer.self,
+        EvilLayer.self,
+        DDRescueLayer.self,
         NoParallelLayer.self,
         DelayLayer.self,
         RateLayer.self,
         LimitLayer.self,
+        SpinningLayer.self,
         BlockSizeLayer.self,
         BlockSizePolicyLayer.self,
         RetryLayer.self,
@@ -81,6 +94,8 @@ package enum ServeCatalog {
         BZip2Layer.self,
         LzipLayer.self,
         TarLayer.self,
+        ScanLayer.self,
+        CacheExtentsLayer.self,
     ]
 
     /// The backend called `name`, if any.

@@ -18,13 +18,15 @@ enum InteropEnvironment {
         "fio": "fio", "nbdkit": "nbdkit", "python3-libnbd": "python3-libnbd",
         "certtool": "gnutls-bin", "psktool": "gnutls-bin", "openssl": "openssl", "promtool": "prometheus",
         "xz": "xz-utils", "gzip": "gzip", "bzip2": "bzip2", "lzip": "lzip", "tar": "tar",
+        "sfdisk": "fdisk", "sgdisk": "gdisk",
     ]
 
     static var isRequired: Bool { ProcessInfo.processInfo.environment["NBD_INTEROP"] == "required" }
 
     /// The absolute path of `tool` on the search path (with /usr/bin first), or nil.
     static func path(of tool: String) -> String? {
-        let searchPath = "/usr/bin:/usr/local/bin:/bin:" + (ProcessInfo.processInfo.environment["PATH"] ?? "")
+        let searchPath =
+            "/usr/bin:/usr/local/bin:/bin:/usr/sbin:/sbin:" + (ProcessInfo.processInfo.environment["PATH"] ?? "")
         for directory in searchPath.split(separator: ":") {
             let candidate = "\(directory)/\(tool)"
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
