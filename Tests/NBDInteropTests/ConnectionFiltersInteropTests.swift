@@ -217,22 +217,32 @@ final class ConnectionFiltersInteropTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: directory) }
         let command = try InteropEnvironment.pythonCommand(
             """
-            import nbd, os, time, errno
+            import nbd, os, sys, time
             h = nbd.NBD()
             h.connect_uri(os.environ["uri"])
-            time.sleep(0.05)  # the limit is 10ms: let it pass
-            try:
-                h.pread(512, 0)
-                print("read ok")
-            except nbd.Error as e:
-                print("read failed")
+            # "until-failure": read until the limit has cut the client off (bounded at 30 s, so a
+            # filter that never disconnects fails instead of hanging); "once": one read after
+            # 50 ms, more than the 10 ms limit would allow.
+            deadline = time.monotonic() + 30
+            if sys.argv[1] == "once":
+                time.sleep(0.05)
+            while True:
+                try:
+                    h.pread(512, 0)
+                except nbd.Error:
+                    print("read failed")
+                    break
+                if sys.argv[1] == "once" or time.monotonic() > deadline:
+                    print("read ok")
+                    break
+                time.sleep(0.005)
             """, in: directory)
         let limited = try InteropEnvironment.serve(
-            ["--filter=time-limit", "memory", "1M", "time-limit=10ms"], run: command)
+            ["--filter=time-limit", "memory", "1M", "time-limit=10ms"], run: command + " until-failure")
         assertSucceeded(limited, "time-limit")
         XCTAssertEqual(limited.stdout, "read failed\n")
         let unlimited = try InteropEnvironment.serve(
-            ["--filter=time-limit", "memory", "1M", "time-limit=0"], run: command)
+            ["--filter=time-limit", "memory", "1M", "time-limit=0"], run: command + " once")
         XCTAssertEqual(unlimited.stdout, "read ok\n", unlimited.stderr)
         let bad = try InteropEnvironment.serve(
             ["--filter=time-limit", "memory", "1M", "time-limit=forever"], run: "true")
