@@ -64,20 +64,7 @@ public final class StatsFile: Sendable {
                 close(fd)
                 fd = -1
             }
-            var bytes = Array(text.utf8)
-            var done = 0
-            while done < bytes.count {
-                let n = bytes.withUnsafeMutableBytes { raw in
-                    write(fd, raw.baseAddress! + done, raw.count - done)
-                }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return errno
-                }
-                done += n
-            }
-            bytes.removeAll()
-            return 0
+            return Self.writeAll(text, to: fd)
         }
         if result != 0 { throw NBDError(errno: result, "write: \(path)") }
     }
@@ -96,25 +83,31 @@ extension StatsFile {
         let temporary = "\(directory).\(name).\(getpid()).tmp"
         let fd = open(temporary, O_CLOEXEC | O_WRONLY | O_CREAT | O_TRUNC, 0o666)
         if fd < 0 { throw NBDError(errno: errno, "open: \(temporary)") }
-        var bytes = Array(text.utf8)
-        var done = 0
-        var failure: Int32 = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { raw in write(fd, raw.baseAddress! + done, raw.count - done) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                failure = errno
-                break
-            }
-            done += n
-        }
-        bytes.removeAll()
+        var failure = writeAll(text, to: fd)
         if close(fd) != 0, failure == 0 { failure = errno }
         if failure == 0, rename(temporary, absolute) != 0 { failure = errno }
         if failure != 0 {
             unlink(temporary)
             throw NBDError(errno: failure, "write: \(absolute)")
         }
+    }
+}
+
+extension StatsFile {
+    /// Writes all of `text` to `fd`, retrying after signals; returns 0, or the errno of the write that
+    /// failed.
+    static func writeAll(_ text: String, to fd: Int32) -> Int32 {
+        var bytes = Array(text.utf8)
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { raw in write(fd, raw.baseAddress! + done, raw.count - done) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            done += n
+        }
+        return 0
     }
 }
 
