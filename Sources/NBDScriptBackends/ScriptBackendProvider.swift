@@ -1,9 +1,10 @@
 import NBDCore
 
 /// What the sh and eval backends share once their parameters are read: a running ``ScriptHost``
-/// and its thread model. Opens one ``ScriptBackend`` per connection the way nbdkit's sh plugin
-/// does: `preconnect`, `default_export` (for the export `""`), `open`, then `get_size` and the
-/// `can_*` methods, each a process.
+/// and its thread model. Answers the handshake and opens one ``ScriptBackend`` per connection the
+/// way nbdkit's sh plugin does: `preconnect` when a client connects, `list_exports` for
+/// `NBD_OPT_LIST`, `default_export` for the export `""`, then `open`, `get_size` and the `can_*`
+/// methods, each a process.
 struct ScriptBackendProvider: BackendProvider {
     let host: ScriptHost
     let threadModel: ThreadModel
@@ -37,13 +38,9 @@ struct ScriptBackendProvider: BackendProvider {
     func open(_ connection: ConnectionInfo) async throws(NBDError) -> ScriptBackend {
         let readOnly = connection.isReadOnly ? "true" : "false"
         let gate = threadModel == .serializeRequests ? ScriptGate() : sharedGate
-        try await host.expectSuccess("preconnect", [readOnly], gate: gate)
-        var exportName = connection.exportName
-        if exportName.isEmpty {
-            exportName = try await defaultExport(readOnly: readOnly, gate: gate)
-        }
+        // The server resolved "" through defaultExport(_:) already; `open` gets what it chose.
         let handle: String
-        switch try await host.call("open", [readOnly, exportName, "false"], gate: gate) {
+        switch try await host.call("open", [readOnly, connection.exportName, tlsArgument(connection)], gate: gate) {
         case .ok(let printed): handle = String(decoding: printed, as: UTF8.self).droppingFinalNewline
         case .missing: handle = ""
         case .no: throw NBDError(.ioError, "\(host.displayName): open exited with status 3 (false)")
@@ -61,21 +58,34 @@ struct ScriptBackendProvider: BackendProvider {
         await host.shutdown()
     }
 
-    /// The first name `default_export` lists (any of list_exports' formats), or `""`.
-    private func defaultExport(readOnly: String, gate: ScriptGate?) async throws(NBDError) -> String {
+    /// `preconnect READONLY`, when a client connects; failing drops the client.
+    func preconnect(_ connection: ConnectionInfo) async throws(NBDError) {
+        try await host.expectSuccess("preconnect", [readOnlyArgument(connection)], gate: sharedGate)
+    }
+
+    /// `list_exports READONLY TLS` in any of its output forms; without the method, the default
+    /// export alone, as nbdkit lists it.
+    func listExports(_ connection: ConnectionInfo) async throws(NBDError) -> [ExportEntry] {
+        guard host.defines("list_exports") else { return [ExportEntry(name: try await defaultExport(connection))] }
+        switch try await host.call("list_exports", [readOnlyArgument(connection), tlsArgument(connection)], gate: sharedGate) {
+        case .ok(let printed): return ExportListOutput.parse(printed)
+        case .missing: return [ExportEntry(name: try await defaultExport(connection))]
+        case .no: throw NBDError(.ioError, "\(host.displayName): list_exports exited with status 3 (false)")
+        }
+    }
+
+    /// The first name `default_export READONLY TLS` lists (in any of list_exports' forms), or `""`.
+    func defaultExport(_ connection: ConnectionInfo) async throws(NBDError) -> String {
         guard host.defines("default_export") else { return "" }
-        switch try await host.call("default_export", [readOnly, "false"], gate: gate) {
-        case .ok(let printed):
-            var lines = String(decoding: printed, as: UTF8.self).split(
-                separator: "\n", omittingEmptySubsequences: false)
-            if let first = lines.first, ["NAMES", "INTERLEAVED", "NAMES+DESCRIPTIONS"].contains(first) {
-                lines.removeFirst()
-            }
-            return lines.first.map(String.init) ?? ""
+        switch try await host.call("default_export", [readOnlyArgument(connection), tlsArgument(connection)], gate: sharedGate) {
+        case .ok(let printed): return ExportListOutput.parse(printed).first?.name ?? ""
         case .missing: return ""
         case .no: throw NBDError(.ioError, "\(host.displayName): default_export exited with status 3 (false)")
         }
     }
+
+    private func readOnlyArgument(_ connection: ConnectionInfo) -> String { connection.isReadOnly ? "true" : "false" }
+    private func tlsArgument(_ connection: ConnectionInfo) -> String { connection.isTLS ? "true" : "false" }
 
     /// Asks the script about the export: size, the `can_*` and `is_rotational` methods, block sizes.
     private func backend(handle: String, readOnly: Bool, gate: ScriptGate?) async throws(NBDError) -> ScriptBackend {

@@ -166,6 +166,27 @@ final class ScriptBackendInteropTests: XCTestCase {
         XCTAssertEqual(try compare(["sh", script.path, "DISK"]), output)
     }
 
+    /// `list_exports` and `default_export`: nbdinfo --list sees the same names and descriptions, and
+    /// the export `""` opens under the default export's name, on both servers.
+    func testListExportsAndDefaultExportAnswerAsOnNbdkit() throws {
+        try InteropEnvironment.require("nbdkit", "nbdinfo")
+        let arguments = [
+            "eval", "list_exports=printf 'INTERLEAVED\\ndisk1\\nfirst disk\\ndisk22\\nsecond disk\\n'",
+            "default_export=echo disk22", #"open=echo "$3""#, #"get_size=echo "$2" | wc -c"#,
+            "pread=dd if=/dev/zero count=$3 iflag=count_bytes",
+        ]
+        let run = #"nbdinfo --list "$uri" | grep -E 'export=|description:|export-size:'; nbdinfo "$uri" | grep -E 'export=|export-size:'"#
+        let ours = try InteropEnvironment.serve(arguments, run: run)
+        assertSucceeded(ours, "nbd-serve eval with list_exports")
+        let theirs = try InteropEnvironment.run("/usr/bin/nbdkit", ["-U", "-"] + arguments + ["--run", run])
+        assertSucceeded(theirs, "nbdkit eval with list_exports")
+        XCTAssertEqual(ours.stdout, theirs.stdout, "nbd-serve, then nbdkit")
+        XCTAssertTrue(ours.stdout.contains("description: second disk"), ours.stdout)
+        XCTAssertTrue(
+            ours.stdout.hasSuffix("export=\"disk22\":\n\texport-size: 7\n"),
+            "\"\" opened and named as disk22 (7 bytes with the newline): \(ours.stdout)")
+    }
+
     /// `nbdkit sh -` reads the script from standard input; the same here-document on both, and
     /// nbdinfo and nbdcopy as clients.
     func testInlineShScriptFromStandardInputServesNbdinfoAndNbdcopy() throws {

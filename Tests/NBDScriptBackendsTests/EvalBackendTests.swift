@@ -122,8 +122,40 @@ final class EvalBackendTests: XCTestCase {
             "get_size": #"echo "$2" | wc -c"#,
             "pread": "dd if=/dev/zero count=$3 iflag=count_bytes status=none",
         ])
-        let backend = try await open(provider)
+        let name = try await withBoundedWait("default_export") {
+            try await provider.defaultExport(ConnectionInfo(exportName: ""))
+        }
+        XCTAssertEqual(name, "first", "the first name of the NAMES form")
+        let backend = try await open(provider, export: name)
         XCTAssertEqual(backend.capabilities.size, 6, "open saw 'first'")
+        await provider.shutdown()
+    }
+
+    func testListExportsGivesNamesAndDescriptionsAndPreconnectCanRefuse() async throws {
+        let provider = try await start([
+            "get_size": "echo 1M", "pread": "exit 1",
+            "list_exports": #"[ "$2 $3" = "true false" ] && printf 'NAMES+DESCRIPTIONS\na\nb\nfirst\nsecond\n'"#,
+            "preconnect": #"[ "$2" = true ] || { echo EPERM read-only clients only >&2; exit 1; }"#,
+        ])
+        let exports = try await withBoundedWait("list_exports") {
+            try await provider.listExports(ConnectionInfo(exportName: "", isReadOnly: true))
+        }
+        XCTAssertEqual(exports, [ExportEntry(name: "a", description: "first"), ExportEntry(name: "b", description: "second")])
+        try await withBoundedWait("preconnect") {
+            try await provider.preconnect(ConnectionInfo(exportName: "", isReadOnly: true))
+        }
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await provider.preconnect(ConnectionInfo(exportName: "")) },
+            code: .notPermitted)
+        await provider.shutdown()
+    }
+
+    func testWithoutListExportsTheDefaultExportIsListedAlone() async throws {
+        let provider = try await start(["get_size": "echo 1M", "pread": "exit 1", "default_export": "echo disk"])
+        let exports = try await withBoundedWait("list_exports") {
+            try await provider.listExports(ConnectionInfo(exportName: ""))
+        }
+        XCTAssertEqual(exports, [ExportEntry(name: "disk")])
         await provider.shutdown()
     }
 
@@ -185,6 +217,7 @@ final class EvalBackendTests: XCTestCase {
             "missing": #"echo "in missing: $1" >> "# + log + "; exit 2",
             "unload": "",
         ])
+        try await withBoundedWait("preconnect") { try await provider.preconnect(ConnectionInfo(exportName: "")) }
         let backend = try await open(provider)
         await backend.close()
         await provider.shutdown()

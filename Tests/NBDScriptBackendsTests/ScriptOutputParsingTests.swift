@@ -38,6 +38,19 @@ final class ScriptOutputParsingTests: XCTestCase {
         XCTAssertTrue(silent.message.contains("without a message"), silent.message)
     }
 
+    func testExportListsInEachFormOfNbdkit() {
+        XCTAssertEqual(ExportListOutput.parse(Array("a\nb\n".utf8)), [ExportEntry(name: "a"), ExportEntry(name: "b")])
+        XCTAssertEqual(ExportListOutput.parse(Array("NAMES\na\n\n".utf8)), [ExportEntry(name: "a"), ExportEntry(name: "")])
+        XCTAssertEqual(
+            ExportListOutput.parse(Array("INTERLEAVED\na\nfirst\nb\n".utf8)),
+            [ExportEntry(name: "a", description: "first"), ExportEntry(name: "b")], "a name without its description")
+        XCTAssertEqual(
+            ExportListOutput.parse(Array("NAMES+DESCRIPTIONS\na\nb\nfirst\nsecond".utf8)),
+            [ExportEntry(name: "a", description: "first"), ExportEntry(name: "b", description: "second")])
+        XCTAssertEqual(ExportListOutput.parse([]), [])
+        XCTAssertEqual(ExportListOutput.parse(Array("NAMES\n".utf8)), [], "an empty list")
+    }
+
     func testExtentLinesAreClippedToTheRequestAndMerged() throws {
         let output = Array("0 1M\n1M 512K hole,zero\n1536K 512K 3\n2M 2M 0\n".utf8)
         let extents = try ExtentList.parse(output, count: 1 << 20, offset: 512 << 10, context: "test")

@@ -19,6 +19,22 @@ public struct EvalBackendProvider: BackendProvider {
         try await provider.open(connection)
     }
 
+    /// Runs `preconnect`: a failure (exit 1, or 3) drops the client before the handshake.
+    public func preconnect(_ connection: ConnectionInfo) async throws(NBDError) {
+        try await provider.preconnect(connection)
+    }
+
+    /// The exports `list_exports` prints (names alone, interleaved with descriptions, or names then
+    /// descriptions); without the method, the default export alone.
+    public func listExports(_ connection: ConnectionInfo) async throws(NBDError) -> [ExportEntry] {
+        try await provider.listExports(connection)
+    }
+
+    /// The name `default_export` prints for the export `""`, or `""` without the method.
+    public func defaultExport(_ connection: ConnectionInfo) async throws(NBDError) -> String {
+        try await provider.defaultExport(connection)
+    }
+
     /// Runs the `unload=` snippet and removes `$tmpdir`.
     public func shutdown() async {
         await provider.shutdown()
@@ -56,7 +72,7 @@ public struct EvalBackendProvider: BackendProvider {
         ("close", "end of a connection's handle"),
         ("preconnect", "run before each connection is opened"),
         ("default_export", "print the name the export \"\" stands for"),
-        ("list_exports", "accepted; nbd-serve lists only the default export"),
+        ("list_exports", "print the exports NBD_OPT_LIST lists (NAMES, INTERLEAVED or NAMES+DESCRIPTIONS)"),
         ("export_description", "accepted; not sent to clients"),
         ("config", "called as config KEY VALUE for every parameter that is not a method name"),
         ("config_complete", "called after the parameters"),

@@ -18,6 +18,22 @@ public struct ShBackendProvider: BackendProvider {
         try await provider.open(connection)
     }
 
+    /// Runs `preconnect`: a failure (exit 1, or 3) drops the client before the handshake.
+    public func preconnect(_ connection: ConnectionInfo) async throws(NBDError) {
+        try await provider.preconnect(connection)
+    }
+
+    /// The exports `list_exports` prints (names alone, interleaved with descriptions, or names then
+    /// descriptions); without the method, the default export alone.
+    public func listExports(_ connection: ConnectionInfo) async throws(NBDError) -> [ExportEntry] {
+        try await provider.listExports(connection)
+    }
+
+    /// The name `default_export` prints for the export `""`, or `""` without the method.
+    public func defaultExport(_ connection: ConnectionInfo) async throws(NBDError) -> String {
+        try await provider.defaultExport(connection)
+    }
+
     /// Runs the script's `unload` and removes `$tmpdir`.
     public func shutdown() async {
         await provider.shutdown()
