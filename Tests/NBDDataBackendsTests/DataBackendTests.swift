@@ -113,6 +113,20 @@ final class DataBackendTests: XCTestCase {
         XCTAssertEqual(truncated, [1, 2])
     }
 
+    func testOtherParametersAreVariablesBeforeTheEnvironment() async throws {
+        setenv("NBD_SERVE_TEST_PATTERN", "7", 1)
+        defer { unsetenv("NBD_SERVE_TEST_PATTERN") }
+        let provider = try await DataBackendProvider(
+            parameters: ["data": "$outer*2 $NBD_SERVE_TEST_PATTERN", "outer": "( $inner 3 )", "inner": "1 2"],
+            options: BackendOptions())
+        let bytes = try await provider.open(ConnectionInfo()).readBytes(7, at: 0)
+        XCTAssertEqual(bytes, [1, 2, 3, 1, 2, 3, 7], "nested command-line variables, then the environment")
+        let shadowed = try await DataBackendProvider(
+            parameters: ["data": "$NBD_SERVE_TEST_PATTERN", "NBD_SERVE_TEST_PATTERN": "9"], options: BackendOptions())
+        let first = try await shadowed.open(ConnectionInfo()).readBytes(1, at: 0)
+        XCTAssertEqual(first, [9], "the command line wins over the environment")
+    }
+
     func testRawBase64AndTheParametersRules() async throws {
         let raw = try await DataBackendProvider(parameters: ["raw": "Hello, world!"], options: BackendOptions())
         let rawBytes = try await raw.open(ConnectionInfo()).readBytes(13, at: 0)
@@ -147,6 +161,9 @@ final class DataBackendTests: XCTestCase {
             (["data": "<\(FileManager.default.temporaryDirectory.path)/no-such-file"], "cannot open"),
             (["data": "le16:0x10000"], "16 bits"),
             (["data": "1", "size": "1Q"], "size="),
+            (["data": "$pattern", "pattern": "1", "sise": "1M"], "unknown parameter sise=: not a parameter of the data backend"),
+            (["raw": "x", "pattern": "1"], "unknown parameter pattern=: the data backend takes variables only with data="),
+            (ParameterValues([.init(key: "data", value: "1"), .init(key: "data", value: "2")]), "data= is given 2 times"),
         ]
         for (parameters, text) in cases {
             let error = await XCTAssertThrowsNBDError(

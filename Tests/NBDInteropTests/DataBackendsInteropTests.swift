@@ -160,6 +160,9 @@ final class DataBackendsInteropTests: XCTestCase {
         try assertSameAnswers(
             ["data", "$PATTERN*16 ( 1 2 3 )[1:]*2 \"\\x41\\t\\\"\""], mode: .sparse,
             environment: ["PATTERN": "0x55 0xAA"])
+        // A variable on the command line, nested in another, wins over the environment.
+        try assertSameAnswers(
+            ["data", "$outer*4", "outer=( $PATTERN 9 )*2", "PATTERN=1 2"], environment: ["PATTERN": "0x55 0xAA"])
         try assertSameAnswers(["data", "base64=MTIz", "size=1M"], mode: .sparse)
         try assertSameAnswers(
             ["data", "<( i=0; while :; do printf '%04d' $i; i=$((i+1)); done )[:4096] <(echo '(x)')*3"])
@@ -193,7 +196,7 @@ final class DataBackendsInteropTests: XCTestCase {
         let lines: [([String], String)] = [
             (["full"], "size"), (["zero", "1M"], "plain argument"),
             (["random", "1M", "seed=x"], "seed=x"), (["sparse-random", "1M", "percent=101"], "percent=101"),
-            (["sparse-random", "1M", "runlength=0"], "runlength=0"), (["data", "1", "2"], "unexpected argument"),
+            (["sparse-random", "1M", "runlength=0"], "runlength=0"), (["data", "1", "2"], "data= is given 2 times"),
             (["data", "256"], "0 to 255"), (["data", "@^3"], "power of 2"), (["data", "( 1"], "unmatched"),
             (["data", "1", "raw=x"], "only one of"), (["data", "1", "allocator=nonsense"], "allocator=nonsense"),
             (["null", "1M", "colour=blue"], "colour"),
