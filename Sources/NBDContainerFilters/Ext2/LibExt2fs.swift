@@ -100,6 +100,10 @@ final class LibExt2fs: Sendable {
         fileSeek = unsafeBitCast(try symbol("ext2fs_file_llseek"), to: FileSeek.self)
         fileSize = unsafeBitCast(try symbol("ext2fs_file_get_lsize"), to: FileSize.self)
         errorMessage = unsafeBitCast(try symbol("error_message"), to: ErrorMessage.self)
+        // Programs register libext2fs' com_err table themselves; without it error_message prints
+        // "Unknown code ext2 76" instead of "Ext2 file not found". `shared` runs this once.
+        let registerErrors = unsafeBitCast(try symbol("initialize_ext2_error_table"), to: (@convention(c) () -> Void).self)
+        registerErrors()
     }
 
     /// com_err's text for a libext2fs error code (errno values read as strerror's text).
