@@ -165,6 +165,12 @@ final class Ext2FilterTests: XCTestCase {
         XCTAssertEqual(image.closed, 1)
     }
 
+    func testMissingLibext2fsNamesTheDebianPackage() {
+        XCTAssertThrowsError(try LibExt2fs(path: "/nonexistent/libext2fs.so.2")) { error in
+            XCTAssertTrue("\(error)".contains("libext2fs2"), "\(error)")
+        }
+    }
+
     func testParametersAreNbdkits() throws {
         XCTAssertEqual(try Ext2Layer(parameters: ["ext2file": "/disk.img"]).path, "/disk.img")
         XCTAssertNil(try Ext2Layer(parameters: ["ext2file": "exportname"]).path)

@@ -12,7 +12,7 @@ import NBDCore
 /// e2fsprogs' public `ext2fs.h` (`errcode_t` is a C `long`, `ext2_ino_t` a 32-bit number, `blk64_t`
 /// and `__u64` 64-bit). None of these functions is thread-safe for one filesystem: ``Ext2Filesystem``
 /// calls them from one serial queue.
-final class LibExt2fs: Sendable {
+package final class LibExt2fs: Sendable {
     /// The shared object name of libext2fs' current ABI, as Debian's `libext2fs2` package installs it.
     static let libraryName = "libext2fs.so.2"
 
@@ -72,7 +72,7 @@ final class LibExt2fs: Sendable {
     static let shared: Result<LibExt2fs, NBDError> = Result { () throws(NBDError) in try LibExt2fs(path: libraryName) }
 
     /// Loads libext2fs from `path` (a name the dynamic loader searches for, or a path).
-    init(path: String) throws(NBDError) {
+    package init(path: String) throws(NBDError) {
         guard let library = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
             let reason = dlerror().map { String(cString: $0) } ?? "not found"
             throw NBDError(
