@@ -60,7 +60,7 @@ static const char cext2_prefix[] = "swift-nbd-ext2:";
 static cext2_errcode cext2_open(const char *name, int flags, cext2_channel **channel);
 
 // A count of blocks when positive, of bytes when negative (ext2_io.h's convention).
-static int cext2_extent(cext2_channel *channel, unsigned long long block, int count, uint64_t *offset, size_t *size) {
+static int cext2_byte_range(cext2_channel *channel, unsigned long long block, int count, uint64_t *offset, size_t *size) {
     uint64_t block_size = (uint64_t)channel->block_size;
     uint64_t bytes = count < 0 ? (uint64_t)(-(int64_t)count) : (uint64_t)count * block_size;
     if (block_size != 0 && block > UINT64_MAX / block_size) return EINVAL;
@@ -72,7 +72,7 @@ static int cext2_extent(cext2_channel *channel, unsigned long long block, int co
 static cext2_errcode cext2_read64(cext2_channel *channel, unsigned long long block, int count, void *data) {
     uint64_t offset;
     size_t size;
-    int error = cext2_extent(channel, block, count, &offset, &size);
+    int error = cext2_byte_range(channel, block, count, &offset, &size);
     if (error) return error;
     cext2_device *device = channel->private_data;
     return device->read(device->context, offset, data, size);
@@ -81,7 +81,7 @@ static cext2_errcode cext2_read64(cext2_channel *channel, unsigned long long blo
 static cext2_errcode cext2_write64(cext2_channel *channel, unsigned long long block, int count, const void *data) {
     uint64_t offset;
     size_t size;
-    int error = cext2_extent(channel, block, count, &offset, &size);
+    int error = cext2_byte_range(channel, block, count, &offset, &size);
     if (error) return error;
     cext2_device *device = channel->private_data;
     return device->write(device->context, offset, data, size);

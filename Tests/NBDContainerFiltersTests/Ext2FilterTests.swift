@@ -20,17 +20,29 @@ final class Ext2FilterTests: XCTestCase {
     }
 
     /// disk.img (with a zero stretch, which mkfs.ext4 stores as a hole), sub/small.bin, and a file
-    /// made only of a hole, in a 32 MiB ext4 image.
-    private func makeImage(disk: [UInt8]) throws -> [UInt8] {
+    /// made only of a hole, in an 8 MiB ext4 image.
+    private func makeImage(disk: [UInt8], tool: String = "mkfs.ext4") throws -> [UInt8] {
         let content = directory.appendingPathComponent("content")
         try FileManager.default.createDirectory(
             at: content.appendingPathComponent("sub"), withIntermediateDirectories: true)
         try Data(disk).write(to: content.appendingPathComponent("disk.img"))
         try Data([1, 2, 3, 4, 5]).write(to: content.appendingPathComponent("sub/small.bin"))
         try Data(count: 1 << 20).write(to: content.appendingPathComponent("sparse.img"))
-        try ToolRunner.run("mkfs.ext4", ["-q", "-F", "-d", content.path, "fs.img", "32M"], in: directory)
+        try Data(fragmented).write(to: content.appendingPathComponent("fragmented.img"))
+        try ToolRunner.run(tool, ["-q", "-F", "-d", content.path, "fs.img", "8M"], in: directory)
         return Array(try Data(contentsOf: directory.appendingPathComponent("fs.img")))
     }
+
+    /// 100 pieces of 8 KiB of data, each followed by 8 KiB of zeroes (holes): more extents than an
+    /// inode holds, so ext4 stores them in a tree with leaf blocks.
+    private let fragmented: [UInt8] = {
+        var bytes: [UInt8] = []
+        for index in 0..<200 {
+            let value: UInt8 = index % 2 == 0 ? UInt8(index / 2 + 1) : 0
+            bytes.append(contentsOf: repeatElement(value, count: 8192))
+        }
+        return bytes
+    }()
 
     private func export(_ image: TestMemoryBackend, path: String) async throws -> AnyBlockBackend {
         try await Ext2Layer(path: path).wrap(AnyBlockBackend(image), for: ConnectionInfo())
@@ -63,6 +75,35 @@ final class Ext2FilterTests: XCTestCase {
         let smallBytes = try await small.readBytes(5, at: 0)
         XCTAssertEqual(smallBytes, [1, 2, 3, 4, 5])
         await small.close()
+    }
+
+    func testExtentTreesAndBlockMappedExt2AndExt3FilesAreServed() async throws {
+        let disk = ToolRunner.sampleData(size: 1 << 20, seed: 3)
+        for tool in ["mkfs.ext4", "mkfs.ext3", "mkfs.ext2"] {
+            let image = try await memory(try makeImage(disk: disk, tool: tool))
+            for (path, expected) in [("/disk.img", disk), ("/fragmented.img", fragmented)] {
+                let served = try await export(image, path: path)
+                let bytes = try await served.readBytes(expected.count, at: 0)
+                XCTAssertTrue(bytes == expected, "\(tool) \(path): the served bytes differ")
+                await served.close()
+            }
+            // A write into a hole of a block-mapped file allocates through libext2fs too.
+            let served = try await export(image, path: "/fragmented.img")
+            try await served.writeBytes([9, 9, 9], at: 8192 + 100)
+            let back = try await served.readBytes(8192 * 3, at: 0)
+            var expected = Array(fragmented[0..<(8192 * 3)])
+            expected.replaceSubrange((8192 + 100)..<(8192 + 103), with: [9, 9, 9])
+            XCTAssertTrue(back == expected, "\(tool): the write into a hole reads back differently")
+            await served.close()
+            let written = try await image.readBytes(Int(image.capabilities.size), at: 0)
+            try Data(written).write(to: directory.appendingPathComponent("written.img"))
+            try ToolRunner.run("e2fsck", ["-f", "-n", "written.img"], in: directory)
+            try ToolRunner.run("debugfs", ["-R", "dump /fragmented.img out", "written.img"], in: directory)
+            var all = fragmented
+            all.replaceSubrange((8192 + 100)..<(8192 + 103), with: [9, 9, 9])
+            XCTAssertTrue(Array(try Data(contentsOf: directory.appendingPathComponent("out"))) == all, tool)
+            try FileManager.default.removeItem(at: directory.appendingPathComponent("content"))
+        }
     }
 
     func testWritesToAllocatedBlocksAndHolesAreReadBackByDebugfs() async throws {

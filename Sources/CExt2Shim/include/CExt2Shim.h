@@ -20,6 +20,14 @@ typedef struct cext2_device {
     int (*flush)(void *context);
 } cext2_device;
 
+/// struct ext2fs_extent (ext2fs.h): one extent as ext2fs_extent_get returns it.
+typedef struct cext2_extent {
+    uint64_t physical;
+    uint64_t logical;
+    uint32_t count;
+    uint32_t flags;
+} cext2_extent;
+
 /// The io_manager to pass to ext2fs_open (a `struct struct_io_manager *`).
 void *cext2_io_manager(void);
 

@@ -46,14 +46,20 @@ struct Ext2BlockMap: Sendable, Hashable {
     /// Adds the mapping of file block `logical` (`physical` 0 for a hole), extending the last run
     /// when it continues it. Blocks must be appended in increasing order.
     mutating func append(logical: UInt64, physical: UInt64, unwritten: Bool) {
-        guard physical != 0 else { return }
+        append(logical: logical, physical: physical, count: 1, unwritten: unwritten)
+    }
+
+    /// Adds `count` file blocks from `logical` stored from image block `physical` (one extent).
+    /// Extents must be appended in increasing order.
+    mutating func append(logical: UInt64, physical: UInt64, count: UInt64, unwritten: Bool) {
+        guard count > 0, physical != 0 else { return }
         if var last = runs.last, last.end == logical, last.physical + last.count == physical,
             last.unwritten == unwritten
         {
-            last.count += 1
+            last.count += count
             runs[runs.count - 1] = last
         } else {
-            runs.append(Run(logical: logical, physical: physical, count: 1, unwritten: unwritten))
+            runs.append(Run(logical: logical, physical: physical, count: count, unwritten: unwritten))
         }
     }
 

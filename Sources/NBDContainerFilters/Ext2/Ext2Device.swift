@@ -14,7 +14,7 @@ import NBDCore
 /// from ``Ext2Filesystem``'s serial queue, a Dispatch thread: no cooperative-pool thread and no
 /// connection thread ever blocks here.
 final class Ext2Device: @unchecked Sendable {
-    // @unchecked Sendable: `lastError` is only touched by callbacks, which run on the filesystem's
+    // @unchecked Sendable: `lastError` and `metadataCache` are only touched by callbacks, which run on the filesystem's
     // serial queue; `device` is written once in init.
     let below: AnyBlockBackend
     let size: UInt64
@@ -22,6 +22,9 @@ final class Ext2Device: @unchecked Sendable {
     let device: UnsafeMutablePointer<cext2_device>
     /// The error of the last failed callback, which reads better than libext2fs' errno text.
     var lastError: NBDError?
+    /// Blocks read while a block-mapped file is mapped (its indirect blocks, read again for each
+    /// block looked up), by offset; `nil` otherwise. Writes drop it.
+    var metadataCache: [UInt64: [UInt8]]?
 
     init(below: AnyBlockBackend) {
         self.below = below
@@ -65,8 +68,19 @@ final class Ext2Device: @unchecked Sendable {
             )
             return EIO
         }
+        if let cached = metadataCache?[offset], cached.count == buffer.count {
+            buffer.copyBytes(from: cached)
+            return 0
+        }
         let target = UncheckedBuffer(mutable: buffer)
-        return blocking { below throws(NBDError) in try await below.read(into: target.mutable, at: offset, flags: []) }
+        let status = blocking { below throws(NBDError) in
+            try await below.read(into: target.mutable, at: offset, flags: [])
+        }
+        if status == 0, metadataCache != nil, buffer.count <= 65536 {
+            if metadataCache!.count >= 1024 { metadataCache = [:] }
+            metadataCache![offset] = Array(buffer)
+        }
+        return status
     }
 
     private func blockingWrite(at offset: UInt64, _ data: UnsafeRawBufferPointer) -> Int32 {
@@ -76,6 +90,7 @@ final class Ext2Device: @unchecked Sendable {
                 "the filesystem writes \(data.count) bytes at offset \(offset), past the end of the image (\(size) bytes)")
             return EIO
         }
+        if metadataCache != nil { metadataCache = [:] }
         let source = UncheckedBuffer(mutable: UnsafeMutableRawBufferPointer(mutating: data))
         return blocking { below throws(NBDError) in
             try await below.write(UnsafeRawBufferPointer(source.mutable), at: offset, flags: [])

@@ -160,9 +160,45 @@ final class Ext2Filesystem: @unchecked Sendable {
             let sized = library.fileSize(file, &size)
             guard sized == 0 else { throw self.error(sized, "reading the size of '\(path)'") }
             let blocks = (size + blockSize - 1) / blockSize
+            let flags = UInt32(raw[32]) | UInt32(raw[33]) << 8 | UInt32(raw[34]) << 16 | UInt32(raw[35]) << 24
+            if flags & LibExt2fs.inodeExtents != 0 {
+                return (size, try self.mapExtents(handle, inode: inode, path: path))
+            }
+            // Block-mapped (ext2, ext3): block by block, each lookup reading indirect blocks, which
+            // the device keeps while the map is made.
+            self.device.metadataCache = [:]
+            defer { self.device.metadataCache = nil }
             return (size, try self.mapBlocks(handle, inode: inode, blocks: 0..<blocks, path: path))
         }
         return Ext2File(inode: inode, path: path, size: size, map: map)
+    }
+
+    /// The mapping of an extent-mapped file, from its extent tree (on the queue).
+    private func mapExtents(_ handle: OpaquePointer, inode: UInt32, path: String) throws(NBDError) -> Ext2BlockMap {
+        var map = Ext2BlockMap(blockSize: blockSize)
+        var extents: OpaquePointer?
+        let opened = library.extentOpen(handle, inode, nil, &extents)
+        guard opened == 0, let extents else { throw error(opened, "reading the extents of '\(path)'") }
+        defer { library.extentFree(extents) }
+        var operation = LibExt2fs.extentRoot
+        var extent = cext2_extent()
+        while true {
+            let status = library.extentGet(extents, operation, &extent)
+            if status == LibExt2fs.errorExtentNoNext { break }
+            guard status == 0 else { throw error(status, "reading the extents of '\(path)'") }
+            operation = LibExt2fs.extentNext
+            // Index entries lead to leaves; only leaves map file blocks. ext2fs_extent_get returns
+            // the walk's entries in increasing logical order.
+            guard extent.flags & LibExt2fs.extentLeaf != 0 else { continue }
+            if let last = map.runs.last, extent.logical < last.end {
+                throw NBDError(
+                    .invalidArgument, "ext2: the extent tree of '\(path)' is corrupt: its extents overlap or are out of order")
+            }
+            map.append(
+                logical: extent.logical, physical: extent.physical, count: UInt64(extent.count),
+                unwritten: extent.flags & LibExt2fs.extentUnwritten != 0)
+        }
+        return map
     }
 
     /// The mapping of file blocks `blocks` (on the queue).

@@ -1,3 +1,4 @@
+import CExt2Shim
 import NBDCore
 
 #if canImport(Glibc)
@@ -35,6 +36,10 @@ package final class LibExt2fs: Sendable {
     typealias FileSeek = @convention(c) (OpaquePointer?, UInt64, Int32, UnsafeMutablePointer<UInt64>?) -> Int
     typealias FileSize = @convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt64>?) -> Int
     typealias ErrorMessage = @convention(c) (Int) -> UnsafePointer<CChar>?
+    typealias ExtentOpen =
+        @convention(c) (OpaquePointer?, UInt32, UnsafeMutableRawPointer?, UnsafeMutablePointer<OpaquePointer?>?) -> Int
+    typealias ExtentGet = @convention(c) (OpaquePointer?, Int32, UnsafeMutablePointer<cext2_extent>?) -> Int
+    typealias ExtentFree = @convention(c) (OpaquePointer?) -> Void
 
     // ext2fs.h's flags and constants the filter uses.
     static let openReadWrite: Int32 = 0x01
@@ -52,6 +57,14 @@ package final class LibExt2fs: Sendable {
     static let errorUnsupportedFeature = errorBase + 67
     static let errorNoDirectory = errorBase + 74
     static let errorFileNotFound = errorBase + 76
+    static let errorExtentNoNext = errorBase + 124
+    /// ext2fs_extent_get's operations: the first entry of the root, then the next in a depth-first walk.
+    static let extentRoot: Int32 = 0x0001
+    static let extentNext: Int32 = 0x0009
+    static let extentLeaf: UInt32 = 0x0001
+    static let extentUnwritten: UInt32 = 0x0002
+    /// The inode flag (i_flags, at offset 32 of struct ext2_inode) of an extent-mapped file.
+    static let inodeExtents: UInt32 = 0x0008_0000
 
     // The addresses stay valid for the life of the process: the library is never closed.
     nonisolated(unsafe) let open: Open
@@ -67,6 +80,9 @@ package final class LibExt2fs: Sendable {
     nonisolated(unsafe) let fileSeek: FileSeek
     nonisolated(unsafe) let fileSize: FileSize
     nonisolated(unsafe) let errorMessage: ErrorMessage
+    nonisolated(unsafe) let extentOpen: ExtentOpen
+    nonisolated(unsafe) let extentGet: ExtentGet
+    nonisolated(unsafe) let extentFree: ExtentFree
 
     /// libext2fs from the system, loaded once; the error names the package to install when it is missing.
     static let shared: Result<LibExt2fs, NBDError> = Result { () throws(NBDError) in try LibExt2fs(path: libraryName) }
@@ -100,6 +116,9 @@ package final class LibExt2fs: Sendable {
         fileSeek = unsafeBitCast(try symbol("ext2fs_file_llseek"), to: FileSeek.self)
         fileSize = unsafeBitCast(try symbol("ext2fs_file_get_lsize"), to: FileSize.self)
         errorMessage = unsafeBitCast(try symbol("error_message"), to: ErrorMessage.self)
+        extentOpen = unsafeBitCast(try symbol("ext2fs_extent_open2"), to: ExtentOpen.self)
+        extentGet = unsafeBitCast(try symbol("ext2fs_extent_get"), to: ExtentGet.self)
+        extentFree = unsafeBitCast(try symbol("ext2fs_extent_free"), to: ExtentFree.self)
         // Programs register libext2fs' com_err table themselves; without it error_message prints
         // "Unknown code ext2 76" instead of "Ext2 file not found". `shared` runs this once.
         let registerErrors = unsafeBitCast(try symbol("initialize_ext2_error_table"), to: (@convention(c) () -> Void).self)
