@@ -63,7 +63,7 @@ final class Ext2FilterTests: XCTestCase {
         let bytes = try await served.readBytes(disk.count, at: 0)
         XCTAssertTrue(bytes == disk, "the served bytes differ from the file")
         var generator = SeededGenerator(seed: 11)
-        for _ in 0..<200 {
+        for _ in 0..<100 {
             let count = Int.random(in: 1...70_000, using: &generator)
             let offset = Int.random(in: 0...(disk.count - count), using: &generator)
             let piece = try await served.readBytes(count, at: UInt64(offset))

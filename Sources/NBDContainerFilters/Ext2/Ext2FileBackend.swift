@@ -22,7 +22,8 @@ struct Ext2FileBackend: BlockBackend {
             size: file.size, isWritable: true, canFlush: true, fua: .native, canTrim: false, canZero: true,
             canFastZero: false, cache: .emulated, canExtents: false, canMultiConn: false,
             isRotational: below.isRotational, blockSize: .default,
-            slowOperations: below.slowOperations.union(below.suspendingOperations))
+            // A flush writes the filesystem's metadata through libext2fs, then syncs below.
+            slowOperations: below.slowOperations.union(below.suspendingOperations).union([.flush, .fuaRequests]))
         if readOnly || !filesystem.isWritable { capabilities = capabilities.readOnly }
         self.capabilities = capabilities
     }
