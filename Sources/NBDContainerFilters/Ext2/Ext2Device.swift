@@ -1,6 +1,7 @@
 import CExt2Shim
 import Dispatch
 import NBDCore
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -102,15 +103,18 @@ final class Ext2Device: @unchecked Sendable {
         let outcome = BlockingOutcome()
         let below = below
         Task {
+            let result: NBDError?
             do throws(NBDError) {
                 try await operation(below)
+                result = nil
             } catch {
-                outcome.error = error
+                result = error
             }
+            outcome.error.withLock { $0 = result }
             outcome.done.signal()
         }
         outcome.done.wait()
-        guard let error = outcome.error else { return 0 }
+        guard let error = outcome.error.withLock({ $0 }) else { return 0 }
         lastError = error
         return Int32(bitPattern: error.code.wireValue)
     }
@@ -123,8 +127,9 @@ private struct UncheckedBuffer: @unchecked Sendable {
 }
 
 /// The result of one blocking operation: written by the task before it signals `done`, read after.
-private final class BlockingOutcome: @unchecked Sendable {
-    // @unchecked Sendable: `error` is written before `done.signal()` and read after `done.wait()`.
+/// The lock (a pthread mutex in the thread-sanitizer build) also orders the task's writes into a
+/// read buffer before the waiting thread's use of it, in a way ThreadSanitizer sees.
+private final class BlockingOutcome: Sendable {
     let done = DispatchSemaphore(value: 0)
-    var error: NBDError?
+    let error = LockedValue<NBDError?>(nil)
 }
