@@ -41,7 +41,7 @@ let package = Package(
         .library(name: "NBDScriptBackends", targets: ["NBDScriptBackends"]),
         // xz, gzip, bzip2, lzip: read-only views of a compressed layer below (zlib, liblzma, libbz2).
         .library(name: "NBDCompressionFilters", targets: ["NBDCompressionFilters"]),
-        // tar: one file inside an archive served as the export.
+        // tar and ext2: one file inside an archive or a filesystem image served as the export.
         .library(name: "NBDContainerFilters", targets: ["NBDContainerFilters"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
@@ -102,9 +102,14 @@ let package = Package(
         .target(
             name: "NBDCompressionFilters", dependencies: ["NBDCore", "CLZMA", "CZlib", "CBZip2"],
             swiftSettings: upcomingFeatures),
+        // An io_manager through which libext2fs (loaded with dlopen) reads an image from Swift callbacks:
+        // no e2fsprogs headers or library are needed to build.
+        .target(name: "CExt2Shim"),
         // The tar filter: one entry of a tar archive below, found by reading the archive's headers.
+        // The ext2 filter: one file inside an ext2/3/4 image below, through libext2fs and CExt2Shim.
         .target(
-            name: "NBDContainerFilters", dependencies: ["NBDCore", "NBDRangeFilters"], swiftSettings: upcomingFeatures),
+            name: "NBDContainerFilters", dependencies: ["NBDCore", "NBDRangeFilters", "CExt2Shim"],
+            swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
         // backend and filter it offers. Not a product: only the executable and its tests use it.
         .target(

@@ -46,6 +46,9 @@
 #   tar        --filter=tar file IMAGE.tar tar-entry=disk.img: a tar archive in /dev/shm holding a
 #              small file and the 1 GiB image, written by GNU tar once; not in the default list; its
 #              row is randread4k (prefilled through the filter)
+#   ext2       --filter=ext2 file IMAGE.ext4 ext2file=/disk.img: a 1.2 GiB ext4 image in /dev/shm made once
+#              by `mkfs.ext4 -d` around a 1 GiB file of random data (so every block is allocated); not
+#              in the default list; its row is randread4k (prefilled through the filter)
 #   tls        memory 1G with --tls=require and X.509 certificates made by certtool (not in the
 #              default list: pass --setups tls); clients use nbds+unix:// and find the CA in
 #              $HOME/.pki/libnbd (a private HOME), since fio's nbd engine refuses tls-certificates=
@@ -124,6 +127,7 @@ sock="$work/nbd.sock"
 image="/dev/shm/nbd-side-by-side.$$.img"
 xz_image="/dev/shm/nbd-side-by-side.$$.img.xz"
 tar_image="/dev/shm/nbd-side-by-side.$$.tar"
+ext2_image="/dev/shm/nbd-side-by-side.$$.ext4"
 upsock="$work/upstream.sock"
 upstream_pid=""
 nginx_pid=""
@@ -222,7 +226,7 @@ cleanup() {
     stop_upstream
     [ -z "$ceph_dir" ] || "$root/Scripts/ceph-test-cluster.sh" stop "$ceph_dir"
     stop_nginx
-    rm -f "$image" "$xz_image" "$tar_image" /dev/shm/nbd-side-by-side.$$.out
+    rm -f "$image" "$xz_image" "$tar_image" "$ext2_image" /dev/shm/nbd-side-by-side.$$.out
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -259,6 +263,7 @@ setup_args() {
         curlcdi) echo "-r --filter=readahead --filter=retry curl url=http://127.0.0.1:$nginx_port/disk.img retry-exponential=no" ;;
         xz) echo "-r --filter=xz file $xz_image" ;;
         tar) echo "--filter=tar file $tar_image tar-entry=disk.img" ;;
+        ext2) echo "--filter=ext2 file $ext2_image ext2file=/disk.img" ;;
         *) echo "side-by-side: unknown setup $1" >&2; exit 2 ;;
     esac
 }
@@ -391,6 +396,15 @@ case ",$setups," in
         head -c 1G /dev/zero >"$work/tar/disk.img"
         tar -C "$work/tar" -cf "$tar_image" first.txt disk.img
         rm -f "$work/tar/disk.img"
+        ;;
+esac
+case ",$setups," in
+    *,ext2,*)
+        echo "== making the ext2 setup's image (mkfs.ext4 -d around 1 GiB of random data)" >&2
+        mkdir -p /dev/shm/nbd-side-by-side.$$.ext2
+        head -c 1G /dev/urandom >/dev/shm/nbd-side-by-side.$$.ext2/disk.img
+        mkfs.ext4 -q -F -d /dev/shm/nbd-side-by-side.$$.ext2 "$ext2_image" 1200M
+        rm -rf /dev/shm/nbd-side-by-side.$$.ext2
         ;;
 esac
 

@@ -94,6 +94,7 @@ package enum ServeCatalog {
         BZip2Layer.self,
         LzipLayer.self,
         TarLayer.self,
+        Ext2Layer.self,
         ScanLayer.self,
         CacheExtentsLayer.self,
     ]

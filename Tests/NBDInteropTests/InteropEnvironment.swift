@@ -19,6 +19,7 @@ enum InteropEnvironment {
         "certtool": "gnutls-bin", "psktool": "gnutls-bin", "openssl": "openssl", "promtool": "prometheus",
         "xz": "xz-utils", "gzip": "gzip", "bzip2": "bzip2", "lzip": "lzip", "tar": "tar",
         "sfdisk": "fdisk", "sgdisk": "gdisk",
+        "mkfs.ext4": "e2fsprogs", "debugfs": "e2fsprogs", "e2fsck": "e2fsprogs",
     ]
 
     static var isRequired: Bool { ProcessInfo.processInfo.environment["NBD_INTEROP"] == "required" }

@@ -1,15 +1,17 @@
 import Foundation
 import XCTest
 
-/// Runs the real compressors and archivers (xz, gzip, bzip2, lzip, tar) to make the files the format
+/// Runs the real compressors, archivers and mkfs.ext4 (xz, gzip, bzip2, lzip, tar, e2fsprogs) to make the files the format
 /// filters' tests read. A missing tool skips the test with its Debian package named, unless
 /// NBD_INTEROP=required (CI), where it fails.
 public enum ToolRunner {
-    public static let packages = ["xz": "xz-utils", "gzip": "gzip", "bzip2": "bzip2", "tar": "tar", "lzip": "lzip"]
+    public static let packages = ["xz": "xz-utils", "gzip": "gzip", "bzip2": "bzip2", "tar": "tar", "lzip": "lzip",
+        "mkfs.ext4": "e2fsprogs", "mkfs.ext3": "e2fsprogs", "mkfs.ext2": "e2fsprogs", "debugfs": "e2fsprogs", "e2fsck": "e2fsprogs",
+    ]
 
     /// The path of `tool`, or a skip (a failure under NBD_INTEROP=required).
     public static func require(_ tool: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        for directory in ["/usr/bin", "/bin", "/usr/local/bin"] {
+        for directory in ["/usr/bin", "/bin", "/usr/local/bin", "/usr/sbin", "/sbin"] {
             let path = "\(directory)/\(tool)"
             if FileManager.default.isExecutableFile(atPath: path) { return path }
         }
