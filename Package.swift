@@ -43,6 +43,8 @@ let package = Package(
         .library(name: "NBDCompressionFilters", targets: ["NBDCompressionFilters"]),
         // tar: one file inside an archive served as the export.
         .library(name: "NBDContainerFilters", targets: ["NBDContainerFilters"]),
+        // qcow2dec: the disk inside a qcow2 image served raw (zlib; libzstd loaded at run time).
+        .library(name: "NBDImageFormatFilters", targets: ["NBDImageFormatFilters"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
     dependencies: [],
@@ -105,6 +107,10 @@ let package = Package(
         // The tar filter: one entry of a tar archive below, found by reading the archive's headers.
         .target(
             name: "NBDContainerFilters", dependencies: ["NBDCore", "NBDRangeFilters"], swiftSettings: upcomingFeatures),
+        // The qcow2dec filter: a qcow2 image below decoded to the raw disk, read-only. zlib for
+        // compressed clusters; libzstd is opened with dlopen for images compressed with zstd.
+        .target(
+            name: "NBDImageFormatFilters", dependencies: ["NBDCore", "CZlib"], swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
         // backend and filter it offers. Not a product: only the executable and its tests use it.
         .target(
@@ -116,7 +122,7 @@ let package = Package(
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
                 "NBDCachingFilters", "NBDConnectionFilters", "NBDProxy", "NBDCurl", "NBDCeph",
                 "NBDTLS", "NBDScriptBackends", "NBDCompressionFilters", "NBDContainerFilters",
-                "NBDTestingFilters",
+                "NBDTestingFilters", "NBDImageFormatFilters",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -207,6 +213,11 @@ let package = Package(
         .testTarget(
             name: "NBDContainerFiltersTests",
             dependencies: ["NBDCore", "NBDContainerFilters", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDImageFormatFiltersTests",
+            dependencies: ["NBDCore", "NBDImageFormatFilters", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -12,6 +12,7 @@ import NBDErrorFilter
 import NBDFUAFilter
 import NBDFeatureFilters
 import NBDFlowFilters
+import NBDImageFormatFilters
 import NBDRangeFilters
 import NBDLogFilter
 import NBDRetryFilters
@@ -94,6 +95,7 @@ package enum ServeCatalog {
         BZip2Layer.self,
         LzipLayer.self,
         TarLayer.self,
+        QCOW2DecLayer.self,
         ScanLayer.self,
         CacheExtentsLayer.self,
     ]
