@@ -15,7 +15,8 @@ final class MalformedQCOW2Tests: XCTestCase {
     private func assertRefused(
         _ bytes: [UInt8], code: NBDError.Code, _ expected: String, file: StaticString = #filePath, line: UInt = #line
     ) async {
-        let error = await XCTAssertThrowsNBDError({ () async throws(NBDError) in _ = try await self.open(bytes) }, code: code, file: file, line: line)
+        let error = await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in _ = try await self.open(bytes) }, code: code, file: file, line: line)
         XCTAssertTrue(error?.message.contains(expected) ?? false, "\(error?.message ?? "")", file: file, line: line)
     }
 
@@ -75,11 +76,16 @@ final class MalformedQCOW2Tests: XCTestCase {
         }
         let export = try await open(bytes)
         for cluster in 1...5 {
-            await XCTAssertThrowsNBDError({ () async throws(NBDError) in _ = try await export.readBytes(512, at: UInt64(cluster) * 512) }, code: .ioError, "cluster \(cluster)")
+            await XCTAssertThrowsNBDError(
+                { () async throws(NBDError) in _ = try await export.readBytes(512, at: UInt64(cluster) * 512) },
+                code: .ioError, "cluster \(cluster)")
         }
         for offset: UInt64 in [64 * 512, 128 * 512] {
-            await XCTAssertThrowsNBDError({ () async throws(NBDError) in _ = try await export.readBytes(512, at: offset) }, code: .ioError)
-            await XCTAssertThrowsNBDError({ () async throws(NBDError) in _ = try await export.extents(count: 512, at: offset, flags: []) }, code: .ioError)
+            await XCTAssertThrowsNBDError(
+                { () async throws(NBDError) in _ = try await export.readBytes(512, at: offset) }, code: .ioError)
+            await XCTAssertThrowsNBDError(
+                { () async throws(NBDError) in _ = try await export.extents(count: 512, at: offset, flags: []) },
+                code: .ioError)
         }
         // The good cluster and the tables' other entries still serve.
         let start = try await export.readBytes(2, at: 0)
@@ -114,7 +120,8 @@ final class MalformedQCOW2Tests: XCTestCase {
                 _ = try? await export.extents(count: min(4096, size - offset), at: offset, flags: [])
             }
         }
-        XCTAssertGreaterThan(served, 50, "almost every damaged image was refused: the damage is too heavy to test reads")
+        XCTAssertGreaterThan(
+            served, 50, "almost every damaged image was refused: the damage is too heavy to test reads")
     }
 
     /// The seeds and finds of the libFuzzer target `Fuzz/QCOW2` replay through its entry point.

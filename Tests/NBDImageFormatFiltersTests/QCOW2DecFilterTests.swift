@@ -1,6 +1,6 @@
 import NBDCore
-import Synchronization
 import NBDTestSupport
+import Synchronization
 import XCTest
 
 @testable import NBDImageFormatFilters
@@ -75,9 +75,12 @@ final class QCOW2DecFilterTests: XCTestCase {
 
     func testWritesZeroesAndTrimsAreRefusedAsReadOnly() async throws {
         let export = try await open(sampleImage(version: 3).build())
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in _ = try await export.writeBytes([1], at: 0) }, code: .notPermitted)
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in _ = try await export.zero(count: 1, at: 0, flags: []) }, code: .notPermitted)
-        await XCTAssertThrowsNBDError({ () async throws(NBDError) in _ = try await export.trim(count: 1, at: 0, flags: []) }, code: .notPermitted)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in _ = try await export.writeBytes([1], at: 0) }, code: .notPermitted)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in _ = try await export.zero(count: 1, at: 0, flags: []) }, code: .notPermitted)
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in _ = try await export.trim(count: 1, at: 0, flags: []) }, code: .notPermitted)
     }
 
     func testConnectionsShareTheImageAndL2TablesAreReadOnce() async throws {

@@ -18,7 +18,8 @@ package struct BytesBackend: BlockBackend {
             throw NBDError(.ioError, "read of \(buffer.count) bytes at \(offset) past the end (\(bytes.count) bytes)")
         }
         bytes.withUnsafeBytes { source in
-            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[Int(offset)..<(Int(offset) + buffer.count)]))
+            buffer.copyMemory(
+                from: UnsafeRawBufferPointer(rebasing: source[Int(offset)..<(Int(offset) + buffer.count)]))
         }
     }
 

@@ -29,7 +29,8 @@ package enum QCOW2Cluster: Sendable, Hashable {
         guard l1Entry & l1ReservedMask == 0 else {
             throw NBDError(
                 .ioError,
-                "qcow2dec: the image is corrupt: L1 entry \(index) (0x\(String(l1Entry, radix: 16))) has reserved bits set")
+                "qcow2dec: the image is corrupt: L1 entry \(index) (0x\(String(l1Entry, radix: 16))) has reserved bits set"
+            )
         }
         let offset = l1Entry & offsetMask
         if offset == 0 { return nil }

@@ -46,9 +46,13 @@ package enum QCOW2Compression: Sendable, Hashable {
         // The stream ends with the cluster, or the output is full while padding remains (a buffer
         // error with Z_FINISH): both are a whole cluster.
         guard (result == Z_STREAM_END || result == Z_BUF_ERROR || result == Z_OK), stream.pointee.avail_out == 0 else {
-            let reason = stream.pointee.msg.map { String(cString: $0) } ?? "it ends after \(output.count - Int(stream.pointee.avail_out)) of \(output.count) bytes"
+            let reason =
+                stream.pointee.msg.map { String(cString: $0) }
+                ?? "it ends after \(output.count - Int(stream.pointee.avail_out)) of \(output.count) bytes"
             throw NBDError(
-                .ioError, "qcow2dec: the image is corrupt: the compressed cluster at offset \(hostOffset) does not inflate: \(reason)")
+                .ioError,
+                "qcow2dec: the image is corrupt: the compressed cluster at offset \(hostOffset) does not inflate: \(reason)"
+            )
         }
     }
 }

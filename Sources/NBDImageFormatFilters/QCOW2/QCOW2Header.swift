@@ -128,11 +128,13 @@ package struct QCOW2Header: Sendable, Hashable {
         case (true, 1): compression = .zstd
         default:
             throw NBDError(
-                .notSupported, "qcow2dec: the image uses compression type \(compressionType), which is not zlib or zstd")
+                .notSupported, "qcow2dec: the image uses compression type \(compressionType), which is not zlib or zstd"
+            )
         }
 
         guard virtualSize <= UInt64(Int64.max) else {
-            throw NBDError(.invalidArgument, "qcow2dec: the image is corrupt: its virtual size \(virtualSize) is too large")
+            throw NBDError(
+                .invalidArgument, "qcow2dec: the image is corrupt: its virtual size \(virtualSize) is too large")
         }
         let clusters = (virtualSize + clusterBytes - 1) >> UInt64(clusterBits)
         let needed = (clusters + l2Count - 1) / l2Count
@@ -149,9 +151,10 @@ package struct QCOW2Header: Sendable, Hashable {
             )
         }
         l1Entries = Int(needed)
-        guard needed == 0
-            || (l1Offset >= clusterBytes && l1Offset & (clusterBytes - 1) == 0 && l1Offset <= fileSize
-                && needed * 8 <= fileSize - l1Offset)
+        guard
+            needed == 0
+                || (l1Offset >= clusterBytes && l1Offset & (clusterBytes - 1) == 0 && l1Offset <= fileSize
+                    && needed * 8 <= fileSize - l1Offset)
         else {
             throw NBDError(
                 .invalidArgument,
