@@ -96,22 +96,27 @@ final class MalformedQCOW2Tests: XCTestCase {
         XCTAssertEqual(unallocated, [UInt8](repeating: 0, count: 512))
     }
 
-    /// Seeded damage to the header and tables of a valid image: each copy is refused, or serves
-    /// every read and block status request with data or an error.
-    func testRandomDamageNeverCrashes() async throws {
+    /// Seeded copies of a valid image with 1 to 4 bytes of its header, L1 table and first L2 table
+    /// changed at random.
+    private func damagedImages(count: Int) -> [[UInt8]] {
         var builder = QCOW2Builder()
         builder.virtualSize = 100 * 512
         builder.clusters = [0: .data([1]), 1: .zero, 70: .data([7]), 71: .entry(1 << 62 | 4096)]
         let original = builder.build()
         var generator = SeededGenerator(seed: 22)
-        var served = 0
-        for _ in 0..<500 {
+        return (0..<count).map { _ in
             var bytes = original
             for _ in 0..<Int.random(in: 1...4, using: &generator) {
-                // The header, the L1 table and the first L2 table.
                 bytes[Int.random(in: 0..<2048, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
             }
-            bytes.withUnsafeBytes { QCOW2FuzzEntryPoints.image($0) }
+            return bytes
+        }
+    }
+
+    /// Each damaged copy is refused, or serves every read and block status request with data or an error.
+    func testRandomDamageNeverCrashes() async throws {
+        var served = 0
+        for bytes in damagedImages(count: 500) {
             guard let export = try? await open(bytes) else { continue }
             served += 1
             let size = export.capabilities.size
@@ -122,6 +127,14 @@ final class MalformedQCOW2Tests: XCTestCase {
         }
         XCTAssertGreaterThan(
             served, 50, "almost every damaged image was refused: the damage is too heavy to test reads")
+    }
+
+    /// The same copies through the fuzz entry point and its invariants (a synchronous test: the entry
+    /// point waits for its task on a semaphore, which must not block a cooperative thread).
+    func testRandomDamageKeepsTheFuzzInvariants() {
+        for bytes in damagedImages(count: 500) {
+            bytes.withUnsafeBytes { QCOW2FuzzEntryPoints.image($0) }
+        }
     }
 
     /// The seeds and finds of the libFuzzer target `Fuzz/QCOW2` replay through its entry point.

@@ -100,7 +100,7 @@ final class QCOW2DecInteropTests: XCTestCase {
             qemu-img create -q -f qcow2 -o data_file=data.raw external.qcow2 1M
             qemu-img create -q -f qcow2 -o extended_l2=on subclusters.qcow2 1M
             qemu-img create -q -f qcow2 --object secret,id=sec0,data=password \\
-                -o encrypt.format=luks,encrypt.key-secret=sec0 encrypted.qcow2 1M
+                -o encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10 encrypted.qcow2 1M
             qemu-img create -q -f qcow2 snapshot.qcow2 1M && qemu-img snapshot -c first snapshot.qcow2
             """, "making the images")
         let cases: [(String, String)] = [
