@@ -57,11 +57,11 @@ package enum QCOW2Cluster: Sendable, Hashable {
         }
         if entry & Self.compressedBit != 0 {
             // Compressed descriptor: the low `x` bits are the byte offset, the bits from `x` to 61
-            // count the 512-byte sectors after the one holding that offset.
+            // count the 512-byte sectors after the one holding that offset. Bit 63 (copied) means
+            // nothing to a reader, as in qemu and nbdkit.
             let x = 62 - (UInt64(header.clusterBits) - 8)
             let hostOffset = entry & ((1 << x) - 1)
             let extraSectors = (entry >> x) & ((1 << (UInt64(header.clusterBits) - 8)) - 1)
-            guard entry >> 63 == 0 else { throw corrupt("is compressed and copied at once") }
             guard hostOffset >> 56 == 0, hostOffset >= 512, hostOffset < header.fileSize else {
                 throw corrupt("points to compressed data outside the file (\(header.fileSize) bytes)")
             }
