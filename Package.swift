@@ -43,6 +43,8 @@ let package = Package(
         .library(name: "NBDCompressionFilters", targets: ["NBDCompressionFilters"]),
         // tar and ext2: one file inside an archive or a filesystem image served as the export.
         .library(name: "NBDContainerFilters", targets: ["NBDContainerFilters"]),
+        // qcow2dec: the disk inside a qcow2 image served raw (zlib; libzstd loaded at run time).
+        .library(name: "NBDImageFormatFilters", targets: ["NBDImageFormatFilters"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
     dependencies: [],
@@ -110,6 +112,10 @@ let package = Package(
         .target(
             name: "NBDContainerFilters", dependencies: ["NBDCore", "NBDRangeFilters", "CExt2Shim"],
             swiftSettings: upcomingFeatures),
+        // The qcow2dec filter: a qcow2 image below decoded to the raw disk, read-only. zlib for
+        // compressed clusters; libzstd is opened with dlopen for images compressed with zstd.
+        .target(
+            name: "NBDImageFormatFilters", dependencies: ["NBDCore", "CZlib"], swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
         // backend and filter it offers. Not a product: only the executable and its tests use it.
         .target(
@@ -121,7 +127,7 @@ let package = Package(
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
                 "NBDCachingFilters", "NBDConnectionFilters", "NBDProxy", "NBDCurl", "NBDCeph",
                 "NBDTLS", "NBDScriptBackends", "NBDCompressionFilters", "NBDContainerFilters",
-                "NBDTestingFilters",
+                "NBDTestingFilters", "NBDImageFormatFilters",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -212,6 +218,11 @@ let package = Package(
         .testTarget(
             name: "NBDContainerFiltersTests",
             dependencies: ["NBDCore", "NBDContainerFilters", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDImageFormatFiltersTests",
+            dependencies: ["NBDCore", "NBDImageFormatFilters", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (Fuzz/<Name>/main.swift over the NBDServer module, compiled with
-# -sanitize=fuzzer,address; ClientReplies over NBDClient) and runs each for the given number of seconds (default 600).
+# -sanitize=fuzzer,address; ClientReplies over NBDClient; QCOW2 over NBDImageFormatFilters) and runs each for the given number of seconds (default 600).
 #
 #   Fuzz/run.sh [seconds] [name...]     e.g. Fuzz/run.sh 20, Fuzz/run.sh 600 Handshake
 #   FUZZ_MERGE=1 Fuzz/run.sh ...        afterwards, merge inputs with new coverage into Fuzz/Corpus
@@ -15,18 +15,19 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 shift || true
 names=("$@")
-if [ ${#names[@]} -eq 0 ]; then names=(Handshake Connection ClientReplies); fi
+if [ ${#names[@]} -eq 0 ]; then names=(Handshake Connection ClientReplies QCOW2); fi
 
 scratch=.build-fuzz
 flags=(-Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing)
-echo "== building NBDServer and NBDClient with -sanitize=fuzzer,address into $scratch"
+echo "== building NBDServer, NBDClient and NBDImageFormatFilters with -sanitize=fuzzer,address into $scratch"
 swift build -c release --scratch-path "$scratch" --target NBDServer "${flags[@]}"
 swift build -c release --scratch-path "$scratch" --target NBDClient "${flags[@]}"
+swift build -c release --scratch-path "$scratch" --target NBDImageFormatFilters "${flags[@]}"
 bin=$(swift build -c release --scratch-path "$scratch" --show-bin-path)
 
 objects=()
-# NBDCore plus the two modules the targets use (NBDServer no longer depends on backends or filters).
-for module in NBDCore NBDServer NBDClient; do
+# NBDCore plus the modules the targets use (NBDServer no longer depends on backends or filters).
+for module in NBDCore NBDServer NBDClient NBDImageFormatFilters; do
     objects+=("$bin/$module.build"/*.o)
 done
 
@@ -35,7 +36,7 @@ status=0
 for name in "${names[@]}"; do
     echo "== linking fuzzer $name"
     if ! swiftc -O -sanitize=fuzzer,address -parse-as-library -swift-version 6 -use-ld=lld \
-        -I "$bin/Modules" "Fuzz/$name/main.swift" "${objects[@]}" -o "$scratch/fuzzers/$name" \
+        -I "$bin/Modules" -I Sources/CZlib "Fuzz/$name/main.swift" "${objects[@]}" -lz -o "$scratch/fuzzers/$name" \
         >"$scratch/link-$name.log" 2>&1; then
         cat "$scratch/link-$name.log"
         exit 1

@@ -12,6 +12,7 @@ import NBDErrorFilter
 import NBDFUAFilter
 import NBDFeatureFilters
 import NBDFlowFilters
+import NBDImageFormatFilters
 import NBDRangeFilters
 import NBDLogFilter
 import NBDRetryFilters
@@ -95,6 +96,7 @@ package enum ServeCatalog {
         LzipLayer.self,
         TarLayer.self,
         Ext2Layer.self,
+        QCOW2DecLayer.self,
         ScanLayer.self,
         CacheExtentsLayer.self,
     ]

@@ -1,0 +1,245 @@
+import NBDCore
+
+/// An opened qcow2 image: its checked header, its L1 table and the L2 tables read so far. Shared by
+/// every connection to the image; each call reads the file through the calling connection's layer
+/// below.
+///
+/// Reads go cluster by cluster through the tables, but stored clusters that lie one after the other
+/// in the file are read from it in one request, so a copy of an image written sequentially reads
+/// the file in large pieces. Every offset taken from the file is checked before it is used: a
+/// corrupt table entry fails the request that reaches it (`EIO`), never the server.
+package final class QCOW2Image: Sendable {
+    /// The checked header.
+    package let header: QCOW2Header
+    /// The L1 table, host byte order, as many entries as the virtual size needs.
+    let l1: [UInt64]
+    /// The L2 tables read so far.
+    let tables: L2TableCache
+
+    /// At most this much L2 table data is cached per image (at 64 KiB clusters, the tables of
+    /// 256 GiB of disk).
+    package static let tableCacheBytes: UInt64 = 32 << 20
+    /// The most clusters one block status request walks; the client asks again for the rest.
+    static let maximumExtentClusters: UInt64 = 1 << 18
+
+    private init(header: QCOW2Header, l1: [UInt64]) {
+        self.header = header
+        self.l1 = l1
+        self.tables = L2TableCache(bytes: Self.tableCacheBytes, tableBytes: header.clusterSize)
+    }
+
+    /// Reads and checks the header and the L1 table of the image `next` serves.
+    ///
+    /// - Throws: `NBDError` saying why the image cannot be served: not qcow2 or corrupt (`EINVAL`),
+    ///   a feature qcow2dec does not decode, a backing file (named), or zstd compression without
+    ///   libzstd (`ENOTSUP`); or the layer below's error.
+    package static func open(_ next: some BlockBackend) async throws(NBDError) -> QCOW2Image {
+        let fileSize = next.capabilities.size
+        let first = try await bytes(of: next, at: 0, count: min(UInt64(QCOW2Header.bytesNeeded), fileSize))
+        let header = try QCOW2Header(first, fileSize: fileSize)
+        if let backing = header.backingFile {
+            throw NBDError(
+                .notSupported,
+                "qcow2dec: the image has a backing file\(try await backingName(backing, of: next)), which qcow2dec does not read; serve a flattened copy ('qemu-img convert -O qcow2 image.qcow2 flat.qcow2') instead"
+            )
+        }
+        if header.compression == .zstd {
+            // Refused at start rather than at the first compressed cluster: say now what is missing.
+            _ = try Libzstd.shared.get()
+        }
+        let table = try await bytes(of: next, at: header.l1Offset, count: UInt64(header.l1Entries) * 8)
+        return QCOW2Image(header: header, l1: Self.bigEndianEntries(table))
+    }
+
+    /// ` ('NAME')` when the name is readable, else nothing.
+    private static func backingName(_ backing: (offset: UInt64, length: UInt32), of next: some BlockBackend)
+        async throws(NBDError) -> String
+    {
+        let size = next.capabilities.size
+        guard backing.length > 0, backing.length <= 1023, backing.offset <= size,
+            UInt64(backing.length) <= size - backing.offset
+        else { return "" }
+        let name = try await bytes(of: next, at: backing.offset, count: UInt64(backing.length))
+        return " ('\(String(decoding: name, as: UTF8.self))')"
+    }
+
+    // MARK: - Reads
+
+    /// Fills `buffer` with the guest bytes at `offset` (a range inside the virtual size).
+    package func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, from next: some BlockBackend)
+        async throws(NBDError)
+    {
+        let clusterSize = header.clusterSize
+        var cursor = TableCursor()
+        // Stored data not yet read: `count` bytes of the file at `host` go to `buffer[start...]`.
+        var pending: (host: UInt64, start: Int, count: Int)? = nil
+        var done = 0
+        while done < buffer.count {
+            let position = offset + UInt64(done)
+            let within = position & (clusterSize - 1)
+            let length = min(Int(clusterSize - within), buffer.count - done)
+            let cluster = try await cursor.cluster(position >> UInt64(header.clusterBits), in: self, from: next)
+            if case .data(let host) = cluster {
+                if let run = pending, run.host + UInt64(run.count) == host + within {
+                    pending = (run.host, run.start, run.count + length)
+                } else {
+                    if let run = pending { try await readStored(run, into: buffer, from: next) }
+                    pending = (host + within, done, length)
+                }
+                done += length
+                continue
+            }
+            if let run = pending {
+                try await readStored(run, into: buffer, from: next)
+                pending = nil
+            }
+            let target = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + length)])
+            switch cluster {
+            case .compressed(let host, let compressedLength):
+                try await readCompressed(
+                    host: host, length: compressedLength, within: Int(within), into: target, from: next)
+            default:
+                target.initializeMemory(as: UInt8.self, repeating: 0)
+            }
+            done += length
+        }
+        if let run = pending { try await readStored(run, into: buffer, from: next) }
+    }
+
+    /// Reads a run of stored clusters; what lies past the end of the file reads as zeroes.
+    private func readStored(
+        _ run: (host: UInt64, start: Int, count: Int), into buffer: UnsafeMutableRawBufferPointer,
+        from next: some BlockBackend
+    ) async throws(NBDError) {
+        let target = UnsafeMutableRawBufferPointer(rebasing: buffer[run.start..<(run.start + run.count)])
+        let inFile = Int(min(UInt64(run.count), header.fileSize - min(run.host, header.fileSize)))
+        if inFile > 0 {
+            try await Self.read(next, into: UnsafeMutableRawBufferPointer(rebasing: target[..<inFile]), at: run.host)
+        }
+        if inFile < run.count {
+            UnsafeMutableRawBufferPointer(rebasing: target[inFile...]).initializeMemory(as: UInt8.self, repeating: 0)
+        }
+    }
+
+    /// Decompresses the cluster whose compressed bytes are at `host` and copies `target.count` of
+    /// its bytes from `within` into `target`.
+    private func readCompressed(
+        host: UInt64, length: UInt64, within: Int, into target: UnsafeMutableRawBufferPointer,
+        from next: some BlockBackend
+    ) async throws(NBDError) {
+        let clusterSize = Int(header.clusterSize)
+        let compressed = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(length), alignment: 16)
+        defer { compressed.deallocate() }
+        try await Self.read(next, into: compressed, at: host)
+        if within == 0, target.count == clusterSize {
+            try header.compression.decompress(UnsafeRawBufferPointer(compressed), into: target, hostOffset: host)
+            return
+        }
+        let cluster = UnsafeMutableRawBufferPointer.allocate(byteCount: clusterSize, alignment: 16)
+        defer { cluster.deallocate() }
+        try header.compression.decompress(UnsafeRawBufferPointer(compressed), into: cluster, hostOffset: host)
+        target.copyMemory(from: UnsafeRawBufferPointer(rebasing: cluster[within..<(within + target.count)]))
+    }
+
+    // MARK: - Block status
+
+    /// The allocation of the guest range at `offset`: clusters that read as zero without data in
+    /// the file (unallocated, or with the zero flag) are holes that read as zero, the others
+    /// (stored or compressed) data. Walks at most ``maximumExtentClusters`` clusters.
+    package func extents(count: UInt64, at offset: UInt64, requestOne: Bool, from next: some BlockBackend)
+        async throws(NBDError) -> [Extent]
+    {
+        let bits = UInt64(header.clusterBits)
+        let end = offset + count
+        var cursor = TableCursor()
+        var extents: [Extent] = []
+        var position = offset
+        var walked: UInt64 = 0
+        while position < end, walked < Self.maximumExtentClusters {
+            let cluster = try await cursor.cluster(position >> bits, in: self, from: next)
+            let flags: Extent.Flags = cluster.readsAsZero ? [.hole, .zero] : []
+            let clusterEnd = min(((position >> bits) + 1) << bits, end)
+            if let last = extents.last, last.flags == flags {
+                extents[extents.count - 1].length += clusterEnd - position
+            } else {
+                if requestOne, !extents.isEmpty { break }
+                extents.append(Extent(length: clusterEnd - position, flags: flags))
+            }
+            position = clusterEnd
+            walked += 1
+        }
+        return extents
+    }
+
+    // MARK: - Tables
+
+    /// The L2 table a cluster's lookup last used, kept for the clusters after it.
+    struct TableCursor {
+        private var l1Index = -1
+        private var table: [UInt64]? = nil
+
+        /// Where guest cluster `cluster` is.
+        mutating func cluster(_ cluster: UInt64, in image: QCOW2Image, from next: some BlockBackend)
+            async throws(NBDError) -> QCOW2Cluster
+        {
+            let header = image.header
+            let l2Bits = UInt64(header.clusterBits) - 3
+            let index = cluster >> l2Bits
+            guard index < UInt64(image.l1.count) else {
+                throw NBDError(.ioError, "qcow2dec: guest cluster \(cluster) is past the end of the L1 table")
+            }
+            if Int(index) != l1Index {
+                table = try await image.l2Table(Int(index), from: next)
+                l1Index = Int(index)
+            }
+            guard let table else { return .unallocated }
+            return try QCOW2Cluster(
+                l2Entry: table[Int(cluster & ((1 << l2Bits) - 1))], cluster: cluster, header: header)
+        }
+    }
+
+    /// The L2 table of L1 entry `index`, from the cache or the file, or `nil` when not allocated.
+    func l2Table(_ index: Int, from next: some BlockBackend) async throws(NBDError) -> [UInt64]? {
+        guard let offset = try QCOW2Cluster.l2TableOffset(l1Entry: l1[index], index: index, header: header) else {
+            return nil
+        }
+        if let table = tables.table(at: offset) { return table }
+        let table = Self.bigEndianEntries(try await Self.bytes(of: next, at: offset, count: header.clusterSize))
+        tables.insert(table, at: offset)
+        return table
+    }
+
+    // MARK: - The layer below
+
+    /// Big-endian 64-bit entries of a table.
+    private static func bigEndianEntries(_ bytes: [UInt8]) -> [UInt64] {
+        bytes.withUnsafeBytes { raw in
+            (0..<(raw.count / 8)).map { UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) }
+        }
+    }
+
+    /// `count` bytes at `offset` of the layer below (a range the caller checked).
+    private static func bytes(of next: some BlockBackend, at offset: UInt64, count: UInt64) async throws(NBDError)
+        -> [UInt8]
+    {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(count), alignment: 16)
+        defer { buffer.deallocate() }
+        try await read(next, into: buffer, at: offset)
+        return Array(buffer)
+    }
+
+    /// Reads from the layer below in pieces of at most 32 MiB (the NBD limit, for layers below that
+    /// pass requests on).
+    private static func read(_ next: some BlockBackend, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64)
+        async throws(NBDError)
+    {
+        var done = 0
+        while done < buffer.count {
+            let length = min(buffer.count - done, 32 << 20)
+            try await next.read(
+                into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + length)]),
+                at: offset + UInt64(done), flags: [])
+            done += length
+        }
+    }
+}
