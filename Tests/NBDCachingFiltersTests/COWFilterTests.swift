@@ -72,7 +72,8 @@ final class COWFilterTests: XCTestCase {
         XCTAssertEqual(cow.overlay.presentBlocks, 6)
         XCTAssertTrue(log.all.allSatisfy { $0.command == .read }, "sent below: \(log.all)")
         try await assertEqual({ try await cow.readBytes(data.count, at: UInt64(size - 100)) }, data)
-        try await assertEqual({ try await cow.readBytes(size - 100, at: 0) }, bytes(9, size - 100), "the head block's rest")
+        try await assertEqual(
+            { try await cow.readBytes(size - 100, at: 0) }, bytes(9, size - 100), "the head block's rest")
     }
 
     func testReadsSpanningOverlayTrimmedAndBaseBlocksAreAssembledInOrder() async throws {
