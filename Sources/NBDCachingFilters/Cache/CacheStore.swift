@@ -305,7 +305,7 @@ public final class CacheStore: Sendable {
                 let run = min((total - done) / blockSize, locks.stripeCount)
                 if run >= 2 {
                     let bytes = run * blockSize
-                    try await writeBackWholeBlocks(
+                    try await storeWholeBlocks(
                         block..<block + UInt64(run), UnsafeRawBufferPointer(rebasing: data[done..<done + bytes]))
                     done += bytes
                     continue
@@ -366,7 +366,7 @@ public final class CacheStore: Sendable {
     /// client's payload, under the locks of every block of the run: the blocks the per-block path
     /// would store one call each (issue #25). On a failed write, blocks that were not cached before
     /// are forgotten again; cached ones keep their state, as on the per-block path.
-    private func writeBackWholeBlocks(_ blocks: Range<UInt64>, _ data: UnsafeRawBufferPointer) async throws(NBDError) {
+    private func storeWholeBlocks(_ blocks: Range<UInt64>, _ data: UnsafeRawBufferPointer) async throws(NBDError) {
         await locks.acquire(blocks)
         defer { locks.release(blocks) }
         let added = table.withLock { table -> [UInt64] in
