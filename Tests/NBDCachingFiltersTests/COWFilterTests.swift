@@ -58,6 +58,24 @@ final class COWFilterTests: XCTestCase {
         try await assertEqual({ try await cow.readBytes(65536, at: 0) }, expected)
     }
 
+    func testAWriteOfSeveralWholeBlocksGoesIntoTheOverlayWithOnePwrite() async throws {
+        let (cow, log, backend) = try await makeStack()
+        try await seed(backend, 9)
+        let size = cow.overlay.blockSize
+        // A partial head block, four whole blocks, a partial tail block.
+        let data = (0..<(4 * size + 200)).map { UInt8(truncatingIfNeeded: $0 &* 5 &+ 3) }
+        let before = cow.overlay.file.writeCalls.load(ordering: .relaxed)
+        try await cow.writeBytes(data, at: UInt64(size - 100))
+        XCTAssertEqual(
+            cow.overlay.file.writeCalls.load(ordering: .relaxed) - before, 3,
+            "head, the run of four whole blocks, tail: one write each (not one per block)")
+        XCTAssertEqual(cow.overlay.presentBlocks, 6)
+        XCTAssertTrue(log.all.allSatisfy { $0.command == .read }, "sent below: \(log.all)")
+        try await assertEqual({ try await cow.readBytes(data.count, at: UInt64(size - 100)) }, data)
+        try await assertEqual(
+            { try await cow.readBytes(size - 100, at: 0) }, bytes(9, size - 100), "the head block's rest")
+    }
+
     func testReadsSpanningOverlayTrimmedAndBaseBlocksAreAssembledInOrder() async throws {
         let (cow, _, backend) = try await makeStack()
         try await seed(backend, 9)

@@ -207,6 +207,39 @@ final class CacheFilterTests: XCTestCase {
         try await assertEqual({ try await backend.readBytes(4096 * 3, at: 0) }, bytes(1) + bytes(0) + bytes(3))
     }
 
+    func testAWriteOfSeveralWholeBlocksStoresThemWithOnePwrite() async throws {
+        let (cache, log, backend, store) = try makeStack()
+        let size = store.blockSize
+        // A partial head block, four whole blocks, a partial tail block.
+        let data = (0..<(4 * size + 200)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 1) }
+        let before = store.file.writeCalls.load(ordering: .relaxed)
+        try await cache.writeBytes(data, at: UInt64(size - 100))
+        XCTAssertEqual(
+            store.file.writeCalls.load(ordering: .relaxed) - before, 3,
+            "head, the run of four whole blocks, tail: one write each (not one per block)")
+        XCTAssertEqual(store.dirtyBlocks, 6)
+        XCTAssertEqual(log.count(of: .write), 0, "writeback: nothing below before a flush")
+        try await assertEqual({ try await cache.readBytes(data.count, at: UInt64(size - 100)) }, data)
+        try await cache.flush(flags: [])
+        XCTAssertEqual(store.dirtyBlocks, 0)
+        try await assertEqual({ try await backend.readBytes(data.count, at: UInt64(size - 100)) }, data)
+    }
+
+    func testAFailedWriteOfWholeBlocksLeavesThemUncached() async throws {
+        let (cache, _, backend, store) = try makeStack()
+        let size = store.blockSize
+        try await cache.writeBytes(bytes(5, size), at: 0)
+        store.file.injectedWriteError.store(ENOSPC, ordering: .relaxed)
+        await XCTAssertThrowsNBDError(
+            { () throws(NBDError) in try await cache.writeBytes(self.bytes(6, 3 * size), at: 0) }, code: .noSpace)
+        store.file.injectedWriteError.store(0, ordering: .relaxed)
+        XCTAssertEqual(store.state(of: 0), .dirty, "a block cached before keeps its state")
+        XCTAssertNil(store.state(of: 1), "blocks that could not be stored are not cached")
+        XCTAssertNil(store.state(of: 2))
+        try await cache.flush(flags: [])
+        try await assertEqual({ try await backend.readBytes(3 * size, at: 0) }, bytes(5, size) + bytes(0, 2 * size))
+    }
+
     func testAFailedWriteBackKeepsTheBlockDirtyForTheNextFlush() async throws {
         let (cache, _, backend, store) = try makeStack()
         try await cache.writeBytes(bytes(4), at: 0)

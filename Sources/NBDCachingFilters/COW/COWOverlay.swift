@@ -162,6 +162,16 @@ public final class COWOverlay: Sendable {
             let block = position / size
             let within = Int(position % size)
             let count = min(blockSize - within, total - done)
+            if within == 0, let data {
+                let run = min((total - done) / blockSize, locks.stripeCount)
+                if run >= 2 {
+                    let bytes = run * blockSize
+                    try await writeWholeBlocks(
+                        block..<block + UInt64(run), UnsafeRawBufferPointer(rebasing: data[done..<done + bytes]))
+                    done += bytes
+                    continue
+                }
+            }
             await locks.acquire(block)
             defer { locks.release(block) }
             let whole = within == 0 && count == length(of: block)
@@ -203,6 +213,18 @@ public final class COWOverlay: Sendable {
                 setState(block, .allocated)
             }
             done += count
+        }
+    }
+
+    /// Writes a run of whole blocks with one `pwrite` straight from the client's payload (issue
+    /// #25: one call per 64 KiB block cost about a third more kernel time than one per 1 MiB), under
+    /// the locks of every block of the run, then marks them allocated in one table update.
+    private func writeWholeBlocks(_ blocks: Range<UInt64>, _ data: UnsafeRawBufferPointer) async throws(NBDError) {
+        await locks.acquire(blocks)
+        defer { locks.release(blocks) }
+        try file.write(block: blocks.lowerBound, data)
+        table.withLock { table in
+            for block in blocks { table[block] = .allocated }
         }
     }
 

@@ -301,6 +301,16 @@ public final class CacheStore: Sendable {
             let block = position / size
             let within = Int(position % size)
             let count = min(blockSize - within, total - done)
+            if within == 0, !through, maximumBlocks == nil, let data {
+                let run = min((total - done) / blockSize, locks.stripeCount)
+                if run >= 2 {
+                    let bytes = run * blockSize
+                    try await storeWholeBlocks(
+                        block..<block + UInt64(run), UnsafeRawBufferPointer(rebasing: data[done..<done + bytes]))
+                    done += bytes
+                    continue
+                }
+            }
             let source =
                 data.map { UnsafeRawBufferPointer(rebasing: $0[done..<done + count]) }
                 ?? UnsafeRawBufferPointer(rebasing: zeroes![0..<count])
@@ -348,6 +358,44 @@ public final class CacheStore: Sendable {
                 setState(block, .dirty)
             }
             done += count
+        }
+    }
+
+    /// Stores a run of whole blocks that stay in the cache as dirty blocks (writeback or unsafe
+    /// mode, no size limit, so admitting them never reclaims) with one `pwrite` straight from the
+    /// client's payload, under the locks of every block of the run: the blocks the per-block path
+    /// would store one call each (issue #25). On a failed write, blocks that were not cached before
+    /// are forgotten again; cached ones keep their state, as on the per-block path.
+    private func storeWholeBlocks(_ blocks: Range<UInt64>, _ data: UnsafeRawBufferPointer) async throws(NBDError) {
+        await locks.acquire(blocks)
+        defer { locks.release(blocks) }
+        let added = table.withLock { table -> [UInt64] in
+            var added: [UInt64] = []
+            for block in blocks {
+                let now = table.tick()
+                if table.entries[block] == nil {
+                    table.entries[block] = Entry(state: .filling, lastUse: now)
+                    added.append(block)
+                } else {
+                    table.entries[block]!.lastUse = now
+                }
+            }
+            return added
+        }
+        do {
+            try file.write(block: blocks.lowerBound, data)
+        } catch {
+            for block in added {
+                forget(block)
+                file.release(block: block)
+            }
+            throw error
+        }
+        table.withLock { table in
+            for block in blocks {
+                table.entries[block]?.state = .dirty
+                table.dirty.insert(block)
+            }
         }
     }
 

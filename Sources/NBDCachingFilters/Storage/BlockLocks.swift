@@ -9,7 +9,9 @@ import Synchronization
 /// map to different stripes and proceed independently. An uncontended acquire is one short mutex
 /// section and no suspension.
 ///
-/// Callers hold at most one block lock at a time, so there is no lock order to get wrong.
+/// Callers hold one block lock at a time, or the locks of one run of blocks taken together by
+/// ``acquire(_:)-(Range<UInt64>)`` in ascending stripe order, so no two callers wait for each other
+/// in a cycle.
 package final class BlockLocks: Sendable {
     private struct Stripe: ~Copyable {
         var isHeld = false
@@ -31,9 +33,44 @@ package final class BlockLocks: Sendable {
         stripes[Int(block % UInt64(stripes.count))]
     }
 
+    /// The number of stripes: the most blocks ``acquire(_:)-(Range<UInt64>)`` locks at once
+    /// without taking every stripe.
+    package var stripeCount: Int { stripes.count }
+
     /// Waits for block `block`'s lock and takes it.
     package func acquire(_ block: UInt64) async {
-        let lock = stripe(block)
+        await acquire(stripe: stripe(block))
+    }
+
+    /// Waits for the locks of every block in `blocks` and takes them (for one write of a run of
+    /// whole blocks). The stripes are taken in ascending order, each once: the one order every
+    /// caller holding several locks uses, so two of them never wait for each other in a cycle (and
+    /// a caller holding one lock waits for no other).
+    package func acquire(_ blocks: Range<UInt64>) async {
+        let (low, high) = stripeRanges(blocks)
+        for index in low { await acquire(stripe: stripes[index]) }
+        for index in high { await acquire(stripe: stripes[index]) }
+    }
+
+    /// Releases what ``acquire(_:)-(Range<UInt64>)`` took.
+    package func release(_ blocks: Range<UInt64>) {
+        let (low, high) = stripeRanges(blocks)
+        for index in low { release(stripe: stripes[index]) }
+        for index in high { release(stripe: stripes[index]) }
+    }
+
+    /// The stripes of `blocks` as two ascending ranges of indices (a run wraps past the last stripe
+    /// at most once when shorter than the stripe count).
+    private func stripeRanges(_ blocks: Range<UInt64>) -> (Range<Int>, Range<Int>) {
+        let count = stripes.count
+        guard blocks.count < count else { return (0..<count, 0..<0) }
+        let first = Int(blocks.lowerBound % UInt64(count))
+        let end = first + blocks.count
+        if end <= count { return (first..<end, 0..<0) }
+        return (0..<(end - count), first..<count)
+    }
+
+    private func acquire(stripe lock: Lock) async {
         let taken = lock.state.withLock { state in
             if state.isHeld { return false }
             state.isHeld = true
@@ -64,7 +101,11 @@ package final class BlockLocks: Sendable {
 
     /// Gives block `block`'s lock to the next waiter, or frees it.
     package func release(_ block: UInt64) {
-        let next: CheckedContinuation<Void, Never>? = stripe(block).state.withLock { state in
+        release(stripe: stripe(block))
+    }
+
+    private func release(stripe lock: Lock) {
+        let next: CheckedContinuation<Void, Never>? = lock.state.withLock { state in
             if state.waiters.isEmpty {
                 state.isHeld = false
                 return nil

@@ -25,6 +25,9 @@ package final class TemporaryBlockFile: Sendable {
     /// A test hook: when not 0, writes fail with this `errno` before reaching the kernel, so tests can
     /// make the file "full" (`ENOSPC`) without filling a disk. An atomic, read once per write.
     package let injectedWriteError = Atomic<Int32>(0)
+    /// The number of ``write(block:at:_:)`` calls (a test hook: a write of a run of whole blocks is
+    /// one call, so one `pwrite`, not one per block).
+    package let writeCalls = Atomic<Int>(0)
 
     /// Creates an unlinked file of `size` bytes (rounded up to whole blocks) in `directory`, or in
     /// `TMPDIR` when `nil`. The block size is `minimumBlockSize`, or the filesystem's block size when
@@ -88,10 +91,13 @@ package final class TemporaryBlockFile: Sendable {
         }
     }
 
-    /// Writes `data` into block `index`, starting `within` bytes into the block.
+    /// Writes `data` into block `index`, starting `within` bytes into the block; data longer than
+    /// the rest of the block continues into the blocks after it (the file mirrors the export, so a
+    /// run of blocks is one contiguous range of the file).
     ///
     /// - Throws: `ENOSPC` when the filesystem is full: the block keeps whatever it held before.
     package func write(block index: UInt64, at within: Int = 0, _ data: UnsafeRawBufferPointer) throws(NBDError) {
+        writeCalls.add(1, ordering: .relaxed)
         let code = injectedWriteError.load(ordering: .relaxed)
         if code != 0 {
             throw NBDError(errno: code, "writing block \(index) of the temporary file in \(directory)")

@@ -119,6 +119,8 @@ struct Connection<Provider: BackendProvider>: Sendable {
         let writeDisconnectLimit = caps.blockSize.writeDisconnectLimit
         let slowLimit = max(1, configuration.maximumSlowRequestsPerConnection)
         let slots = Semaphore(value: UInt32(slowLimit))
+        // Enough for every slot's 1 MiB write to reuse its buffer.
+        let payloads = PayloadPool(retainedLimit: slowLimit << 20)
         let pool = context.pool
         let batchSize = configuration.sendBatchSize
         let inlineThreshold = configuration.inlineSlowOperationThreshold
@@ -211,10 +213,10 @@ struct Connection<Provider: BackendProvider>: Sendable {
                     guard flush(&output, after: &tail, to: writer) else { break loop }
                     slots.wait()
                 }
-                let payload = OwnedPayload(count: command == .write ? Int(length) : 0)
+                let payload = payloads.take(command == .write ? Int(length) : 0)
                 if command == .write {
-                    guard reader.read(into: payload.buffer) else {
-                        payload.release()
+                    guard reader.read(into: payload.payload) else {
+                        payloads.give(payload)
                         slots.signal()
                         break loop
                     }
@@ -233,8 +235,8 @@ struct Connection<Provider: BackendProvider>: Sendable {
                             await executor.perform(
                                 request.command, flags: request.flags, cookie: request.header.cookie,
                                 offset: request.header.offset, length: request.header.length,
-                                payload: UnsafeRawBufferPointer(request.payload.buffer), into: &reply)
-                            request.payload.release()
+                                payload: UnsafeRawBufferPointer(request.payload.payload), into: &reply)
+                            payloads.give(request.payload)
                             if reply.count <= Self.batchedReplyLimit && InlineResumption.isActive {
                                 writer.appendForBatch(reply.bytes)
                             } else {
@@ -252,9 +254,9 @@ struct Connection<Provider: BackendProvider>: Sendable {
                         await executor.perform(
                             request.command, flags: request.flags, cookie: request.header.cookie,
                             offset: request.header.offset, length: request.header.length,
-                            payload: UnsafeRawBufferPointer(request.payload.buffer), into: &reply)
+                            payload: UnsafeRawBufferPointer(request.payload.payload), into: &reply)
                         estimate.record(started.duration(to: .now))
-                        request.payload.release()
+                        payloads.give(request.payload)
                         writer.write(reply.bytes)
                         slowTasks.finished(taskID)
                         slots.signal()
@@ -365,26 +367,10 @@ struct Connection<Provider: BackendProvider>: Sendable {
     }
 }
 
-/// A write payload copied out of the receive buffer for a request that runs on the slow pool.
-struct OwnedPayload: @unchecked Sendable {
-    // @unchecked Sendable: the memory is handed from the connection task to exactly one pool task,
-    // which releases it; nothing else touches it.
-    let buffer: UnsafeMutableRawBufferPointer
-
-    init(count: Int) {
-        buffer =
-            count > 0 ? .allocate(byteCount: count, alignment: 16) : UnsafeMutableRawBufferPointer(start: nil, count: 0)
-    }
-
-    func release() {
-        if buffer.count > 0 { buffer.deallocate() }
-    }
-}
-
 /// A request handed to the slow pool.
 struct SlowRequest: Sendable {
     let command: Command
     let flags: CommandFlags
     let header: RequestHeader
-    let payload: OwnedPayload
+    let payload: PayloadPool.Buffer
 }
