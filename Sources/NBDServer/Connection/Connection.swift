@@ -304,6 +304,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 // The reply gets a buffer of exactly its size, freed (and the charge returned) once
                 // sent, so the charge is what the read really takes. The batch before it goes first.
                 if !output.isEmpty {
+                    InlineResumption.endBatch()
                     guard flush(&output, after: &tail, to: writer) else { break loop }
                 }
                 if !charges.tryReserve(charge) {
