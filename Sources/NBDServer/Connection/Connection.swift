@@ -233,7 +233,10 @@ struct Connection<Provider: BackendProvider>: Sendable {
                     // Back-pressure: stop reading until a slow or suspended request finishes. This
                     // thread is the connection's own, so waiting here blocks nobody else.
                     InlineResumption.endBatch()
-                    guard flush(&output, after: &tail, to: writer) else { break loop }
+                    guard flush(&output, after: &tail, to: writer) else {
+                        charges.release(charge)
+                        break loop
+                    }
                     slots.wait()
                 }
                 let payload = OwnedPayload(count: command == .write ? Int(length) : 0)
