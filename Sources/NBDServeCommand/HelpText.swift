@@ -18,6 +18,7 @@ package enum HelpText {
                          [-r|--readonly] [-f|--foreground] [-n|--newstyle] [-v|--verbose] [-q|--quiet]
                          [-e|--exportname EXPORTNAME] [-t|--threads THREADS] [--no-sr]
                          [--no-meta-contexts] [--timeout=TIME] [--keepalive] [--print-uri]
+                         [--memory-budget=SIZE|none]
                          [--log=stderr|syslog|null|/PATH] [-D|--debug FLAG=N] [--exit-with-parent]
                          [-P|--pidfile PIDFILE] [--swap] [--run CMD] [--tls=off|on|require]
                          [--tls-certificates=DIR | --tls-psk=FILE] [--tls-verify-peer]
@@ -71,6 +72,10 @@ package enum HelpText {
               --timeout=TIME    drop a client that has not finished the handshake (TLS included)
                                 TIME after connecting: 30, 2.5s, 500ms (default: no limit)
               --keepalive       TCP keepalive on client connections, so vanished clients are noticed
+              --memory-budget=SIZE|none
+                                the most memory large reads and writes (over 64 KiB) may take at
+                                once, over all clients: 512M, 4G; past it requests wait for memory
+                                to be freed (default: a quarter of physical memory; none: no limit)
               --print-uri       print the URI clients connect to, and an nbdinfo command, once
                                 listening
               --log=stderr|syslog|null|/PATH

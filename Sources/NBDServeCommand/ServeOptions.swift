@@ -7,6 +7,7 @@ import NBDServer
 /// nbd-serve [-U PATH | -U - | -p PORT [-i ADDR] | -s] [-r] [-f] [-v] [-q] [-n] [--run CMD]
 ///           [-e EXPORTNAME] [-t THREADS] [--no-sr] [--no-meta-contexts]
 ///           [--log=stderr|syslog|null|/PATH] [-D FLAG=N] [--timeout=T] [--keepalive] [--print-uri]
+///           [--memory-budget=SIZE|none]
 ///           [--exit-with-parent] [-P PIDFILE] [--filter=NAME]...
 ///           [--tls=off|on|require] [--tls-certificates=DIR | --tls-psk=FILE] [--tls-verify-peer]
 ///           BACKEND [ARG] [KEY=VALUE]...
@@ -90,6 +91,9 @@ package struct ServeOptions: Sendable, Hashable {
     package var negotiationTimeout: Duration?
     /// `--keepalive`: `SO_KEEPALIVE` on TCP connections.
     package var enablesKeepAlive = false
+    /// `--memory-budget=SIZE`: the server's payload memory budget in bytes, 0 for none (`none`,
+    /// `unlimited`); `nil` when not given (the library's default, a quarter of physical memory).
+    package var memoryBudget: Int?
     /// `--print-uri`: print the URI clients connect to once listening.
     package var printsURI = false
     /// `--log=stderr|syslog|null|/PATH`: where error (and, with `-v`, debug) messages go.
@@ -209,6 +213,17 @@ package struct ServeOptions: Sendable, Hashable {
                     throw CommandLineError("--timeout=\(text): the time must be longer than zero")
                 }
                 options.negotiationTimeout = timeout
+            case "--memory-budget":
+                let text = try value(for: name, inline: inline)
+                if ["none", "unlimited"].contains(text.lowercased()) {
+                    options.memoryBudget = 0
+                } else {
+                    guard let size = try? parseSize(text, for: "--memory-budget"), size <= UInt64(Int.max) else {
+                        throw CommandLineError(
+                            "--memory-budget=\(text): expected a size such as 512M or 4G, or none for no limit (the memory large reads and writes may take at once)")
+                    }
+                    options.memoryBudget = Int(size)
+                }
             case "--swap":
                 options.locksMemory = true
             case "--log":

@@ -2,8 +2,8 @@ import NBDServer
 
 /// The command-line options that set the server itself (beyond TLS, see ``TLSSetup``).
 package enum ServerSettings {
-    /// Applies `-t`/`--threads`, `--no-sr`, `--no-meta-contexts`, `--timeout` and `--keepalive` to
-    /// `configuration`.
+    /// Applies `-t`/`--threads`, `--no-sr`, `--no-meta-contexts`, `--timeout`, `--keepalive` and
+    /// `--memory-budget` to `configuration`.
     ///
     /// nbdkit's `-t N` is the number of threads per connection, so at most N requests of a
     /// connection are in progress at once; `-t 1` serializes them, replies in order. `nbd-serve`
@@ -19,5 +19,8 @@ package enum ServerSettings {
         configuration.offersMetaContexts = options.offersMetaContexts
         configuration.negotiationTimeout = options.negotiationTimeout
         configuration.enablesTCPKeepAlive = options.enablesKeepAlive
+        if let budget = options.memoryBudget {
+            configuration.payloadMemoryBudget = budget == 0 ? nil : budget
+        }
     }
 }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The limits and policies of an ``NBDServer``.
 ///
 /// ```swift
@@ -126,6 +130,28 @@ public struct ServerConfiguration: Sendable {
     /// tenth of that. Tests that check the overlap itself raise it, because a sanitizer or a loaded
     /// machine can make any read take longer and would turn the overlap off.
     package var overlappedReadLimit: Duration = .milliseconds(1)
+
+    /// The most memory, in bytes, that large request and reply payloads (reads and writes of more
+    /// than 64 KiB) may take at once, over all connections; `nil` for no limit. Past it the server
+    /// stops reading new requests until replies have been sent and buffers freed, so no set of
+    /// clients can drive it out of memory (see `Documentation/Server.md`, "Payload memory budget").
+    ///
+    /// The default is a quarter of the machine's physical memory
+    /// (``defaultPayloadMemoryBudget``). Smaller payloads are not counted: they live in each
+    /// connection's fixed buffers (the receive buffer, a batch of replies). A connection takes at
+    /// most a quarter of the budget while others wait (one request of any size when it holds
+    /// nothing), so a client that stops reading its replies cannot stall the others. A budget
+    /// smaller than a request serves such requests one at a time.
+    public var payloadMemoryBudget: Int? = ServerConfiguration.defaultPayloadMemoryBudget
+
+    /// A quarter of the machine's physical memory (`sysconf(_SC_PHYS_PAGES)`), or 1 GiB when it
+    /// cannot be read: the default ``payloadMemoryBudget``.
+    public static var defaultPayloadMemoryBudget: Int {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES))
+        let pageSize = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, pageSize > 0 else { return 1 << 30 }
+        return pages.multipliedReportingOverflow(by: pageSize).partialValue / 4
+    }
 
     /// Whether clients may (``TLSMode/on``) or must (``TLSMode/require``) upgrade to TLS with
     /// `NBD_OPT_STARTTLS`; nbdkit's `--tls`. Anything but ``TLSMode/off`` needs

@@ -15,8 +15,25 @@ struct Connection<Provider: BackendProvider>: Sendable {
     let socket: Socket
     let provider: Provider
     let context: ServerContext
+    /// What this connection holds of the server's payload memory budget.
+    let charges: ConnectionPayloadCharges
+    /// The most output buffer memory kept between batches: without a budget, enough for the
+    /// ordinary large reads (``retainedOutputCapacity``); with one, what a batch of uncharged replies
+    /// needs, since a large read's buffer is charged and must be freed when its charge is returned.
+    let retainedCapacity: Int
 
     private var configuration: ServerConfiguration { context.configuration }
+
+    init(id: UInt64, socket: Socket, provider: Provider, context: ServerContext) {
+        self.id = id
+        self.socket = socket
+        self.provider = provider
+        self.context = context
+        self.charges = ConnectionPayloadCharges(budget: context.payloadBudget)
+        self.retainedCapacity =
+            context.payloadBudget.isUnlimited
+            ? Self.retainedOutputCapacity : max(64 << 10, 2 * context.configuration.sendBatchSize)
+    }
 
     /// Starts the connection's thread and task. Returns `false` if no thread could be created.
     static func start(id: UInt64, socket: Socket, provider: Provider, context: ServerContext) -> Bool {
@@ -120,15 +137,16 @@ struct Connection<Provider: BackendProvider>: Sendable {
         let slowLimit = max(1, configuration.maximumSlowRequestsPerConnection)
         let slots = Semaphore(value: UInt32(slowLimit))
         // Enough for every slot's 1 MiB write to reuse its buffer.
-        let payloads = PayloadPool(retainedLimit: slowLimit << 20)
+        // Kept buffers are charged to the payload budget, which reclaims them under pressure.
+        let payloads = PayloadPool(retainedLimit: slowLimit << 20, budget: context.payloadBudget)
         let pool = context.pool
         let batchSize = configuration.sendBatchSize
         let inlineThreshold = configuration.inlineSlowOperationThreshold
         let estimate = SlowOperationEstimate()
         let slowTasks = SlowRequestTasks()
         var disconnectedGracefully = false
-        var scratch = OutputBuffer(capacity: 0)
         var tail = ReplyTail()
+        let charges = self.charges
         // Whether the stack's reads run here, on this thread, without suspending: only then may the
         // next read be performed while the end of a large batch waits for the client.
         let readsRunInline = !slowOperations.contains(.read) && !suspendingOperations.contains(.read)
@@ -150,9 +168,10 @@ struct Connection<Provider: BackendProvider>: Sendable {
                     // A large batch and a read behind it: send what the socket takes and perform the
                     // read before waiting for the rest (ReplyTail). Only while such reads have been
                     // quick, so a slow one (a delay under noparallel) never holds back a reply.
-                    guard tail.finish(on: writer, retainedCapacity: Self.retainedOutputCapacity) else { break loop }
+                    guard finish(&tail, on: writer) else { break loop }
                     timesRead = true
                     if overlappedReads.isBelow(overlappedReadLimit) {
+                        charges.moveOutputToTail()
                         guard tail.start(&output, on: writer) else { break loop }
                     } else {
                         guard flush(&output, after: &tail, to: writer) else { break loop }
@@ -205,18 +224,29 @@ struct Connection<Provider: BackendProvider>: Sendable {
 
             let slow = Self.matches(command, flags: flags, slowOperations)
             let suspends = !slow && Self.matches(command, flags: flags, suspendingOperations)
+            // Large payloads are charged to the server's budget before they are read or performed.
+            let charge =
+                command == .read || command == .write ? charges.budget.charge(forPayload: Int(length)) : 0
             if suspends || (slow && !(inlineThreshold.map { estimate.isBelow($0) } ?? false)) {
+                if !charges.tryReserve(charge) {
+                    guard waitForBudget(charge, output: &output, tail: &tail, writer: writer, slots: slots, slotCount: slowLimit)
+                    else { break loop }
+                }
                 if !slots.tryWait() {
                     // Back-pressure: stop reading until a slow or suspended request finishes. This
                     // thread is the connection's own, so waiting here blocks nobody else.
                     InlineResumption.endBatch()
-                    guard flush(&output, after: &tail, to: writer) else { break loop }
+                    guard flush(&output, after: &tail, to: writer) else {
+                        charges.release(charge)
+                        break loop
+                    }
                     slots.wait()
                 }
                 let payload = payloads.take(command == .write ? Int(length) : 0)
                 if command == .write {
                     guard reader.read(into: payload.payload) else {
                         payloads.give(payload)
+                        charges.release(charge)
                         slots.signal()
                         break loop
                     }
@@ -242,6 +272,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
                             } else {
                                 writer.write(reply.bytes)
                             }
+                            charges.release(charge)
                             slowTasks.finished(taskID)
                             slots.signal()
                         }
@@ -258,6 +289,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
                         estimate.record(started.duration(to: .now))
                         payloads.give(request.payload)
                         writer.write(reply.bytes)
+                        charges.release(charge)
                         slowTasks.finished(taskID)
                         slots.signal()
                     }
@@ -269,6 +301,25 @@ struct Connection<Provider: BackendProvider>: Sendable {
             // Inline: every fast request, and slow ones while they have recently been fast.
             var payload = UnsafeRawBufferPointer(start: nil, count: 0)
             var consumedAfterwards = 0
+            // A write too large for the receive buffer, received into memory of its own and freed
+            // after the write (a buffer kept for the connection's life would hold the largest write
+            // it ever saw).
+            var largeWrite: UnsafeMutableRawBufferPointer?
+            var largeWriteCharge = 0
+            if command == .read && charge > 0 {
+                // The reply gets a buffer of exactly its size, freed (and the charge returned) once
+                // sent, so the charge is what the read really takes. The batch before it goes first.
+                if !output.isEmpty {
+                    InlineResumption.endBatch()
+                    guard flush(&output, after: &tail, to: writer) else { break loop }
+                }
+                if !charges.tryReserve(charge) {
+                    guard waitForBudget(charge, output: &output, tail: &tail, writer: writer, slots: slots, slotCount: slowLimit)
+                    else { break loop }
+                }
+                output = OutputBuffer(capacity: 64 + Int(length))
+                charges.chargeOutput(charge)
+            }
             if command == .write {
                 let count = Int(length)
                 if count <= reader.capacity {
@@ -278,9 +329,19 @@ struct Connection<Provider: BackendProvider>: Sendable {
                     payload = UnsafeRawBufferPointer(rebasing: reader.unread[0..<count])
                     consumedAfterwards = count
                 } else {
-                    scratch.removeAll()
-                    let buffer = scratch.append(uninitialized: count)
-                    guard reader.read(into: buffer) else { break loop }
+                    let charge = charges.budget.charge(forPayload: count)
+                    if !charges.tryReserve(charge) {
+                        guard waitForBudget(charge, output: &output, tail: &tail, writer: writer, slots: slots, slotCount: slowLimit)
+                        else { break loop }
+                    }
+                    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 16)
+                    guard reader.read(into: buffer) else {
+                        buffer.deallocate()
+                        charges.release(charge)
+                        break loop
+                    }
+                    largeWrite = buffer
+                    largeWriteCharge = charge
                     payload = UnsafeRawBufferPointer(buffer)
                 }
             }
@@ -293,6 +354,10 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 command, flags: flags, cookie: header.cookie, offset: header.offset, length: header.length,
                 payload: payload, into: &output)
             InlineResumption.enter()
+            if let largeWrite {
+                largeWrite.deallocate()
+                charges.release(largeWriteCharge)
+            }
             if let started {
                 let duration = started.duration(to: .now)
                 if slow { estimate.record(duration) }
@@ -306,22 +371,60 @@ struct Connection<Provider: BackendProvider>: Sendable {
         // replies (the client left, or the server is stopping and shut the read side), so requests
         // suspended in a cancellable wait (a delay, a rate limit) end now instead of when it runs out.
         InlineResumption.leave()
-        _ = tail.finish(on: writer, retainedCapacity: Self.retainedOutputCapacity)
+        _ = finish(&tail, on: writer)
         if !disconnectedGracefully { slowTasks.cancelAll() }
         for _ in 0..<slowLimit { slots.wait() }
         _ = flush(&output, after: &tail, to: writer)
+        // A failed send leaves the buffers unsent; their memory goes with the connection.
+        charges.releaseTail()
+        charges.releaseOutput()
     }
 
     /// Sends the rest of `tail`, then `output`.
     private func flush(_ output: inout OutputBuffer, after tail: inout ReplyTail, to writer: CombiningWriter) -> Bool {
-        guard tail.finish(on: writer, retainedCapacity: Self.retainedOutputCapacity) else { return false }
+        guard finish(&tail, on: writer) else { return false }
         guard !output.isEmpty else { return !writer.hasFailed }
         let ok = writer.write(output.bytes)
         output.removeAll()
         // A rare huge read (up to the payload limit) must not pin its buffer for the connection's
         // life; ordinary batches and 1-4 MiB reads stay below this and keep their buffer.
-        output.shrink(to: Self.retainedOutputCapacity)
+        output.shrink(to: retainedCapacity)
+        charges.releaseOutput()
         return ok
+    }
+
+    /// Sends the rest of `tail` and returns its charge.
+    private func finish(_ tail: inout ReplyTail, on writer: CombiningWriter) -> Bool {
+        let ok = tail.finish(on: writer, retainedCapacity: retainedCapacity)
+        charges.releaseTail()
+        return ok
+    }
+
+    /// Waits until `bytes` of the payload budget are this connection's: first sends everything it
+    /// has (so it holds no charge only it could give back), then, if what its slow requests hold
+    /// would leave it over its share, lets them finish, and then waits in line. Returns `false` once
+    /// the connection has failed.
+    private func waitForBudget(
+        _ bytes: Int, output: inout OutputBuffer, tail: inout ReplyTail, writer: CombiningWriter, slots: Semaphore,
+        slotCount: Int
+    ) -> Bool {
+        InlineResumption.endBatch()
+        guard flush(&output, after: &tail, to: writer) else { return false }
+        let budget = charges.budget
+        if charges.heldBytes > 0 && charges.heldBytes + bytes > budget.connectionShare {
+            // Only this connection's slow and suspended requests hold anything now; they finish on
+            // their own (storage calls, replies to this client).
+            for _ in 0..<slotCount { slots.wait() }
+            for _ in 0..<slotCount { slots.signal() }
+        }
+        if budget.shouldReportWait() {
+            event(
+                .payloadBudgetWait, .info,
+                "waiting for \(bytes) bytes of the payload memory budget (\(budget.chargedBytes) of \(budget.limit) in use)",
+                ["bytes": String(bytes), "budget": String(budget.limit), "charged": String(budget.chargedBytes)])
+        }
+        charges.reserve(bytes)
+        return true
     }
 
     /// The most output buffer memory a connection keeps between batches.

@@ -47,13 +47,35 @@ package final class PayloadPool: Sendable {
     }
     private let free = LockedValue(Free())
 
-    /// A pool that keeps at most `retainedLimit` bytes of free buffers.
-    package init(retainedLimit: Int) {
+    /// The server's payload budget, which charges the free buffers kept here (so that memory kept
+    /// for reuse counts like memory in use) and takes them back when a connection must wait.
+    let budget: PayloadBudget?
+
+    /// A pool that keeps at most `retainedLimit` bytes of free buffers, charged to `budget`.
+    init(retainedLimit: Int, budget: PayloadBudget? = nil) {
         self.retainedLimit = retainedLimit
+        self.budget = budget.flatMap { $0.isUnlimited ? nil : $0 }
+        self.budget?.register(self)
+    }
+
+    /// A pool that keeps at most `retainedLimit` bytes of free buffers.
+    package convenience init(retainedLimit: Int) {
+        self.init(retainedLimit: retainedLimit, budget: nil)
     }
 
     deinit {
-        for buffer in free.withLock({ $0.buffers }) { buffer.storage.deallocate() }
+        budget?.unregister(self)
+        freeRetained()
+    }
+
+    /// Frees every kept buffer and gives back its charge.
+    func freeRetained() {
+        let taken = free.withLock { free -> Free in
+            defer { free = Free() }
+            return free
+        }
+        for buffer in taken.buffers { buffer.storage.deallocate() }
+        budget?.release(taken.bytes)
     }
 
     /// A buffer for a payload of `count` bytes (its contents are undefined).
@@ -68,7 +90,11 @@ package final class PayloadPool: Sendable {
             free.bytes -= free.buffers[index].storage.count
             return free.buffers.remove(at: index)
         }
-        if let reused { return Buffer(storage: reused.storage, count: count) }
+        if let reused {
+            // Its charge as a kept buffer ends; the request that takes it is charged on its own.
+            budget?.release(reused.storage.count)
+            return Buffer(storage: reused.storage, count: count)
+        }
         return Buffer(storage: allocate(Self.roundedUp(count)), count: count)
     }
 
@@ -82,6 +108,7 @@ package final class PayloadPool: Sendable {
         }
         let kept = free.withLock { free -> Bool in
             guard free.bytes + storage.count <= retainedLimit else { return false }
+            guard budget?.tryRetain(storage.count) ?? true else { return false }
             free.bytes += storage.count
             free.buffers.append(buffer)
             return true

@@ -17,9 +17,12 @@ final class ServerContext: Sendable {
     /// Runs requests whose operation suspends (see ``SuspendedRequestExecutor``).
     let suspendedRequests: SuspendedRequestExecutor
     let state = LockedValue(State())
+    /// The budget every connection's large payloads are charged to.
+    let payloadBudget: PayloadBudget
 
     init(configuration: ServerConfiguration) {
         self.configuration = configuration
+        self.payloadBudget = PayloadBudget(limit: configuration.payloadMemoryBudget)
         self.pool = SlowOperationPool(threads: configuration.slowOperationThreads)
         self.suspendedRequests = SuspendedRequestExecutor(fallback: pool)
     }

@@ -86,6 +86,11 @@ public struct ServerEvent: Sendable, Hashable {
         public static let shutdownBegan = Kind(rawValue: "shutdown-began")
         /// ``NBDServer/shutdown()`` finished: every connection ended and the backend was shut down.
         public static let shutdownFinished = Kind(rawValue: "shutdown-finished")
+        /// A connection waits for ``ServerConfiguration/payloadMemoryBudget``: it stopped reading
+        /// requests until other connections' large payloads are freed (metadata `connection`,
+        /// `bytes`: what it waits for, `budget`, `charged`: what is in use). Reported at most once
+        /// a second per server, at ``Level/info``.
+        public static let payloadBudgetWait = Kind(rawValue: "payload-budget-wait")
         /// Anything else (debug detail that has no kind of its own).
         public static let message = Kind(rawValue: "message")
     }
