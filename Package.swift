@@ -71,10 +71,14 @@ let package = Package(
         .target(name: "NBDConnectionFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // Filters for testing clients and tools: checkwrite, evil, ddrescue.
         .target(name: "NBDTestingFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // The NBD wire layer client and server share: the protocol's constants, header and chunk
+        // codecs, and the transport (socket, buffered reader, combining writer, thread starter).
+        // Not a product: everything in it is `package`.
+        .target(name: "NBDWire", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The server other programs embed: it knows the NBD protocol and NBDCore's contracts, nothing else.
-        .target(name: "NBDServer", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDServer", dependencies: ["NBDCore", "NBDWire"], swiftSettings: upcomingFeatures),
         // An async NBD client; knows the protocol and NBDCore's types, not the server.
-        .target(name: "NBDClient", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDClient", dependencies: ["NBDCore", "NBDWire"], swiftSettings: upcomingFeatures),
         // The `nbd` backend: an upstream NBD server through NBDClient.
         .target(name: "NBDProxy", dependencies: ["NBDCore", "NBDClient", "NBDTLS"], swiftSettings: upcomingFeatures),
         // Declarations and variadic-call trampolines for libcurl, which NBDCurl opens with dlopen:
@@ -216,12 +220,12 @@ let package = Package(
         ),
         .testTarget(
             name: "NBDServerTests",
-            dependencies: ["NBDCore", "NBDServer", "NBDBackends", "NBDTestSupport"],
+            dependencies: ["NBDCore", "NBDServer", "NBDBackends", "NBDWire", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(
             name: "NBDClientTests",
-            dependencies: ["NBDCore", "NBDClient", "NBDServer", "NBDBackends", "NBDTestSupport"],
+            dependencies: ["NBDCore", "NBDClient", "NBDServer", "NBDBackends", "NBDWire", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(
@@ -246,7 +250,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NBDTLSTests",
-            dependencies: ["NBDCore", "NBDServer", "NBDTLS", "NBDClient", "NBDBackends", "NBDTestSupport"],
+            dependencies: ["NBDCore", "NBDServer", "NBDTLS", "NBDClient", "NBDBackends", "NBDWire", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

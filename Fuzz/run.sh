@@ -25,8 +25,8 @@ swift build -c release --scratch-path "$scratch" --target NBDClient "${flags[@]}
 bin=$(swift build -c release --scratch-path "$scratch" --show-bin-path)
 
 objects=()
-# NBDCore plus the two modules the targets use (NBDServer no longer depends on backends or filters).
-for module in NBDCore NBDServer NBDClient; do
+# NBDCore, the wire layer and the two modules the targets use (NBDServer depends on no backend or filter).
+for module in NBDCore NBDWire NBDServer NBDClient; do
     objects+=("$bin/$module.build"/*.o)
 done
 

@@ -1,4 +1,5 @@
 import NBDTLS
+import NBDWire
 import XCTest
 
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 import NBDCore
 import NBDTLS
 import NBDTestSupport
+import NBDWire
 import Synchronization
 import XCTest
 

@@ -1,4 +1,5 @@
 import NBDCore
+import NBDWire
 
 /// The client side of the fixed newstyle handshake, blocking, on the connection's own thread.
 ///

@@ -1,4 +1,5 @@
 import NBDCore
+import NBDWire
 
 /// What a client remembers about a request it sent, enough to check the server's replies to it.
 package struct RequestRecord: Sendable, Hashable {

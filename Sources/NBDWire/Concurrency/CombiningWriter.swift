@@ -7,7 +7,7 @@ import Synchronization
 /// and sends outside the lock until the pending bytes run out. When nothing is pending (the common
 /// case: only the connection thread replies), the caller's buffer is sent directly, without a copy.
 /// Two reused buffers swap roles, so steady state allocates nothing.
-final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
+package final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
     private struct State {
         var pending: [UInt8] = []
         var spare: [UInt8] = []
@@ -20,17 +20,17 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
     private let socket: Socket
     private let state = LockedValue(State())
 
-    init(socket: Socket) {
+    package init(socket: Socket) {
         self.socket = socket
     }
 
     /// Whether a send failed (the peer went away); later writes are dropped.
-    var hasFailed: Bool { state.withLock { $0.failed } }
+    package var hasFailed: Bool { state.withLock { $0.failed } }
 
     /// Sends `bytes` as one unit, never interleaved with another writer's. Returns `false` once the
     /// connection has failed.
     @discardableResult
-    func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    package func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
         enum Action { case sendDirectly, flush, done, failed }
         let action = state.withLock { state -> Action in
             if state.failed { return .failed }
@@ -67,7 +67,7 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
     ///
     /// When others' bytes are pending or being sent, it sends like ``write(_:)`` and returns the whole
     /// count.
-    func beginWrite(_ bytes: UnsafeRawBufferPointer) -> Int? {
+    package func beginWrite(_ bytes: UnsafeRawBufferPointer) -> Int? {
         let mayStart = state.withLock { state -> Bool? in
             if state.failed { return nil }
             if state.flushing || !state.pending.isEmpty { return false }
@@ -88,7 +88,7 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
     /// whatever others queued meanwhile, and gives up the writer's turn. Returns `false` once the
     /// connection has failed.
     @discardableResult
-    func finishWrite(_ rest: UnsafeRawBufferPointer) -> Bool {
+    package func finishWrite(_ rest: UnsafeRawBufferPointer) -> Bool {
         let holdsTurn = state.withLock { state -> Bool in
             defer { state.turnHeldForRest = false }
             return state.turnHeldForRest
@@ -106,7 +106,7 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
     /// replies leave in one `send`. Only call it inside a scope. Returns `false` once the
     /// connection has failed.
     @discardableResult
-    func appendForBatch(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    package func appendForBatch(_ bytes: UnsafeRawBufferPointer) -> Bool {
         let flushing = state.withLock { state -> Bool? in
             if state.failed { return nil }
             state.pending.append(contentsOf: bytes)
@@ -119,7 +119,7 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
     }
 
     /// Sends what ``appendForBatch(_:)`` left pending, unless a flusher is already at work.
-    func batchEnded() {
+    package func batchEnded() {
         let start = state.withLock { state -> Bool in
             if state.failed || state.flushing || state.pending.isEmpty { return false }
             state.flushing = true

@@ -1,16 +1,16 @@
 /// One transmission-phase request header: 28 bytes, big-endian.
-struct RequestHeader: Sendable {
-    var magic: UInt32
-    var flags: UInt16
-    var type: UInt16
+package struct RequestHeader: Sendable {
+    package var magic: UInt32
+    package var flags: UInt16
+    package var type: UInt16
     /// Opaque; echoed in the reply.
-    var cookie: UInt64
-    var offset: UInt64
-    var length: UInt32
+    package var cookie: UInt64
+    package var offset: UInt64
+    package var length: UInt32
 
     /// Parses the header at the start of `bytes` (at least 28 bytes). The cookie is copied as it is,
     /// byte for byte, so it is echoed unchanged whatever its endianness.
-    init(parsing bytes: UnsafeRawBufferPointer) {
+    package init(parsing bytes: UnsafeRawBufferPointer) {
         magic = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
         flags = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
         type = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
