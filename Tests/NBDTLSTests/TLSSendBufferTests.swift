@@ -1,5 +1,7 @@
 import NBDCore
+import NBDGnuTLS
 import NBDTLS
+import NBDTLSClient
 import NBDTestSupport
 import NBDWire
 import Synchronization

@@ -1,9 +1,12 @@
 import NBDCore
 
-/// Magic numbers and codes of the NBD protocol (doc/proto.md of NetworkBlockDevice/nbd).
+/// Magic numbers, sizes and limits of the NBD protocol (doc/proto.md of NetworkBlockDevice/nbd), for
+/// both the server and the client.
 package enum ProtocolConstants {
     package static let nbdMagic: UInt64 = 0x4e42_444d_4147_4943  // "NBDMAGIC"
     package static let optionMagic: UInt64 = 0x4948_4156_454F_5054  // "IHAVEOPT"
+    /// The old-style handshake's second magic, which this package's client refuses and server never sends.
+    package static let oldstyleMagic: UInt64 = 0x0000_4202_8186_1253
     package static let optionReplyMagic: UInt64 = 0x3_e889_0455_65a9
     package static let requestMagic: UInt32 = 0x2560_9513
     package static let simpleReplyMagic: UInt32 = 0x6744_6698
@@ -21,6 +24,11 @@ package enum ProtocolConstants {
     package static let requestHeaderSize = 28
     package static let simpleReplyHeaderSize = 16
     package static let structuredReplyHeaderSize = 20
+
+    /// The longest error message the protocol allows in a structured error chunk.
+    package static let maximumErrorMessage = 4096
+    /// The longest option reply the client accepts (export lists, info replies, error text).
+    package static let maximumOptionReply = 64 << 10
 }
 
 /// Transmission flags (`NBD_FLAG_*`), sent as a 16-bit field.

@@ -1,7 +1,7 @@
-/// Reads a socket through a large reused buffer, so that one `recv` picks up every request that has
-/// arrived, and parsing works on bytes already in memory.
+/// Reads a socket through a large reused buffer, so that one `recv` picks up every message that has
+/// arrived (the server's requests, the client's replies), and parsing works on bytes already in memory.
 ///
-/// Owned by one connection task; not shared.
+/// Owned by one connection thread (the server's connection, the client's reply reader); not shared.
 package struct BufferedReader: ~Copyable {
     private let socket: Socket
     private let storage: UnsafeMutableRawBufferPointer
@@ -79,6 +79,30 @@ package struct BufferedReader: ~Copyable {
         var done = fromBuffer
         while done < destination.count {
             let received = socket.receive(into: UnsafeMutableRawBufferPointer(rebasing: destination[done...]))
+            if received <= 0 { return false }
+            done += received
+        }
+        return true
+    }
+
+    /// Fills `count` bytes at `destination` like ``read(into:)``; `nil` reads and drops them (the
+    /// client's use: a reply's payload for a request that was given up).
+    package mutating func read(_ count: Int, into destination: UnsafeMutableRawPointer?) -> Bool {
+        let fromBuffer = min(count, end - start)
+        if fromBuffer > 0 {
+            destination?.copyMemory(from: storage.baseAddress! + start, byteCount: fromBuffer)
+            consume(fromBuffer)
+        }
+        var done = fromBuffer
+        while done < count {
+            let received: Int
+            if let destination {
+                received = socket.receive(
+                    into: UnsafeMutableRawBufferPointer(start: destination + done, count: count - done))
+            } else {
+                received = socket.receive(
+                    into: UnsafeMutableRawBufferPointer(rebasing: storage[0..<min(storage.count, count - done)]))
+            }
             if received <= 0 { return false }
             done += received
         }

@@ -84,6 +84,58 @@ package final class Socket: Sendable {
         }
     }
 
+    /// Sends all of `first` then all of `second` as one stream of bytes; on a kernel socket with one
+    /// `sendmsg`, so that a request header and its payload leave in one system call. Returns `false`
+    /// if the peer went away or the socket failed.
+    ///
+    /// `MSG_NOSIGNAL` keeps a vanished peer from raising `SIGPIPE`.
+    package func sendAll(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) -> Bool {
+        switch peer {
+        case .kernel:
+            return sendMessageToKernel(first, second)
+        case .memory(let memory):
+            return (first.count == 0 || memory.send(first)) && (second.count == 0 || memory.send(second))
+        case .secure(let session, _):
+            // TLS encrypts each part into records straight from the caller's memory: no copy here.
+            return (first.count == 0 || session.send(first)) && (second.count == 0 || session.send(second))
+        }
+    }
+
+    /// Sends both parts with `sendmsg` until both are gone; `false` when the kernel refused.
+    private func sendMessageToKernel(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) -> Bool {
+        var vectors = (
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count),
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count)
+        )
+        return withUnsafeMutablePointer(to: &vectors) { pair in
+            pair.withMemoryRebound(to: iovec.self, capacity: 2) { vector in
+                // Skip empty parts, then send what is left until both parts are gone.
+                var index = 0
+                while index < 2 && (vector[index].iov_len == 0 || vector[index].iov_base == nil) { index += 1 }
+                while index < 2 {
+                    var message = msghdr()
+                    message.msg_iov = vector + index
+                    message.msg_iovlen = index == 0 && vector[1].iov_len > 0 && vector[1].iov_base != nil ? 2 : 1
+                    let sent = sendmsg(descriptor, &message, Int32(MSG_NOSIGNAL))
+                    if sent < 0 {
+                        if errno == EINTR { continue }
+                        return false
+                    }
+                    var remaining = sent
+                    while remaining > 0 && index < 2 {
+                        let step = min(remaining, vector[index].iov_len)
+                        vector[index].iov_base += step
+                        vector[index].iov_len -= step
+                        remaining -= step
+                        if vector[index].iov_len == 0 { index += 1 }
+                    }
+                    while index < 2 && (vector[index].iov_len == 0 || vector[index].iov_base == nil) { index += 1 }
+                }
+                return true
+            }
+        }
+    }
+
     /// Sends a leading part of `bytes`, as much as the socket takes without waiting, and returns its
     /// length; `nil` if the peer went away or the socket failed. The rest (from the returned length
     /// on, the same memory) must go to ``sendAll(_:)`` before anything else is sent: a secure
@@ -195,10 +247,19 @@ package final class Socket: Sendable {
         _ = Glibc.shutdown(descriptor, Int32(SHUT_RD))
     }
 
-    /// Stops both directions, which makes the peer see end of stream at once. A secure socket first
-    /// tells the peer the session ends (TLS `close_notify`).
-    package func shutdownBoth() {
+    /// Stops sending; the peer sees end of stream after what was sent. A secure socket first tells
+    /// the peer the session ends (TLS `close_notify`).
+    package func shutdownWriting() {
         if case .secure(let session, _) = peer { session.close() }
+        guard descriptor >= 0 else { return }
+        _ = Glibc.shutdown(descriptor, Int32(SHUT_WR))
+    }
+
+    /// Stops both directions, which makes the peer see end of stream at once and a blocked `recv`
+    /// return. With `notifyingPeer`, a secure socket first tells the peer the session ends (TLS
+    /// `close_notify`); the client, which sends it when it stops writing, passes `false`.
+    package func shutdownBoth(notifyingPeer: Bool = true) {
+        if notifyingPeer, case .secure(let session, _) = peer { session.close() }
         guard descriptor >= 0 else { return }
         _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR))
     }
