@@ -228,6 +228,11 @@ let package = Package(
             swiftSettings: upcomingFeatures
         ),
         .testTarget(
+            name: "NBDWireTests",
+            dependencies: ["NBDCore", "NBDWire", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
             name: "NBDServerTests",
             dependencies: ["NBDCore", "NBDServer", "NBDBackends", "NBDWire", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
