@@ -1,5 +1,4 @@
 import NBDCore
-import NBDWire
 
 /// How far the replies to one request have come: the chunks seen so far, the first error, and the
 /// extents. Pure, like ``ReplyParser``; the connection keeps one per request in flight.

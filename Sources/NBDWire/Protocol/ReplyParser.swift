@@ -1,5 +1,4 @@
 import NBDCore
-import NBDWire
 
 /// What a client remembers about a request it sent, enough to check the server's replies to it.
 package struct RequestRecord: Sendable, Hashable {
