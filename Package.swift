@@ -84,7 +84,8 @@ let package = Package(
         // An async NBD client; knows the protocol and NBDCore's types, not the server.
         .target(name: "NBDClient", dependencies: ["NBDCore", "NBDWire"], swiftSettings: upcomingFeatures),
         // The `nbd` backend: an upstream NBD server through NBDClient.
-        .target(name: "NBDProxy", dependencies: ["NBDCore", "NBDClient", "NBDTLSClient"], swiftSettings: upcomingFeatures),
+        .target(
+            name: "NBDProxy", dependencies: ["NBDCore", "NBDClient", "NBDTLSClient"], swiftSettings: upcomingFeatures),
         // Declarations and variadic-call trampolines for libcurl, which NBDCurl opens with dlopen:
         // no libcurl headers or library are needed to build.
         .target(name: "CCurlShim"),

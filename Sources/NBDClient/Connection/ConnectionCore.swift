@@ -61,7 +61,8 @@ final class ConnectionCore: Sendable {
         self.writer = CombiningWriter(socket: socket, shutsDownWhenBatchFails: true)
         self.parser = ReplyParser(
             structuredReplies: export.structuredReplies, allocationContextID: export.allocationContextID,
-            maximumMetadataChunk: max(configuration.receiveBufferSize, 4096) - ProtocolConstants.structuredReplyHeaderSize)
+            maximumMetadataChunk: max(configuration.receiveBufferSize, 4096)
+                - ProtocolConstants.structuredReplyHeaderSize)
     }
 
     /// Why the connection closed, or `nil` while it is open.

@@ -44,7 +44,9 @@ struct ClientHandshake: ~Copyable {
     mutating func greet() throws(NBDError) {
         let greeting = try receive(16)
         let (magic, style) = greeting.withUnsafeBytes { ($0.uint64(at: 0), $0.uint64(at: 8)) }
-        guard magic == ProtocolConstants.nbdMagic else { throw failure("this is not an NBD server (bad greeting magic)") }
+        guard magic == ProtocolConstants.nbdMagic else {
+            throw failure("this is not an NBD server (bad greeting magic)")
+        }
         if style == ProtocolConstants.oldstyleMagic {
             throw failure("the server speaks the oldstyle protocol, which this client does not support")
         }
@@ -122,7 +124,8 @@ struct ClientHandshake: ~Copyable {
         guard magic == ProtocolConstants.optionReplyMagic else { throw failure("bad option reply magic") }
         guard echoed == option else { throw failure("a reply to option \(echoed) when option \(option) was sent") }
         guard length <= ProtocolConstants.maximumOptionReply else {
-            throw failure("an option reply of \(length) bytes (at most \(ProtocolConstants.maximumOptionReply) accepted)")
+            throw failure(
+                "an option reply of \(length) bytes (at most \(ProtocolConstants.maximumOptionReply) accepted)")
         }
         return (type, try receive(Int(length)))
     }
