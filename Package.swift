@@ -35,6 +35,10 @@ let package = Package(
         .library(name: "NBDCurl", targets: ["NBDCurl"]),
         // TLS (GnuTLS) for NBDServer; an embedder who does not depend on this product never links GnuTLS.
         .library(name: "NBDTLS", targets: ["NBDTLS"]),
+        // TLS (GnuTLS) for NBDClient: `GnuTLSClientProvider`. Links no server.
+        .library(name: "NBDTLSClient", targets: ["NBDTLSClient"]),
+        // The GnuTLS sessions and credentials NBDTLS and NBDTLSClient share; links neither side.
+        .library(name: "NBDGnuTLS", targets: ["NBDGnuTLS"]),
         // Ceph RBD images; librbd is loaded at run time, so nothing links Ceph at build time.
         .library(name: "NBDCeph", targets: ["NBDCeph"]),
         // nbdkit's sh and eval plugins: methods are shell scripts, run as processes.
@@ -73,12 +77,17 @@ let package = Package(
         .target(name: "NBDConnectionFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // Filters for testing clients and tools: checkwrite, evil, ddrescue.
         .target(name: "NBDTestingFilters", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        // The NBD wire layer client and server share: the protocol's constants, header and chunk
+        // codecs, and the transport (socket, buffered reader, combining writer, thread starter).
+        // Not a product: everything in it is `package`.
+        .target(name: "NBDWire", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
         // The server other programs embed: it knows the NBD protocol and NBDCore's contracts, nothing else.
-        .target(name: "NBDServer", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDServer", dependencies: ["NBDCore", "NBDWire"], swiftSettings: upcomingFeatures),
         // An async NBD client; knows the protocol and NBDCore's types, not the server.
-        .target(name: "NBDClient", dependencies: ["NBDCore"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDClient", dependencies: ["NBDCore", "NBDWire"], swiftSettings: upcomingFeatures),
         // The `nbd` backend: an upstream NBD server through NBDClient.
-        .target(name: "NBDProxy", dependencies: ["NBDCore", "NBDClient", "NBDTLS"], swiftSettings: upcomingFeatures),
+        .target(
+            name: "NBDProxy", dependencies: ["NBDCore", "NBDClient", "NBDTLSClient"], swiftSettings: upcomingFeatures),
         // Declarations and variadic-call trampolines for libcurl, which NBDCurl opens with dlopen:
         // no libcurl headers or library are needed to build.
         .target(name: "CCurlShim"),
@@ -91,11 +100,16 @@ let package = Package(
         // The `sh` and `eval` backends: nbdkit's scripted plugins, one process per method call.
         .target(
             name: "NBDScriptBackends", dependencies: ["NBDCore", "CSpawnShim"], swiftSettings: upcomingFeatures),
-        // GnuTLS, the TLS library nbdkit, qemu and libnbd use. Only NBDTLS imports it.
+        // GnuTLS, the TLS library nbdkit, qemu and libnbd use. Only NBDGnuTLS imports it.
         .systemLibrary(
             name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
+        // GnuTLS sessions and credentials, the same for both sides: NBDServer's and NBDClient's TLS
+        // modules build on it, and it knows neither.
+        .target(name: "NBDGnuTLS", dependencies: ["NBDCore", "CGnuTLS"], swiftSettings: upcomingFeatures),
         // STARTTLS for NBDServer: GnuTLS sessions behind NBDServer's SecureTransport seam.
-        .target(name: "NBDTLS", dependencies: ["NBDServer", "NBDClient", "CGnuTLS"], swiftSettings: upcomingFeatures),
+        .target(name: "NBDTLS", dependencies: ["NBDServer", "NBDGnuTLS"], swiftSettings: upcomingFeatures),
+        // STARTTLS for NBDClient: GnuTLS sessions behind NBDClient's ClientTLSProvider seam.
+        .target(name: "NBDTLSClient", dependencies: ["NBDClient", "NBDGnuTLS"], swiftSettings: upcomingFeatures),
         // The compression libraries the stock image has headers for. Only NBDCompressionFilters links them.
         .systemLibrary(name: "CLZMA", providers: [.apt(["liblzma-dev"])]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
@@ -126,7 +140,7 @@ let package = Package(
                 "NBDRangeFilters", "NBDFeatureFilters", "NBDFlowFilters",
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
                 "NBDCachingFilters", "NBDConnectionFilters", "NBDProxy", "NBDCurl", "NBDCeph",
-                "NBDTLS", "NBDScriptBackends", "NBDCompressionFilters", "NBDContainerFilters",
+                "NBDTLS", "NBDTLSClient", "NBDScriptBackends", "NBDCompressionFilters", "NBDContainerFilters",
                 "NBDTestingFilters", "NBDImageFormatFilters",
             ],
             swiftSettings: upcomingFeatures
@@ -231,13 +245,18 @@ let package = Package(
             swiftSettings: upcomingFeatures
         ),
         .testTarget(
+            name: "NBDWireTests",
+            dependencies: ["NBDCore", "NBDWire", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
             name: "NBDServerTests",
-            dependencies: ["NBDCore", "NBDServer", "NBDBackends", "NBDTestSupport"],
+            dependencies: ["NBDCore", "NBDServer", "NBDBackends", "NBDWire", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(
             name: "NBDClientTests",
-            dependencies: ["NBDCore", "NBDClient", "NBDServer", "NBDBackends", "NBDTestSupport"],
+            dependencies: ["NBDCore", "NBDClient", "NBDServer", "NBDBackends", "NBDWire", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(
@@ -262,7 +281,10 @@ let package = Package(
         ),
         .testTarget(
             name: "NBDTLSTests",
-            dependencies: ["NBDCore", "NBDServer", "NBDTLS", "NBDClient", "NBDBackends", "NBDTestSupport"],
+            dependencies: [
+                "NBDCore", "NBDServer", "NBDTLS", "NBDTLSClient", "NBDGnuTLS", "NBDClient", "NBDBackends", "NBDWire",
+                "NBDTestSupport",
+            ],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -26,8 +26,8 @@ swift build -c release --scratch-path "$scratch" --target NBDImageFormatFilters 
 bin=$(swift build -c release --scratch-path "$scratch" --show-bin-path)
 
 objects=()
-# NBDCore plus the modules the targets use (NBDServer no longer depends on backends or filters).
-for module in NBDCore NBDServer NBDClient NBDImageFormatFilters; do
+# NBDCore, the wire layer and the modules the targets use (NBDServer depends on no backend or filter).
+for module in NBDCore NBDWire NBDServer NBDClient NBDImageFormatFilters; do
     objects+=("$bin/$module.build"/*.o)
 done
 

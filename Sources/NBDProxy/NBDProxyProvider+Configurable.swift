@@ -1,6 +1,6 @@
 import NBDClient
 import NBDCore
-import NBDTLS
+import NBDTLSClient
 
 extension NBDProxyProvider: ConfigurableBackendProvider {
     public static var backendName: String { "nbd" }

@@ -1,6 +1,6 @@
 import NBDClient
 import NBDCore
-import NBDTLS
+import NBDTLSClient
 
 /// An export served from another NBD server (nbdkit's `nbd` plugin): each client connection gets an
 /// upstream connection of its own, or all share one, and every request, error and capability passes
@@ -19,7 +19,7 @@ import NBDTLS
 /// - Errors keep the upstream's errno and, with structured replies, its message. A flush or FUA
 ///   write is acknowledged only after the upstream acknowledged it.
 /// - TLS: an endpoint with `NBDEndpoint.tls` options (an `nbds://` URI, or the `tls=`
-///   parameters) connects through NBDTLS's `GnuTLSClientProvider`.
+///   parameters) connects through NBDTLSClient's `GnuTLSClientProvider`.
 /// - When the upstream closes or dies, every request in flight and every later one on that client
 ///   connection fails with `ESHUTDOWN` or `EIO`; a new client connection opens a new upstream one
 ///   (with `shared`, the one shared connection stays failed).
@@ -114,7 +114,7 @@ public struct NBDProxyProvider: BackendProvider {
         var attempt = 0
         while true {
             do {
-                // TLS (an endpoint with TLS options) goes through GnuTLS, in NBDTLS.
+                // TLS (an endpoint with TLS options) goes through GnuTLS, in NBDTLSClient.
                 return try await NBDConnection.connect(
                     to: endpoint, exportName: exportName, configuration: configuration,
                     tlsProvider: endpoint.tls == nil ? nil : GnuTLSClientProvider())

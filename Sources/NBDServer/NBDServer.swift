@@ -1,4 +1,5 @@
 import NBDCore
+import NBDWire
 import Synchronization
 
 /// An NBD server that serves one export, a `BackendProvider` (typically a

@@ -1,4 +1,5 @@
 import NBDCore
+import NBDGnuTLS
 import NBDServer
 
 /// The GnuTLS implementation of `NBDServer.SecureTransport`: X.509 certificates or pre-shared

@@ -1,5 +1,6 @@
 import NBDClient
 import NBDCore
+import NBDWire
 import XCTest
 
 /// The pure reply parser and reply progress, byte for byte.

@@ -1,5 +1,6 @@
 import NBDCore
 import NBDTestSupport
+import NBDWire
 import XCTest
 
 @testable import NBDServer

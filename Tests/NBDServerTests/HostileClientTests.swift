@@ -2,6 +2,7 @@ import Dispatch
 import NBDCore
 import NBDTestSupport
 import NBDServer
+import NBDWire
 import Synchronization
 import XCTest
 

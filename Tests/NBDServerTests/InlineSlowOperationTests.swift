@@ -1,4 +1,5 @@
 import NBDCore
+import NBDWire
 import Synchronization
 import XCTest
 

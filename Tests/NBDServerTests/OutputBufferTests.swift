@@ -1,3 +1,4 @@
+import NBDWire
 import XCTest
 
 @testable import NBDServer

@@ -2,6 +2,7 @@ import Dispatch
 import NBDBackends
 import NBDCore
 import NBDTestSupport
+import NBDWire
 import Synchronization
 import XCTest
 

@@ -1,6 +1,7 @@
 import Dispatch
 import NBDCore
 import NBDTestSupport
+import NBDWire
 import Synchronization
 import XCTest
 

@@ -1,6 +1,7 @@
 import NBDCore
 import NBDServer
 import NBDTestSupport
+import NBDWire
 import Synchronization
 import XCTest
 

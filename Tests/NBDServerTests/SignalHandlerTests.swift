@@ -3,6 +3,7 @@ import NBDBackends
 import NBDCore
 import NBDServer
 import NBDTestSupport
+import NBDWire
 import Synchronization
 import XCTest
 

@@ -1,3 +1,5 @@
+import NBDCore
+import NBDWire
 import XCTest
 
 #if canImport(Glibc)
@@ -13,51 +15,34 @@ struct TestClientError: Error, CustomStringConvertible {
 /// A minimal blocking NBD client for tests: raw access to every message so that tests can send what
 /// a real client never would.
 final class TestNBDClient {
-    static let nbdMagic: UInt64 = 0x4e42_444d_4147_4943
-    static let optionMagic: UInt64 = 0x4948_4156_454F_5054
-    static let optionReplyMagic: UInt64 = 0x3_e889_0455_65a9
-    static let requestMagic: UInt32 = 0x2560_9513
-    static let simpleReplyMagic: UInt32 = 0x6744_6698
-    static let structuredReplyMagic: UInt32 = 0x668e_33ef
+    // The protocol's numbers come from the wire layer, their one home.
+    static let nbdMagic = ProtocolConstants.nbdMagic
+    static let optionMagic = ProtocolConstants.optionMagic
+    static let optionReplyMagic = ProtocolConstants.optionReplyMagic
+    static let requestMagic = ProtocolConstants.requestMagic
+    static let simpleReplyMagic = ProtocolConstants.simpleReplyMagic
+    static let structuredReplyMagic = ProtocolConstants.structuredReplyMagic
 
-    enum Option {
-        static let exportName: UInt32 = 1
-        static let abort: UInt32 = 2
-        static let list: UInt32 = 3
-        static let info: UInt32 = 6
-        static let go: UInt32 = 7
-        static let structuredReply: UInt32 = 8
-        static let listMetaContext: UInt32 = 9
-        static let setMetaContext: UInt32 = 10
-    }
-
-    enum Reply {
-        static let ack: UInt32 = 1
-        static let server: UInt32 = 2
-        static let info: UInt32 = 3
-        static let metaContext: UInt32 = 4
-        static let errUnsupported: UInt32 = 1 << 31 | 1
-        static let errInvalid: UInt32 = 1 << 31 | 3
-        static let errUnknown: UInt32 = 1 << 31 | 6
-    }
+    typealias Option = OptionCode
+    typealias Reply = OptionReply
 
     enum Cmd {
-        static let read: UInt16 = 0
-        static let write: UInt16 = 1
-        static let disconnect: UInt16 = 2
-        static let flush: UInt16 = 3
-        static let trim: UInt16 = 4
-        static let cache: UInt16 = 5
-        static let writeZeroes: UInt16 = 6
-        static let blockStatus: UInt16 = 7
+        static let read = Command.read.rawValue
+        static let write = Command.write.rawValue
+        static let disconnect = Command.disconnect.rawValue
+        static let flush = Command.flush.rawValue
+        static let trim = Command.trim.rawValue
+        static let cache = Command.cache.rawValue
+        static let writeZeroes = Command.writeZeroes.rawValue
+        static let blockStatus = Command.blockStatus.rawValue
     }
 
     enum Flag {
-        static let fua: UInt16 = 1 << 0
-        static let noHole: UInt16 = 1 << 1
-        static let df: UInt16 = 1 << 2
-        static let reqOne: UInt16 = 1 << 3
-        static let fastZero: UInt16 = 1 << 4
+        static let fua = CommandFlags.fua.rawValue
+        static let noHole = CommandFlags.noHole.rawValue
+        static let df = CommandFlags.dontFragment.rawValue
+        static let reqOne = CommandFlags.requestOne.rawValue
+        static let fastZero = CommandFlags.fastZero.rawValue
     }
 
     struct OptionReplyMessage {

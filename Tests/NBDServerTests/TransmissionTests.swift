@@ -1,5 +1,6 @@
 import NBDCore
 import NBDServer
+import NBDWire
 import Synchronization
 import XCTest
 

@@ -3,8 +3,11 @@ import NBDBackends
 import NBDClient
 import NBDCore
 import NBDServer
+import NBDGnuTLS
 import NBDTLS
+import NBDTLSClient
 import NBDTestSupport
+import NBDWire
 import XCTest
 
 /// `NBDClient` over TLS against this package's own server (`nbd-serve --tls=require`): certificates,

@@ -1,7 +1,9 @@
 import Foundation
 import NBDClient
 import NBDCore
+import NBDGnuTLS
 import NBDTLS
+import NBDTLSClient
 import NBDTestSupport
 import XCTest
 

@@ -7,7 +7,7 @@ import XCTest
 #endif
 
 /// A real `nbdkit -f --exit-with-parent -U SOCKET` in a private directory, for the tests that drive
-/// NBDTLS's client side against it. Killed with SIGKILL by ``stop()``, so it cannot hold a test up.
+/// NBDTLSClient's client side against it. Killed with SIGKILL by ``stop()``, so it cannot hold a test up.
 final class NbdkitServer {
     /// nbdkit's path, or `nil` when it is not installed.
     static var path: String? {

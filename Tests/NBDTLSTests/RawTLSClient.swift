@@ -1,4 +1,7 @@
+import NBDGnuTLS
 import NBDTLS
+import NBDTLSClient
+import NBDWire
 import XCTest
 
 #if canImport(Glibc)
@@ -9,32 +12,14 @@ import XCTest
 /// ``startTLS(_:)``, through a client ``TLSSession``: it can send what no real client would
 /// (options injected behind `NBD_OPT_STARTTLS`, plaintext after the handshake).
 final class RawTLSClient {
-    static let optionMagic: UInt64 = 0x4948_4156_454F_5054
-    static let optionReplyMagic: UInt64 = 0x3_e889_0455_65a9
-    static let requestMagic: UInt32 = 0x2560_9513
-    static let simpleReplyMagic: UInt32 = 0x6744_6698
+    // The protocol's numbers come from the wire layer, their one home.
+    static let optionMagic = ProtocolConstants.optionMagic
+    static let optionReplyMagic = ProtocolConstants.optionReplyMagic
+    static let requestMagic = ProtocolConstants.requestMagic
+    static let simpleReplyMagic = ProtocolConstants.simpleReplyMagic
 
-    enum Option {
-        static let exportName: UInt32 = 1
-        static let abort: UInt32 = 2
-        static let list: UInt32 = 3
-        static let startTLS: UInt32 = 5
-        static let info: UInt32 = 6
-        static let go: UInt32 = 7
-        static let structuredReply: UInt32 = 8
-        static let listMetaContext: UInt32 = 9
-        static let setMetaContext: UInt32 = 10
-    }
-
-    enum Reply {
-        static let ack: UInt32 = 1
-        static let server: UInt32 = 2
-        static let info: UInt32 = 3
-        static let metaContext: UInt32 = 4
-        static let errPolicy: UInt32 = 1 << 31 | 2
-        static let errInvalid: UInt32 = 1 << 31 | 3
-        static let errTLSRequired: UInt32 = 1 << 31 | 5
-    }
+    typealias Option = OptionCode
+    typealias Reply = NBDWire.OptionReply
 
     struct OptionReply {
         var option: UInt32

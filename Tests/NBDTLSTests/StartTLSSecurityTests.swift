@@ -1,5 +1,8 @@
 import NBDServer
+import NBDGnuTLS
 import NBDTLS
+import NBDTLSClient
+import NBDWire
 import XCTest
 
 /// The security rules of the NBD protocol's TLS section, each checked with raw bytes.

@@ -1,8 +1,11 @@
 import NBDBackends
 import NBDCore
 import NBDServer
+import NBDGnuTLS
 import NBDTLS
+import NBDTLSClient
 import NBDTestSupport
+import NBDWire
 import XCTest
 
 /// Who may connect: pre-shared keys, and client certificates under `verifyPeer`.

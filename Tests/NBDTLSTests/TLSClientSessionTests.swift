@@ -1,6 +1,9 @@
 import Foundation
+import NBDGnuTLS
 import NBDTLS
+import NBDTLSClient
 import NBDTestSupport
+import NBDWire
 import XCTest
 
 #if canImport(Glibc)

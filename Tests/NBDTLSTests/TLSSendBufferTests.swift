@@ -1,6 +1,9 @@
 import NBDCore
+import NBDGnuTLS
 import NBDTLS
+import NBDTLSClient
 import NBDTestSupport
+import NBDWire
 import Synchronization
 import XCTest
 

@@ -2,8 +2,11 @@ import Dispatch
 import NBDBackends
 import NBDCore
 import NBDServer
+import NBDGnuTLS
 import NBDTLS
+import NBDTLSClient
 import NBDTestSupport
+import NBDWire
 import Synchronization
 import XCTest
 

@@ -1,7 +1,9 @@
 import Dispatch
 import NBDCore
 import NBDServer
+import NBDGnuTLS
 import NBDTLS
+import NBDTLSClient
 import NBDTestSupport
 import Synchronization
 import XCTest

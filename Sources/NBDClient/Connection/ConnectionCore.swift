@@ -1,4 +1,5 @@
 import NBDCore
+import NBDWire
 import Synchronization
 
 /// The shared state of one connection: the requests in flight, matched to replies by cookie; the
@@ -46,21 +47,22 @@ final class ConnectionCore: Sendable {
         var finishWaiters: [UnsafeContinuation<Void, Never>] = []
     }
 
-    let socket: ClientSocket
+    let socket: Socket
     let export: ExportInfo
     let configuration: ClientConfiguration
-    private let writer: RequestWriter
+    private let writer: CombiningWriter
     private let parser: ReplyParser
     private let state = LockedValue(State())
 
-    init(socket: ClientSocket, export: ExportInfo, configuration: ClientConfiguration) {
+    init(socket: Socket, export: ExportInfo, configuration: ClientConfiguration) {
         self.socket = socket
         self.export = export
         self.configuration = configuration
-        self.writer = RequestWriter(socket: socket)
+        self.writer = CombiningWriter(socket: socket, shutsDownWhenBatchFails: true)
         self.parser = ReplyParser(
             structuredReplies: export.structuredReplies, allocationContextID: export.allocationContextID,
-            maximumMetadataChunk: max(configuration.receiveBufferSize, 4096) - WireProtocol.chunkHeaderSize)
+            maximumMetadataChunk: max(configuration.receiveBufferSize, 4096)
+                - ProtocolConstants.structuredReplyHeaderSize)
     }
 
     /// Why the connection closed, or `nil` while it is open.
@@ -76,7 +78,7 @@ final class ConnectionCore: Sendable {
     /// Sends one request and waits for its complete reply. `payload` is a write's data; `destination`
     /// receives a read's data.
     func perform(
-        _ command: CommandType, offset: UInt64, length: UInt32, flags: CommandFlags,
+        _ command: Command, offset: UInt64, length: UInt32, flags: CommandFlags,
         payload: UnsafeRawBufferPointer? = nil, destination: UnsafeMutableRawPointer? = nil
     ) async -> Result<[Extent], NBDError> {
         let cost = command == .read || command == .write ? Int(length) : 0
@@ -110,28 +112,24 @@ final class ConnectionCore: Sendable {
             }
             if !sendHeader(command, flags: flags, cookie: cookie, offset: offset, length: length, payload: payload) {
                 // The reader wakes at end of stream and fails this request with everything else.
-                socket.shutdownBoth()
+                socket.shutdownBoth(notifyingPeer: false)
             }
         }
     }
 
     private func sendHeader(
-        _ command: CommandType, flags: CommandFlags, cookie: UInt64, offset: UInt64, length: UInt32,
+        _ command: Command, flags: CommandFlags, cookie: UInt64, offset: UInt64, length: UInt32,
         payload: UnsafeRawBufferPointer?
     ) -> Bool {
-        withUnsafeTemporaryAllocation(byteCount: WireProtocol.requestHeaderSize, alignment: 8) { header in
-            header.storeBytes(of: WireProtocol.requestMagic.bigEndian, toByteOffset: 0, as: UInt32.self)
-            header.storeBytes(of: flags.rawValue.bigEndian, toByteOffset: 4, as: UInt16.self)
-            header.storeBytes(of: command.rawValue.bigEndian, toByteOffset: 6, as: UInt16.self)
-            header.storeBytes(of: cookie.bigEndian, toByteOffset: 8, as: UInt64.self)
-            header.storeBytes(of: offset.bigEndian, toByteOffset: 16, as: UInt64.self)
-            header.storeBytes(of: length.bigEndian, toByteOffset: 24, as: UInt32.self)
+        withUnsafeTemporaryAllocation(byteCount: ProtocolConstants.requestHeaderSize, alignment: 8) { header in
+            RequestHeader(flags: flags.rawValue, type: command.rawValue, cookie: cookie, offset: offset, length: length)
+                .store(into: header)
             let payload = payload ?? UnsafeRawBufferPointer(start: nil, count: 0)
             if payload.count <= Self.batchedPayloadLimit && command != .disconnect && InlineResumption.isActive {
                 // The caller's thread batches (nbd-serve's connection thread): send with the others.
                 return writer.appendForBatch(UnsafeRawBufferPointer(header), payload)
             }
-            return writer.send(UnsafeRawBufferPointer(header), payload)
+            return writer.write(UnsafeRawBufferPointer(header), payload)
         }
     }
 
@@ -229,7 +227,7 @@ final class ConnectionCore: Sendable {
             // send close_notify while another thread sends a record.
             writer.closeWriting()
         }
-        if idle { socket.shutdownBoth() }
+        if idle { socket.shutdownBoth(notifyingPeer: false) }
         await withUnsafeContinuation { (resume: UnsafeContinuation<Void, Never>) in
             let finished = state.withLock { state -> Bool in
                 if state.readerFinished { return true }
@@ -244,7 +242,7 @@ final class ConnectionCore: Sendable {
 
     /// Receives and dispatches replies until the connection ends, then fails whatever is left.
     /// Runs on the connection's own thread.
-    func runReader(_ buffer: inout ReceiveBuffer) {
+    func runReader(_ buffer: inout BufferedReader) {
         if configuration.resumesCallersOnReaderThread {
             InlineResumption.withScope(owner: self) { readUntilClosed(&buffer) }
         } else {
@@ -252,9 +250,9 @@ final class ConnectionCore: Sendable {
         }
     }
 
-    private func readUntilClosed(_ buffer: inout ReceiveBuffer) {
+    private func readUntilClosed(_ buffer: inout BufferedReader) {
         let failure = receiveReplies(&buffer)
-        socket.shutdownBoth()
+        socket.shutdownBoth(notifyingPeer: false)
         let (pending, waiters, finishWaiters) = state.withLock { state in
             if state.failure == nil { state.failure = failure }
             state.readerFinished = true
@@ -274,7 +272,7 @@ final class ConnectionCore: Sendable {
     }
 
     /// The reply loop; returns why it stopped.
-    private func receiveReplies(_ buffer: inout ReceiveBuffer) -> NBDError {
+    private func receiveReplies(_ buffer: inout BufferedReader) -> NBDError {
         let lookup: (UInt64) -> RequestRecord? = { cookie in
             self.state.withLock { $0.pending[cookie]?.progress.request }
         }
@@ -307,7 +305,7 @@ final class ConnectionCore: Sendable {
 
     /// Moves an event's data into the request's buffer and completes the request when its reply is
     /// complete. Returns an error that ends the connection, or `nil`.
-    private func deliver(_ event: ReplyEvent, payload: Int, buffer: inout ReceiveBuffer) -> NBDError? {
+    private func deliver(_ event: ReplyEvent, payload: Int, buffer: inout BufferedReader) -> NBDError? {
         let cookie = event.cookie
         if payload > 0 || isHole(event) {
             let base = state.withLock { $0.pending[cookie]?.destination?.pointer }

@@ -1,4 +1,5 @@
 import NBDCore
+import NBDWire
 
 /// An asynchronous NBD client connection: many requests in flight at once, replies matched to
 /// requests by cookie in whatever order the server sends them.
@@ -50,7 +51,7 @@ public final class NBDConnection: Sendable {
 
     deinit {
         // Wakes the reader thread, which then fails anything left and exits.
-        core.socket.shutdownBoth()
+        core.socket.shutdownBoth(notifyingPeer: false)
     }
 
     // MARK: Connecting
@@ -58,7 +59,7 @@ public final class NBDConnection: Sendable {
     /// Connects to `endpoint` and opens `exportName` (default: the endpoint's URI export, else `""`).
     ///
     /// When the endpoint has ``NBDEndpoint/tls`` options (an `nbds://` URI), `NBD_OPT_STARTTLS` is
-    /// sent first and `tlsProvider` (NBDTLS's `GnuTLSClientProvider()`) runs the TLS handshake;
+    /// sent first and `tlsProvider` (NBDTLSClient's `GnuTLSClientProvider()`) runs the TLS handshake;
     /// everything after it, option haggling included, goes through TLS.
     ///
     /// - Throws: `NBDError`: `EIO` when the server cannot be reached or the handshake fails,
@@ -70,10 +71,10 @@ public final class NBDConnection: Sendable {
         let name = exportName ?? endpoint.exportName ?? ""
         let result = await withUnsafeContinuation {
             (resume: UnsafeContinuation<Result<ConnectionCore, NBDError>, Never>) in
-            let started = ClientThread.start {
-                let socket: ClientSocket
+            let started = ThreadStarter.start(name: "NBDClient.connection") {
+                let socket: Socket
                 do throws(NBDError) {
-                    socket = try ClientSocket.connect(to: endpoint)
+                    socket = try Socket.connect(to: endpoint)
                 } catch {
                     resume.resume(returning: .failure(error))
                     return
@@ -144,9 +145,9 @@ public final class NBDConnection: Sendable {
         _ body: @escaping @Sendable (inout ClientHandshake) throws(NBDError) -> T
     ) async throws(NBDError) -> T {
         let result = await withUnsafeContinuation { (resume: UnsafeContinuation<Result<T, NBDError>, Never>) in
-            let started = ClientThread.start {
+            let started = ThreadStarter.start(name: "NBDClient.connection") {
                 do throws(NBDError) {
-                    let socket = try ClientSocket.connect(to: endpoint)
+                    let socket = try Socket.connect(to: endpoint)
                     socket.setReceiveTimeout(configuration.handshakeTimeout)
                     var handshake = ClientHandshake(socket: socket, endpoint: endpoint, bufferSize: 64 << 10)
                     try handshake.greet()

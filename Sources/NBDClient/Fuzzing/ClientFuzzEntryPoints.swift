@@ -1,4 +1,5 @@
 import NBDCore
+import NBDWire
 
 /// Entry points for the libFuzzer target `Fuzz/ClientReplies` (see `Fuzz/run.sh`) and its corpus
 /// replay in `swift test`: arbitrary bytes go through ``ReplyParser`` and ``ReplyProgress`` exactly

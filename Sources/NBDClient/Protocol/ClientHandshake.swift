@@ -1,4 +1,5 @@
 import NBDCore
+import NBDWire
 
 /// The client side of the fixed newstyle handshake, blocking, on the connection's own thread.
 ///
@@ -7,18 +8,18 @@ import NBDCore
 /// `NBD_OPT_EXPORT_NAME` when the server does not know `GO`.
 struct ClientHandshake: ~Copyable {
     /// The connection; replaced by its TLS form after `NBD_OPT_STARTTLS`.
-    private(set) var socket: ClientSocket
-    var buffer: ReceiveBuffer
+    private(set) var socket: Socket
+    var buffer: BufferedReader
     let endpoint: NBDEndpoint
     private(set) var fixedNewstyle = false
     private(set) var noZeroes = false
     /// Whether the server accepted `NBD_OPT_STARTTLS` and the TLS handshake succeeded.
     private(set) var usesTLS = false
 
-    init(socket: ClientSocket, endpoint: NBDEndpoint, bufferSize: Int) {
+    init(socket: Socket, endpoint: NBDEndpoint, bufferSize: Int) {
         self.socket = socket
         self.endpoint = endpoint
-        self.buffer = ReceiveBuffer(socket: socket, capacity: bufferSize)
+        self.buffer = BufferedReader(socket: socket, capacity: bufferSize)
     }
 
     private func failure(_ what: String) -> NBDError {
@@ -43,19 +44,21 @@ struct ClientHandshake: ~Copyable {
     mutating func greet() throws(NBDError) {
         let greeting = try receive(16)
         let (magic, style) = greeting.withUnsafeBytes { ($0.uint64(at: 0), $0.uint64(at: 8)) }
-        guard magic == WireProtocol.nbdMagic else { throw failure("this is not an NBD server (bad greeting magic)") }
-        if style == WireProtocol.oldstyleMagic {
+        guard magic == ProtocolConstants.nbdMagic else {
+            throw failure("this is not an NBD server (bad greeting magic)")
+        }
+        if style == ProtocolConstants.oldstyleMagic {
             throw failure("the server speaks the oldstyle protocol, which this client does not support")
         }
-        guard style == WireProtocol.optionMagic else {
+        guard style == ProtocolConstants.optionMagic else {
             throw failure("unknown handshake style 0x\(String(style, radix: 16))")
         }
         let flags = try receive(2).withUnsafeBytes { $0.uint16(at: 0) }
-        fixedNewstyle = flags & WireProtocol.serverFixedNewstyle != 0
-        noZeroes = flags & WireProtocol.serverNoZeroes != 0
+        fixedNewstyle = flags & ProtocolConstants.flagFixedNewstyle != 0
+        noZeroes = flags & ProtocolConstants.flagNoZeroes != 0
         var clientFlags: UInt32 = 0
-        if fixedNewstyle { clientFlags |= WireProtocol.clientFixedNewstyle }
-        if noZeroes { clientFlags |= WireProtocol.clientNoZeroes }
+        if fixedNewstyle { clientFlags |= ProtocolConstants.clientFixedNewstyle }
+        if noZeroes { clientFlags |= ProtocolConstants.clientNoZeroes }
         try send(Self.bigEndian(clientFlags))
     }
 
@@ -70,7 +73,7 @@ struct ClientHandshake: ~Copyable {
         guard let provider else {
             throw NBDError(
                 .notSupported,
-                "TLS to \(endpoint) needs a TLS provider: pass NBDTLS's GnuTLSClientProvider() as tlsProvider (NBDClient does not link GnuTLS)"
+                "TLS to \(endpoint) needs a TLS provider: pass NBDTLSClient's GnuTLSClientProvider() as tlsProvider (NBDClient does not link GnuTLS)"
             )
         }
         guard fixedNewstyle else {
@@ -98,14 +101,14 @@ struct ClientHandshake: ~Copyable {
         let session = try provider.startSession(
             descriptor: socket.descriptor, options: options, hostname: hostname, timeout: timeout)
         socket = socket.upgraded(to: session)
-        buffer = ReceiveBuffer(socket: socket, capacity: buffer.capacity)
+        buffer = BufferedReader(socket: socket, capacity: buffer.capacity)
         usesTLS = true
         return true
     }
 
     /// Sends an option.
     private func sendOption(_ code: UInt32, _ data: [UInt8] = []) throws(NBDError) {
-        var bytes = Self.bigEndian(WireProtocol.optionMagic)
+        var bytes = Self.bigEndian(ProtocolConstants.optionMagic)
         bytes += Self.bigEndian(code)
         bytes += Self.bigEndian(UInt32(data.count))
         bytes += data
@@ -118,10 +121,11 @@ struct ClientHandshake: ~Copyable {
         let (magic, echoed, type, length) = header.withUnsafeBytes {
             ($0.uint64(at: 0), $0.uint32(at: 8), $0.uint32(at: 12), $0.uint32(at: 16))
         }
-        guard magic == WireProtocol.optionReplyMagic else { throw failure("bad option reply magic") }
+        guard magic == ProtocolConstants.optionReplyMagic else { throw failure("bad option reply magic") }
         guard echoed == option else { throw failure("a reply to option \(echoed) when option \(option) was sent") }
-        guard length <= WireProtocol.maximumOptionReply else {
-            throw failure("an option reply of \(length) bytes (at most \(WireProtocol.maximumOptionReply) accepted)")
+        guard length <= ProtocolConstants.maximumOptionReply else {
+            throw failure(
+                "an option reply of \(length) bytes (at most \(ProtocolConstants.maximumOptionReply) accepted)")
         }
         return (type, try receive(Int(length)))
     }

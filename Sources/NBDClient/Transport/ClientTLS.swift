@@ -14,7 +14,7 @@ public enum ClientTLSMode: String, Sendable, Hashable {
 
 /// How a client starts TLS: the mode and the credentials, as plain values (file names, not loaded
 /// keys), so an ``NBDEndpoint`` parsed from an `nbds://` URI can carry them. A
-/// ``ClientTLSProvider`` (NBDTLS's `GnuTLSClientProvider`) turns them into a session.
+/// ``ClientTLSProvider`` (NBDTLSClient's `GnuTLSClientProvider`) turns them into a session.
 public struct ClientTLSOptions: Sendable, Hashable {
     /// Off, on (fall back to plaintext) or require.
     public var mode: ClientTLSMode
@@ -44,7 +44,7 @@ public struct ClientTLSOptions: Sendable, Hashable {
 }
 
 /// Upgrades a connected socket to TLS after the server accepted `NBD_OPT_STARTTLS`. NBDClient does
-/// not link a TLS library; NBDTLS's `GnuTLSClientProvider` implements this with GnuTLS.
+/// not link a TLS library; NBDTLSClient's `GnuTLSClientProvider` implements this with GnuTLS.
 public protocol ClientTLSProvider: Sendable {
     /// Runs the client side of the TLS handshake on `descriptor`, a connected blocking socket.
     ///

@@ -1,4 +1,5 @@
 import NBDCore
+import NBDWire
 import Synchronization
 
 /// A small pool of dedicated threads, shared by all connections of a server, that runs the requests

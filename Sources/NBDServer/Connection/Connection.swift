@@ -1,4 +1,5 @@
 import NBDCore
+import NBDWire
 
 /// One client connection: handshake, then the transmission loop, then closing the backend.
 ///

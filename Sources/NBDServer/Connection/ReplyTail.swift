@@ -1,3 +1,5 @@
+import NBDWire
+
 /// A batch of replies whose end is still to be sent: the connection started sending it without
 /// waiting for a full socket and performs the next read meanwhile.
 ///

@@ -1,4 +1,5 @@
 import NBDCore
+import NBDWire
 
 /// Carries out one validated request against a connection's stack and appends its reply to an
 /// output buffer. The same code serves inline requests (the connection's own buffer) and slow ones

@@ -1,4 +1,5 @@
 import NBDCore
+import NBDWire
 import Synchronization
 
 /// What every connection of a server shares: the configuration, the slow-operation pool and the

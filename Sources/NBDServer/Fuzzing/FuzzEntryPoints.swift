@@ -1,4 +1,5 @@
 import NBDCore
+import NBDWire
 import Synchronization
 
 /// Entry points for the libFuzzer targets in `Fuzz/` (see `Fuzz/run.sh`): they feed arbitrary bytes

@@ -1,4 +1,5 @@
 import NBDCore
+import NBDWire
 
 /// The fixed-newstyle handshake and option haggling for one connection, run on the connection's
 /// thread before transmission.
@@ -319,7 +320,7 @@ struct Handshake<Provider: BackendProvider> {
             // The large send buffer helps plaintext reads and slows TLS clients (see the method).
             socket.resetUnixSendBufferSize()
         }
-        socket = Socket(secure: session, over: socket)
+        socket = Socket(secure: SecureSessionAdapter(session), over: socket)
         reader = BufferedReader(socket: socket, capacity: reader.capacity)
         // The protocol: options negotiated before STARTTLS are forgotten and must be negotiated again
         // over TLS (an attacker could have sent them).

@@ -1,3 +1,5 @@
+import NBDWire
+
 /// An encrypted session over a connection's socket, such as a TLS session: what the connection
 /// reads and writes once `NBD_OPT_STARTTLS` succeeded.
 ///
@@ -33,4 +35,18 @@ extension SecureSession {
     public func sendWithoutWaiting(_ bytes: UnsafeRawBufferPointer) -> Int? {
         send(bytes) ? bytes.count : nil
     }
+}
+
+/// A ``SecureSession`` as the wire layer's socket sees it.
+final class SecureSessionAdapter: WireSession {
+    private let session: any SecureSession
+
+    init(_ session: any SecureSession) {
+        self.session = session
+    }
+
+    func receive(into buffer: UnsafeMutableRawBufferPointer) -> Int { session.receive(into: buffer) }
+    func send(_ bytes: UnsafeRawBufferPointer) -> Bool { session.send(bytes) }
+    func sendWithoutWaiting(_ bytes: UnsafeRawBufferPointer) -> Int? { session.sendWithoutWaiting(bytes) }
+    func close() { session.close() }
 }

@@ -1,11 +1,11 @@
 /// A growable byte buffer for outgoing messages, reused for the life of a connection so that the hot
 /// path does not allocate. Big-endian helpers write the NBD wire format.
-struct OutputBuffer: ~Copyable {
-    private(set) var storage: UnsafeMutableRawBufferPointer
+package struct OutputBuffer: ~Copyable {
+    package private(set) var storage: UnsafeMutableRawBufferPointer
     /// The number of bytes written.
-    private(set) var count = 0
+    package private(set) var count = 0
 
-    init(capacity: Int) {
+    package init(capacity: Int) {
         storage = .allocate(byteCount: max(capacity, 64), alignment: 16)
     }
 
@@ -14,69 +14,69 @@ struct OutputBuffer: ~Copyable {
     }
 
     /// The bytes written so far, valid until the next mutating call.
-    var bytes: UnsafeRawBufferPointer {
+    package var bytes: UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: storage[0..<count])
     }
 
-    var isEmpty: Bool { count == 0 }
+    package var isEmpty: Bool { count == 0 }
 
-    mutating func removeAll() {
+    package mutating func removeAll() {
         count = 0
     }
 
     /// Drops everything after the first `length` bytes (undoes a reply that failed half-way).
-    mutating func truncate(to length: Int) {
+    package mutating func truncate(to length: Int) {
         precondition(length <= count)
         count = length
     }
 
     /// Appends `length` uninitialized bytes and returns them for the caller to fill. The pointer is
     /// valid until the next mutating call.
-    mutating func append(uninitialized length: Int) -> UnsafeMutableRawBufferPointer {
+    package mutating func append(uninitialized length: Int) -> UnsafeMutableRawBufferPointer {
         reserve(length)
         let region = UnsafeMutableRawBufferPointer(rebasing: storage[count..<(count + length)])
         count += length
         return region
     }
 
-    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func append(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count > 0 else { return }
         reserve(bytes.count)
         (storage.baseAddress! + count).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
         count += bytes.count
     }
 
-    mutating func append(_ value: UInt8) {
+    package mutating func append(_ value: UInt8) {
         reserve(1)
         storage[count] = value
         count += 1
     }
 
-    mutating func append(_ value: UInt16) {
+    package mutating func append(_ value: UInt16) {
         reserve(2)
         storage.storeBytes(of: value.bigEndian, toByteOffset: count, as: UInt16.self)
         count += 2
     }
 
-    mutating func append(_ value: UInt32) {
+    package mutating func append(_ value: UInt32) {
         reserve(4)
         storage.storeBytes(of: value.bigEndian, toByteOffset: count, as: UInt32.self)
         count += 4
     }
 
-    mutating func append(_ value: UInt64) {
+    package mutating func append(_ value: UInt64) {
         reserve(8)
         storage.storeBytes(of: value.bigEndian, toByteOffset: count, as: UInt64.self)
         count += 8
     }
 
-    mutating func append(_ text: String) {
+    package mutating func append(_ text: String) {
         var text = text
         text.withUTF8 { append(UnsafeRawBufferPointer($0)) }
     }
 
     /// Overwrites a big-endian `UInt32` already written at `offset`.
-    mutating func set(_ value: UInt32, at offset: Int) {
+    package mutating func set(_ value: UInt32, at offset: Int) {
         precondition(offset + 4 <= count)
         storage.storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt32.self)
     }
@@ -96,7 +96,7 @@ struct OutputBuffer: ~Copyable {
 
     /// Releases memory above `limit` after a rare huge reply, so one 32 MiB read does not pin 32 MiB
     /// for the rest of the connection. Only valid when empty.
-    mutating func shrink(to limit: Int) {
+    package mutating func shrink(to limit: Int) {
         guard count == 0, storage.count > limit else { return }
         storage.deallocate()
         storage = .allocate(byteCount: limit, alignment: 16)

@@ -1,8 +1,8 @@
-/// Reads a socket through a large reused buffer, so that one `recv` picks up every request that has
-/// arrived, and parsing works on bytes already in memory.
+/// Reads a socket through a large reused buffer, so that one `recv` picks up every message that has
+/// arrived (the server's requests, the client's replies), and parsing works on bytes already in memory.
 ///
-/// Owned by one connection task; not shared.
-struct BufferedReader: ~Copyable {
+/// Owned by one connection thread (the server's connection, the client's reply reader); not shared.
+package struct BufferedReader: ~Copyable {
     private let socket: Socket
     private let storage: UnsafeMutableRawBufferPointer
     /// Start of the unread bytes.
@@ -10,7 +10,7 @@ struct BufferedReader: ~Copyable {
     /// End of the unread bytes.
     private var end = 0
 
-    init(socket: Socket, capacity: Int) {
+    package init(socket: Socket, capacity: Int) {
         self.socket = socket
         self.storage = .allocate(byteCount: max(capacity, 4096), alignment: 16)
     }
@@ -20,19 +20,19 @@ struct BufferedReader: ~Copyable {
     }
 
     /// The number of bytes read from the socket and not consumed yet.
-    var buffered: Int { end - start }
+    package var buffered: Int { end - start }
 
     /// The buffer's capacity: the most that ``peek(_:)`` can return.
-    var capacity: Int { storage.count }
+    package var capacity: Int { storage.count }
 
     /// The unread bytes, valid until the next mutating call.
-    var unread: UnsafeRawBufferPointer {
+    package var unread: UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: storage[start..<end])
     }
 
     /// Ensures at least `count` bytes (at most ``capacity``) are buffered, blocking in `recv`.
     /// Returns `false` at end of stream or on error.
-    mutating func fill(atLeast count: Int) -> Bool {
+    package mutating func fill(atLeast count: Int) -> Bool {
         precondition(count <= storage.count)
         if end - start >= count { return true }
         if start > 0 && storage.count - start < count {
@@ -59,7 +59,7 @@ struct BufferedReader: ~Copyable {
     }
 
     /// Consumes `count` buffered bytes.
-    mutating func consume(_ count: Int) {
+    package mutating func consume(_ count: Int) {
         precondition(count <= end - start)
         start += count
         if start == end {
@@ -70,7 +70,7 @@ struct BufferedReader: ~Copyable {
 
     /// Fills `destination` completely: first from the buffer, then straight from the socket (large
     /// payloads are not copied twice). Returns `false` at end of stream or on error.
-    mutating func read(into destination: UnsafeMutableRawBufferPointer) -> Bool {
+    package mutating func read(into destination: UnsafeMutableRawBufferPointer) -> Bool {
         let fromBuffer = min(destination.count, end - start)
         if fromBuffer > 0 {
             destination.baseAddress!.copyMemory(from: storage.baseAddress! + start, byteCount: fromBuffer)
@@ -85,8 +85,32 @@ struct BufferedReader: ~Copyable {
         return true
     }
 
+    /// Fills `count` bytes at `destination` like ``read(into:)``; `nil` reads and drops them (the
+    /// client's use: a reply's payload for a request that was given up).
+    package mutating func read(_ count: Int, into destination: UnsafeMutableRawPointer?) -> Bool {
+        let fromBuffer = min(count, end - start)
+        if fromBuffer > 0 {
+            destination?.copyMemory(from: storage.baseAddress! + start, byteCount: fromBuffer)
+            consume(fromBuffer)
+        }
+        var done = fromBuffer
+        while done < count {
+            let received: Int
+            if let destination {
+                received = socket.receive(
+                    into: UnsafeMutableRawBufferPointer(start: destination + done, count: count - done))
+            } else {
+                received = socket.receive(
+                    into: UnsafeMutableRawBufferPointer(rebasing: storage[0..<min(storage.count, count - done)]))
+            }
+            if received <= 0 { return false }
+            done += received
+        }
+        return true
+    }
+
     /// Reads and drops `count` bytes (the payload of a request that is refused).
-    mutating func discard(_ count: UInt64) -> Bool {
+    package mutating func discard(_ count: UInt64) -> Bool {
         var remaining = count
         while remaining > 0 {
             if end == start {

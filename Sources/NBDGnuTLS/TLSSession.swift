@@ -1,6 +1,5 @@
 import CGnuTLS
 import NBDCore
-import NBDServer
 import Synchronization
 
 #if canImport(Glibc)
@@ -8,7 +7,7 @@ import Synchronization
 #endif
 
 /// One GnuTLS session over a connected, blocking stream socket: the server side of a connection
-/// after `NBD_OPT_STARTTLS` (made by ``TLSServerTransport``), or the client side
+/// after `NBD_OPT_STARTTLS` (made by NBDTLS's `TLSServerTransport`), or the client side
 /// (``client(descriptor:credentials:hostname:timeout:)``).
 ///
 /// Records are encrypted straight from the caller's buffer and decrypted straight into it. One
@@ -19,7 +18,7 @@ import Synchronization
 /// GnuTLS on its own reads each record's header and body with a `recv` each; and one
 /// ``receive(into:)`` returns the plaintext of every complete record already received, so a server
 /// sees all the requests a client sent together at once and answers them in one batch.
-public final class TLSSession: SecureSession, @unchecked Sendable {
+public final class TLSSession: @unchecked Sendable {
     // @unchecked Sendable: the session handle is used by at most one sender and one receiver at a
     // time, which GnuTLS supports; `closed` is atomic; `inbound` and `deferredResult` belong to the
     // receiving thread.
@@ -73,7 +72,7 @@ public final class TLSSession: SecureSession, @unchecked Sendable {
     }
 
     /// The server side: runs the handshake on `descriptor` with `credentials`.
-    static func server(
+    package static func server(
         descriptor: Int32, credentials: GnuTLSCredentials, priority: String, verifyPeer: Bool, timeout: Duration?,
         reportProblem: @escaping @Sendable (String) -> Void
     ) throws(NBDError) -> TLSSession {

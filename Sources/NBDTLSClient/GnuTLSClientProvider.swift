@@ -1,5 +1,6 @@
 import NBDClient
 import NBDCore
+import NBDGnuTLS
 
 #if canImport(Glibc)
     import Glibc

@@ -5,7 +5,7 @@
 /// Starts detached POSIX threads. The server gives every connection, every listener and the slow
 /// operation pool threads of their own, so that blocking `recv`, `send` and `accept` never occupy the
 /// cooperative pool (which has only as many threads as cores).
-enum ThreadStarter {
+package enum ThreadStarter {
     private final class Box {
         let body: () -> Void
         init(_ body: @escaping () -> Void) { self.body = body }
@@ -14,7 +14,7 @@ enum ThreadStarter {
     /// Runs `body` on a new detached thread. Returns `false` if the thread could not be created.
     /// `name` is for diagnostics (Glibc's `pthread_setname_np` is not exported to Swift).
     @discardableResult
-    static func start(name: String, _ body: @escaping @Sendable () -> Void) -> Bool {
+    package static func start(name: String, _ body: @escaping @Sendable () -> Void) -> Bool {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
         var attributes = pthread_attr_t()
         pthread_attr_init(&attributes)

@@ -7,7 +7,7 @@ import NBDCore
 
 /// Loaded GnuTLS credentials (certificates or pre-shared keys), shared by every session made from
 /// them and freed after the last one.
-final class GnuTLSCredentials: @unchecked Sendable {
+package final class GnuTLSCredentials: @unchecked Sendable {
     // @unchecked Sendable: GnuTLS credentials are read-only once loaded and may be used by many
     // sessions on many threads at once.
 
@@ -68,7 +68,7 @@ final class GnuTLSCredentials: @unchecked Sendable {
 
     /// The X.509 credentials of a server: `ca-cert.pem` (the authority client certificates must
     /// be signed by), `server-cert.pem`, `server-key.pem`, and `ca-crl.pem` if present.
-    static func server(certificatesDirectory directory: String) throws(NBDError) -> GnuTLSCredentials {
+    package static func server(certificatesDirectory directory: String) throws(NBDError) -> GnuTLSCredentials {
         let caCertificate = directory + "/ca-cert.pem"
         let certificate = directory + "/server-cert.pem"
         let key = directory + "/server-key.pem"
@@ -134,7 +134,7 @@ final class GnuTLSCredentials: @unchecked Sendable {
     }
 
     /// The pre-shared keys of a server: a file of `username:hexkey` lines, as `psktool` writes.
-    static func server(pskFile file: String) throws(NBDError) -> GnuTLSCredentials {
+    package static func server(pskFile file: String) throws(NBDError) -> GnuTLSCredentials {
         _ = try PSKFile(path: file)
         var handle: OpaquePointer?
         try check(gnutls_psk_allocate_server_credentials(&handle), "cannot allocate TLS PSK credentials")

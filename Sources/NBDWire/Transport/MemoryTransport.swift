@@ -35,7 +35,7 @@ package final class MemoryTransport: Sendable {
     /// The number of reply bytes the server sent.
     package var sentByteCount: Int { state.withLock { $0.sent } }
 
-    func receive(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+    package func receive(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         state.withLock { state in
             let position = state.position
             let end = pauses.first { $0 > position } ?? state.input.count
@@ -49,7 +49,7 @@ package final class MemoryTransport: Sendable {
         }
     }
 
-    func send(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    package func send(_ bytes: UnsafeRawBufferPointer) -> Bool {
         state.withLock { state in
             guard state.sent + bytes.count <= sendLimit else { return false }
             state.sent += bytes.count

@@ -1,13 +1,15 @@
 import NBDCore
 import Synchronization
 
-/// Serializes replies from several threads onto one socket without holding a lock across `send`.
+/// Serializes messages from several threads onto one socket without holding a lock across `send`:
+/// the server's replies and the client's requests.
 ///
 /// A writer appends its bytes under a short lock; whoever finds nobody sending becomes the flusher
 /// and sends outside the lock until the pending bytes run out. When nothing is pending (the common
-/// case: only the connection thread replies), the caller's buffer is sent directly, without a copy.
-/// Two reused buffers swap roles, so steady state allocates nothing.
-final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
+/// case: only the connection thread replies), the caller's buffer is sent directly, without a copy;
+/// a header and its payload leave in one `sendmsg`. Two reused buffers swap roles, so steady state
+/// allocates nothing.
+package final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
     private struct State {
         var pending: [UInt8] = []
         var spare: [UInt8] = []
@@ -15,32 +17,48 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
         /// The connection thread holds the turn between `beginWrite` and `finishWrite`.
         var turnHeldForRest = false
         var failed = false
+        /// Stop writing (``closeWriting()``) once the flusher has sent what is pending.
+        var closeWhenDrained = false
     }
 
     private let socket: Socket
     private let state = LockedValue(State())
+    /// Whether a failed send at a batch's end shuts the socket down, so that a reader blocked on it
+    /// sees the end at once (the client's reader then fails what was in flight).
+    private let shutsDownWhenBatchFails: Bool
 
-    init(socket: Socket) {
+    package init(socket: Socket, shutsDownWhenBatchFails: Bool = false) {
         self.socket = socket
+        self.shutsDownWhenBatchFails = shutsDownWhenBatchFails
     }
 
     /// Whether a send failed (the peer went away); later writes are dropped.
-    var hasFailed: Bool { state.withLock { $0.failed } }
+    package var hasFailed: Bool { state.withLock { $0.failed } }
 
     /// Sends `bytes` as one unit, never interleaved with another writer's. Returns `false` once the
     /// connection has failed.
     @discardableResult
-    func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    package func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        write(bytes, UnsafeRawBufferPointer(start: nil, count: 0))
+    }
+
+    /// Sends `header` followed by `payload` as one unit, never interleaved with another writer's;
+    /// directly, both in one `sendmsg`, when nobody else is sending. Returns `false` once the
+    /// connection has failed.
+    @discardableResult
+    package func write(_ header: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) -> Bool {
         enum Action { case sendDirectly, flush, done, failed }
         let action = state.withLock { state -> Action in
             if state.failed { return .failed }
             if state.flushing {
-                state.pending.append(contentsOf: bytes)
+                state.pending.append(contentsOf: header)
+                state.pending.append(contentsOf: payload)
                 return .done
             }
             state.flushing = true
             if state.pending.isEmpty { return .sendDirectly }
-            state.pending.append(contentsOf: bytes)
+            state.pending.append(contentsOf: header)
+            state.pending.append(contentsOf: payload)
             return .flush
         }
         switch action {
@@ -49,7 +67,8 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
         case .done:
             return true
         case .sendDirectly:
-            if !socket.sendAll(bytes) {
+            let sent = payload.count == 0 ? socket.sendAll(header) : socket.sendAll(header, payload)
+            if !sent {
                 fail()
                 return false
             }
@@ -67,7 +86,7 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
     ///
     /// When others' bytes are pending or being sent, it sends like ``write(_:)`` and returns the whole
     /// count.
-    func beginWrite(_ bytes: UnsafeRawBufferPointer) -> Int? {
+    package func beginWrite(_ bytes: UnsafeRawBufferPointer) -> Int? {
         let mayStart = state.withLock { state -> Bool? in
             if state.failed { return nil }
             if state.flushing || !state.pending.isEmpty { return false }
@@ -88,7 +107,7 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
     /// whatever others queued meanwhile, and gives up the writer's turn. Returns `false` once the
     /// connection has failed.
     @discardableResult
-    func finishWrite(_ rest: UnsafeRawBufferPointer) -> Bool {
+    package func finishWrite(_ rest: UnsafeRawBufferPointer) -> Bool {
         let holdsTurn = state.withLock { state -> Bool in
             defer { state.turnHeldForRest = false }
             return state.turnHeldForRest
@@ -106,10 +125,20 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
     /// replies leave in one `send`. Only call it inside a scope. Returns `false` once the
     /// connection has failed.
     @discardableResult
-    func appendForBatch(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    package func appendForBatch(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        appendForBatch(bytes, UnsafeRawBufferPointer(start: nil, count: 0))
+    }
+
+    /// Appends `header` and `payload` to be sent when the thread's `InlineResumption` batch ends (or
+    /// by a flusher already at work): nbd-serve's connection thread starts the upstream requests of
+    /// one batch of client requests this way, and they leave in one `send`. Returns `false` once the
+    /// connection has failed.
+    @discardableResult
+    package func appendForBatch(_ header: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) -> Bool {
         let flushing = state.withLock { state -> Bool? in
             if state.failed { return nil }
-            state.pending.append(contentsOf: bytes)
+            state.pending.append(contentsOf: header)
+            state.pending.append(contentsOf: payload)
             return state.flushing
         }
         guard let flushing else { return false }
@@ -118,14 +147,32 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
         return true
     }
 
-    /// Sends what ``appendForBatch(_:)`` left pending, unless a flusher is already at work.
-    func batchEnded() {
+    /// Sends what ``appendForBatch(_:_:)`` left pending, unless a flusher is already at work.
+    package func batchEnded() {
         let start = state.withLock { state -> Bool in
             if state.failed || state.flushing || state.pending.isEmpty { return false }
             state.flushing = true
             return true
         }
-        if start { _ = drain() }
+        if start, !drain(), shutsDownWhenBatchFails {
+            socket.shutdownBoth(notifyingPeer: false)
+        }
+    }
+
+    /// Stops writing after everything already handed to ``write(_:_:)`` is sent: now if nobody is
+    /// sending, else by the thread that is, so the end of the stream (and TLS `close_notify`) never
+    /// overtakes or interrupts a message. Later writes fail.
+    package func closeWriting() {
+        let closeNow = state.withLock { state -> Bool in
+            if state.flushing {
+                state.closeWhenDrained = true
+                return false
+            }
+            state.flushing = true
+            state.failed = true
+            return true
+        }
+        if closeNow { socket.shutdownWriting() }
     }
 
     /// Sends what others appended while this thread was the flusher, then stops being the flusher.
@@ -133,6 +180,11 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
         while true {
             let taken = state.withLock { state -> [UInt8]? in
                 if state.pending.isEmpty {
+                    if state.closeWhenDrained {
+                        // Stays the flusher for good: nobody sends after the close.
+                        state.failed = true
+                        return []
+                    }
                     state.flushing = false
                     return nil
                 }
@@ -142,6 +194,10 @@ final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
                 return out
             }
             guard var buffer = taken else { return true }
+            if buffer.isEmpty {
+                socket.shutdownWriting()
+                return true
+            }
             let ok = buffer.withUnsafeBytes { socket.sendAll($0) }
             if !ok {
                 fail()

@@ -3,7 +3,7 @@ import NBDCore
 /// What a client remembers about a request it sent, enough to check the server's replies to it.
 package struct RequestRecord: Sendable, Hashable {
     /// The command.
-    package var command: CommandType
+    package var command: Command
     /// The request's offset.
     package var offset: UInt64
     /// The request's length (for a write, the payload size).
@@ -11,7 +11,7 @@ package struct RequestRecord: Sendable, Hashable {
     /// The command flags sent.
     package var flags: CommandFlags
 
-    package init(command: CommandType, offset: UInt64, length: UInt32, flags: CommandFlags) {
+    package init(command: Command, offset: UInt64, length: UInt32, flags: CommandFlags) {
         self.command = command
         self.offset = offset
         self.length = length
@@ -85,17 +85,17 @@ package struct ReplyParser: Sendable {
     {
         guard bytes.count >= 4 else { return .needMore(4) }
         switch bytes.uint32(at: 0) {
-        case WireProtocol.simpleReplyMagic:
-            guard bytes.count >= WireProtocol.simpleReplyHeaderSize else {
-                return .needMore(WireProtocol.simpleReplyHeaderSize)
+        case ProtocolConstants.simpleReplyMagic:
+            guard bytes.count >= ProtocolConstants.simpleReplyHeaderSize else {
+                return .needMore(ProtocolConstants.simpleReplyHeaderSize)
             }
             let error = bytes.uint32(at: 4)
             let cookie = bytes.uint64(at: 8)
             guard let request = lookup(cookie) else { throw Self.unknownCookie(cookie) }
             let payload = error == 0 && request.command == .read ? Int(request.length) : 0
             return .event(
-                .simple(cookie: cookie, error: error), consumed: WireProtocol.simpleReplyHeaderSize, payload: payload)
-        case WireProtocol.structuredReplyMagic:
+                .simple(cookie: cookie, error: error), consumed: ProtocolConstants.simpleReplyHeaderSize, payload: payload)
+        case ProtocolConstants.structuredReplyMagic:
             guard structuredReplies else {
                 throw Self.violation("a structured reply chunk, although structured replies were not negotiated")
             }
@@ -108,7 +108,7 @@ package struct ReplyParser: Sendable {
     private func parseChunk(_ bytes: UnsafeRawBufferPointer, lookup: (UInt64) -> RequestRecord?) throws(NBDError)
         -> Outcome
     {
-        let header = WireProtocol.chunkHeaderSize
+        let header = ProtocolConstants.structuredReplyHeaderSize
         guard bytes.count >= header else { return .needMore(header) }
         let flags = bytes.uint16(at: 4)
         let type = bytes.uint16(at: 6)
@@ -189,14 +189,14 @@ package struct ReplyParser: Sendable {
             }
             let trailer = type == ChunkType.errorOffset ? 8 : 0
             guard length >= 6 + trailer else { throw Self.violation("an error chunk of \(length) bytes") }
-            guard length <= 6 + WireProtocol.maximumErrorMessage + 8 else {
+            guard length <= 6 + ProtocolConstants.maximumErrorMessage + 8 else {
                 throw Self.violation("an error chunk of \(length) bytes (the message may be at most 4096)")
             }
             guard bytes.count >= header + length else { return .needMore(header + length) }
             let errno = bytes.uint32(at: header)
             guard errno != 0 else { throw Self.violation("an error chunk with error value 0") }
             let messageLength = Int(bytes.uint16(at: header + 4))
-            guard messageLength <= WireProtocol.maximumErrorMessage else {
+            guard messageLength <= ProtocolConstants.maximumErrorMessage else {
                 throw Self.violation("an error message of \(messageLength) bytes (at most 4096 allowed)")
             }
             let exact = type == ChunkType.error || type == ChunkType.errorOffset

@@ -3,7 +3,7 @@ import NBDCore
 /// Builders for the NBD messages the server sends, appended to a connection's output buffer.
 extension OutputBuffer {
     /// An option reply: magic, option, reply type, length, data.
-    mutating func appendOptionReply(
+    package mutating func appendOptionReply(
         option: UInt32, type: UInt32, data: UnsafeRawBufferPointer = .init(start: nil, count: 0)
     ) {
         append(ProtocolConstants.optionReplyMagic)
@@ -14,20 +14,20 @@ extension OutputBuffer {
     }
 
     /// An option error reply with a human-readable message (clients show it to the user).
-    mutating func appendOptionError(option: UInt32, type: UInt32, message: String) {
+    package mutating func appendOptionError(option: UInt32, type: UInt32, message: String) {
         var text = String(decoding: message.utf8.prefix(4096), as: UTF8.self)
         text.withUTF8 { appendOptionReply(option: option, type: type, data: UnsafeRawBufferPointer($0)) }
     }
 
     /// A simple reply header. A successful read's data follows it.
-    mutating func appendSimpleReply(cookie: UInt64, error: UInt32) {
+    package mutating func appendSimpleReply(cookie: UInt64, error: UInt32) {
         append(ProtocolConstants.simpleReplyMagic)
         append(error)
         append(cookie)
     }
 
     /// A structured reply chunk header; `length` is the length of the chunk's payload.
-    mutating func appendChunkHeader(cookie: UInt64, flags: UInt16, type: UInt16, length: UInt32) {
+    package mutating func appendChunkHeader(cookie: UInt64, flags: UInt16, type: UInt16, length: UInt32) {
         append(ProtocolConstants.structuredReplyMagic)
         append(flags)
         append(type)
@@ -39,7 +39,7 @@ extension OutputBuffer {
     /// carrying the message (the protocol requires it for reads and prefers it for everything, so the
     /// client can show the message); otherwise a simple reply. The errno is mapped with
     /// `NBDError.Code.wireValue(for:)`.
-    mutating func appendErrorReply(cookie: UInt64, error: NBDError, flags: CommandFlags, structured: Bool) {
+    package mutating func appendErrorReply(cookie: UInt64, error: NBDError, flags: CommandFlags, structured: Bool) {
         let wire = error.code.wireValue(for: flags)
         guard structured else {
             appendSimpleReply(cookie: cookie, error: wire)

@@ -1,0 +1,42 @@
+/// One transmission-phase request header: 28 bytes, big-endian. The server parses it, the client
+/// stores it.
+package struct RequestHeader: Sendable {
+    package var magic: UInt32
+    package var flags: UInt16
+    package var type: UInt16
+    /// Opaque; echoed in the reply.
+    package var cookie: UInt64
+    package var offset: UInt64
+    package var length: UInt32
+
+    /// Parses the header at the start of `bytes` (at least 28 bytes). The cookie is copied as it is,
+    /// byte for byte, so it is echoed unchanged whatever its endianness.
+    package init(parsing bytes: UnsafeRawBufferPointer) {
+        magic = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+        flags = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
+        type = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+        cookie = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        offset = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        length = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt32.self))
+    }
+
+    /// A request header with the request magic.
+    package init(flags: UInt16, type: UInt16, cookie: UInt64, offset: UInt64, length: UInt32) {
+        self.magic = ProtocolConstants.requestMagic
+        self.flags = flags
+        self.type = type
+        self.cookie = cookie
+        self.offset = offset
+        self.length = length
+    }
+
+    /// Stores the header at the start of `bytes` (at least 28 bytes), big-endian.
+    package func store(into bytes: UnsafeMutableRawBufferPointer) {
+        bytes.storeBytes(of: magic.bigEndian, toByteOffset: 0, as: UInt32.self)
+        bytes.storeBytes(of: flags.bigEndian, toByteOffset: 4, as: UInt16.self)
+        bytes.storeBytes(of: type.bigEndian, toByteOffset: 6, as: UInt16.self)
+        bytes.storeBytes(of: cookie.bigEndian, toByteOffset: 8, as: UInt64.self)
+        bytes.storeBytes(of: offset.bigEndian, toByteOffset: 16, as: UInt64.self)
+        bytes.storeBytes(of: length.bigEndian, toByteOffset: 24, as: UInt32.self)
+    }
+}
