@@ -43,6 +43,8 @@ let package = Package(
         .library(name: "NBDCompressionFilters", targets: ["NBDCompressionFilters"]),
         // tar: one file inside an archive served as the export.
         .library(name: "NBDContainerFilters", targets: ["NBDContainerFilters"]),
+        // luks: a LUKSv1 image below served decrypted, read and written (GnuTLS).
+        .library(name: "NBDEncryptionFilters", targets: ["NBDEncryptionFilters"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
     dependencies: [],
@@ -89,7 +91,7 @@ let package = Package(
         // The `sh` and `eval` backends: nbdkit's scripted plugins, one process per method call.
         .target(
             name: "NBDScriptBackends", dependencies: ["NBDCore", "CSpawnShim"], swiftSettings: upcomingFeatures),
-        // GnuTLS, the TLS library nbdkit, qemu and libnbd use. Only NBDTLS imports it.
+        // GnuTLS, the TLS library nbdkit, qemu and libnbd use. Only NBDTLS and NBDEncryptionFilters import it.
         .systemLibrary(
             name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
         // STARTTLS for NBDServer: GnuTLS sessions behind NBDServer's SecureTransport seam.
@@ -105,6 +107,11 @@ let package = Package(
         // The tar filter: one entry of a tar archive below, found by reading the archive's headers.
         .target(
             name: "NBDContainerFilters", dependencies: ["NBDCore", "NBDRangeFilters"], swiftSettings: upcomingFeatures),
+        // The luks filter: LUKSv1 key slots and sector encryption through GnuTLS (CGnuTLS), with the
+        // noparallel filter's AsyncLock for read-modify-write of partial sectors.
+        .target(
+            name: "NBDEncryptionFilters", dependencies: ["NBDCore", "NBDFlowFilters", "CGnuTLS"],
+            swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
         // backend and filter it offers. Not a product: only the executable and its tests use it.
         .target(
@@ -116,7 +123,7 @@ let package = Package(
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
                 "NBDCachingFilters", "NBDConnectionFilters", "NBDProxy", "NBDCurl", "NBDCeph",
                 "NBDTLS", "NBDScriptBackends", "NBDCompressionFilters", "NBDContainerFilters",
-                "NBDTestingFilters",
+                "NBDTestingFilters", "NBDEncryptionFilters",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -207,6 +214,11 @@ let package = Package(
         .testTarget(
             name: "NBDContainerFiltersTests",
             dependencies: ["NBDCore", "NBDContainerFilters", "NBDBackends", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDEncryptionFiltersTests",
+            dependencies: ["NBDCore", "NBDEncryptionFilters", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -8,6 +8,7 @@ import NBDContainerFilters
 import NBDCore
 import NBDCurl
 import NBDDataBackends
+import NBDEncryptionFilters
 import NBDErrorFilter
 import NBDFUAFilter
 import NBDFeatureFilters
@@ -94,6 +95,7 @@ package enum ServeCatalog {
         BZip2Layer.self,
         LzipLayer.self,
         TarLayer.self,
+        LUKSLayer.self,
         ScanLayer.self,
         CacheExtentsLayer.self,
     ]
