@@ -46,6 +46,11 @@
 #   tar        --filter=tar file IMAGE.tar tar-entry=disk.img: a tar archive in /dev/shm holding a
 #              small file and the 1 GiB image, written by GNU tar once; not in the default list; its
 #              row is randread4k (prefilled through the filter)
+#   luks       --filter=luks file IMAGE.luks passphrase=+FILE: a LUKSv1 image in /dev/shm with 1 GiB
+#              of payload, formatted once by `cryptsetup luksFormat --type luks1` (aes-xts-plain64,
+#              512-bit key, sha256; 1000 PBKDF2 iterations so that opening takes no time); not in the
+#              default list; its rows are randread4k, seqread1m and seqwrite1m (prefilled through the
+#              filter). Needs cryptsetup (Debian package cryptsetup-bin)
 #   tls        memory 1G with --tls=require and X.509 certificates made by certtool (not in the
 #              default list: pass --setups tls); clients use nbds+unix:// and find the CA in
 #              $HOME/.pki/libnbd (a private HOME), since fio's nbd engine refuses tls-certificates=
@@ -124,6 +129,7 @@ sock="$work/nbd.sock"
 image="/dev/shm/nbd-side-by-side.$$.img"
 xz_image="/dev/shm/nbd-side-by-side.$$.img.xz"
 tar_image="/dev/shm/nbd-side-by-side.$$.tar"
+luks_image="/dev/shm/nbd-side-by-side.$$.luks"
 upsock="$work/upstream.sock"
 upstream_pid=""
 nginx_pid=""
@@ -222,7 +228,7 @@ cleanup() {
     stop_upstream
     [ -z "$ceph_dir" ] || "$root/Scripts/ceph-test-cluster.sh" stop "$ceph_dir"
     stop_nginx
-    rm -f "$image" "$xz_image" "$tar_image" /dev/shm/nbd-side-by-side.$$.out
+    rm -f "$image" "$xz_image" "$tar_image" "$luks_image" /dev/shm/nbd-side-by-side.$$.out
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -259,6 +265,7 @@ setup_args() {
         curlcdi) echo "-r --filter=readahead --filter=retry curl url=http://127.0.0.1:$nginx_port/disk.img retry-exponential=no" ;;
         xz) echo "-r --filter=xz file $xz_image" ;;
         tar) echo "--filter=tar file $tar_image tar-entry=disk.img" ;;
+        luks) echo "--filter=luks file $luks_image passphrase=+$work/luks.pw" ;;
         *) echo "side-by-side: unknown setup $1" >&2; exit 2 ;;
     esac
 }
@@ -391,6 +398,16 @@ case ",$setups," in
         head -c 1G /dev/zero >"$work/tar/disk.img"
         tar -C "$work/tar" -cf "$tar_image" first.txt disk.img
         rm -f "$work/tar/disk.img"
+        ;;
+esac
+
+case ",$setups," in
+    *,luks,*)
+        printf 'benchmark' >"$work/luks.pw"
+        # 1 GiB of payload after cryptsetup's 2 MiB of header and key material.
+        truncate -s 1026M "$luks_image"
+        cryptsetup luksFormat --type luks1 -q --key-file "$work/luks.pw" --pbkdf-force-iterations 1000 \
+            --cipher aes-xts-plain64 --key-size 512 --hash sha256 "$luks_image"
         ;;
 esac
 
