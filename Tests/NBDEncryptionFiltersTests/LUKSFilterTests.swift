@@ -28,7 +28,8 @@ final class LUKSFilterTests: XCTestCase {
         ]
         for (index, (cipher, bits, hash)) in ciphers.enumerated() {
             let what = "\(cipher) \(bits)-bit \(hash)"
-            let url = try LUKSImage.cryptsetup("image\(index).img", cipher: cipher, keyBits: bits, hash: hash, in: directory)
+            let url = try LUKSImage.cryptsetup(
+                "image\(index).img", cipher: cipher, keyBits: bits, hash: hash, in: directory)
             let plain = ToolRunner.sampleData(size: 1 << 20, seed: UInt64(index + 1))
             try LUKSImage.qemuWrite(plain, into: url, in: directory)
 
@@ -47,7 +48,9 @@ final class LUKSFilterTests: XCTestCase {
             var expected = plain
             expected.replaceSubrange(4096..<(4096 + written.count), with: written)
             XCTAssertEqual(decrypted.count, Int(payloadSize), what)
-            XCTAssertTrue(Array(decrypted.prefix(plain.count)) == expected, "\(what): qemu-img does not read what the filter wrote")
+            XCTAssertTrue(
+                Array(decrypted.prefix(plain.count)) == expected,
+                "\(what): qemu-img does not read what the filter wrote")
         }
     }
 
@@ -58,7 +61,9 @@ final class LUKSFilterTests: XCTestCase {
         var model = ToolRunner.sampleData(size: 64 << 10, seed: 9)
         try await export.writeBytes(model, at: 0)
 
-        let pieces: [(offset: Int, count: Int)] = [(1, 1), (511, 2), (700, 5000), (8192, 512), (10_000, 100), (65_535, 1)]
+        let pieces: [(offset: Int, count: Int)] = [
+            (1, 1), (511, 2), (700, 5000), (8192, 512), (10_000, 100), (65_535, 1),
+        ]
         for (number, piece) in pieces.enumerated() {
             let bytes = [UInt8](repeating: UInt8(number + 1), count: piece.count)
             try await export.writeBytes(bytes, at: UInt64(piece.offset))
@@ -91,7 +96,8 @@ final class LUKSFilterTests: XCTestCase {
         XCTAssertEqual(caps.blockSize.minimum, 512)
         XCTAssertFalse(caps.blockSize.isEnforced, "unaligned requests are served by read-modify-write, as in nbdkit")
         await XCTAssertThrowsNBDError(
-            { () async throws(NBDError) in try await export.zero(count: 512, at: 0, flags: .fastZero) }, code: .notSupported)
+            { () async throws(NBDError) in try await export.zero(count: 512, at: 0, flags: .fastZero) },
+            code: .notSupported)
     }
 
     func testAWrongPassphraseIsRefusedWithPermissionDenied() async throws {
@@ -137,7 +143,8 @@ final class LUKSFilterTests: XCTestCase {
         _ = try await fromDescriptor.wrap(AnyBlockBackend(below), for: ConnectionInfo())
 
         XCTAssertThrowsError(try LUKSLayer(parameters: ParameterValues())) { error in
-            XCTAssertEqual((error as? NBDError)?.message, "passphrase=... is required, for example passphrase=+/run/secret")
+            XCTAssertEqual(
+                (error as? NBDError)?.message, "passphrase=... is required, for example passphrase=+/run/secret")
         }
     }
 

@@ -80,7 +80,8 @@ final class LUKSHeaderTests: XCTestCase {
         var bytes = validHeader()
         bytes[0] = 0x51  // "QUKS"
         assertRefused(
-            bytes, "luks: not a LUKS image: it does not start with the LUKS magic bytes 4C 55 4B 53 BA BE ('LUKS\\xba\\xbe')")
+            bytes,
+            "luks: not a LUKS image: it does not start with the LUKS magic bytes 4C 55 4B 53 BA BE ('LUKS\\xba\\xbe')")
         assertRefused(
             [], imageSize: 0,
             "luks: not a LUKS image: it does not start with the LUKS magic bytes 4C 55 4B 53 BA BE ('LUKS\\xba\\xbe')")
@@ -117,37 +118,55 @@ final class LUKSHeaderTests: XCTestCase {
     func testCorruptFieldsAreNamed() {
         let cases: [(String, (inout [UInt8]) -> Void, String)] = [
             ("key-bytes 0", { self.put32(0, at: 108, in: &$0) }, "key-bytes is 0; a key is 1 to 1024 bytes"),
-            ("key-bytes huge", { self.put32(1 << 20, at: 108, in: &$0) }, "key-bytes is 1048576; a key is 1 to 1024 bytes"),
+            (
+                "key-bytes huge", { self.put32(1 << 20, at: 108, in: &$0) },
+                "key-bytes is 1048576; a key is 1 to 1024 bytes"
+            ),
             ("digest iterations", { self.put32(0, at: 164, in: &$0) }, "the master key digest's iteration count is 0"),
             (
                 "payload in header", { self.put32(1, at: 104, in: &$0) },
                 "the encrypted data would start at offset 512, inside the header (payload-offset 1 sectors); detached headers are not supported"
             ),
-            ("slot state", { self.put32(0x1234, at: 208 + 48, in: &$0) }, "key slot 1's state is 0x1234, neither active (0xac71f3) nor free (0xdead)"),
+            (
+                "slot state", { self.put32(0x1234, at: 208 + 48, in: &$0) },
+                "key slot 1's state is 0x1234, neither active (0xac71f3) nor free (0xdead)"
+            ),
             ("slot iterations", { self.put32(0, at: 212, in: &$0) }, "key slot 0's iteration count is 0"),
-            ("no stripes", { self.put32(0, at: 252, in: &$0) }, "key slot 0 has 0 stripes (expected 1 to 10000; tools write 4000)"),
-            ("many stripes", { self.put32(20_000, at: 252, in: &$0) }, "key slot 0 has 20000 stripes (expected 1 to 10000; tools write 4000)"),
-            ("material in header", { self.put32(1, at: 248, in: &$0) }, "key slot 0's key material starts at offset 512, inside the header"),
+            (
+                "no stripes", { self.put32(0, at: 252, in: &$0) },
+                "key slot 0 has 0 stripes (expected 1 to 10000; tools write 4000)"
+            ),
+            (
+                "many stripes", { self.put32(20_000, at: 252, in: &$0) },
+                "key slot 0 has 20000 stripes (expected 1 to 10000; tools write 4000)"
+            ),
+            (
+                "material in header", { self.put32(1, at: 248, in: &$0) },
+                "key slot 0's key material starts at offset 512, inside the header"
+            ),
             (
                 "material over payload", { self.put32(4000, at: 248, in: &$0) },
                 "key slot 0's key material (offsets 2048000 to 2304000) overlaps the encrypted data, which starts at 2097152"
             ),
-            ("unterminated", { $0.replaceSubrange(8..<40, with: repeatElement(0x61, count: 32)) }, "cipher-name is not NUL-terminated"),
+            (
+                "unterminated", { $0.replaceSubrange(8..<40, with: repeatElement(0x61, count: 32)) },
+                "cipher-name is not NUL-terminated"
+            ),
             ("empty hash", { $0[72] = 0 }, "hash-spec is empty"),
             ("binary mode", { $0[41] = 0x07 }, "cipher-mode holds bytes that are not printable ASCII"),
         ]
-        for (what, change, message) in cases {
+        for (_, change, message) in cases {
             var bytes = validHeader()
             change(&bytes)
             assertRefused(bytes, "luks: the header is corrupt: \(message)")
-            _ = what
         }
     }
 
     func testUnsupportedCiphersAndHashesAreNamed() {
         var bytes = validHeader()
         put("twofish", at: 8, in: &bytes)
-        assertRefused(bytes, "luks: the image uses the cipher 'twofish', which is not supported (only aes is, as in nbdkit)")
+        assertRefused(
+            bytes, "luks: the image uses the cipher 'twofish', which is not supported (only aes is, as in nbdkit)")
         bytes = validHeader()
         put("ctr-plain64", at: 40, in: &bytes)
         assertRefused(
@@ -169,7 +188,8 @@ final class LUKSHeaderTests: XCTestCase {
         bytes = validHeader()
         put32(48, at: 108, in: &bytes)
         assertRefused(
-            bytes, "luks: the header is corrupt or unsupported: aes-xts needs a key of 32 or 64 bytes, but key-bytes is 48")
+            bytes,
+            "luks: the header is corrupt or unsupported: aes-xts needs a key of 32 or 64 bytes, but key-bytes is 48")
     }
 
     func testAnImageWithNoActiveSlotCannotBeOpened() {

@@ -71,7 +71,10 @@ enum LUKSImage {
 
     /// qemu-img's `--image-opts` for the LUKS image at `url`.
     static func qemuOptions(_ url: URL) -> [String] {
-        ["--object", "secret,id=sec0,data=\(passphrase)", "--image-opts", "driver=luks,key-secret=sec0,file.filename=\(url.path)"]
+        [
+            "--object", "secret,id=sec0,data=\(passphrase)", "--image-opts",
+            "driver=luks,key-secret=sec0,file.filename=\(url.path)",
+        ]
     }
 
     /// Writes `plain` into the LUKS image at `url` through qemu-img's LUKS driver.

@@ -124,7 +124,8 @@ final class SectorCipher: @unchecked Sendable {
                 ? gnutls_cipher_encrypt2(handle, pointer, size, pointer, size)
                 : gnutls_cipher_decrypt2(handle, pointer, size, pointer, size)
             guard status == 0 else {
-                throw LUKSHash.failure(encrypting ? "encrypting sector \(sector)" : "decrypting sector \(sector)", status)
+                throw LUKSHash.failure(
+                    encrypting ? "encrypting sector \(sector)" : "decrypting sector \(sector)", status)
             }
             position += size
             sector &+= 1

@@ -29,8 +29,7 @@ enum AntiForensicMerge {
     private static func diffuse(
         _ data: inout [UInt8], hash: LUKSHash, input: UnsafeMutableRawBufferPointer,
         digest: UnsafeMutableRawBufferPointer
-    ) throws(NBDError)
-    {
+    ) throws(NBDError) {
         let blockSize = hash.length
         var block = 0
         while block * blockSize < data.count {

@@ -122,7 +122,8 @@ struct LUKSHeader: Sendable, Hashable {
         let marker = uint32(bytes, at: base)
         guard marker == LUKSKeySlot.activeMarker || marker == LUKSKeySlot.inactiveMarker else {
             throw corrupt(
-                "key slot \(index)'s state is 0x\(String(marker, radix: 16)), neither active (0xac71f3) nor free (0xdead)")
+                "key slot \(index)'s state is 0x\(String(marker, radix: 16)), neither active (0xac71f3) nor free (0xdead)"
+            )
         }
         let slot = LUKSKeySlot(
             index: index, isActive: marker == LUKSKeySlot.activeMarker, iterations: uint32(bytes, at: base + 4),
@@ -132,11 +133,13 @@ struct LUKSHeader: Sendable, Hashable {
         guard slot.isActive else { return slot }
         guard slot.iterations > 0 else { throw corrupt("key slot \(index)'s iteration count is 0") }
         guard slot.stripes > 0, slot.stripes <= maximumStripes else {
-            throw corrupt("key slot \(index) has \(slot.stripes) stripes (expected 1 to \(maximumStripes); tools write 4000)")
+            throw corrupt(
+                "key slot \(index) has \(slot.stripes) stripes (expected 1 to \(maximumStripes); tools write 4000)")
         }
         let end = slot.keyMaterialOffset + UInt64(slot.keyMaterialLength(keyBytes: keyBytes))
         guard slot.keyMaterialOffset >= UInt64(size) else {
-            throw corrupt("key slot \(index)'s key material starts at offset \(slot.keyMaterialOffset), inside the header")
+            throw corrupt(
+                "key slot \(index)'s key material starts at offset \(slot.keyMaterialOffset), inside the header")
         }
         guard end <= imageSize else {
             throw NBDError(
