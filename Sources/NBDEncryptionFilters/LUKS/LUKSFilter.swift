@@ -43,9 +43,11 @@ struct LUKSFilter<Next: BlockBackend>: Filter {
         blockSize.maximumPayload = max(blockSize.maximumPayload, blockSize.preferred)
         blockSize.isEnforced = false
         capabilities.blockSize = blockSize
-        // Decrypting a large request takes a millisecond or more of CPU; as slow operations they run
-        // on the server's pool (several at once on every core), and small ones learn to run inline.
-        capabilities.slowOperations.formUnion([.read, .write, .zero])
+        // Reads keep the layer below's kind: over a file they run inline on the connection's thread
+        // (a 4 KiB read decrypts in microseconds, less than a hand-off to the pool costs, and a
+        // 1 MiB one in about a millisecond). Writes and zeroes also write to the layer below, so
+        // they run on the server's pool, several at once on every core.
+        capabilities.slowOperations.formUnion([.write, .zero])
         return capabilities
     }
 
