@@ -47,9 +47,16 @@ final class LUKSInteropTests: XCTestCase {
         try InteropEnvironment.require("qemu-img", "nbdcopy")
         try shell(
             prologue(megabytes: 4) + """
-                # iter-time=10: key slots that take milliseconds, not seconds, to open.
-                qemu-img convert -q -f raw -O luks --object secret,id=sec0,data=sesame \
-                    -o key-secret=sec0,iter-time=10 plain.raw disk.luks
+                # iter-time=10: key slots that take milliseconds, not seconds, to open. qemu-img
+                # calibrates PBKDF2 by the thread's CPU time, which on a busy machine can read 0 for
+                # a round and fail ("Unable to get accurate CPU usage"): a few attempts.
+                for attempt in 1 2 3 4 5; do
+                    if qemu-img convert -q -f raw -O luks --object secret,id=sec0,data=sesame \
+                        -o key-secret=sec0,iter-time=10 plain.raw disk.luks 2> qemu.err; then break; fi
+                    grep -q 'accurate CPU usage' qemu.err || { cat qemu.err >&2; exit 1; }
+                    rm -f disk.luks
+                done
+                test -f disk.luks || { cat qemu.err >&2; exit 1; }
                 qemu-img convert $(qopts disk.luks) -O raw reference.raw
                 cmp reference.raw plain.raw
                 "$SERVE" -U - --filter=luks file disk.luks passphrase=+pw --run 'nbdcopy "$uri" served.raw'
