@@ -49,6 +49,8 @@ let package = Package(
         .library(name: "NBDContainerFilters", targets: ["NBDContainerFilters"]),
         // qcow2dec: the disk inside a qcow2 image served raw (zlib; libzstd loaded at run time).
         .library(name: "NBDImageFormatFilters", targets: ["NBDImageFormatFilters"]),
+        // luks: a LUKSv1 image below served decrypted, read and written (GnuTLS).
+        .library(name: "NBDEncryptionFilters", targets: ["NBDEncryptionFilters"]),
         .executable(name: "nbd-serve", targets: ["nbd-serve"]),
     ],
     dependencies: [],
@@ -100,7 +102,7 @@ let package = Package(
         // The `sh` and `eval` backends: nbdkit's scripted plugins, one process per method call.
         .target(
             name: "NBDScriptBackends", dependencies: ["NBDCore", "CSpawnShim"], swiftSettings: upcomingFeatures),
-        // GnuTLS, the TLS library nbdkit, qemu and libnbd use. Only NBDGnuTLS imports it.
+        // GnuTLS, the TLS library nbdkit, qemu and libnbd use. Only NBDGnuTLS and NBDEncryptionFilters import it.
         .systemLibrary(
             name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
         // GnuTLS sessions and credentials, the same for both sides: NBDServer's and NBDClient's TLS
@@ -130,6 +132,11 @@ let package = Package(
         // compressed clusters; libzstd is opened with dlopen for images compressed with zstd.
         .target(
             name: "NBDImageFormatFilters", dependencies: ["NBDCore", "CZlib"], swiftSettings: upcomingFeatures),
+        // The luks filter: LUKSv1 key slots and sector encryption through GnuTLS (CGnuTLS), with the
+        // noparallel filter's AsyncLock for read-modify-write of partial sectors.
+        .target(
+            name: "NBDEncryptionFilters", dependencies: ["NBDCore", "NBDFlowFilters", "CGnuTLS"],
+            swiftSettings: upcomingFeatures),
         // nbd-serve's command line: option parsing, parameter routing, help, and the list of every
         // backend and filter it offers. Not a product: only the executable and its tests use it.
         .target(
@@ -141,7 +148,7 @@ let package = Package(
                 "NBDBlockSizeFilters", "NBDRetryFilters", "NBDLogFilter",
                 "NBDCachingFilters", "NBDConnectionFilters", "NBDProxy", "NBDCurl", "NBDCeph",
                 "NBDTLS", "NBDTLSClient", "NBDScriptBackends", "NBDCompressionFilters", "NBDContainerFilters",
-                "NBDTestingFilters", "NBDImageFormatFilters",
+                "NBDTestingFilters", "NBDImageFormatFilters", "NBDEncryptionFilters",
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -237,6 +244,11 @@ let package = Package(
         .testTarget(
             name: "NBDImageFormatFiltersTests",
             dependencies: ["NBDCore", "NBDImageFormatFilters", "NBDTestSupport"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "NBDEncryptionFiltersTests",
+            dependencies: ["NBDCore", "NBDEncryptionFilters", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -49,6 +49,11 @@
 #   ext2       --filter=ext2 file IMAGE.ext4 ext2file=/disk.img: a 1.2 GiB ext4 image in /dev/shm made once
 #              by `mkfs.ext4 -d` around a 1 GiB file of random data (so every block is allocated); not
 #              in the default list; its row is randread4k (prefilled through the filter)
+#   luks       --filter=luks file IMAGE.luks passphrase=+FILE: a LUKSv1 image in /dev/shm with 1 GiB
+#              of payload, formatted once by `cryptsetup luksFormat --type luks1` (aes-xts-plain64,
+#              512-bit key, sha256; 1000 PBKDF2 iterations so that opening takes no time); not in the
+#              default list; its rows are randread4k, seqread1m and seqwrite1m (prefilled through the
+#              filter). Needs cryptsetup (Debian package cryptsetup-bin)
 #   tls        memory 1G with --tls=require and X.509 certificates made by certtool (not in the
 #              default list: pass --setups tls); clients use nbds+unix:// and find the CA in
 #              $HOME/.pki/libnbd (a private HOME), since fio's nbd engine refuses tls-certificates=
@@ -128,6 +133,7 @@ image="/dev/shm/nbd-side-by-side.$$.img"
 xz_image="/dev/shm/nbd-side-by-side.$$.img.xz"
 tar_image="/dev/shm/nbd-side-by-side.$$.tar"
 ext2_image="/dev/shm/nbd-side-by-side.$$.ext4"
+luks_image="/dev/shm/nbd-side-by-side.$$.luks"
 upsock="$work/upstream.sock"
 upstream_pid=""
 nginx_pid=""
@@ -226,7 +232,7 @@ cleanup() {
     stop_upstream
     [ -z "$ceph_dir" ] || "$root/Scripts/ceph-test-cluster.sh" stop "$ceph_dir"
     stop_nginx
-    rm -f "$image" "$xz_image" "$tar_image" "$ext2_image" /dev/shm/nbd-side-by-side.$$.out
+    rm -f "$image" "$xz_image" "$tar_image" "$ext2_image" "$luks_image" /dev/shm/nbd-side-by-side.$$.out
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -264,6 +270,7 @@ setup_args() {
         xz) echo "-r --filter=xz file $xz_image" ;;
         tar) echo "--filter=tar file $tar_image tar-entry=disk.img" ;;
         ext2) echo "--filter=ext2 file $ext2_image ext2file=/disk.img" ;;
+        luks) echo "--filter=luks file $luks_image passphrase=+$work/luks.pw" ;;
         *) echo "side-by-side: unknown setup $1" >&2; exit 2 ;;
     esac
 }
@@ -405,6 +412,16 @@ case ",$setups," in
         head -c 1G /dev/urandom >/dev/shm/nbd-side-by-side.$$.ext2/disk.img
         mkfs.ext4 -q -F -d /dev/shm/nbd-side-by-side.$$.ext2 "$ext2_image" 1200M
         rm -rf /dev/shm/nbd-side-by-side.$$.ext2
+        ;;
+esac
+
+case ",$setups," in
+    *,luks,*)
+        printf 'benchmark' >"$work/luks.pw"
+        # 1 GiB of payload after cryptsetup's 2 MiB of header and key material.
+        truncate -s 1026M "$luks_image"
+        cryptsetup luksFormat --type luks1 -q --key-file "$work/luks.pw" --pbkdf-force-iterations 1000 \
+            --cipher aes-xts-plain64 --key-size 512 --hash sha256 "$luks_image"
         ;;
 esac
 

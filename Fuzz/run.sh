@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (Fuzz/<Name>/main.swift over the NBDServer module, compiled with
-# -sanitize=fuzzer,address; ClientReplies over NBDClient; QCOW2 over NBDImageFormatFilters) and runs each for the given number of seconds (default 600).
+# -sanitize=fuzzer,address; ClientReplies over NBDClient; QCOW2 over NBDImageFormatFilters; LUKSHeader over NBDEncryptionFilters, with GnuTLS) and runs each for the given number of seconds (default 600).
 #
 #   Fuzz/run.sh [seconds] [name...]     e.g. Fuzz/run.sh 20, Fuzz/run.sh 600 Handshake
 #   FUZZ_MERGE=1 Fuzz/run.sh ...        afterwards, merge inputs with new coverage into Fuzz/Corpus
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 shift || true
 names=("$@")
-if [ ${#names[@]} -eq 0 ]; then names=(Handshake Connection ClientReplies QCOW2); fi
+if [ ${#names[@]} -eq 0 ]; then names=(Handshake Connection ClientReplies QCOW2 LUKSHeader); fi
 
 scratch=.build-fuzz
 flags=(-Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing)
@@ -23,6 +23,7 @@ echo "== building NBDServer, NBDClient and NBDImageFormatFilters with -sanitize=
 swift build -c release --scratch-path "$scratch" --target NBDServer "${flags[@]}"
 swift build -c release --scratch-path "$scratch" --target NBDClient "${flags[@]}"
 swift build -c release --scratch-path "$scratch" --target NBDImageFormatFilters "${flags[@]}"
+swift build -c release --scratch-path "$scratch" --target NBDEncryptionFilters "${flags[@]}"
 bin=$(swift build -c release --scratch-path "$scratch" --show-bin-path)
 
 objects=()
@@ -30,13 +31,18 @@ objects=()
 for module in NBDCore NBDWire NBDServer NBDClient NBDImageFormatFilters; do
     objects+=("$bin/$module.build"/*.o)
 done
+# The luks filter's module and the one it uses (NBDFlowFilters' AsyncLock), and the library it links.
+for module in NBDFlowFilters NBDEncryptionFilters; do
+    objects+=("$bin/$module.build"/*.o)
+done
+libraries=(-lgnutls -Xcc -fmodule-map-file=Sources/CGnuTLS/module.modulemap)
 
 mkdir -p "$scratch/fuzzers" "$scratch/artifacts"
 status=0
 for name in "${names[@]}"; do
     echo "== linking fuzzer $name"
     if ! swiftc -O -sanitize=fuzzer,address -parse-as-library -swift-version 6 -use-ld=lld \
-        -I "$bin/Modules" -I Sources/CZlib "Fuzz/$name/main.swift" "${objects[@]}" -lz -o "$scratch/fuzzers/$name" \
+        -I "$bin/Modules" -I Sources/CZlib "${libraries[@]}" "Fuzz/$name/main.swift" "${objects[@]}" -lz -o "$scratch/fuzzers/$name" \
         >"$scratch/link-$name.log" 2>&1; then
         cat "$scratch/link-$name.log"
         exit 1

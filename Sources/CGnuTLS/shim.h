@@ -1,9 +1,11 @@
-// GnuTLS for the NBDTLS module. The headers are those of Debian's libgnutls28-dev.
+// GnuTLS for the NBDTLS module (sessions) and NBDEncryptionFilters (ciphers, hashes, PBKDF2). The
+// headers are those of Debian's libgnutls28-dev.
 #ifndef NBD_CGNUTLS_SHIM_H
 #define NBD_CGNUTLS_SHIM_H
 
 #include <errno.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 #include <poll.h>
 #include <stdint.h>

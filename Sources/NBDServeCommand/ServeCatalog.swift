@@ -8,6 +8,7 @@ import NBDContainerFilters
 import NBDCore
 import NBDCurl
 import NBDDataBackends
+import NBDEncryptionFilters
 import NBDErrorFilter
 import NBDFUAFilter
 import NBDFeatureFilters
@@ -97,6 +98,7 @@ package enum ServeCatalog {
         TarLayer.self,
         Ext2Layer.self,
         QCOW2DecLayer.self,
+        LUKSLayer.self,
         ScanLayer.self,
         CacheExtentsLayer.self,
     ]

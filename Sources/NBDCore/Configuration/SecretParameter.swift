@@ -1,12 +1,11 @@
-import NBDCore
-
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// nbdkit's forms of a secret parameter (`password=`, `proxy-password=`, `cookie=`): the value
-/// itself, `-` (asked for on the terminal), `+FILE` (read from a file) or `-FD` (read from an
-/// inherited file descriptor). A value read from a file or descriptor loses one trailing newline.
+/// nbdkit's forms of a secret parameter (curl's `password=`, `proxy-password=` and `cookie=`, luks's
+/// `passphrase=`): the value itself, `-` (asked for on the terminal), `+FILE` (read from a file) or
+/// `-FD` (read from an inherited file descriptor). A value read from a file or descriptor loses one
+/// trailing newline. Shared here so that every module reads secrets the way nbdkit_read_password does.
 package enum SecretParameter {
     /// The secret `text` stands for. `key` names the parameter in errors.
     package static func resolve(_ text: String, for key: String) throws(NBDError) -> String {
