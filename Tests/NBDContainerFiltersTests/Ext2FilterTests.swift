@@ -1,8 +1,8 @@
 import Foundation
 import NBDContainerFilters
 import NBDCore
-import Synchronization
 import NBDTestSupport
+import Synchronization
 import XCTest
 
 /// The ext2 filter over filesystem images made by the real `mkfs.ext4 -d` at test time: files found
@@ -112,7 +112,9 @@ final class Ext2FilterTests: XCTestCase {
         var expected = disk
         let served = try await export(image, path: "/disk.img")
         // Across the start of the zero stretch (a hole in the image) and in the middle of data.
-        for (offset, count, value) in [(disk.count / 3 - 5000, 20_000, UInt8(0xAB)), (100, 9000, 0xCD), (1 << 20 + 7, 1, 0xEF)] {
+        for (offset, count, value) in [
+            (disk.count / 3 - 5000, 20_000, UInt8(0xAB)), (100, 9000, 0xCD), (1 << 20 + 7, 1, 0xEF),
+        ] {
             try await served.writeBytes(Array(repeating: value, count: count), at: UInt64(offset))
             expected.replaceSubrange(offset..<(offset + count), with: Array(repeating: value, count: count))
         }
@@ -197,7 +199,8 @@ final class Ext2FilterTests: XCTestCase {
         XCTAssertTrue(bigBytes == disk)
         XCTAssertEqual(opened.withLock { $0 }, 1, "the filesystem is opened once for every connection")
         let error = await XCTAssertThrowsNBDError(
-            { () async throws(NBDError) in _ = try await layer.open(for: ConnectionInfo(exportName: ""), below: below) },
+            { () async throws(NBDError) in _ = try await layer.open(for: ConnectionInfo(exportName: ""), below: below)
+            },
             code: .invalidArgument)
         XCTAssertTrue(error?.message.contains("no export name") ?? false, String(describing: error))
         await small.close()

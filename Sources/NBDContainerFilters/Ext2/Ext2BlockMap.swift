@@ -116,7 +116,9 @@ struct Ext2BlockMap: Sendable, Hashable {
             if index < runs.count, runs[index].logical <= block {
                 let run = runs[index]
                 pieceEnd = min(end, run.end * blockSize)
-                kind = run.unwritten ? .unwritten : .stored((run.physical + block - run.logical) * blockSize + position % blockSize)
+                kind =
+                    run.unwritten
+                    ? .unwritten : .stored((run.physical + block - run.logical) * blockSize + position % blockSize)
                 index += 1
             } else {
                 pieceEnd = index < runs.count ? min(end, runs[index].logical * blockSize) : end

@@ -34,7 +34,8 @@ final class Ext2Device: @unchecked Sendable {
         device.initialize(to: cext2_device())
         device.pointee.context = Unmanaged.passUnretained(self).toOpaque()
         device.pointee.read = { context, offset, buffer, count in
-            Ext2Device.from(context).blockingRead(at: offset, into: UnsafeMutableRawBufferPointer(start: buffer, count: count))
+            Ext2Device.from(context).blockingRead(
+                at: offset, into: UnsafeMutableRawBufferPointer(start: buffer, count: count))
         }
         device.pointee.write = { context, offset, buffer, count in
             Ext2Device.from(context).blockingWrite(at: offset, UnsafeRawBufferPointer(start: buffer, count: count))
@@ -88,7 +89,8 @@ final class Ext2Device: @unchecked Sendable {
         guard offset <= size, UInt64(data.count) <= size - offset else {
             lastError = NBDError(
                 .invalidArgument,
-                "the filesystem writes \(data.count) bytes at offset \(offset), past the end of the image (\(size) bytes)")
+                "the filesystem writes \(data.count) bytes at offset \(offset), past the end of the image (\(size) bytes)"
+            )
             return EIO
         }
         if metadataCache != nil { metadataCache = [:] }

@@ -32,7 +32,8 @@ struct Ext2FileBackend: BlockBackend {
         filesystem.device.below.exportDescription.map { "embedded '\(file.path)' from within ext2 image: \($0)" }
     }
 
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError)
+    {
         let below = filesystem.device.below
         let segments = file.map.withLock { $0.segments(offset: offset, count: buffer.count) }
         for segment in segments {

@@ -79,7 +79,8 @@ final class Ext2Filesystem: @unchecked Sendable {
         case LibExt2fs.errorBadMagic, LibExt2fs.errorShortRead, LibExt2fs.errorCorruptSuperblock:
             return NBDError(
                 .invalidArgument,
-                "ext2: the image below is not an ext2, ext3 or ext4 filesystem (\(device.size) bytes; libext2fs: \(reason))")
+                "ext2: the image below is not an ext2, ext3 or ext4 filesystem (\(device.size) bytes; libext2fs: \(reason))"
+            )
         case LibExt2fs.errorUnsupportedFeature:
             return NBDError(
                 .notSupported, "ext2: the filesystem uses a feature this libext2fs does not support (\(reason))")
@@ -119,10 +120,13 @@ final class Ext2Filesystem: @unchecked Sendable {
         let inode: UInt32 = try await run { handle throws(NBDError) in
             var inode = LibExt2fs.rootInode
             if path != "/" {
-                let status = path.dropFirst().withCString { library.namei(handle, LibExt2fs.rootInode, LibExt2fs.rootInode, $0, &inode) }
+                let status = path.dropFirst().withCString {
+                    library.namei(handle, LibExt2fs.rootInode, LibExt2fs.rootInode, $0, &inode)
+                }
                 guard status == 0 else {
                     if status == LibExt2fs.errorFileNotFound || status == LibExt2fs.errorNoDirectory {
-                        throw NBDError(.invalidArgument, "ext2: '\(path)' is not in the filesystem (\(library.message(status)))")
+                        throw NBDError(
+                            .invalidArgument, "ext2: '\(path)' is not in the filesystem (\(library.message(status)))")
                     }
                     throw self.error(status, "looking up '\(path)'")
                 }
@@ -149,8 +153,11 @@ final class Ext2Filesystem: @unchecked Sendable {
             guard status == 0 else { throw self.error(status, "reading the inode of '\(path)'") }
             let mode = UInt16(raw[0]) | UInt16(raw[1]) << 8
             guard mode & 0o170000 == 0o100000 else {
-                let kind = mode & 0o170000 == 0o040000 ? "a directory" : mode & 0o170000 == 0o120000 ? "a symbolic link" : "not a regular file"
-                throw NBDError(.invalidArgument, "ext2: '\(path)' is \(kind); ext2file must name a regular file in the image")
+                let kind =
+                    mode & 0o170000 == 0o040000
+                    ? "a directory" : mode & 0o170000 == 0o120000 ? "a symbolic link" : "not a regular file"
+                throw NBDError(
+                    .invalidArgument, "ext2: '\(path)' is \(kind); ext2file must name a regular file in the image")
             }
             var file: OpaquePointer?
             let opened = library.fileOpen(handle, inode, 0, &file)
@@ -192,7 +199,8 @@ final class Ext2Filesystem: @unchecked Sendable {
             guard extent.flags & LibExt2fs.extentLeaf != 0 else { continue }
             if let last = map.runs.last, extent.logical < last.end {
                 throw NBDError(
-                    .invalidArgument, "ext2: the extent tree of '\(path)' is corrupt: its extents overlap or are out of order")
+                    .invalidArgument,
+                    "ext2: the extent tree of '\(path)' is corrupt: its extents overlap or are out of order")
             }
             map.append(
                 logical: extent.logical, physical: extent.physical, count: UInt64(extent.count),

@@ -66,7 +66,8 @@ public struct Ext2Layer: FilterLayer {
         do {
             let file = try await filesystem.file(at: path)
             return AnyBlockBackend(
-                Ext2FileBackend(filesystem: filesystem, file: file, readOnly: connection.isReadOnly, ownsFilesystem: true))
+                Ext2FileBackend(
+                    filesystem: filesystem, file: file, readOnly: connection.isReadOnly, ownsFilesystem: true))
         } catch {
             // Closes the filesystem without closing `next`, which the caller of wrap closes.
             await filesystem.closeFilesystemOnly()

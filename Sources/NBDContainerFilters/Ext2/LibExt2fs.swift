@@ -99,7 +99,8 @@ package final class LibExt2fs: Sendable {
         func symbol(_ name: String) throws(NBDError) -> UnsafeMutableRawPointer {
             // error_message lives in libcom_err, which libext2fs depends on: dlsym searches it too.
             guard let address = dlsym(library, name) else {
-                throw NBDError(.notSupported, "ext2: \(path) has no \(name); e2fsprogs' libext2fs 1.42 or later is needed")
+                throw NBDError(
+                    .notSupported, "ext2: \(path) has no \(name); e2fsprogs' libext2fs 1.42 or later is needed")
             }
             return address
         }
@@ -121,7 +122,8 @@ package final class LibExt2fs: Sendable {
         extentFree = unsafeBitCast(try symbol("ext2fs_extent_free"), to: ExtentFree.self)
         // Programs register libext2fs' com_err table themselves; without it error_message prints
         // "Unknown code ext2 76" instead of "Ext2 file not found". `shared` runs this once.
-        let registerErrors = unsafeBitCast(try symbol("initialize_ext2_error_table"), to: (@convention(c) () -> Void).self)
+        let registerErrors = unsafeBitCast(
+            try symbol("initialize_ext2_error_table"), to: (@convention(c) () -> Void).self)
         registerErrors()
     }
 
