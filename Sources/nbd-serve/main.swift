@@ -79,8 +79,6 @@ do {
     exit(1)
 }
 ServerSettings.configure(&configuration, from: options)
-// With a payload budget, freed payload buffers go back to the system (see MallocThreshold).
-MallocThreshold.apply(for: configuration)
 // As nbdkit, a debug flag nothing uses is reported, not refused; nbd-serve has none (-v prints its
 // debug messages).
 for flag in options.debugFlags {

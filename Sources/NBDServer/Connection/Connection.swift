@@ -230,7 +230,9 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 command == .read || command == .write ? charges.budget.charge(forPayload: Int(length)) : 0
             if suspends || (slow && !(inlineThreshold.map { estimate.isBelow($0) } ?? false)) {
                 if !charges.tryReserve(charge) {
-                    guard waitForBudget(charge, output: &output, tail: &tail, writer: writer, slots: slots, slotCount: slowLimit)
+                    guard
+                        waitForBudget(
+                            charge, output: &output, tail: &tail, writer: writer, slots: slots, slotCount: slowLimit)
                     else { break loop }
                 }
                 if !slots.tryWait() {
@@ -315,7 +317,9 @@ struct Connection<Provider: BackendProvider>: Sendable {
                     guard flush(&output, after: &tail, to: writer) else { break loop }
                 }
                 if !charges.tryReserve(charge) {
-                    guard waitForBudget(charge, output: &output, tail: &tail, writer: writer, slots: slots, slotCount: slowLimit)
+                    guard
+                        waitForBudget(
+                            charge, output: &output, tail: &tail, writer: writer, slots: slots, slotCount: slowLimit)
                     else { break loop }
                 }
                 output = OutputBuffer(capacity: 64 + Int(length))
@@ -332,7 +336,10 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 } else {
                     let charge = charges.budget.charge(forPayload: count)
                     if !charges.tryReserve(charge) {
-                        guard waitForBudget(charge, output: &output, tail: &tail, writer: writer, slots: slots, slotCount: slowLimit)
+                        guard
+                            waitForBudget(
+                                charge, output: &output, tail: &tail, writer: writer, slots: slots,
+                                slotCount: slowLimit)
                         else { break loop }
                     }
                     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 16)
