@@ -12,43 +12,12 @@ enum LUKSImage {
 
     /// The path of `tool`, or a skip naming its Debian package (a failure under NBD_INTEROP=required).
     static func require(_ tool: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        let packages = ["cryptsetup": "cryptsetup-bin", "qemu-img": "qemu-utils"]
-        for directory in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
-            let path = "\(directory)/\(tool)"
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        let message =
-            "\(tool) is not installed (Debian package \(packages[tool] ?? tool)); run .ci/run or apt-get install it"
-        if ProcessInfo.processInfo.environment["NBD_INTEROP"] == "required" {
-            XCTFail("NBD_INTEROP=required but \(message)", file: file, line: line)
-        }
-        throw XCTSkip(message)
+        try ToolRunner.require(tool, file: file, line: line)
     }
 
     /// Runs `tool arguments` in `directory`, throwing with its standard error when it fails.
     static func run(_ tool: String, _ arguments: [String], in directory: URL) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try require(tool))
-        process.arguments = arguments
-        process.currentDirectoryURL = directory
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        let errors = directory.appendingPathComponent("stderr-\(UUID().uuidString)")
-        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
-        process.standardError = try FileHandle(forWritingTo: errors)
-        try process.run()
-        // A watchdog ends a hung tool, so that the test fails rather than hangs.
-        let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 120, execute: watchdog)
-        process.waitUntilExit()
-        watchdog.cancel()
-        let message = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
-        try? FileManager.default.removeItem(at: errors)
-        guard process.terminationStatus == 0 else {
-            throw NSError(
-                domain: "LUKSImage", code: Int(process.terminationStatus),
-                userInfo: [NSLocalizedDescriptionKey: "\(tool) \(arguments.joined(separator: " ")) failed: \(message)"])
-        }
+        try ToolRunner.run(tool, arguments, in: directory)
     }
 
     /// Formats `name` in `directory` (a new file of `megabytes` MiB) as LUKSv1 with cryptsetup.

@@ -1,12 +1,13 @@
 import Foundation
 import XCTest
 
-/// Runs the real compressors, archivers and mkfs.ext4 (xz, gzip, bzip2, lzip, tar, e2fsprogs) to make the files the format
+/// Runs the real compressors, archivers, mkfs.ext4, cryptsetup and qemu-img to make the files the format
 /// filters' tests read. A missing tool skips the test with its Debian package named, unless
 /// NBD_INTEROP=required (CI), where it fails.
 public enum ToolRunner {
     public static let packages = ["xz": "xz-utils", "gzip": "gzip", "bzip2": "bzip2", "tar": "tar", "lzip": "lzip",
         "mkfs.ext4": "e2fsprogs", "mkfs.ext3": "e2fsprogs", "mkfs.ext2": "e2fsprogs", "debugfs": "e2fsprogs", "e2fsck": "e2fsprogs",
+        "cryptsetup": "cryptsetup-bin", "qemu-img": "qemu-utils",
     ]
 
     /// The path of `tool`, or a skip (a failure under NBD_INTEROP=required).
