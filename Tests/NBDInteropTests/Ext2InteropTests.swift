@@ -5,26 +5,7 @@ import XCTest
 /// copies by nbdcopy and qemu-img compared with cmp, random reads answered as nbdkit 1.32's ext2
 /// filter answers them, writes read back by `debugfs`, `e2fsck` and nbdkit's filter, the export
 /// name picking the file, and bad paths and images refused with the reason.
-final class Ext2InteropTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try InteropEnvironment.temporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    private func q(_ text: String) -> String { InteropEnvironment.shellQuoted(text) }
-
-    @discardableResult
-    private func shell(_ script: String, _ what: String) throws -> InteropEnvironment.Result {
-        let result = try InteropEnvironment.shell(script, in: directory)
-        assertSucceeded(result, what)
-        return result
-    }
-
+final class Ext2InteropTests: ShellScriptTestCase {
     /// fs.img: a 32 MiB ext4 image holding disk.img (4 MiB: random data around a 1 MiB zero
     /// stretch, which mkfs.ext4 stores as a hole), sub/small.bin and sub/medium.img (200 KiB).
     ///

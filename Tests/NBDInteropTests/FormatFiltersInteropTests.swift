@@ -5,27 +5,7 @@ import XCTest
 /// at test time: nbdcopy and qemu-img copies compared with cmp, random reads compared with the plain
 /// file, the same command lines run on nbdkit 1.32 with the same answers required, writes through
 /// tar read back by `tar -x` and by nbdkit's tar filter, and bad files refused when a client connects.
-final class FormatFiltersInteropTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try InteropEnvironment.temporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    private func q(_ text: String) -> String { InteropEnvironment.shellQuoted(text) }
-
-    /// Runs `script` in the test's directory with $SERVE set, requiring success.
-    @discardableResult
-    private func shell(_ script: String, _ what: String) throws -> InteropEnvironment.Result {
-        let result = try InteropEnvironment.shell(script, in: directory)
-        assertSucceeded(result, what)
-        return result
-    }
-
+final class FormatFiltersInteropTests: ShellScriptTestCase {
     /// disk.img: 3 MiB of data that compresses (short runs of random bytes, a zero stretch).
     private func makeDisk() throws {
         try shell(

@@ -5,17 +5,7 @@ import XCTest
 /// cryptsetup: what it serves equals what qemu-img's LUKS driver decrypts, what it writes is read
 /// back by qemu-img and by nbdkit 1.32's luks filter, and bad images are refused when a client
 /// connects, with a message that says why.
-final class LUKSInteropTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try InteropEnvironment.temporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
+final class LUKSInteropTests: ShellScriptTestCase {
     /// cryptsetup lives in /usr/sbin (Debian's cryptsetup-bin); InteropEnvironment's list does not
     /// name it, so this skips (or fails under NBD_INTEROP=required) with the package itself.
     private func requireCryptsetup() throws {
@@ -23,13 +13,6 @@ final class LUKSInteropTests: XCTestCase {
         let message = "cryptsetup is not installed (Debian package cryptsetup-bin); run .ci/run or apt-get install it"
         if InteropEnvironment.isRequired { XCTFail("NBD_INTEROP=required but \(message)") }
         throw XCTSkip(message)
-    }
-
-    @discardableResult
-    private func shell(_ script: String, _ what: String) throws -> InteropEnvironment.Result {
-        let result = try InteropEnvironment.shell(script, in: directory)
-        assertSucceeded(result, what)
-        return result
     }
 
     /// The shell lines that write the passphrase file `pw` and `plain.raw` (`megabytes` MiB of random

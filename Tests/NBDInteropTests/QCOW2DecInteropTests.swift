@@ -7,24 +7,7 @@ import XCTest
 /// qemu's own NBD client), the block status map equals qemu-nbd's for the same image, random reads
 /// equal the raw copy, and images qcow2dec cannot serve are refused when a client connects, with
 /// the reason. (nbdkit 1.32 has no qcow2dec filter, so qemu is the reference.)
-final class QCOW2DecInteropTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try InteropEnvironment.temporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    @discardableResult
-    private func shell(_ script: String, _ what: String) throws -> InteropEnvironment.Result {
-        let result = try InteropEnvironment.shell(script, in: directory)
-        assertSucceeded(result, what)
-        return result
-    }
-
+final class QCOW2DecInteropTests: ShellScriptTestCase {
     /// raw.img: 8 MiB of data that compresses (short runs of random bytes) with a 1 MiB zero stretch.
     private let makeRaw = """
         /usr/bin/python3 -c '
