@@ -37,8 +37,9 @@ done
 for tool in qemu-img nbdcopy; do
     command -v "$tool" >/dev/null || { echo "$tool is missing (Debian: qemu-utils, libnbd-bin)" >&2; exit 1; }
 done
-if [ -n "$build" ]; then swift build -c release --product nbd-serve >&2; fi
-serve="$(swift build -c release --show-bin-path)/nbd-serve"
+# The release build side-by-side.sh uses (its own scratch path, so a debug .build is never taken).
+if [ -n "$build" ]; then swift build -c release --product nbd-serve --scratch-path .build-release >&2; fi
+serve="$(swift build -c release --scratch-path .build-release --show-bin-path)/nbd-serve"
 
 work=$(mktemp -d /dev/shm/qcow2dec-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -57,7 +58,8 @@ echo "image: $(du -m "$work/image.qcow2" | cut -f1) MiB qcow2 of a $size MiB dis
 seconds() {
     local start end
     start=$(date +%s.%N)
-    "$@" >/dev/null
+    # A failed run must not become a fast time: say "failed", which the loop below stops on.
+    if ! "$@" >/dev/null; then echo failed; return; fi
     end=$(date +%s.%N)
     echo "$end - $start" | bc
 }
@@ -75,6 +77,9 @@ for rep in $(seq 1 "$reps"); do
     rm -f "$work/out.raw"
     plain_times+=("$(seconds "$serve" -U - file "$work/raw.img" --run "nbdcopy \"\$uri\" $work/out.raw")")
     echo "rep $rep: qemu-img ${qemu_times[-1]} s, qcow2dec+nbdcopy ${ours_times[-1]} s, file+nbdcopy ${plain_times[-1]} s" >&2
+    case " ${qemu_times[-1]} ${ours_times[-1]} ${plain_times[-1]} " in
+        *" failed "*) echo "qcow2dec-bench: a run failed (its error is above); no result" >&2; exit 1 ;;
+    esac
 done
 qemu=$(printf '%s\n' "${qemu_times[@]}" | median)
 ours=$(printf '%s\n' "${ours_times[@]}" | median)
