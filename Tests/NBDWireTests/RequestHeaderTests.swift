@@ -29,6 +29,29 @@ final class RequestHeaderTests: XCTestCase {
         XCTAssertEqual(parsed.length, header.length)
     }
 
+    func testAnExtendedHeaderHasA64BitLengthAndTheExtendedMagic() {
+        let header = RequestHeader(
+            flags: ProtocolConstants.commandFlagPayloadLength, type: Command.write.rawValue, cookie: 7,
+            offset: 0x1122_3344_5566_7788, length: 0x0000_0001_0000_0200, extended: true)
+        var bytes = [UInt8](repeating: 0, count: ProtocolConstants.extendedRequestHeaderSize)
+        bytes.withUnsafeMutableBytes { header.storeExtended(into: $0) }
+        XCTAssertEqual(
+            bytes,
+            [
+                0x21, 0xE4, 0x1C, 0x71,  // NBD_EXTENDED_REQUEST_MAGIC
+                0x00, 0x20,  // flags: PAYLOAD_LEN
+                0x00, 0x01,  // NBD_CMD_WRITE
+                0, 0, 0, 0, 0, 0, 0, 7,  // cookie
+                0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,  // offset
+                0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x02, 0x00,  // 64-bit length
+            ])
+        let parsed = bytes.withUnsafeBytes { RequestHeader(parsingExtended: $0) }
+        XCTAssertEqual(parsed.magic, ProtocolConstants.extendedRequestMagic)
+        XCTAssertEqual(parsed.flags, header.flags)
+        XCTAssertEqual(parsed.length, 0x0000_0001_0000_0200)
+        XCTAssertEqual(parsed.offset, header.offset)
+    }
+
     func testAServerErrnoOutsideTheProtocolsEightReadsAsEINVAL() {
         XCTAssertEqual(NBDError.Code(wireErrno: 28), .noSpace)
         XCTAssertEqual(NBDError.Code(wireErrno: 108), .shutdown)

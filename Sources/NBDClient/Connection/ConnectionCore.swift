@@ -122,7 +122,7 @@ final class ConnectionCore: Sendable {
         payload: UnsafeRawBufferPointer?
     ) -> Bool {
         withUnsafeTemporaryAllocation(byteCount: ProtocolConstants.requestHeaderSize, alignment: 8) { header in
-            RequestHeader(flags: flags.rawValue, type: command.rawValue, cookie: cookie, offset: offset, length: length)
+            RequestHeader(flags: flags.rawValue, type: command.rawValue, cookie: cookie, offset: offset, length: UInt64(length))
                 .store(into: header)
             let payload = payload ?? UnsafeRawBufferPointer(start: nil, count: 0)
             if payload.count <= Self.batchedPayloadLimit && command != .disconnect && InlineResumption.isActive {

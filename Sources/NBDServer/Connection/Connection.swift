@@ -268,7 +268,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
                                 capacity: request.command == .read ? 64 + Int(request.header.length) : 256)
                             await executor.perform(
                                 request.command, flags: request.flags, cookie: request.header.cookie,
-                                offset: request.header.offset, length: request.header.length,
+                                offset: request.header.offset, length: UInt32(request.header.length),
                                 payload: UnsafeRawBufferPointer(request.payload.payload), into: &reply)
                             payloads.give(request.payload)
                             if reply.count <= Self.batchedReplyLimit && InlineResumption.isActive {
@@ -288,7 +288,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
                         let started = ContinuousClock.now
                         await executor.perform(
                             request.command, flags: request.flags, cookie: request.header.cookie,
-                            offset: request.header.offset, length: request.header.length,
+                            offset: request.header.offset, length: UInt32(request.header.length),
                             payload: UnsafeRawBufferPointer(request.payload.payload), into: &reply)
                         estimate.record(started.duration(to: .now))
                         payloads.give(request.payload)
@@ -366,7 +366,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
             // out now, not wait for a batch end this thread would only reach once it returned.
             InlineResumption.leave()
             await executor.perform(
-                command, flags: flags, cookie: header.cookie, offset: header.offset, length: header.length,
+                command, flags: flags, cookie: header.cookie, offset: header.offset, length: UInt32(header.length),
                 payload: payload, into: &output)
             InlineResumption.enter()
             if let largeWrite {

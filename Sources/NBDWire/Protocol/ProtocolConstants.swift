@@ -11,6 +11,11 @@ package enum ProtocolConstants {
     package static let requestMagic: UInt32 = 0x2560_9513
     package static let simpleReplyMagic: UInt32 = 0x6744_6698
     package static let structuredReplyMagic: UInt32 = 0x668e_33ef
+    /// The request magic once extended headers are negotiated (`NBD_EXTENDED_REQUEST_MAGIC`).
+    package static let extendedRequestMagic: UInt32 = 0x21e4_1c71
+    /// The reply magic once extended headers are negotiated (`NBD_EXTENDED_REPLY_MAGIC`): every
+    /// reply, simple or chunked, has this 32-byte header.
+    package static let extendedReplyMagic: UInt32 = 0x6e8a_278c
 
     /// Handshake flags the server sends.
     package static let flagFixedNewstyle: UInt16 = 1 << 0
@@ -24,6 +29,15 @@ package enum ProtocolConstants {
     package static let requestHeaderSize = 28
     package static let simpleReplyHeaderSize = 16
     package static let structuredReplyHeaderSize = 20
+    /// Extended request header size (magic, flags, type, cookie, offset, 64-bit length).
+    package static let extendedRequestHeaderSize = 32
+    /// Extended reply header size (magic, flags, type, cookie, offset, 64-bit length).
+    package static let extendedReplyHeaderSize = 32
+
+    /// `NBD_CMD_FLAG_PAYLOAD_LEN`: with extended headers, the header's length is the size of the
+    /// payload that follows (a write's, always; a block-status request's list of context ids). A
+    /// wire-level flag: the server strips it before the request reaches a filter.
+    package static let commandFlagPayloadLength: UInt16 = 1 << 5
 
     /// The longest error message the protocol allows in a structured error chunk.
     package static let maximumErrorMessage = 4096
@@ -46,6 +60,9 @@ package struct TransmissionFlags: OptionSet, Sendable, Hashable {
     package static let canMultiConn = TransmissionFlags(rawValue: 1 << 8)
     package static let sendCache = TransmissionFlags(rawValue: 1 << 10)
     package static let sendFastZero = TransmissionFlags(rawValue: 1 << 11)
+    /// `NBD_FLAG_BLOCK_STATUS_PAYLOAD`: block status may name the contexts it wants in a payload
+    /// (extended headers only).
+    package static let blockStatusPayload = TransmissionFlags(rawValue: 1 << 12)
 
     /// The flags for a connection, derived only from the outermost layer's capabilities, as nbdkit
     /// computes its eflags.

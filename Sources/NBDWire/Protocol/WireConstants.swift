@@ -12,6 +12,8 @@ package enum OptionCode {
     package static let structuredReply: UInt32 = 8
     package static let listMetaContext: UInt32 = 9
     package static let setMetaContext: UInt32 = 10
+    /// `NBD_OPT_EXTENDED_HEADERS`: 32-byte request and reply headers with 64-bit lengths.
+    package static let extendedHeaders: UInt32 = 11
 }
 
 /// Option reply types (`NBD_REP_*`).
@@ -31,6 +33,8 @@ package enum OptionReply {
     package static let errShutdown: UInt32 = errorBit | 7
     package static let errBlockSizeRequired: UInt32 = errorBit | 8
     package static let errTooBig: UInt32 = errorBit | 9
+    /// `NBD_REP_ERR_EXT_HEADER_REQD`: the server serves only clients that negotiated extended headers.
+    package static let errExtendedHeaderRequired: UInt32 = errorBit | 10
 
     /// A name for an error reply, for messages.
     package static func name(_ type: UInt32) -> String {
@@ -44,6 +48,7 @@ package enum OptionReply {
         case errShutdown: "NBD_REP_ERR_SHUTDOWN"
         case errBlockSizeRequired: "NBD_REP_ERR_BLOCK_SIZE_REQD"
         case errTooBig: "NBD_REP_ERR_TOO_BIG"
+        case errExtendedHeaderRequired: "NBD_REP_ERR_EXT_HEADER_REQD"
         default: "option reply \(type)"
         }
     }
@@ -63,6 +68,8 @@ package enum ChunkType {
     package static let offsetData: UInt16 = 1
     package static let offsetHole: UInt16 = 2
     package static let blockStatus: UInt16 = 5
+    /// `NBD_REPLY_TYPE_BLOCK_STATUS_EXT`: 64-bit extents, only with extended headers.
+    package static let blockStatusExtended: UInt16 = 6
     package static let errorBit: UInt16 = 1 << 15
     package static let error: UInt16 = errorBit | 1
     package static let errorOffset: UInt16 = errorBit | 2
