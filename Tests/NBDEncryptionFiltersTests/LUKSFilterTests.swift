@@ -83,6 +83,34 @@ final class LUKSFilterTests: XCTestCase {
         XCTAssertTrue(Array(decrypted.prefix(model.count)) == model, "qemu-img reads something else")
     }
 
+    /// A zero request is not bounded by the payload limit (with extended headers it may exceed
+    /// 4 GiB): an unaligned one must not be read-modify-written as one buffer of its size, only its
+    /// partial first and last sectors; the sectors between go down in bounded pieces.
+    func testALargeUnalignedZeroIsWrittenInBoundedPieces() async throws {
+        let url = try LUKSImage.cryptsetup("bigzero.img", megabytes: 7, in: directory)
+        let below = try await LUKSImage.backend(url)
+        let log = OperationLog()
+        let export = try await layer().wrap(
+            AnyBlockBackend(RecordingFilter(wrapping: below, log: log, connection: 1)), for: ConnectionInfo())
+        let size = Int(export.capabilities.size)
+        let model = ToolRunner.sampleData(size: size, seed: 21)
+        try await export.writeBytes(model, at: 0)
+        log.reset()
+
+        let start = 300
+        let count = size - 1000
+        try await export.zero(count: UInt64(count), at: UInt64(start), flags: [])
+        let writes = log.all.filter { $0.command == .write }
+        XCTAssertGreaterThan(writes.count, 2)
+        XCTAssertLessThanOrEqual(
+            writes.map(\.count).max() ?? 0, UInt64(SectorCipher.scratchLimit),
+            "a write below is sized by the zero request: \(writes.map(\.count))")
+        var expected = model
+        expected.replaceSubrange(start..<(start + count), with: repeatElement(0, count: count))
+        let read = try await export.readBytes(size, at: 0)
+        XCTAssertTrue(read == expected, "the zeroed range or the bytes around it read back wrong")
+    }
+
     func testCapabilitiesHideTheHeaderAndOfferNoTrimOrExtents() async throws {
         let url = try LUKSImage.cryptsetup("caps.img", in: directory)
         let below = try await LUKSImage.backend(url)
