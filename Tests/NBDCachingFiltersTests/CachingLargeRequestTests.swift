@@ -12,6 +12,8 @@ import XCTest
 final class CachingLargeRequestTests: XCTestCase {
     static let gib: UInt64 = 1 << 30
     static let exportSize: UInt64 = 16 << 30
+    /// 1 MiB cow blocks: the per-block bookkeeping of 5 GiB stays quick under the sanitizers.
+    static let block = 1 << 20
 
     private var directory: String!
 
@@ -31,7 +33,7 @@ final class CachingLargeRequestTests: XCTestCase {
 
     private func cow(log: OperationLog) async throws -> (COWFilter<RecordingFilter<MemoryBackend>>, MemoryBackend) {
         let below = try await memory(log: log)
-        let overlay = try COWOverlay(exportSize: Self.exportSize, configuration: COWConfiguration(directory: directory))
+        let overlay = try COWOverlay(exportSize: Self.exportSize, configuration: COWConfiguration(blockSize: Self.block, directory: directory))
         return (COWFilter(wrapping: below, overlay: overlay), below.next)
     }
 
@@ -46,14 +48,15 @@ final class CachingLargeRequestTests: XCTestCase {
 
         XCTAssertTrue(log.all.allSatisfy { $0.command == .read }, "only partial blocks are read below")
         XCTAssertLessThanOrEqual(cow.overlay.file.writeCalls.load(ordering: .relaxed), 2, "only partial blocks")
-        XCTAssertLessThan(cow.overlay.file.allocatedBytes, 1 << 20, "the overlay holds no zeroes")
+        XCTAssertLessThanOrEqual(cow.overlay.file.allocatedBytes, 2 << 20, "the overlay holds only the partial blocks")
         for (offset, value) in [(start - 1, 7), (start, 0), (4 * Self.gib, 0), (end - 1, 0), (end, 7)]
             as [(UInt64, UInt8)]
         {
             try await assertEqual({ try await cow.readBytes(1, at: offset) }, [value], "byte at \(offset)")
         }
-        let extents = try await cow.extents(count: 5 * Self.gib - 65536, at: 2 * Self.gib + 65536, flags: [])
-        XCTAssertEqual(extents, [.hole(5 * Self.gib - 65536)], "the trimmed blocks are one hole above 4 GiB")
+        let whole = UInt64(Self.block)
+        let extents = try await cow.extents(count: 5 * Self.gib - whole, at: 2 * Self.gib + whole, flags: [])
+        XCTAssertEqual(extents, [.hole(5 * Self.gib - whole)], "the trimmed blocks are one hole above 4 GiB")
     }
 
     func testAFiveGiBNoHoleZeroThroughCowWritesNoZeroesToTheOverlay() async throws {
