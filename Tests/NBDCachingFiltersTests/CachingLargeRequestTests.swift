@@ -33,7 +33,8 @@ final class CachingLargeRequestTests: XCTestCase {
 
     private func cow(log: OperationLog) async throws -> (COWFilter<RecordingFilter<MemoryBackend>>, MemoryBackend) {
         let below = try await memory(log: log)
-        let overlay = try COWOverlay(exportSize: Self.exportSize, configuration: COWConfiguration(blockSize: Self.block, directory: directory))
+        let overlay = try COWOverlay(
+            exportSize: Self.exportSize, configuration: COWConfiguration(blockSize: Self.block, directory: directory))
         return (COWFilter(wrapping: below, overlay: overlay), below.next)
     }
 
