@@ -9,8 +9,8 @@ import NBDCore
 /// - Writes and zeroes are split; an unaligned head or tail is a read-modify-write of its block,
 ///   holding that block in the export's ``BlockRangeLock`` so no concurrent write to it is lost.
 /// - Trims drop their unaligned head and tail (a trim is only a hint) and are split by `maxlen`.
-/// - Cache requests are rounded out to whole blocks; extents are asked for whole blocks and cut back
-///   to the range the client asked for.
+/// - Cache requests are rounded out to whole blocks; extents are asked for whole blocks (in `maxlen`
+///   pieces while the layer below answers in full) and cut back to the range the client asked for.
 /// - A fast zero that would need splitting or a read-modify-write fails with `ENOTSUP` at once.
 ///
 /// The client sees a minimum block size of 1 (anything is accepted), a preferred size of at least
