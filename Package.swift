@@ -193,7 +193,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NBDRangeFiltersTests",
-            dependencies: ["NBDCore", "NBDRangeFilters", "NBDTestSupport"],
+            dependencies: ["NBDCore", "NBDRangeFilters", "NBDBackends", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import Foundation
+import NBDBackends
 import NBDCore
 import NBDTestSupport
 import XCTest
@@ -81,6 +82,39 @@ final class LUKSFilterTests: XCTestCase {
         try await LUKSImage.save(below, to: url)
         let decrypted = try LUKSImage.qemuRead(url, in: directory)
         XCTAssertTrue(Array(decrypted.prefix(model.count)) == model, "qemu-img reads something else")
+    }
+
+    /// A zero request is not bounded by the payload limit (with extended headers it may exceed
+    /// 4 GiB): an unaligned one must not be read-modify-written as one buffer of its size, only its
+    /// partial first and last sectors; the sectors between go down in bounded pieces.
+    func testALargeUnalignedZeroIsWrittenInBoundedPieces() async throws {
+        let url = try LUKSImage.cryptsetup("bigzero.img", megabytes: 7, in: directory)
+        let image = Array(try Data(contentsOf: url))
+        let below = try await MemoryBackendProvider(size: UInt64(image.count)).open(ConnectionInfo())
+        try await below.writeBytes(image, at: 0)
+        let log = OperationLog()
+        let export = try await layer().wrap(
+            AnyBlockBackend(RecordingFilter(wrapping: below, log: log, connection: 1)), for: ConnectionInfo())
+        let size = Int(export.capabilities.size)
+        let ends = [UInt8](repeating: 0xA5, count: 4096)
+        try await export.writeBytes(ends, at: 0)
+        try await export.writeBytes(ends, at: UInt64(size - 4096))
+        log.reset()
+
+        let start = 300
+        let count = size - 1000
+        try await export.zero(count: UInt64(count), at: UInt64(start), flags: [])
+        let writes = log.all.filter { $0.command == .write }
+        XCTAssertGreaterThan(writes.count, 2)
+        XCTAssertLessThanOrEqual(
+            writes.map(\.count).max() ?? 0, UInt64(SectorCipher.scratchLimit),
+            "a write below is sized by the zero request: \(writes.map(\.count))")
+        let head = try await export.readBytes(4096, at: 0)
+        XCTAssertTrue(head == Array(ends[..<start]) + [UInt8](repeating: 0, count: 4096 - start))
+        let tail = try await export.readBytes(4096, at: UInt64(size - 4096))
+        XCTAssertTrue(tail == [UInt8](repeating: 0, count: 4096 - 700) + Array(ends[..<700]))
+        let middle = try await export.readBytes(1 << 20, at: UInt64(size / 2))
+        XCTAssertTrue(middle.allSatisfy { $0 == 0 })
     }
 
     func testCapabilitiesHideTheHeaderAndOfferNoTrimOrExtents() async throws {

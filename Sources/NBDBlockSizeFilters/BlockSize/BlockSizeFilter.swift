@@ -9,8 +9,8 @@ import NBDCore
 /// - Writes and zeroes are split; an unaligned head or tail is a read-modify-write of its block,
 ///   holding that block in the export's ``BlockRangeLock`` so no concurrent write to it is lost.
 /// - Trims drop their unaligned head and tail (a trim is only a hint) and are split by `maxlen`.
-/// - Cache requests are rounded out to whole blocks; extents are asked for whole blocks and cut back
-///   to the range the client asked for.
+/// - Cache requests are rounded out to whole blocks; extents are asked for whole blocks (in `maxlen`
+///   pieces while the layer below answers in full) and cut back to the range the client asked for.
 /// - A fast zero that would need splitting or a read-modify-write fails with `ENOTSUP` at once.
 ///
 /// The client sees a minimum block size of 1 (anything is accepted), a preferred size of at least
@@ -241,25 +241,36 @@ public struct BlockSizeFilter<Next: BlockBackend>: Filter {
 
     public func extents(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) -> [Extent] {
         // Ask for whole blocks from the start of offset's block, then drop what precedes `offset`.
-        let alignedOffset = offset / block * block
-        var skip = offset - alignedOffset
+        // maxlen bounds each request below, not the reply: while the layer below answers in full,
+        // ask again for the rest, so a run longer than maxlen (4 GiB by default; a request can be
+        // longer with extended headers) is still reported as one extent.
+        var position = offset / block * block
+        var skip = offset - position
         let alignedEnd = min((offset + count + block - 1) / block * block, capabilities.size)
-        let asked = min(alignedEnd - alignedOffset, UInt64(limits.maximumLength))
-        let below = try await next.extents(count: asked, at: alignedOffset, flags: flags)
         var result: [Extent] = []
-        result.reserveCapacity(below.count)
         var covered: UInt64 = 0
-        for var extent in below {
-            if skip >= extent.length {
-                skip -= extent.length
-                continue
+        while position < alignedEnd && covered < count {
+            let asked = min(alignedEnd - position, UInt64(limits.maximumLength))
+            let below = try await next.extents(count: asked, at: position, flags: flags)
+            var described: UInt64 = 0
+            for var extent in below where covered < count {
+                described += extent.length
+                if skip >= extent.length {
+                    skip -= extent.length
+                    continue
+                }
+                extent.length -= skip
+                skip = 0
+                extent.length = min(extent.length, count - covered)
+                if let last = result.last, last.flags == extent.flags {
+                    result[result.count - 1].length += extent.length
+                } else {
+                    result.append(extent)
+                }
+                covered += extent.length
             }
-            extent.length -= skip
-            skip = 0
-            extent.length = min(extent.length, count - covered)
-            result.append(extent)
-            covered += extent.length
-            if covered == count { break }
+            guard described >= asked && !flags.contains(.requestOne) else { break }
+            position += described
         }
         guard !result.isEmpty else {
             throw NBDError(.ioError, "the layer below described no extent at offset \(offset)")

@@ -182,8 +182,10 @@ public final class COWOverlay: Sendable {
                 try file.write(block: block, UnsafeRawBufferPointer(rebasing: data[done..<done + count]))
                 setState(block, .allocated)
             } else if whole {
-                // A whole block of zeroes that must stay allocated (NO_HOLE): nothing to copy from below.
-                try withZeroes(count) { zeroes throws(NBDError) in try file.write(block: block, zeroes) }
+                // A whole block of zeroes that must stay allocated (NO_HOLE): nothing to copy from
+                // below, and nothing to write either where the file can punch the block out (a zero
+                // request may cover gigabytes).
+                try file.zero(block: block)
                 setState(block, .allocated)
             } else if state(of: block) == .allocated {
                 if let data {

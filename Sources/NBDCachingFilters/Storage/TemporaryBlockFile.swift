@@ -115,6 +115,21 @@ package final class TemporaryBlockFile: Sendable {
         }
     }
 
+    /// Makes block `index` read as zeroes: punches it out where the filesystem can (no data is
+    /// written, so zeroing gigabytes costs no I/O), else writes a block of zeroes.
+    package func zero(block index: UInt64) throws(NBDError) {
+        let punchHole: Int32 = 0x02, keepSize: Int32 = 0x01  // FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+        if let fallocate = Self.fallocate,
+            fallocate(descriptor, punchHole | keepSize, off_t(index) * off_t(blockSize), off_t(blockSize)) == 0
+        {
+            return
+        }
+        let zeroes = UnsafeMutableRawBufferPointer.allocate(byteCount: blockSize, alignment: 4096)
+        defer { zeroes.deallocate() }
+        zeroes.initializeMemory(as: UInt8.self, repeating: 0)
+        try write(block: index, UnsafeRawBufferPointer(zeroes))
+    }
+
     /// Gives block `index`'s space back to the filesystem; it reads as zeroes afterwards. Best effort:
     /// a filesystem without hole punching keeps the space, which costs space, not correctness.
     package func release(block index: UInt64) {

@@ -88,21 +88,49 @@ struct LUKSFilter<Next: BlockBackend>: Filter {
 
     /// Writes `count` bytes at `offset` whose plaintext `fill` produces, piece by piece: `fill` gets
     /// the range of the request a piece covers and the bytes to fill.
+    ///
+    /// Only the partial sectors at either end are read, modified and written back: the whole sectors
+    /// between them are encrypted in bounded pieces. A zero request may be far larger than any
+    /// payload (above 4 GiB with extended headers), so nothing here is sized by the request.
     private func store(
         count: Int, at offset: UInt64, flags: CommandFlags,
         fill: (Range<Int>, UnsafeMutableRawBufferPointer) -> Void
     ) async throws(NBDError) {
+        guard count > 0 else { return }
         let sector = Self.sectorSize
-        guard offset % sector == 0 && UInt64(count) % sector == 0 else {
-            return try await storePartial(count: count, at: offset, flags: flags, fill: fill)
+        let end = offset + UInt64(count)
+        let bodyStart = (offset + sector - 1) / sector * sector
+        let bodyEnd = end / sector * sector
+        guard bodyStart < bodyEnd else {
+            // No whole sector: at most two partial ones.
+            return try await storePartial(range: 0..<count, at: offset, flags: flags, fill: fill)
         }
+        let head = Int(bodyStart - offset)
+        let tail = Int(bodyEnd - offset)
+        if head > 0 {
+            try await storePartial(range: 0..<head, at: offset, flags: flags, fill: fill)
+        }
+        try await storeSectors(range: head..<tail, at: bodyStart, flags: flags, fill: fill)
+        if tail < count {
+            try await storePartial(range: tail..<count, at: bodyEnd, flags: flags, fill: fill)
+        }
+    }
+
+    /// Writes the whole sectors that bytes `range` of a request cover, starting at `offset` (a
+    /// sector boundary), in pieces of at most ``SectorCipher/scratchLimit`` bytes.
+    private func storeSectors(
+        range: Range<Int>, at offset: UInt64, flags: CommandFlags,
+        fill: (Range<Int>, UnsafeMutableRawBufferPointer) -> Void
+    ) async throws(NBDError) {
+        let sector = Self.sectorSize
         let cipher = try volume.ciphers.checkOut()
         defer { volume.ciphers.checkIn(cipher) }
         var done = 0
-        while done < count {
-            let length = min(count - done, SectorCipher.scratchLimit)
+        while done < range.count {
+            let length = min(range.count - done, SectorCipher.scratchLimit)
             let scratch = cipher.scratch(count: length)
-            fill(done..<(done + length), scratch)
+            let start = range.lowerBound + done
+            fill(start..<(start + length), scratch)
             let position = offset + UInt64(done)
             try cipher.encrypt(scratch, firstSector: position / sector)
             try await next.write(UnsafeRawBufferPointer(scratch), at: payloadOffset + position, flags: flags)
@@ -110,13 +138,15 @@ struct LUKSFilter<Next: BlockBackend>: Filter {
         }
     }
 
-    /// A write that does not cover whole sectors: reads the sectors it touches, decrypts them,
-    /// lays the new bytes over them, encrypts and writes them back, with the layer's lock held so
-    /// that two such writes in one sector do not undo each other.
+    /// Writes bytes `range` of a request, at `offset`, that do not cover whole sectors (they lie
+    /// within at most two): reads the sectors they touch, decrypts them, lays the new bytes over
+    /// them, encrypts and writes them back, with the layer's lock held so that two such writes in
+    /// one sector do not undo each other.
     private func storePartial(
-        count: Int, at offset: UInt64, flags: CommandFlags,
+        range: Range<Int>, at offset: UInt64, flags: CommandFlags,
         fill: (Range<Int>, UnsafeMutableRawBufferPointer) -> Void
     ) async throws(NBDError) {
+        let count = range.count
         guard count > 0 else { return }
         let sector = Self.sectorSize
         let start = offset / sector * sector
@@ -130,7 +160,7 @@ struct LUKSFilter<Next: BlockBackend>: Filter {
         let cipher = try volume.ciphers.checkOut()
         defer { volume.ciphers.checkIn(cipher) }
         try cipher.decrypt(covering, firstSector: start / sector)
-        fill(0..<count, UnsafeMutableRawBufferPointer(rebasing: covering[skip..<(skip + count)]))
+        fill(range, UnsafeMutableRawBufferPointer(rebasing: covering[skip..<(skip + count)]))
         try cipher.encrypt(covering, firstSector: start / sector)
         try await next.write(UnsafeRawBufferPointer(covering), at: payloadOffset + start, flags: flags)
     }
