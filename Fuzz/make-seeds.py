@@ -93,7 +93,7 @@ connections = {
     + ext_request(ZERO, 0, 1 << 17, cookie=5) + ext_request(TRIM, 4096, 8192, cookie=6)
     + ext_request(CACHE, 0, 1 << 18, cookie=7) + ext_request(FLUSH, cookie=8) + ext_request(DISC, cookie=9),
     "extended-errors": bytes([0x10, 0]) + FLAGS + option(11) + option(10, meta([b"base:allocation"])) + option(7, info())
-    + ext_request(WRITE, 0, 512, cookie=1) + ext_request(READ, 0, 1 << 33, cookie=2)
+    + ext_request(WRITE, 0, 4, cookie=1) + bytes(4) + ext_request(READ, 0, 1 << 33, cookie=2)
     + ext_request(FLUSH, 0, 4, PAYLOAD_LEN, cookie=3, payload=bytes(4))
     + ext_request(STATUS, 0, 16, PAYLOAD_LEN, cookie=4, payload=struct.pack(">QII", 4096, 1, 1))
     + ext_request(STATUS, 0, 12, PAYLOAD_LEN, cookie=5, payload=struct.pack(">QI", 4096, 7))

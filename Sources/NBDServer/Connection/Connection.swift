@@ -521,7 +521,9 @@ struct Connection<Provider: BackendProvider>: Sendable {
         if extended {
             guard available >= ProtocolConstants.extendedRequestHeaderSize else { return false }
             let header = RequestHeader(parsingExtended: reader.unread)
-            guard header.flags & ProtocolConstants.commandFlagPayloadLength != 0 else { return true }
+            // A write carries its payload with or without the flag (see ExtendedRequestCheck).
+            guard header.flags & ProtocolConstants.commandFlagPayloadLength != 0 || header.type == Command.write.rawValue
+            else { return true }
             return UInt64(available - ProtocolConstants.extendedRequestHeaderSize) >= header.length
         }
         guard available >= ProtocolConstants.requestHeaderSize else { return false }

@@ -29,13 +29,9 @@ enum ExtendedRequestCheck {
         let invalid = NBDError.Code.invalidArgument.wireValue
         switch command {
         case .write:
-            // The protocol: a write MUST carry the flag; without it the header announces no payload,
-            // so nothing is read (a client that sent data anyway is caught by the next magic).
-            guard payloadFlag else {
-                return .refuse(
-                    wireError: invalid, message: "NBD_CMD_WRITE without NBD_CMD_FLAG_PAYLOAD_LEN (required with extended headers)",
-                    payload: 0)
-            }
+            // The protocol says a write MUST carry the flag, but qemu 10's client sends writes without
+            // it: a write's length is its payload length either way (as in the compact form), so the
+            // stream stays in step with both kinds of client.
             return .proceed
         case .blockStatus where payloadFlag:
             guard blockStatusPayload else {
