@@ -11,7 +11,9 @@ final class ExtendedHeadersInteropTests: XCTestCase {
         try InteropEnvironment.require("qemu-img", "qemu-io")
         let version = try InteropEnvironment.run(InteropEnvironment.path(of: "qemu-img") ?? "qemu-img", ["--version"])
         // "qemu-img version 10.0.2 (Debian ...)"
-        let numbers = version.stdout.split(separator: " ").dropFirst(2).first?.split(separator: ".").compactMap { Int($0) }
+        let numbers = version.stdout.split(separator: " ").dropFirst(2).first?.split(separator: ".").compactMap {
+            Int($0)
+        }
         guard let numbers, numbers.count >= 2, (numbers[0], numbers[1]) >= (8, 2) else {
             let message =
                 "qemu \(version.stdout.prefix(40)) does not speak NBD extended headers (8.2 or newer does): install qemu-utils from bookworm-backports (apt-get install -t bookworm-backports qemu-utils), as .ci/run does"

@@ -143,7 +143,8 @@ final class ExtendedHeaderTests: ServerTestCase {
         let client = try Client(unixPath: path)
         try client.connectExtended()
         let refused = try client.extendedCommand(
-            Cmd.write, flags: Self.payloadLength, offset: 0, length: 128 << 10, payload: [UInt8](repeating: 1, count: 128 << 10),
+            Cmd.write, flags: Self.payloadLength, offset: 0, length: 128 << 10,
+            payload: [UInt8](repeating: 1, count: 128 << 10),
             cookie: 1)
         XCTAssertEqual(refused.error, NBDError.Code.invalidArgument.wireValue)
         XCTAssertEqual(try client.extendedCommand(Cmd.flush, cookie: 2).error, 0, "the payload was read: in sync")
@@ -168,7 +169,8 @@ final class ExtendedHeaderTests: ServerTestCase {
         let client = try Client(unixPath: path)
         try client.connectExtended()
         let fiveGiB: UInt64 = 5 << 30
-        XCTAssertEqual(try client.extendedCommand(Cmd.writeZeroes, offset: 1 << 30, length: fiveGiB, cookie: 1).error, 0)
+        XCTAssertEqual(
+            try client.extendedCommand(Cmd.writeZeroes, offset: 1 << 30, length: fiveGiB, cookie: 1).error, 0)
         XCTAssertEqual(try client.extendedCommand(Cmd.trim, offset: 0, length: fiveGiB, cookie: 2).error, 0)
         XCTAssertEqual(try client.extendedCommand(Cmd.cache, offset: 0, length: fiveGiB, cookie: 3).error, 0)
         XCTAssertEqual(
@@ -210,9 +212,13 @@ final class ExtendedHeaderTests: ServerTestCase {
         XCTAssertEqual(reply.error, 0)
         XCTAssertEqual(reply.chunks.first?.type, ChunkType.blockStatusExtended)
         XCTAssertEqual(reply.chunks.first?.payload.be64(8), 5 << 30, "the payload's effect length, not the header's")
-        for bad in [Array.be(UInt64(4096)) + Array.be(UInt32(7)), Array.be(UInt64(4096)) + Array.be(UInt32(1)) + Array.be(UInt32(1)), [1, 2, 3]] {
+        for bad in [
+            Array.be(UInt64(4096)) + Array.be(UInt32(7)),
+            Array.be(UInt64(4096)) + Array.be(UInt32(1)) + Array.be(UInt32(1)), [1, 2, 3],
+        ] {
             let refused = try client.extendedCommand(
-                Cmd.blockStatus, flags: Self.payloadLength, offset: 0, length: UInt64(bad.count), payload: bad, cookie: 2)
+                Cmd.blockStatus, flags: Self.payloadLength, offset: 0, length: UInt64(bad.count), payload: bad,
+                cookie: 2)
             XCTAssertEqual(refused.error, NBDError.Code.invalidArgument.wireValue, "payload \(bad)")
         }
         XCTAssertEqual(try client.extendedCommand(Cmd.flush, cookie: 3).error, 0, "every payload was read: in sync")
@@ -266,7 +272,8 @@ private struct LargeBackend: BlockBackend {
     var capabilities: Capabilities {
         Capabilities(size: 8 << 30, cache: .native, canExtents: true)
     }
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError)
+    {
         buffer.initializeMemory(as: UInt8.self, repeating: 0)
     }
     func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {}
@@ -306,7 +313,9 @@ extension TestNBDClient {
         guard try readOptionReply().type == Reply.ack else { throw TestClientError("extended headers refused") }
         if metaContext {
             try sendOption(Option.setMetaContext, Self.metaContextData(queries: ["base:allocation"]))
-            guard try readOptionReplies().last?.type == Reply.ack else { throw TestClientError("base:allocation refused") }
+            guard try readOptionReplies().last?.type == Reply.ack else {
+                throw TestClientError("base:allocation refused")
+            }
         }
         return try go()
     }
@@ -330,7 +339,9 @@ extension TestNBDClient {
             let chunk = ExtendedChunk(
                 flags: header.be16(4), type: header.be16(6), cookie: header.be64(8), offset: header.be64(16),
                 payload: try receive(Int(header.be64(24))))
-            guard chunk.cookie == cookie else { throw TestClientError("reply for cookie \(chunk.cookie), not \(cookie)") }
+            guard chunk.cookie == cookie else {
+                throw TestClientError("reply for cookie \(chunk.cookie), not \(cookie)")
+            }
             if chunk.type & ChunkType.errorBit != 0 && error == 0 { error = chunk.payload.be32(0) }
             chunks.append(chunk)
             if chunk.flags & ChunkType.flagDone != 0 { return (error, chunks) }

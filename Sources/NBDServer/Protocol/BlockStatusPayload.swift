@@ -13,7 +13,8 @@ enum BlockStatusPayload {
             for index in stride(from: 8, to: raw.count, by: 4) {
                 let id = UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt32.self))
                 guard id == knownContext else {
-                    return .failure(NBDError(.invalidArgument, "block status asks for meta context \(id), which was not selected"))
+                    return .failure(
+                        NBDError(.invalidArgument, "block status asks for meta context \(id), which was not selected"))
                 }
                 guard seen.insert(id).inserted else {
                     return .failure(NBDError(.invalidArgument, "block status names meta context \(id) twice"))

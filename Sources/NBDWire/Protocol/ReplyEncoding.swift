@@ -114,7 +114,8 @@ extension OutputBuffer {
     /// headers (where simple replies are forbidden) an `NBD_REPLY_TYPE_NONE` chunk with `DONE`.
     package mutating func appendSuccessReply(cookie: UInt64, offset: UInt64, framing: ReplyFraming) {
         if framing == .extended {
-            appendExtendedChunkHeader(cookie: cookie, flags: ChunkType.flagDone, type: ChunkType.none, offset: offset, length: 0)
+            appendExtendedChunkHeader(
+                cookie: cookie, flags: ChunkType.flagDone, type: ChunkType.none, offset: offset, length: 0)
         } else {
             appendSimpleReply(cookie: cookie, error: 0)
         }
