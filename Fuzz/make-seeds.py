@@ -9,6 +9,7 @@ import struct
 HERE = os.path.dirname(os.path.abspath(__file__))
 OPT_MAGIC = 0x49484156454F5054
 REQ_MAGIC = 0x25609513
+EXT_REQ_MAGIC = 0x21E41C71
 
 
 def option(code, data=b""):
@@ -31,8 +32,15 @@ def request(kind, offset=0, length=0, flags=0, cookie=1, payload=b""):
     return struct.pack(">IHHQQI", REQ_MAGIC, flags, kind, cookie, offset, length) + payload
 
 
+def ext_request(kind, offset=0, length=0, flags=0, cookie=1, payload=b""):
+    """An extended (32-byte) request header; PAYLOAD_LEN (0x20) is set when there is a payload."""
+    if payload:
+        flags |= PAYLOAD_LEN
+    return struct.pack(">IHHQQQ", EXT_REQ_MAGIC, flags, kind, cookie, offset, length) + payload
+
+
 READ, WRITE, DISC, FLUSH, TRIM, CACHE, ZERO, STATUS = range(8)
-FUA, NO_HOLE, DF, REQ_ONE, FAST_ZERO = 1, 2, 4, 8, 16
+FUA, NO_HOLE, DF, REQ_ONE, FAST_ZERO, PAYLOAD_LEN = 1, 2, 4, 8, 16, 32
 FLAGS = struct.pack(">I", 3)
 
 handshakes = {
@@ -48,6 +56,12 @@ handshakes = {
     + b"\x01" + option(10, meta([b"base:allocation"])) + option(5) + option(1, b"disk"),
     "starttls-fails": FLAGS + option(5) + b"\x00",
     "starttls-with-data": FLAGS + option(5, b"x") + option(6, info()) + option(2),
+    # Extended headers (NBD_OPT_EXTENDED_HEADERS, 11): with data, twice, then structured replies
+    # (refused: extended headers take precedence), meta contexts and GO; and EXPORT_NAME after them.
+    "extended-meta-go": FLAGS + option(11, b"x") + option(11) + option(8) + option(10, meta([b"base:allocation"]))
+    + option(7, info(b"", (3,))),
+    "extended-export-name": FLAGS + option(8) + option(11) + option(1, b"disk"),
+    "extended-starttls": FLAGS + option(11) + option(5) + b"\x01" + option(11) + option(7, info()),
 }
 
 data = bytes(range(256)) * 2
@@ -73,6 +87,18 @@ connections = {
     "errors": bytes([2, 0x40]) + request(READ, 0xE00, 512) + request(STATUS, 0xD00, 512, cookie=2)
     + request(WRITE, 0xE00, 16, cookie=3, payload=bytes(16)) + request(READ, 1 << 40, 512, cookie=4)
     + request(42, cookie=5) + request(WRITE, 1 << 40, 16, cookie=6, payload=bytes(16)),
+    "extended-io": bytes([0, 0]) + handshakes["extended-meta-go"] + ext_request(WRITE, 0, 512, payload=data)
+    + ext_request(READ, 0, 8192, cookie=2) + ext_request(STATUS, 0, 1 << 18, cookie=3)
+    + ext_request(STATUS, 0, 12, PAYLOAD_LEN, cookie=4, payload=struct.pack(">QI", 8192, 1))
+    + ext_request(ZERO, 0, 1 << 17, cookie=5) + ext_request(TRIM, 4096, 8192, cookie=6)
+    + ext_request(CACHE, 0, 1 << 18, cookie=7) + ext_request(FLUSH, cookie=8) + ext_request(DISC, cookie=9),
+    "extended-errors": bytes([0x10, 0]) + FLAGS + option(11) + option(10, meta([b"base:allocation"])) + option(7, info())
+    + ext_request(WRITE, 0, 4, cookie=1) + bytes(4) + ext_request(READ, 0, 1 << 33, cookie=2)
+    + ext_request(FLUSH, 0, 4, PAYLOAD_LEN, cookie=3, payload=bytes(4))
+    + ext_request(STATUS, 0, 16, PAYLOAD_LEN, cookie=4, payload=struct.pack(">QII", 4096, 1, 1))
+    + ext_request(STATUS, 0, 12, PAYLOAD_LEN, cookie=5, payload=struct.pack(">QI", 4096, 7))
+    + ext_request(42, 0, 3, PAYLOAD_LEN, cookie=6, payload=bytes(3)) + ext_request(ZERO, 1 << 40, 1 << 33, cookie=7)
+    + request(READ, 0, 512, cookie=8),
     "read-only-send-fails": bytes([0x09, 0x03]) + request(WRITE, 0, 16, payload=bytes(16)) + request(READ, 0, 4096, cookie=2),
 }
 

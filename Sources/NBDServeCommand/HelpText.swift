@@ -17,7 +17,8 @@ package enum HelpText {
         Usage: nbd-serve [-U|--unix PATH | -U - | -p|--port PORT [-i|--ipaddr ADDR] | -s|--single]
                          [-r|--readonly] [-f|--foreground] [-n|--newstyle] [-v|--verbose] [-q|--quiet]
                          [-e|--exportname EXPORTNAME] [-t|--threads THREADS] [--no-sr]
-                         [--no-meta-contexts] [--timeout=TIME] [--keepalive] [--print-uri]
+                         [--no-meta-contexts] [--no-extended-headers] [--timeout=TIME] [--keepalive]
+                         [--print-uri]
                          [--memory-budget=SIZE|none]
                          [--log=stderr|syslog|null|/PATH] [-D|--debug FLAG=N] [--exit-with-parent]
                          [-P|--pidfile PIDFILE] [--swap] [--run CMD] [--tls=off|on|require]
@@ -69,6 +70,9 @@ package enum HelpText {
                                 get no block status)
               --no-meta-contexts
                                 refuse meta contexts (clients get no block status; also --no-mc)
+              --no-extended-headers
+                                refuse NBD extended headers (clients keep 32-bit request lengths, as
+                                with nbdkit; also --no-eh)
               --timeout=TIME    drop a client that has not finished the handshake (TLS included)
                                 TIME after connecting: 30, 2.5s, 500ms (default: no limit)
               --keepalive       TCP keepalive on client connections, so vanished clients are noticed

@@ -5,7 +5,7 @@ import NBDServer
 ///
 /// ```
 /// nbd-serve [-U PATH | -U - | -p PORT [-i ADDR] | -s] [-r] [-f] [-v] [-q] [-n] [--run CMD]
-///           [-e EXPORTNAME] [-t THREADS] [--no-sr] [--no-meta-contexts]
+///           [-e EXPORTNAME] [-t THREADS] [--no-sr] [--no-meta-contexts] [--no-extended-headers]
 ///           [--log=stderr|syslog|null|/PATH] [-D FLAG=N] [--timeout=T] [--keepalive] [--print-uri]
 ///           [--memory-budget=SIZE|none]
 ///           [--exit-with-parent] [-P PIDFILE] [--filter=NAME]...
@@ -87,6 +87,8 @@ package struct ServeOptions: Sendable, Hashable {
     package var offersStructuredReplies = true
     /// `--no-meta-contexts`, `--no-mc`: refuse meta contexts (no block status).
     package var offersMetaContexts = true
+    /// `--no-extended-headers`, `--no-eh`: refuse extended headers (clients keep 32-bit lengths).
+    package var offersExtendedHeaders = true
     /// `--timeout=T`: the time a client has to finish the handshake (nbdkit's delay format).
     package var negotiationTimeout: Duration?
     /// `--keepalive`: `SO_KEEPALIVE` on TCP connections.
@@ -196,6 +198,8 @@ package struct ServeOptions: Sendable, Hashable {
                 options.offersStructuredReplies = false
             case "--no-meta-contexts", "--no-mc":
                 options.offersMetaContexts = false
+            case "--no-extended-headers", "--no-eh":
+                options.offersExtendedHeaders = false
             case "--keepalive":
                 options.enablesKeepAlive = true
             case "--print-uri":

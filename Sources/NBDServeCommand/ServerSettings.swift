@@ -2,7 +2,7 @@ import NBDServer
 
 /// The command-line options that set the server itself (beyond TLS, see ``TLSSetup``).
 package enum ServerSettings {
-    /// Applies `-t`/`--threads`, `--no-sr`, `--no-meta-contexts`, `--timeout`, `--keepalive` and
+    /// Applies `-t`/`--threads`, `--no-sr`, `--no-meta-contexts`, `--no-extended-headers`, `--timeout`, `--keepalive` and
     /// `--memory-budget` to `configuration`.
     ///
     /// nbdkit's `-t N` is the number of threads per connection, so at most N requests of a
@@ -17,6 +17,7 @@ package enum ServerSettings {
         }
         configuration.offersStructuredReplies = options.offersStructuredReplies
         configuration.offersMetaContexts = options.offersMetaContexts
+        configuration.offersExtendedHeaders = options.offersExtendedHeaders
         configuration.negotiationTimeout = options.negotiationTimeout
         configuration.enablesTCPKeepAlive = options.enablesKeepAlive
         if let budget = options.memoryBudget {

@@ -103,6 +103,14 @@ public struct ServerConfiguration: Sendable {
     /// `NBD_REP_ERR_UNSUP`, so clients fall back to simple replies and get no meta contexts (block
     /// status): nbdkit's `--no-sr`, for testing how clients cope with an older server.
     public var offersStructuredReplies = true
+    /// Whether `NBD_OPT_EXTENDED_HEADERS` is accepted (the default): 32-byte request and reply
+    /// headers with 64-bit lengths, so one zero, trim, cache or block-status request (and one
+    /// block-status reply) can cover more than 4 GiB, as qemu 8.2+ and libnbd 1.18+ ask for. With
+    /// `false` it is answered `NBD_REP_ERR_UNSUP` and clients keep the compact headers (qemu then
+    /// reports a 32-bit transaction size). Extended headers imply structured replies, so they are
+    /// not offered when ``offersStructuredReplies`` is `false` either. Compact headers are served
+    /// unchanged to clients that do not ask.
+    public var offersExtendedHeaders = true
     /// Whether each connection performs and answers its requests strictly one at a time, in the order
     /// received, as nbdkit with `-t 1` does: slow and suspending operations then run on the
     /// connection's thread too, and the next request is read only after the previous one's reply

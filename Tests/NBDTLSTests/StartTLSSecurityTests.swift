@@ -131,6 +131,25 @@ final class StartTLSSecurityTests: TLSServerTestCase {
         XCTAssertEqual(status.error, 22, "block status must fail with EINVAL")
     }
 
+    /// Extended headers negotiated in plaintext are forgotten after STARTTLS too: the client gets
+    /// compact replies unless it asks again over TLS.
+    func testExtendedHeadersNegotiatedBeforeStartTLSAreForgotten() throws {
+        let (path, _) = try startServer(tls: .on)
+        let client = try RawTLSClient(unixPath: path)
+        try client.startHandshake()
+        try client.sendOption(OptionCode.extendedHeaders)
+        XCTAssertEqual(try client.readOptionReply().type, Reply.ack)
+        try client.startTLS(try clientCertificates)
+        try client.sendOption(Option.go, RawTLSClient.infoData())
+        XCTAssertEqual(try client.readOptionReplies().last?.type, Reply.ack)
+        // A compact request is served with a simple reply: extended headers did not survive.
+        try client.sendRequest(0, length: 512, cookie: 1)
+        let read = try client.readSimpleReplyHeader()
+        XCTAssertEqual(read.magic, RawTLSClient.simpleReplyMagic, "extended headers survived STARTTLS")
+        XCTAssertEqual(read.error, 0)
+        _ = try client.receive(512)
+    }
+
     /// A second STARTTLS over TLS is refused with `NBD_REP_ERR_INVALID`, and the session goes on.
     func testSecondStartTLSIsRefused() throws {
         let (path, _) = try startServer(tls: .require)

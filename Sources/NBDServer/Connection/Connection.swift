@@ -124,8 +124,10 @@ struct Connection<Provider: BackendProvider>: Sendable {
         // Block status is valid only once base:allocation was selected, whatever the stack tracks.
         validated.canExtents = export.baseAllocation
         let validator = RequestValidator(capabilities: validated, structuredReplies: export.structuredReplies)
+        let framing = export.framing
+        let extended = export.extendedHeaders
         let executor = RequestExecutor(
-            backend: export.backend, structuredReplies: export.structuredReplies,
+            backend: export.backend, framing: framing,
             stackReportsExtents: caps.canExtents,
             holeDetectionThreshold: configuration.holeDetectionThreshold, connectionID: id,
             configuration: configuration)
@@ -163,7 +165,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
         loop: while true {
             // Set when this request is a read that the end of the previous batch may wait for.
             var timesRead = false
-            let hasCompleteRequest = Self.hasCompleteRequest(in: reader)
+            let hasCompleteRequest = Self.hasCompleteRequest(in: reader, extended: extended)
             if output.count >= batchSize || !hasCompleteRequest {
                 InlineResumption.endBatch()
                 if readsRunInline && output.count >= batchSize && hasCompleteRequest && Self.nextIsRead(in: reader) {
@@ -182,20 +184,42 @@ struct Connection<Provider: BackendProvider>: Sendable {
                     guard flush(&output, after: &tail, to: writer) else { break loop }
                 }
             }
-            guard reader.fill(atLeast: ProtocolConstants.requestHeaderSize) else { break loop }
-            let header = RequestHeader(parsing: reader.unread)
-            reader.consume(ProtocolConstants.requestHeaderSize)
-            guard header.magic == ProtocolConstants.requestMagic else {
-                warn(.protocolViolation, "bad request magic 0x\(String(header.magic, radix: 16)); disconnecting")
+            let headerSize = extended ? ProtocolConstants.extendedRequestHeaderSize : ProtocolConstants.requestHeaderSize
+            // The magic is checked as soon as it arrives: a compact header (28 bytes) sent after
+            // NBD_OPT_EXTENDED_HEADERS must not leave the server waiting for 4 bytes that never come.
+            guard reader.fill(atLeast: 4) else { break loop }
+            let magic = UInt32(bigEndian: reader.unread.loadUnaligned(as: UInt32.self))
+            let expectedMagic = extended ? ProtocolConstants.extendedRequestMagic : ProtocolConstants.requestMagic
+            guard magic == expectedMagic else {
+                // After NBD_OPT_EXTENDED_HEADERS a compact header (or anything else) leaves the stream
+                // with no way to tell where the next request starts: disconnect, as for any bad magic.
+                let expected = extended ? "the extended request magic, as negotiated" : "the request magic"
+                warn(
+                    .protocolViolation,
+                    "bad request magic 0x\(String(magic, radix: 16)) (expected \(expected)); disconnecting")
                 break loop
             }
-            let flags = CommandFlags(rawValue: header.flags)
+            guard reader.fill(atLeast: headerSize) else { break loop }
+            let header = extended ? RequestHeader(parsingExtended: reader.unread) : RequestHeader(parsing: reader.unread)
+            reader.consume(headerSize)
+            // With extended headers NBD_CMD_FLAG_PAYLOAD_LEN says whether a payload follows the header
+            // (its length is then the header's); it belongs to the wire, so filters never see it. In
+            // the compact form it stays, and the validator refuses it as an unknown flag.
+            let payloadFlag = extended && header.flags & ProtocolConstants.commandFlagPayloadLength != 0
+            let flags = CommandFlags(
+                rawValue: extended ? header.flags & ~ProtocolConstants.commandFlagPayloadLength : header.flags)
             guard let command = Command(rawValue: header.type) else {
-                // An unknown command has no payload we know of; the protocol asks for EINVAL.
+                // An unknown command has no payload we know of (unless PAYLOAD_LEN announces one,
+                // which is read and dropped); the protocol asks for EINVAL.
                 event(.requestRefused, .debug, "unknown command \(header.type)", ["command": String(header.type), "errno": "EINVAL"])
+                if payloadFlag {
+                    guard discardPayload(header.length, of: "unknown command \(header.type)", reader: &reader) else {
+                        break loop
+                    }
+                }
                 output.appendErrorReply(
-                    cookie: header.cookie, error: NBDError(.invalidArgument, "unknown command \(header.type)"),
-                    flags: [], structured: export.structuredReplies)
+                    cookie: header.cookie, offset: header.offset,
+                    error: NBDError(.invalidArgument, "unknown command \(header.type)"), flags: [], framing: framing)
                 continue loop
             }
             if command == .disconnect {
@@ -203,7 +227,40 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 disconnectedGracefully = true
                 break loop
             }
-            let length = UInt64(header.length)
+            // The effect length, or a write's payload length.
+            var length = header.length
+            if extended {
+                switch ExtendedRequestCheck.check(
+                    command, payloadFlag: payloadFlag, length: header.length,
+                    blockStatusPayload: export.baseAllocation,
+                    maximumPayload: UInt64(caps.blockSize.acceptedMaximumPayload))
+                {
+                case .proceed:
+                    break
+                case .refuse(let wireError, let message, let payload):
+                    event(.requestRefused, .debug, "refused \(command): \(message)", ["command": "\(command)", "errno": wireError == NBDError.Code.overflow.wireValue ? "EOVERFLOW" : "EINVAL"])
+                    if payload > 0 {
+                        guard discardPayload(payload, of: "\(command)", reader: &reader) else { break loop }
+                    }
+                    output.appendErrorReply(
+                        cookie: header.cookie, offset: header.offset, wireError: wireError, message: message,
+                        framing: framing)
+                    continue loop
+                case .readBlockStatusPayload:
+                    // Small (checked above): 8 bytes of effect length and one or a few context ids.
+                    var bytes = [UInt8](repeating: 0, count: Int(header.length))
+                    guard bytes.withUnsafeMutableBytes({ reader.read(into: $0) }) else { break loop }
+                    switch BlockStatusPayload.parse(bytes, knownContext: baseAllocationContextID) {
+                    case .success(let effectLength):
+                        length = effectLength
+                    case .failure(let error):
+                        event(.requestRefused, .debug, "refused \(command): \(error)", ["command": "\(command)", "errno": "EINVAL"])
+                        output.appendErrorReply(
+                            cookie: header.cookie, offset: header.offset, error: error, flags: flags, framing: framing)
+                        continue loop
+                    }
+                }
+            }
             if command == .write, let limit = writeDisconnectLimit, length > UInt64(limit) {
                 warn(.protocolViolation, "write of \(length) bytes is larger than the write disconnect limit \(limit); disconnecting")
                 break loop
@@ -220,7 +277,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
                     guard reader.discard(length) else { break loop }
                 }
                 output.appendErrorReply(
-                    cookie: header.cookie, error: error, flags: flags, structured: export.structuredReplies)
+                    cookie: header.cookie, offset: header.offset, error: error, flags: flags, framing: framing)
                 continue loop
             }
 
@@ -255,7 +312,8 @@ struct Connection<Provider: BackendProvider>: Sendable {
                         break loop
                     }
                 }
-                let request = SlowRequest(command: command, flags: flags, header: header, payload: payload)
+                let request = SlowRequest(
+                    command: command, flags: flags, header: header, length: length, payload: payload)
                 let taskID = slowTasks.reserveID()
                 let task: Task<Void, Never>
                 if suspends {
@@ -265,10 +323,10 @@ struct Connection<Provider: BackendProvider>: Sendable {
                     task = InlineResumption.withScope {
                         Task(executorPreference: suspendedRequests) {
                             var reply = OutputBuffer(
-                                capacity: request.command == .read ? 64 + Int(request.header.length) : 256)
+                                capacity: request.command == .read ? 64 + Int(request.length) : 256)
                             await executor.perform(
                                 request.command, flags: request.flags, cookie: request.header.cookie,
-                                offset: request.header.offset, length: UInt32(request.header.length),
+                                offset: request.header.offset, length: request.length,
                                 payload: UnsafeRawBufferPointer(request.payload.payload), into: &reply)
                             payloads.give(request.payload)
                             if reply.count <= Self.batchedReplyLimit && InlineResumption.isActive {
@@ -284,11 +342,11 @@ struct Connection<Provider: BackendProvider>: Sendable {
                 } else {
                     task = Task(executorPreference: pool) {
                         var reply = OutputBuffer(
-                            capacity: request.command == .read ? 64 + Int(request.header.length) : 256)
+                            capacity: request.command == .read ? 64 + Int(request.length) : 256)
                         let started = ContinuousClock.now
                         await executor.perform(
                             request.command, flags: request.flags, cookie: request.header.cookie,
-                            offset: request.header.offset, length: UInt32(request.header.length),
+                            offset: request.header.offset, length: request.length,
                             payload: UnsafeRawBufferPointer(request.payload.payload), into: &reply)
                         estimate.record(started.duration(to: .now))
                         payloads.give(request.payload)
@@ -366,7 +424,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
             // out now, not wait for a batch end this thread would only reach once it returned.
             InlineResumption.leave()
             await executor.perform(
-                command, flags: flags, cookie: header.cookie, offset: header.offset, length: UInt32(header.length),
+                command, flags: flags, cookie: header.cookie, offset: header.offset, length: length,
                 payload: payload, into: &output)
             InlineResumption.enter()
             if let largeWrite {
@@ -451,17 +509,38 @@ struct Connection<Provider: BackendProvider>: Sendable {
 
     /// Whether the buffered request (complete, see ``hasCompleteRequest(in:)``) is a read.
     private static func nextIsRead(in reader: borrowing BufferedReader) -> Bool {
+        // The type is at the same place in both header forms.
         RequestHeader(parsing: reader.unread).type == Command.read.rawValue
     }
 
-    /// Whether a whole request (header and, for a write, its payload) is already buffered, so its
-    /// reply can join the current batch instead of the batch being sent first.
-    private static func hasCompleteRequest(in reader: borrowing BufferedReader) -> Bool {
+    /// Whether a whole request (header and its payload: a write's, or with extended headers whatever
+    /// `NBD_CMD_FLAG_PAYLOAD_LEN` announces) is already buffered, so its reply can join the current
+    /// batch instead of the batch being sent first.
+    private static func hasCompleteRequest(in reader: borrowing BufferedReader, extended: Bool) -> Bool {
         let available = reader.buffered
+        if extended {
+            guard available >= ProtocolConstants.extendedRequestHeaderSize else { return false }
+            let header = RequestHeader(parsingExtended: reader.unread)
+            // A write carries its payload with or without the flag (see ExtendedRequestCheck).
+            guard header.flags & ProtocolConstants.commandFlagPayloadLength != 0 || header.type == Command.write.rawValue
+            else { return true }
+            return UInt64(available - ProtocolConstants.extendedRequestHeaderSize) >= header.length
+        }
         guard available >= ProtocolConstants.requestHeaderSize else { return false }
         let header = RequestHeader(parsing: reader.unread)
         guard header.type == Command.write.rawValue else { return true }
         return available - ProtocolConstants.requestHeaderSize >= Int(header.length)
+    }
+
+    /// Reads and drops the payload of a refused request (`what`, for the message) so the next request
+    /// is found; disconnects (returns `false`) above ``ServerConfiguration/maximumDiscardedPayload``
+    /// or when the stream ends.
+    private func discardPayload(_ length: UInt64, of what: String, reader: inout BufferedReader) -> Bool {
+        guard length <= configuration.maximumDiscardedPayload else {
+            event(.protocolViolation, .notice, "\(what) payload of \(length) bytes is too large to discard; disconnecting")
+            return false
+        }
+        return reader.discard(length)
     }
 
     /// Replies at most this long, written by a thread that resumed several requests in one batch,
@@ -494,5 +573,7 @@ struct SlowRequest: Sendable {
     let command: Command
     let flags: CommandFlags
     let header: RequestHeader
+    /// The effect length (a write's payload length; with a block-status payload, the length it names).
+    let length: UInt64
     let payload: PayloadPool.Buffer
 }

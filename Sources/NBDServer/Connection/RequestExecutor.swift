@@ -6,7 +6,8 @@ import NBDWire
 /// (a buffer owned by the pool task).
 struct RequestExecutor<Backend: BlockBackend>: Sendable {
     let backend: Backend
-    let structuredReplies: Bool
+    /// How replies are framed: simple, structured, or extended headers.
+    let framing: ReplyFraming
     /// Whether the stack tracks allocation; if not, block status reports everything as data without
     /// asking it.
     let stackReportsExtents: Bool
@@ -17,12 +18,17 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
     /// Where a failed request is reported (``ServerEvent/Kind/requestFailed``).
     let configuration: ServerConfiguration
 
-    /// Performs `command` and appends the reply. `payload` is the data of a write and empty otherwise.
+    /// Whether replies with data are chunks.
+    private var structuredReplies: Bool { framing.isStructured }
+
+    /// Performs `command` and appends the reply. `payload` is the data of a write and empty otherwise;
+    /// `length` is the effect length (64 bits with extended headers; a read's was validated against
+    /// the payload limit).
     func perform(
-        _ command: Command, flags: CommandFlags, cookie: UInt64, offset: UInt64, length: UInt32,
+        _ command: Command, flags: CommandFlags, cookie: UInt64, offset: UInt64, length: UInt64,
         payload: UnsafeRawBufferPointer, into output: inout OutputBuffer
     ) async {
-        let count = UInt64(length)
+        let count = length
         do {
             switch command {
             case .read:
@@ -44,7 +50,7 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
             case .disconnect:
                 return
             }
-            output.appendSimpleReply(cookie: cookie, error: 0)
+            output.appendSuccessReply(cookie: cookie, offset: offset, framing: framing)
         } catch {
             let id = connectionID
             configuration.emit(
@@ -53,7 +59,7 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
                     "connection": String(id), "command": "\(command)", "offset": String(offset),
                     "length": String(length), "errno": error.code.name,
                 ])
-            output.appendErrorReply(cookie: cookie, error: error, flags: flags, structured: structuredReplies)
+            output.appendErrorReply(cookie: cookie, offset: offset, error: error, flags: flags, framing: framing)
         }
     }
 
@@ -72,7 +78,8 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
         if structuredReplies {
             // One OFFSET_DATA chunk for the whole read, so DF is always satisfied.
             output.appendChunkHeader(
-                cookie: cookie, flags: ChunkType.flagDone, type: ChunkType.offsetData, length: UInt32(8 + length))
+                framing: framing, cookie: cookie, flags: ChunkType.flagDone, type: ChunkType.offsetData,
+                offset: offset, length: UInt32(8 + length))
             output.append(offset)
         } else {
             output.appendSimpleReply(cookie: cookie, error: 0)
@@ -132,13 +139,16 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
             let chunkFlags = index == pieces.count - 1 ? ChunkType.flagDone : 0
             let pieceOffset = offset + UInt64(piece.start)
             if piece.isZero {
-                output.appendChunkHeader(cookie: cookie, flags: chunkFlags, type: ChunkType.offsetHole, length: 12)
+                output.appendChunkHeader(
+                    framing: framing, cookie: cookie, flags: chunkFlags, type: ChunkType.offsetHole, offset: offset,
+                    length: 12)
                 output.append(pieceOffset)
                 output.append(UInt32(piece.length))
                 continue
             }
             output.appendChunkHeader(
-                cookie: cookie, flags: chunkFlags, type: ChunkType.offsetData, length: UInt32(8 + piece.length))
+                framing: framing, cookie: cookie, flags: chunkFlags, type: ChunkType.offsetData, offset: offset,
+                length: UInt32(8 + piece.length))
             output.append(pieceOffset)
             let region = output.append(uninitialized: piece.length)
             do {
@@ -150,7 +160,9 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
         }
     }
 
-    /// Answers block status for `base:allocation` with one `NBD_REPLY_TYPE_BLOCK_STATUS` chunk.
+    /// Answers block status for `base:allocation` with one `NBD_REPLY_TYPE_BLOCK_STATUS` chunk, or
+    /// with extended headers one `NBD_REPLY_TYPE_BLOCK_STATUS_EXT` chunk (64-bit extent lengths and
+    /// status, and a descriptor count).
     private func blockStatus(
         flags: CommandFlags, cookie: UInt64, offset: UInt64, count: UInt64, into output: inout OutputBuffer
     )
@@ -162,17 +174,28 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
         } else {
             extents = [.data(count)]
         }
+        let extended = framing == .extended
         let mark = output.count
-        output.appendChunkHeader(cookie: cookie, flags: ChunkType.flagDone, type: ChunkType.blockStatus, length: 0)
+        output.appendChunkHeader(
+            framing: framing, cookie: cookie, flags: ChunkType.flagDone,
+            type: extended ? ChunkType.blockStatusExtended : ChunkType.blockStatus, offset: offset, length: 0)
         output.append(baseAllocationContextID)
+        let countMark = output.count
+        if extended { output.append(UInt32(0)) }
         var described: UInt64 = 0
         var descriptors = 0
         for extent in extents where extent.length > 0 {
-            // The reply may cover less than asked but never more; lengths fit in 32 bits because the
-            // request length does.
+            // The reply may cover less than asked but never more; in the compact form lengths fit in
+            // 32 bits because the request length does.
             let length = min(extent.length, count - described)
-            output.append(UInt32(length))
-            output.append(extent.flags.rawValue & (Extent.Flags.hole.rawValue | Extent.Flags.zero.rawValue))
+            let status = extent.flags.rawValue & (Extent.Flags.hole.rawValue | Extent.Flags.zero.rawValue)
+            if extended {
+                output.append(length)
+                output.append(UInt64(status))
+            } else {
+                output.append(UInt32(length))
+                output.append(status)
+            }
             described += length
             descriptors += 1
             // The protocol asks for at most 2^20 descriptors per chunk.
@@ -182,6 +205,11 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
             output.truncate(to: mark)
             throw NBDError(.ioError, "the backend reported no extents for \(count) bytes at offset \(offset)")
         }
-        output.set(UInt32(4 + 8 * descriptors), at: mark + 16)
+        if extended {
+            output.set(UInt32(descriptors), at: countMark)
+            output.setChunkLength(UInt32(8 + 16 * descriptors), framing: framing, headerAt: mark)
+        } else {
+            output.setChunkLength(UInt32(4 + 8 * descriptors), framing: framing, headerAt: mark)
+        }
     }
 }

@@ -24,6 +24,8 @@ struct Handshake<Provider: BackendProvider> {
     static var maximumOptions: Int { 1024 }
 
     private var structuredReplies = false
+    /// Whether `NBD_OPT_EXTENDED_HEADERS` was acknowledged (which implies structured replies).
+    private var extendedHeaders = false
     private var baseAllocation = false
     private var noZeroes = false
     /// Whether a refusal for want of TLS was already reported to the operator (once per connection).
@@ -188,6 +190,15 @@ struct Handshake<Provider: BackendProvider> {
             }
             switch option {
             case OptionCode.exportName:
+                // The protocol forbids EXPORT_NAME after extended headers (its reply cannot say the
+                // client must use them) and it has no error reply: the only answer is to disconnect.
+                guard !extendedHeaders else {
+                    event(
+                        .protocolViolation, .notice,
+                        "NBD_OPT_EXPORT_NAME after NBD_OPT_EXTENDED_HEADERS (the protocol requires NBD_OPT_GO); disconnecting",
+                        ["reason": "export name after extended headers"])
+                    return nil
+                }
                 // No error reply exists for EXPORT_NAME: failure means disconnecting.
                 guard
                     let export = await open(
@@ -261,7 +272,28 @@ struct Handshake<Provider: BackendProvider> {
                 } else if length != 0 {
                     output.appendOptionError(
                         option: option, type: OptionReply.errInvalid, message: "NBD_OPT_STRUCTURED_REPLY takes no data")
+                } else if extendedHeaders {
+                    // The protocol: extended headers take precedence; the server cannot go back.
+                    output.appendOptionError(
+                        option: option, type: OptionReply.errExtendedHeaderRequired,
+                        message: "extended headers are already negotiated and take precedence over structured replies")
                 } else {
+                    structuredReplies = true
+                    output.appendOptionReply(option: option, type: OptionReply.ack)
+                }
+            case OptionCode.extendedHeaders:
+                if !configuration.offersExtendedHeaders || !configuration.offersStructuredReplies {
+                    log("extended headers are not offered")
+                    output.appendOptionError(
+                        option: option, type: OptionReply.errUnsupported,
+                        message: "this server does not offer extended headers")
+                } else if length != 0 {
+                    output.appendOptionError(
+                        option: option, type: OptionReply.errInvalid, message: "NBD_OPT_EXTENDED_HEADERS takes no data")
+                } else {
+                    // Extended replies are structured: everything structured replies allow (meta
+                    // contexts, DF) is allowed from now on.
+                    extendedHeaders = true
                     structuredReplies = true
                     output.appendOptionReply(option: option, type: OptionReply.ack)
                 }
@@ -325,6 +357,7 @@ struct Handshake<Provider: BackendProvider> {
         // The protocol: options negotiated before STARTTLS are forgotten and must be negotiated again
         // over TLS (an attacker could have sent them).
         structuredReplies = false
+        extendedHeaders = false
         baseAllocation = false
         log("TLS session established")
         return true
@@ -336,9 +369,13 @@ struct Handshake<Provider: BackendProvider> {
     }
 
     private func flags(for capabilities: Capabilities) -> TransmissionFlags {
-        TransmissionFlags(
+        var flags = TransmissionFlags(
             capabilities: capabilities, structuredReplies: structuredReplies,
             acceptsMultipleConnections: acceptsMultipleConnections)
+        // The payload form of block status (a list of context ids) exists only with extended headers,
+        // and the protocol asks not to advertise it when no meta context was selected.
+        if extendedHeaders && baseAllocation { flags.insert(.blockStatusPayload) }
+        return flags
     }
 
     /// The limits the server enforces: the backend's, with the server's payload limit applied.
@@ -379,7 +416,8 @@ struct Handshake<Provider: BackendProvider> {
             let caps = effectiveCapabilities(backend)
             return NegotiatedExport(
                 backend: backend, exportName: name, capabilities: caps,
-                structuredReplies: structuredReplies, baseAllocation: baseAllocation && structuredReplies)
+                structuredReplies: structuredReplies, extendedHeaders: extendedHeaders,
+                baseAllocation: baseAllocation && structuredReplies)
         } catch {
             warn(
                 .exportOpenFailed, "cannot open export '\(name)' for the client: \(error)",
@@ -461,7 +499,7 @@ struct Handshake<Provider: BackendProvider> {
         guard structuredReplies else {
             output.appendOptionError(
                 option: option, type: OptionReply.errInvalid,
-                message: "meta contexts need NBD_OPT_STRUCTURED_REPLY to be negotiated first")
+                message: "meta contexts need NBD_OPT_STRUCTURED_REPLY or NBD_OPT_EXTENDED_HEADERS to be negotiated first")
             return
         }
         var data = data

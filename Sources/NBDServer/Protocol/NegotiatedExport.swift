@@ -1,4 +1,5 @@
 import NBDCore
+import NBDWire
 
 /// What the handshake settled for one connection: the opened backend and the protocol features the
 /// transmission phase must honour.
@@ -10,10 +11,18 @@ struct NegotiatedExport<Backend: BlockBackend> {
     /// The outermost layer's capabilities, made read-only if the server is, with the server's payload
     /// limit applied: what requests are validated against.
     var capabilities: Capabilities
-    /// Whether `NBD_OPT_STRUCTURED_REPLY` was acknowledged.
+    /// Whether `NBD_OPT_STRUCTURED_REPLY` (or `NBD_OPT_EXTENDED_HEADERS`, which implies it) was
+    /// acknowledged.
     var structuredReplies: Bool
+    /// Whether `NBD_OPT_EXTENDED_HEADERS` was acknowledged: 32-byte request and reply headers.
+    var extendedHeaders: Bool
     /// Whether `base:allocation` was selected with `NBD_OPT_SET_META_CONTEXT`.
     var baseAllocation: Bool
+
+    /// How the connection's replies are framed.
+    var framing: ReplyFraming {
+        extendedHeaders ? .extended : structuredReplies ? .structured : .simple
+    }
 }
 
 /// The ID the server gives the `base:allocation` meta context.

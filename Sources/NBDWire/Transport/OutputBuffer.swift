@@ -81,6 +81,12 @@ package struct OutputBuffer: ~Copyable {
         storage.storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt32.self)
     }
 
+    /// Overwrites a big-endian `UInt64` already written at `offset`.
+    package mutating func set(_ value: UInt64, at offset: Int) {
+        precondition(offset + 8 <= count)
+        storage.storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt64.self)
+    }
+
     private mutating func reserve(_ extra: Int) {
         let needed = count + extra
         guard needed > storage.count else { return }
