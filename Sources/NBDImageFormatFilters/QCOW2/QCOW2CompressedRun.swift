@@ -26,7 +26,8 @@ struct QCOW2CompressedRun {
     /// ends) and the run stays within ``maximumBytes``.
     func accepts(_ piece: Piece) -> Bool {
         guard !pieces.isEmpty else { return true }
-        return piece.host >= host && piece.host <= end && max(end, piece.host + piece.length) - host <= Self.maximumBytes
+        guard piece.host >= host, piece.host <= end else { return false }
+        return max(end, piece.host + piece.length) - host <= Self.maximumBytes
     }
 
     mutating func append(_ piece: Piece) {
