@@ -6,8 +6,9 @@ import NBDCore
 ///
 /// Reads go cluster by cluster through the tables, but stored clusters that lie one after the other
 /// in the file are read from it in one request, and so are compressed clusters whose data follow
-/// one another, so a copy of an image written sequentially reads the file in large pieces. Every offset taken from the file is checked before it is used: a
-/// corrupt table entry fails the request that reaches it (`EIO`), never the server.
+/// one another, so a copy of an image written sequentially reads the file in large pieces. Every
+/// offset taken from the file is checked before it is used: a corrupt table entry fails the request
+/// that reaches it (`EIO`), never the server.
 package final class QCOW2Image: Sendable {
     /// The checked header.
     package let header: QCOW2Header
