@@ -11,6 +11,10 @@ struct QCOW2Builder {
         case zero
         /// This L2 entry as is.
         case entry(UInt64)
+        /// A compressed cluster of these bytes (padded with zeroes to the cluster size), written as
+        /// one stored deflate block, right after the previous compressed cluster's data, as qemu
+        /// packs them. Needs clusters of at most 32 KiB (one stored block) and `clusterBits` >= 10.
+        case compressed([UInt8])
     }
 
     var version: UInt32 = 3
@@ -81,23 +85,42 @@ struct QCOW2Builder {
             let slot = l2Offsets[Int(cluster / l2Entries)]! + Int(cluster % l2Entries) * 8
             switch content {
             case .data(let bytes):
+                // Stored clusters start at a cluster boundary (compressed data before may not end on one).
+                file += [UInt8](repeating: 0, count: (clusterSize - file.count % clusterSize) % clusterSize)
                 put64(UInt64(file.count) | 1 << 63, at: slot)
                 file += bytes + [UInt8](repeating: 0, count: clusterSize - bytes.count)
             case .zero:
                 put64(1, at: slot)
             case .entry(let entry):
                 put64(entry, at: slot)
+            case .compressed(let bytes):
+                // A final stored block: header bits, then LEN and its complement, little-endian.
+                let length = UInt16(clusterSize)
+                let block =
+                    [0x01, UInt8(length & 0xFF), UInt8(length >> 8), UInt8(~length & 0xFF), UInt8(~length >> 8)]
+                    + bytes + [UInt8](repeating: 0, count: clusterSize - bytes.count)
+                let host = UInt64(file.count)
+                let x = 62 - (UInt64(clusterBits) - 8)
+                let extraSectors = (host + UInt64(block.count) - 1) / 512 - host / 512
+                put64(1 << 62 | extraSectors << x | host, at: slot)
+                file += block
             }
         }
         return file
     }
 
-    /// The raw disk the image holds (what a correct decoder serves), for images of `.data` and `.zero`.
+    /// The raw disk the image holds (what a correct decoder serves), for images of `.data`,
+    /// `.compressed` and `.zero`.
     func expectedDisk() -> [UInt8] {
         var disk = [UInt8](repeating: 0, count: Int(virtualSize))
-        for case (let cluster, .data(let bytes)) in clusters {
+        for (cluster, content) in clusters {
             let start = Int(cluster * clusterSize)
-            disk.replaceSubrange(start..<(start + bytes.count), with: bytes)
+            switch content {
+            case .data(let bytes), .compressed(let bytes):
+                disk.replaceSubrange(start..<(start + bytes.count), with: bytes)
+            case .zero, .entry:
+                break
+            }
         }
         return disk
     }

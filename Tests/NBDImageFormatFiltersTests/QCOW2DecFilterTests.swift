@@ -88,10 +88,10 @@ final class QCOW2DecFilterTests: XCTestCase {
         let counting = CountingBackend(bytes: builder.build())
         let layer = QCOW2DecLayer()
         let first = try await layer.wrap(AnyBlockBackend(counting), for: ConnectionInfo())
-        // The header and the L1 table.
-        XCTAssertEqual(counting.reads, 2)
+        // The header, the L1 table and the first L2 table (to see whether the image is compressed).
+        XCTAssertEqual(counting.reads, 3)
         _ = try await first.readBytes(512, at: 0)
-        // The first L2 table, then the data.
+        // The data: the first L2 table was cached when it was read at the start.
         XCTAssertEqual(counting.reads, 4)
         let second = try await layer.wrap(AnyBlockBackend(counting), for: ConnectionInfo())
         _ = try await second.readBytes(4096, at: 4096)
@@ -102,6 +102,67 @@ final class QCOW2DecFilterTests: XCTestCase {
         // Cluster 3, holes, then cluster 70 in the second L2 table: its table, then two reads of data.
         _ = try await second.readBytes(68 * 512, at: 3 * 512)
         XCTAssertEqual(counting.reads, 8)
+    }
+
+    /// 4 KiB clusters: 0 to 3 compressed and packed one after the other, 4 stored, 5 and 6
+    /// compressed again, 7 unallocated, 8 compressed.
+    private func compressedImage() -> QCOW2Builder {
+        var builder = QCOW2Builder()
+        builder.clusterBits = 12
+        builder.virtualSize = 12 << 12
+        func pattern(_ seed: Int) -> [UInt8] { (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* seed &+ seed) } }
+        builder.clusters = [
+            0: .compressed(pattern(3)), 1: .compressed(pattern(5)), 2: .compressed(pattern(7)),
+            3: .compressed(pattern(11)), 4: .data(pattern(13)), 5: .compressed(pattern(17)),
+            6: .compressed(Array(pattern(19)[..<1000])), 8: .compressed(pattern(23)),
+        ]
+        return builder
+    }
+
+    func testCompressedClustersNextToEachOtherAreReadInOneRequest() async throws {
+        let builder = compressedImage()
+        let disk = builder.expectedDisk()
+        let counting = CountingBackend(bytes: builder.build())
+        let export = try await QCOW2DecLayer().wrap(AnyBlockBackend(counting), for: ConnectionInfo())
+        XCTAssertEqual(counting.reads, 3)
+        // Clusters 0 to 3: their compressed data lie together in the file, so one read.
+        let firstFour = try await export.readBytes(4 << 12, at: 0)
+        XCTAssertEqual(firstFour, Array(disk[0..<(4 << 12)]))
+        XCTAssertEqual(counting.reads, 4, "adjacent compressed clusters are read from the file in one request")
+        // Part of 2 and 3, stored 4, compressed 5 and 6, hole 7, part of 8: four reads (the
+        // compressed data of 8 follows that of 6 in the file, but the hole between ends the run).
+        let start = (2 << 12) + 100
+        let end = (8 << 12) + 50
+        let across = try await export.readBytes(end - start, at: UInt64(start))
+        XCTAssertEqual(across, Array(disk[start..<end]))
+        XCTAssertEqual(counting.reads, 8)
+        // Every piece reads as the disk, whole or in part.
+        let whole = try await export.readBytes(disk.count, at: 0)
+        XCTAssertEqual(whole, disk)
+        var generator = SeededGenerator(seed: 12)
+        for _ in 0..<100 {
+            let offset = Int.random(in: 0..<disk.count, using: &generator)
+            let count = Int.random(in: 1...min(disk.count - offset, 3 << 12), using: &generator)
+            let bytes = try await export.readBytes(count, at: UInt64(offset))
+            XCTAssertEqual(bytes, Array(disk[offset..<(offset + count)]), "\(count) at \(offset)")
+        }
+    }
+
+    func testReadsOfACompressedImageGoToTheServersPoolAndStoredOnesStayInline() async throws {
+        let compressed = try await open(compressedImage().build())
+        XCTAssertTrue(compressed.capabilities.slowOperations.contains(.read))
+        XCTAssertTrue(compressed.capabilities.canMultiConn)
+        let stored = try await open(sampleImage(version: 3).build())
+        XCTAssertFalse(stored.capabilities.slowOperations.contains(.read))
+        XCTAssertTrue(stored.capabilities.suspendingOperations.isEmpty)
+        // A first L1 entry pointing past the end of the file leaves the question open; the reads
+        // that reach it fail, not the connection.
+        var corrupt = compressedImage()
+        corrupt.l1Overrides = [0: 1 << 40]
+        let refusedLater = try await open(corrupt.build())
+        XCTAssertFalse(refusedLater.capabilities.slowOperations.contains(.read))
+        await XCTAssertThrowsNBDError(
+            { () async throws(NBDError) in _ = try await refusedLater.readBytes(1, at: 0) }, code: .ioError)
     }
 
     func testTheL2TableCacheIsBoundedAndDropsTheLeastRecentlyUsed() {

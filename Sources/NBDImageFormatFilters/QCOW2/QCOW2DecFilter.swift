@@ -20,6 +20,13 @@ package struct QCOW2DecFilter<Next: BlockBackend>: BlockBackend {
         // Every connection sees the same unchanging bytes.
         capabilities.canMultiConn = true
         capabilities.blockSize = .default
+        if image.holdsCompressedClusters {
+            // Decompressing a 64 KiB cluster takes about a hundred times as long as copying it: on
+            // the server's pool a connection's reads decompress side by side (qemu-img convert
+            // decompresses on a thread pool too). Stored clusters stay inline, where a read costs
+            // one copy less than a pooled one (the pool's reply is copied into the writer).
+            capabilities.slowOperations.formUnion([.read, .cache])
+        }
         // Block status reads L2 tables from the layer below, as reads do: as slow as its reads.
         if capabilities.slowOperations.contains(.read) { capabilities.slowOperations.insert(.extents) }
         if capabilities.suspendingOperations.contains(.read) { capabilities.suspendingOperations.insert(.extents) }

@@ -5,9 +5,10 @@ import NBDCore
 /// below.
 ///
 /// Reads go cluster by cluster through the tables, but stored clusters that lie one after the other
-/// in the file are read from it in one request, so a copy of an image written sequentially reads
-/// the file in large pieces. Every offset taken from the file is checked before it is used: a
-/// corrupt table entry fails the request that reaches it (`EIO`), never the server.
+/// in the file are read from it in one request, and so are compressed clusters whose data follow
+/// one another, so a copy of an image written sequentially reads the file in large pieces. Every
+/// offset taken from the file is checked before it is used: a corrupt table entry fails the request
+/// that reaches it (`EIO`), never the server.
 package final class QCOW2Image: Sendable {
     /// The checked header.
     package let header: QCOW2Header
@@ -15,6 +16,10 @@ package final class QCOW2Image: Sendable {
     let l1: [UInt64]
     /// The L2 tables read so far.
     let tables: L2TableCache
+    /// Whether the first allocated L2 table holds compressed clusters: then reads decompress, which
+    /// takes far longer than a copy, and the filter hands them to the server's pool (see
+    /// ``QCOW2DecFilter``). A hint: an image whose first table has none reads inline, correctly.
+    package let holdsCompressedClusters: Bool
 
     /// At most this much L2 table data is cached per image (at 64 KiB clusters, the tables of
     /// 256 GiB of disk).
@@ -22,10 +27,11 @@ package final class QCOW2Image: Sendable {
     /// The most clusters one block status request walks; the client asks again for the rest.
     static let maximumExtentClusters: UInt64 = 1 << 18
 
-    private init(header: QCOW2Header, l1: [UInt64]) {
+    private init(header: QCOW2Header, l1: [UInt64], tables: L2TableCache, holdsCompressedClusters: Bool) {
         self.header = header
         self.l1 = l1
-        self.tables = L2TableCache(bytes: Self.tableCacheBytes, tableBytes: header.clusterSize)
+        self.tables = tables
+        self.holdsCompressedClusters = holdsCompressedClusters
     }
 
     /// Reads and checks the header and the L1 table of the image `next` serves.
@@ -47,8 +53,27 @@ package final class QCOW2Image: Sendable {
             // Refused at start rather than at the first compressed cluster: say now what is missing.
             _ = try Libzstd.shared.get()
         }
-        let table = try await bytes(of: next, at: header.l1Offset, count: UInt64(header.l1Entries) * 8)
-        return QCOW2Image(header: header, l1: Self.bigEndianEntries(table))
+        let l1 = Self.bigEndianEntries(
+            try await bytes(of: next, at: header.l1Offset, count: UInt64(header.l1Entries) * 8))
+        let tables = L2TableCache(bytes: Self.tableCacheBytes, tableBytes: header.clusterSize)
+        let compressed = await firstTableHoldsCompressedClusters(l1: l1, header: header, tables: tables, from: next)
+        return QCOW2Image(header: header, l1: l1, tables: tables, holdsCompressedClusters: compressed)
+    }
+
+    /// Whether the first allocated L2 table has a compressed entry. Images made by `qemu-img convert
+    /// -c` compress every cluster, so one table (one cluster of the file, kept in the cache for the
+    /// reads that follow) tells. A corrupt entry or a failed read says `false` here: it fails the
+    /// requests that reach it, not the connection.
+    private static func firstTableHoldsCompressedClusters(
+        l1: [UInt64], header: QCOW2Header, tables: L2TableCache, from next: some BlockBackend
+    ) async -> Bool {
+        guard let index = l1.firstIndex(where: { $0 & QCOW2Cluster.offsetMask != 0 }),
+            let offset = try? QCOW2Cluster.l2TableOffset(l1Entry: l1[index], index: index, header: header),
+            let raw = try? await bytes(of: next, at: offset, count: header.clusterSize)
+        else { return false }
+        let table = bigEndianEntries(raw)
+        tables.insert(table, at: offset)
+        return table.contains { $0 & QCOW2Cluster.compressedBit != 0 }
     }
 
     /// ` ('NAME')` when the name is readable, else nothing.
@@ -73,6 +98,8 @@ package final class QCOW2Image: Sendable {
         var cursor = TableCursor()
         // Stored data not yet read: `count` bytes of the file at `host` go to `buffer[start...]`.
         var pending: (host: UInt64, start: Int, count: Int)? = nil
+        // Compressed clusters not yet read, whose data lie together in the file.
+        var compressed = QCOW2CompressedRun()
         var done = 0
         while done < buffer.count {
             let position = offset + UInt64(done)
@@ -80,6 +107,7 @@ package final class QCOW2Image: Sendable {
             let length = min(Int(clusterSize - within), buffer.count - done)
             let cluster = try await cursor.cluster(position >> UInt64(header.clusterBits), in: self, from: next)
             if case .data(let host) = cluster {
+                if !compressed.isEmpty { try await readCompressed(&compressed, into: buffer, from: next) }
                 if let run = pending, run.host + UInt64(run.count) == host + within {
                     pending = (run.host, run.start, run.count + length)
                 } else {
@@ -93,17 +121,21 @@ package final class QCOW2Image: Sendable {
                 try await readStored(run, into: buffer, from: next)
                 pending = nil
             }
-            let target = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + length)])
             switch cluster {
             case .compressed(let host, let compressedLength):
-                try await readCompressed(
-                    host: host, length: compressedLength, within: Int(within), into: target, from: next)
+                let piece = QCOW2CompressedRun.Piece(
+                    host: host, length: compressedLength, within: Int(within), start: done, count: length)
+                if !compressed.accepts(piece) { try await readCompressed(&compressed, into: buffer, from: next) }
+                compressed.append(piece)
             default:
-                target.initializeMemory(as: UInt8.self, repeating: 0)
+                if !compressed.isEmpty { try await readCompressed(&compressed, into: buffer, from: next) }
+                UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + length)])
+                    .initializeMemory(as: UInt8.self, repeating: 0)
             }
             done += length
         }
         if let run = pending { try await readStored(run, into: buffer, from: next) }
+        if !compressed.isEmpty { try await readCompressed(&compressed, into: buffer, from: next) }
     }
 
     /// Reads a run of stored clusters; what lies past the end of the file reads as zeroes.
@@ -121,24 +153,32 @@ package final class QCOW2Image: Sendable {
         }
     }
 
-    /// Decompresses the cluster whose compressed bytes are at `host` and copies `target.count` of
-    /// its bytes from `within` into `target`.
+    /// Reads the file range of a run of compressed clusters, decompresses each into its place in
+    /// `buffer`, and empties the run.
     private func readCompressed(
-        host: UInt64, length: UInt64, within: Int, into target: UnsafeMutableRawBufferPointer,
-        from next: some BlockBackend
+        _ run: inout QCOW2CompressedRun, into buffer: UnsafeMutableRawBufferPointer, from next: some BlockBackend
     ) async throws(NBDError) {
+        defer { run.removeAll() }
         let clusterSize = Int(header.clusterSize)
-        let compressed = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(length), alignment: 16)
-        defer { compressed.deallocate() }
-        try await Self.read(next, into: compressed, at: host)
-        if within == 0, target.count == clusterSize {
-            try header.compression.decompress(UnsafeRawBufferPointer(compressed), into: target, hostOffset: host)
-            return
+        let file = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(run.end - run.host), alignment: 16)
+        defer { file.deallocate() }
+        try await Self.read(next, into: file, at: run.host)
+        var cluster: UnsafeMutableRawBufferPointer? = nil
+        defer { cluster?.deallocate() }
+        for piece in run.pieces {
+            let from = Int(piece.host - run.host)
+            let input = UnsafeRawBufferPointer(rebasing: file[from..<(from + Int(piece.length))])
+            let target = UnsafeMutableRawBufferPointer(rebasing: buffer[piece.start..<(piece.start + piece.count)])
+            if piece.within == 0, piece.count == clusterSize {
+                try header.compression.decompress(input, into: target, hostOffset: piece.host)
+                continue
+            }
+            let whole = cluster ?? UnsafeMutableRawBufferPointer.allocate(byteCount: clusterSize, alignment: 16)
+            cluster = whole
+            try header.compression.decompress(input, into: whole, hostOffset: piece.host)
+            target.copyMemory(
+                from: UnsafeRawBufferPointer(rebasing: whole[piece.within..<(piece.within + piece.count)]))
         }
-        let cluster = UnsafeMutableRawBufferPointer.allocate(byteCount: clusterSize, alignment: 16)
-        defer { cluster.deallocate() }
-        try header.compression.decompress(UnsafeRawBufferPointer(compressed), into: cluster, hostOffset: host)
-        target.copyMemory(from: UnsafeRawBufferPointer(rebasing: cluster[within..<(within + target.count)]))
     }
 
     // MARK: - Block status
