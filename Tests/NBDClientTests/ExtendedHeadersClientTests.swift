@@ -23,7 +23,9 @@ final class ExtendedHeadersClientTests: ClientTestCase {
         // --version prints one line and exits: reading to the end is bounded by that.
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        let version = text.split(separator: " ").dropFirst().first.map { $0.split(separator: ".").compactMap { Int($0) } }
+        let version = text.split(separator: " ").dropFirst().first.map {
+            $0.split(separator: ".").compactMap { Int($0) }
+        }
         guard let version, version.count >= 2, (version[0], version[1]) >= (8, 2) else {
             let message =
                 "qemu-nbd \(text.split(separator: "\n").first ?? "") has no extended headers (8.2 or later needed: Debian package qemu-utils from bookworm-backports)"

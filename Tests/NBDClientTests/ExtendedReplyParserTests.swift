@@ -37,7 +37,8 @@ final class ExtendedReplyParserTests: XCTestCase {
     }
 
     func testExtendedHeadersImplyStructuredReplies() {
-        XCTAssertTrue(ReplyParser(structuredReplies: false, allocationContextID: nil, extendedHeaders: true).structuredReplies)
+        XCTAssertTrue(
+            ReplyParser(structuredReplies: false, allocationContextID: nil, extendedHeaders: true).structuredReplies)
     }
 
     func testPartialHeadersAskForTheExtendedHeaderThenThePayload() throws {
@@ -53,7 +54,8 @@ final class ExtendedReplyParserTests: XCTestCase {
     }
 
     func testDataAndHoleChunksKeepTheirPayloadOffsets() throws {
-        let data = try parse(chunk(1, 1, offset: 4096, be(UInt64(4096 + 100)) + [UInt8](repeating: 1, count: 24), done: false))
+        let data = try parse(
+            chunk(1, 1, offset: 4096, be(UInt64(4096 + 100)) + [UInt8](repeating: 1, count: 24), done: false))
         XCTAssertEqual(data, .event(.data(cookie: 1, position: 100, count: 24, done: false), consumed: 40, payload: 24))
         let hole = try parse(chunk(1, 2, offset: 4096, be(UInt64(4096 + 512)) + be(UInt32(512))))
         XCTAssertEqual(hole, .event(.hole(cookie: 1, position: 512, count: 512, done: true), consumed: 44, payload: 0))
@@ -68,22 +70,27 @@ final class ExtendedReplyParserTests: XCTestCase {
                 .blockStatus(cookie: 2, extents: [.hole(5 << 30), .data(1 << 30)], done: true), consumed: 32 + 8 + 32,
                 payload: 0))
         let one = try parse(chunk(4, 6, offset: 0, extents([(100, 0), (200, 3)])))
-        XCTAssertEqual(one, .event(.blockStatus(cookie: 4, extents: [.data(100)], done: true), consumed: 72, payload: 0))
+        XCTAssertEqual(
+            one, .event(.blockStatus(cookie: 4, extents: [.data(100)], done: true), consumed: 72, payload: 0))
     }
 
     func testErrorChunksKeepTheirForm() throws {
         let message = Array("no space".utf8)
-        let outcome = try parse(chunk(3, 0x8001, offset: 0, be(UInt32(28)) + be(UInt16(UInt16(message.count))) + message))
+        let outcome = try parse(
+            chunk(3, 0x8001, offset: 0, be(UInt32(28)) + be(UInt16(UInt16(message.count))) + message))
         XCTAssertEqual(
-            outcome, .event(.error(cookie: 3, errno: 28, message: "no space", done: true), consumed: 32 + 14, payload: 0))
+            outcome,
+            .event(.error(cookie: 3, errno: 28, message: "no space", done: true), consumed: 32 + 14, payload: 0))
     }
 
     func testViolationsThrowEIO() {
         let cases: [([UInt8], Bool, String)] = [
             // Compact replies after extended headers were negotiated, and the reverse.
             (be(UInt32(0x6744_6698)) + be(UInt32(0)) + be(UInt64(3)), true, "compact simple reply"),
-            (be(UInt32(0x668e_33ef)) + be(UInt16(1)) + be(UInt16(0)) + be(UInt64(3)) + be(UInt32(0)), true,
-             "compact structured reply chunk"),
+            (
+                be(UInt32(0x668e_33ef)) + be(UInt16(1)) + be(UInt16(0)) + be(UInt64(3)) + be(UInt32(0)), true,
+                "compact structured reply chunk"
+            ),
             (chunk(3, 0, offset: 0, []), false, "extended headers were not negotiated"),
             // The header's own rules.
             (chunk(3, 0, offset: 512, []), true, "offset 512 to the zero at offset 0"),
@@ -92,8 +99,10 @@ final class ExtendedReplyParserTests: XCTestCase {
             (chunk(3, 0, offset: 0, [1]), true, "NBD_REPLY_TYPE_NONE chunk with 1"),
             (chunk(3, 0, offset: 0, [], done: false), true, "without the DONE flag"),
             // Block status forms.
-            (chunk(2, 5, offset: 1 << 30, be(UInt32(7)) + be(UInt32(4096)) + be(UInt32(0))), true,
-             "32-bit block status chunk"),
+            (
+                chunk(2, 5, offset: 1 << 30, be(UInt32(7)) + be(UInt32(4096)) + be(UInt32(0))), true,
+                "32-bit block status chunk"
+            ),
             (chunk(2, 6, offset: 1 << 30, extents(count: 2, [(4096, 0)])), true, "descriptor count 2 disagrees"),
             (chunk(2, 6, offset: 1 << 30, extents(count: 0, [(4096, 0)])), true, "descriptor count 0 disagrees"),
             (chunk(2, 6, offset: 1 << 30, extents([(4096, 0)]) + [0, 0, 0, 0]), true, "8 + 16 per extent"),
@@ -104,7 +113,10 @@ final class ExtendedReplyParserTests: XCTestCase {
             (chunk(1, 6, offset: 4096, extents([(4096, 0)])), true, "block status chunk in reply to a read"),
             // Content chunks outside the request.
             (chunk(1, 2, offset: 4096, be(UInt64(5000)) + be(UInt32(200))), true, "outside the request"),
-            (chunk(1, 1, offset: 4096, be(UInt64(4096)) + [UInt8](repeating: 0, count: 1025)), true, "outside the request"),
+            (
+                chunk(1, 1, offset: 4096, be(UInt64(4096)) + [UInt8](repeating: 0, count: 1025)), true,
+                "outside the request"
+            ),
             (chunk(3, 1, offset: 0, be(UInt64(0)) + [1]), true, "data chunk in reply to a zero"),
         ]
         for (bytes, extended, text) in cases {

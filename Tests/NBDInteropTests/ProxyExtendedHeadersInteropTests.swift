@@ -19,7 +19,8 @@ final class ProxyExtendedHeadersInteropTests: XCTestCase {
     private func requireQemuNbdWithExtendedHeaders() throws {
         try InteropEnvironment.require("qemu-nbd", "qemu-io", "qemu-img")
         let version = try InteropEnvironment.run(InteropEnvironment.path(of: "qemu-nbd")!, ["--version"]).stdout
-        let numbers = version.split(separator: " ").dropFirst().first?.split(separator: ".").compactMap { Int($0) } ?? []
+        let numbers =
+            version.split(separator: " ").dropFirst().first?.split(separator: ".").compactMap { Int($0) } ?? []
         guard numbers.count >= 2, (numbers[0], numbers[1]) >= (8, 2) else {
             let message =
                 "qemu-nbd has no extended headers (\(version.split(separator: "\n").first ?? ""); 8.2 or later needed: Debian package qemu-utils from bookworm-backports)"

@@ -103,7 +103,8 @@ final class NBDProxyExtendedHeadersTests: XCTestCase {
         let provider = try await NBDProxyProvider(endpoint: .unix(socket))
         let backend = try await provider.open(ConnectionInfo())
         guard backend.upstream.export.extendedHeaders else {
-            try skip("qemu-nbd older than 8.2 has no extended headers (Debian package qemu-utils from bookworm-backports)")
+            try skip(
+                "qemu-nbd older than 8.2 has no extended headers (Debian package qemu-utils from bookworm-backports)")
         }
         XCTAssertEqual(backend.capabilities.size, 8 * Self.gib)
 

@@ -36,7 +36,8 @@ public struct ClientConfiguration: Sendable, Hashable {
 
     /// Creates a configuration.
     public init(
-        structuredReplies: Bool = true, extendedHeaders: Bool = true, blockStatus: Bool = true, useExportNameOption: Bool = false,
+        structuredReplies: Bool = true, extendedHeaders: Bool = true, blockStatus: Bool = true,
+        useExportNameOption: Bool = false,
         maximumBytesInFlight: Int = 64 << 20, maximumRequestsInFlight: Int = 512,
         handshakeTimeout: Duration? = .seconds(30), receiveBufferSize: Int = 256 << 10,
         resumesCallersOnReaderThread: Bool = true

@@ -141,8 +141,10 @@ final class ConnectionCore: Sendable {
                     extended: true
                 ).storeExtended(into: header)
             } else {
-                RequestHeader(flags: flags.rawValue, type: command.rawValue, cookie: cookie, offset: offset, length: length)
-                    .store(into: header)
+                RequestHeader(
+                    flags: flags.rawValue, type: command.rawValue, cookie: cookie, offset: offset, length: length
+                )
+                .store(into: header)
             }
             let payload = payload ?? UnsafeRawBufferPointer(start: nil, count: 0)
             if payload.count <= Self.batchedPayloadLimit && command != .disconnect && InlineResumption.isActive {

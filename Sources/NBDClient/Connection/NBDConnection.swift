@@ -251,7 +251,8 @@ public final class NBDConnection: Sendable {
     /// most the server's maximum payload, even with extended headers: qemu-nbd and nbdkit refuse a
     /// longer cache request with `EINVAL`, as they do a longer read.
     public func cache(count: UInt64, at offset: UInt64) async throws(NBDError) {
-        try await forEachPiece(count: count, at: offset, limit: UInt64(export.maximumPayload)) { start, length throws(NBDError) in
+        try await forEachPiece(count: count, at: offset, limit: UInt64(export.maximumPayload)) {
+            start, length throws(NBDError) in
             _ = try await core.perform(.cache, offset: offset + start, length: length, flags: []).get()
         }
     }

@@ -29,7 +29,8 @@ package enum ClientFuzzEntryPoints {
             4: ReplyProgress(request: RequestRecord(command: .write, offset: 4096, length: 100, flags: .fua)),
             5: ReplyProgress(request: RequestRecord(command: .flush, offset: 0, length: 0, flags: [])),
             6: ReplyProgress(request: RequestRecord(command: .writeZeroes, offset: 0, length: 4096, flags: .noHole)),
-            7: ReplyProgress(request: RequestRecord(command: .writeZeroes, offset: 4 << 30, length: 5 << 30, flags: [])),
+            7: ReplyProgress(
+                request: RequestRecord(command: .writeZeroes, offset: 4 << 30, length: 5 << 30, flags: [])),
             8: ReplyProgress(request: RequestRecord(command: .blockStatus, offset: 0, length: 6 << 30, flags: [])),
         ]
         var rest = UnsafeRawBufferPointer(rebasing: data[1...])

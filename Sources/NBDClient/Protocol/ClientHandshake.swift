@@ -81,7 +81,8 @@ struct ClientHandshake: ~Copyable {
         }
         guard fixedNewstyle else {
             if options.mode == .on { return false }
-            throw NBDError(.notPermitted, "NBD server \(endpoint) cannot do TLS (it is not fixed newstyle) and TLS is required")
+            throw NBDError(
+                .notPermitted, "NBD server \(endpoint) cannot do TLS (it is not fixed newstyle) and TLS is required")
         }
         try sendOption(OptionCode.startTLS)
         let reply = try readReply(to: OptionCode.startTLS)

@@ -112,7 +112,8 @@ package struct ReplyParser: Sendable {
             guard let request = lookup(cookie) else { throw Self.unknownCookie(cookie) }
             let payload = error == 0 && request.command == .read ? Int(request.length) : 0
             return .event(
-                .simple(cookie: cookie, error: error), consumed: ProtocolConstants.simpleReplyHeaderSize, payload: payload)
+                .simple(cookie: cookie, error: error), consumed: ProtocolConstants.simpleReplyHeaderSize,
+                payload: payload)
         case ProtocolConstants.structuredReplyMagic:
             guard !extendedHeaders else {
                 throw Self.violation("a compact structured reply chunk, although extended headers were negotiated")
@@ -139,7 +140,8 @@ package struct ReplyParser: Sendable {
             let offset = bytes.uint64(at: 16)
             guard offset == request.offset else {
                 throw Self.violation(
-                    "an extended reply with offset \(offset) to the \(request.command) at offset \(request.offset) (they must match)")
+                    "an extended reply with offset \(offset) to the \(request.command) at offset \(request.offset) (they must match)"
+                )
             }
             // Reply payloads are bounded by the 32-bit block size limits; a longer one is garbage.
             let length = bytes.uint64(at: 24)
@@ -211,14 +213,16 @@ package struct ReplyParser: Sendable {
         case ChunkType.blockStatus:
             guard !extendedHeaders else {
                 throw Self.violation(
-                    "a 32-bit block status chunk (NBD_REPLY_TYPE_BLOCK_STATUS), although extended headers were negotiated")
+                    "a 32-bit block status chunk (NBD_REPLY_TYPE_BLOCK_STATUS), although extended headers were negotiated"
+                )
             }
             return try parseBlockStatus(chunk, bytes, done: done, prefix: 4, descriptor: 8)
 
         case ChunkType.blockStatusExtended:
             guard extendedHeaders else {
                 throw Self.violation(
-                    "a 64-bit block status chunk (NBD_REPLY_TYPE_BLOCK_STATUS_EXT), although extended headers were not negotiated")
+                    "a 64-bit block status chunk (NBD_REPLY_TYPE_BLOCK_STATUS_EXT), although extended headers were not negotiated"
+                )
             }
             return try parseBlockStatus(chunk, bytes, done: done, prefix: 8, descriptor: 16)
 
