@@ -12,8 +12,12 @@ public struct ExportInfo: Sendable, Hashable {
     /// The block size constraints the server sent with `NBD_INFO_BLOCK_SIZE`, or `nil` when it sent
     /// none (then the protocol's defaults apply: 1, 4096, 32 MiB).
     public var blockSize: BlockSizeConstraints?
-    /// Whether structured replies are in use.
+    /// Whether structured replies are in use (always, when ``extendedHeaders`` are).
     public var structuredReplies: Bool
+    /// Whether extended headers (`NBD_OPT_EXTENDED_HEADERS`) are in use: requests and replies have
+    /// 32-byte headers with 64-bit lengths, so a zero, trim, cache or block status request of any
+    /// length is sent as one request instead of pieces of less than 4 GiB.
+    public var extendedHeaders: Bool = false
     /// The context id of `base:allocation`, when the server agreed to report it.
     public var allocationContextID: UInt32?
     /// Whether the connection runs over TLS (`NBD_OPT_STARTTLS` was accepted).

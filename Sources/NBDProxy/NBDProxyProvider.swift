@@ -16,6 +16,9 @@ import NBDTLSClient
 ///   Every operation is declared suspending (`Capabilities.suspendingOperations`): the server keeps
 ///   several of one client's requests in flight upstream, starting each on the connection's thread
 ///   and writing its reply from the thread that received the upstream's reply.
+/// - The upstream connection asks for extended headers (`ClientConfiguration.extendedHeaders`):
+///   when the upstream agrees (qemu-nbd 8.2 and later), a zero, trim or block status of more than
+///   4 GiB goes upstream as one request; otherwise it is split into requests below 4 GiB.
 /// - Errors keep the upstream's errno and, with structured replies, its message. A flush or FUA
 ///   write is acknowledged only after the upstream acknowledged it.
 /// - TLS: an endpoint with `NBDEndpoint.tls` options (an `nbds://` URI, or the `tls=`

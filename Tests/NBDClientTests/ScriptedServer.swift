@@ -20,6 +20,17 @@ final class ScriptedServer: @unchecked Sendable {
         var length: UInt32
     }
 
+    /// An extended request (after `NBD_OPT_EXTENDED_HEADERS`) as the script sees it.
+    struct ExtendedRequest: Sendable {
+        var magic: UInt32
+        var flags: UInt16
+        var type: UInt16
+        var cookie: UInt64
+        var offset: UInt64
+        var length: UInt64
+        var payload: [UInt8]
+    }
+
     /// The accepted connection, for the script.
     final class Peer {
         let descriptor: Int32
@@ -52,6 +63,24 @@ final class ScriptedServer: @unchecked Sendable {
             return request
         }
 
+        /// Reads one 32-byte extended request header and, when it has `NBD_CMD_FLAG_PAYLOAD_LEN`,
+        /// its payload.
+        func extendedRequest() -> ExtendedRequest? {
+            guard let header = receive(32) else { return nil }
+            let flags = UInt16(header[4]) << 8 | UInt16(header[5])
+            let length = header[24..<32].reduce(0) { $0 << 8 | UInt64($1) }
+            var payload: [UInt8] = []
+            if flags & 32 != 0 {
+                guard length <= 1 << 20, let bytes = receive(Int(length)) else { return nil }
+                payload = bytes
+            }
+            return ExtendedRequest(
+                magic: header[0..<4].reduce(0) { $0 << 8 | UInt32($1) }, flags: flags,
+                type: UInt16(header[6]) << 8 | UInt16(header[7]),
+                cookie: header[8..<16].reduce(0) { $0 << 8 | UInt64($1) },
+                offset: header[16..<24].reduce(0) { $0 << 8 | UInt64($1) }, length: length, payload: payload)
+        }
+
         func close() { Glibc.shutdown(descriptor, Int32(SHUT_RDWR)) }
     }
 
@@ -65,9 +94,11 @@ final class ScriptedServer: @unchecked Sendable {
 
     /// Answers `NBD_OPT_STARTTLS` with `startTLSReply` (default `NBD_REP_ERR_UNSUP`) followed by
     /// `afterStartTLS` in the same write, and then goes on in plaintext (a test's provider may
-    /// pass the bytes through unencrypted).
+    /// pass the bytes through unencrypted). Answers `NBD_OPT_EXTENDED_HEADERS` with
+    /// `extendedHeadersReply` (default `NBD_REP_ERR_UNSUP`; `NBD_REP_ACK`, 1, agrees).
     init(
         path: String, startTLSReply: UInt32 = 0x8000_0001, afterStartTLS: [UInt8] = [],
+        extendedHeadersReply: UInt32 = 0x8000_0001,
         script: @escaping @Sendable (Peer) -> Void
     ) throws {
         self.path = path
@@ -99,6 +130,7 @@ final class ScriptedServer: @unchecked Sendable {
             let peer = Peer(descriptor)
             let handshakeDone = ScriptedServer.handshake(peer) { option in
                 receivedOptions.set(receivedOptions.get() + [option])
+                if option == 11 { return ScriptedServer.optionReply(11, extendedHeadersReply) }
                 return option == 5 ? ScriptedServer.optionReply(5, startTLSReply) + afterStartTLS : nil
             }
             if handshakeDone { script(peer) }

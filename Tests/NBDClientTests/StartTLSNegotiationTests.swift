@@ -69,7 +69,9 @@ final class StartTLSNegotiationTests: ClientTestCase {
         let connection = try await NBDConnection.connect(to: endpoint(server, .require), tlsProvider: provider)
         XCTAssertTrue(connection.export.usesTLS)
         XCTAssertEqual(provider.upgrades, 1)
-        XCTAssertEqual(server.options, [5, 8, 10, 7], "STARTTLS, then structured replies, meta context, GO")
+        XCTAssertEqual(
+            server.options, [5, 11, 8, 10, 7],
+            "STARTTLS, then extended headers (refused), structured replies, meta context, GO")
         let data = try await connection.read(count: 512, at: 0)
         XCTAssertEqual(data, [UInt8](repeating: 0, count: 512))
         await connection.disconnect()
@@ -110,7 +112,7 @@ final class StartTLSNegotiationTests: ClientTestCase {
             let connection = try await NBDConnection.connect(to: endpoint(server, .on), tlsProvider: provider)
             XCTAssertFalse(connection.export.usesTLS)
             XCTAssertEqual(provider.upgrades, 0)
-            XCTAssertEqual(server.options, [5, 8, 10, 7])
+            XCTAssertEqual(server.options, [5, 11, 8, 10, 7])
             await connection.disconnect()
         }
     }
@@ -130,7 +132,7 @@ final class StartTLSNegotiationTests: ClientTestCase {
         let connection = try await NBDConnection.connect(
             to: endpoint(server, .off), tlsProvider: PassThroughProvider())
         XCTAssertFalse(connection.export.usesTLS)
-        XCTAssertEqual(server.options, [8, 10, 7])
+        XCTAssertEqual(server.options, [11, 8, 10, 7])
         await connection.disconnect()
     }
 }

@@ -15,6 +15,7 @@ enum InteropEnvironment {
     /// Tools and the Debian packages that provide them.
     static let packages: [String: String] = [
         "nbdinfo": "libnbd-bin", "nbdcopy": "libnbd-bin", "qemu-img": "qemu-utils", "qemu-io": "qemu-utils",
+        "qemu-nbd": "qemu-utils",
         "fio": "fio", "nbdkit": "nbdkit", "python3-libnbd": "python3-libnbd",
         "certtool": "gnutls-bin", "psktool": "gnutls-bin", "openssl": "openssl", "promtool": "prometheus",
         "xz": "xz-utils", "gzip": "gzip", "bzip2": "bzip2", "lzip": "lzip", "tar": "tar",

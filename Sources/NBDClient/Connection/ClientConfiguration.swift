@@ -1,7 +1,14 @@
 /// How an ``NBDConnection`` negotiates and how much it keeps in flight.
 public struct ClientConfiguration: Sendable, Hashable {
     /// Ask for structured replies (sparse reads, error messages, block status). Default `true`.
+    /// When `false`, extended headers are not asked for either (they imply structured replies).
     public var structuredReplies: Bool
+    /// Ask for extended headers (`NBD_OPT_EXTENDED_HEADERS`: 32-byte headers with 64-bit lengths),
+    /// so that one zero, trim, cache or block status request can cover more than 4 GiB. Default
+    /// `true`, as in libnbd 1.18 and later. A server that refuses gets structured replies, then
+    /// simple replies, as before; ``ExportInfo/extendedHeaders`` says what was agreed. Set it to
+    /// `false` to use only the compact headers (for example to test a server's fallback).
+    public var extendedHeaders: Bool
     /// Ask for the `base:allocation` metadata context, so ``NBDConnection/blockStatus(count:at:flags:)``
     /// works. Default `true`; needs structured replies.
     public var blockStatus: Bool
@@ -29,12 +36,14 @@ public struct ClientConfiguration: Sendable, Hashable {
 
     /// Creates a configuration.
     public init(
-        structuredReplies: Bool = true, blockStatus: Bool = true, useExportNameOption: Bool = false,
+        structuredReplies: Bool = true, extendedHeaders: Bool = true, blockStatus: Bool = true,
+        useExportNameOption: Bool = false,
         maximumBytesInFlight: Int = 64 << 20, maximumRequestsInFlight: Int = 512,
         handshakeTimeout: Duration? = .seconds(30), receiveBufferSize: Int = 256 << 10,
         resumesCallersOnReaderThread: Bool = true
     ) {
         self.structuredReplies = structuredReplies
+        self.extendedHeaders = extendedHeaders
         self.blockStatus = blockStatus
         self.useExportNameOption = useExportNameOption
         self.maximumBytesInFlight = maximumBytesInFlight

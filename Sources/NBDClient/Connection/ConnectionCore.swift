@@ -53,6 +53,8 @@ final class ConnectionCore: Sendable {
     private let writer: CombiningWriter
     private let parser: ReplyParser
     private let state = LockedValue(State())
+    /// Requests sent (`NBD_CMD_DISC` included), for tests that check a range went as one request.
+    private let sent = Atomic<Int>(0)
 
     init(socket: Socket, export: ExportInfo, configuration: ClientConfiguration) {
         self.socket = socket
@@ -61,9 +63,13 @@ final class ConnectionCore: Sendable {
         self.writer = CombiningWriter(socket: socket, shutsDownWhenBatchFails: true)
         self.parser = ReplyParser(
             structuredReplies: export.structuredReplies, allocationContextID: export.allocationContextID,
+            extendedHeaders: export.extendedHeaders,
             maximumMetadataChunk: max(configuration.receiveBufferSize, 4096)
-                - ProtocolConstants.structuredReplyHeaderSize)
+                - ProtocolConstants.extendedReplyHeaderSize)
     }
+
+    /// The number of requests sent so far.
+    var requestsSent: Int { sent.load(ordering: .relaxed) }
 
     /// Why the connection closed, or `nil` while it is open.
     var failure: NBDError? { state.withLock { $0.failure } }
@@ -78,9 +84,11 @@ final class ConnectionCore: Sendable {
     /// Sends one request and waits for its complete reply. `payload` is a write's data; `destination`
     /// receives a read's data.
     func perform(
-        _ command: Command, offset: UInt64, length: UInt32, flags: CommandFlags,
+        _ command: Command, offset: UInt64, length: UInt64, flags: CommandFlags,
         payload: UnsafeRawBufferPointer? = nil, destination: UnsafeMutableRawPointer? = nil
     ) async -> Result<[Extent], NBDError> {
+        // The callers split: only extended headers carry a length above 32 bits.
+        precondition(length <= UInt64(UInt32.max) || export.extendedHeaders, "a compact request of \(length) bytes")
         let cost = command == .read || command == .write ? Int(length) : 0
         if let refused = await admit(cost: cost) { return .failure(refused) }
         if InlineResumption.isOwned(by: self) {
@@ -118,12 +126,26 @@ final class ConnectionCore: Sendable {
     }
 
     private func sendHeader(
-        _ command: Command, flags: CommandFlags, cookie: UInt64, offset: UInt64, length: UInt32,
+        _ command: Command, flags: CommandFlags, cookie: UInt64, offset: UInt64, length: UInt64,
         payload: UnsafeRawBufferPointer?
     ) -> Bool {
-        withUnsafeTemporaryAllocation(byteCount: ProtocolConstants.requestHeaderSize, alignment: 8) { header in
-            RequestHeader(flags: flags.rawValue, type: command.rawValue, cookie: cookie, offset: offset, length: UInt64(length))
+        sent.add(1, ordering: .relaxed)
+        let extended = export.extendedHeaders
+        let size = extended ? ProtocolConstants.extendedRequestHeaderSize : ProtocolConstants.requestHeaderSize
+        return withUnsafeTemporaryAllocation(byteCount: size, alignment: 8) { header in
+            if extended {
+                // A write's length is its payload's, which the flag says.
+                let wireFlags = flags.rawValue | (payload == nil ? 0 : ProtocolConstants.commandFlagPayloadLength)
+                RequestHeader(
+                    flags: wireFlags, type: command.rawValue, cookie: cookie, offset: offset, length: length,
+                    extended: true
+                ).storeExtended(into: header)
+            } else {
+                RequestHeader(
+                    flags: flags.rawValue, type: command.rawValue, cookie: cookie, offset: offset, length: length
+                )
                 .store(into: header)
+            }
             let payload = payload ?? UnsafeRawBufferPointer(start: nil, count: 0)
             if payload.count <= Self.batchedPayloadLimit && command != .disconnect && InlineResumption.isActive {
                 // The caller's thread batches (nbd-serve's connection thread): send with the others.

@@ -45,6 +45,9 @@ public final class NBDConnection: Sendable {
     /// (for tests and diagnostics).
     package var occupancy: (waiting: Int, admitted: Int, bytes: Int) { core.occupancy }
 
+    /// Requests sent on this connection so far (for tests that check how a range was split).
+    package var requestsSent: Int { core.requestsSent }
+
     private init(core: ConnectionCore) {
         self.core = core
     }
@@ -115,8 +118,8 @@ public final class NBDConnection: Sendable {
     }
 
     /// Asks about an export without opening it (`NBD_OPT_INFO`, with block sizes) and ends the
-    /// handshake. Structured replies and `base:allocation` are negotiated too, so the result says
-    /// whether a connection would get them.
+    /// handshake. Extended headers, structured replies and `base:allocation` are negotiated too, so
+    /// the result says whether a connection would get them.
     public static func exportInfo(
         at endpoint: NBDEndpoint, exportName: String? = nil, configuration: ClientConfiguration = ClientConfiguration(),
         tlsProvider: (any ClientTLSProvider)? = nil
@@ -127,13 +130,14 @@ public final class NBDConnection: Sendable {
                 throw NBDError(
                     .notSupported, "the NBD server \(endpoint) does not support NBD_OPT_INFO (not fixed newstyle)")
             }
-            let structured = configuration.structuredReplies ? try handshake.negotiateStructuredReplies() : false
+            let (structured, extended) = try handshake.negotiateReplyForm(configuration)
             let context =
                 structured && configuration.blockStatus ? try handshake.negotiateAllocationContext(export: name) : nil
             guard var info = try handshake.go(export: name, enter: false) else {
                 throw NBDError(.notSupported, "the NBD server \(endpoint) does not support NBD_OPT_INFO")
             }
             info.structuredReplies = structured
+            info.extendedHeaders = extended
             info.allocationContextID = context
             info.usesTLS = handshake.usesTLS
             return info
@@ -177,7 +181,7 @@ public final class NBDConnection: Sendable {
     {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
         let flags = flags.intersection(export.canDontFragment ? [.dontFragment] : [])
-        try await forEachPiece(count: UInt64(buffer.count), at: offset, limit: export.maximumPayload) {
+        try await forEachPiece(count: UInt64(buffer.count), at: offset, limit: UInt64(export.maximumPayload)) {
             start, length throws(NBDError) in
             _ = try await core.perform(
                 .read, offset: offset + start, length: length, flags: flags, destination: base + Int(start)
@@ -199,7 +203,7 @@ public final class NBDConnection: Sendable {
     {
         guard let base = data.baseAddress, data.count > 0 else { return }
         let flags = try checked(flags, allowed: [.fua], for: "write")
-        try await forEachPiece(count: UInt64(data.count), at: offset, limit: export.maximumPayload) {
+        try await forEachPiece(count: UInt64(data.count), at: offset, limit: UInt64(export.maximumPayload)) {
             start, length throws(NBDError) in
             _ = try await core.perform(
                 .write, offset: offset + start, length: length, flags: flags,
@@ -222,7 +226,9 @@ public final class NBDConnection: Sendable {
         _ = try await core.perform(.flush, offset: 0, length: 0, flags: []).get()
     }
 
-    /// Tells the server `count` bytes at `offset` are no longer needed (`NBD_CMD_TRIM`).
+    /// Tells the server `count` bytes at `offset` are no longer needed (`NBD_CMD_TRIM`). With
+    /// extended headers this is one request whatever `count`; without, it is split into requests
+    /// of less than 4 GiB.
     public func trim(count: UInt64, at offset: UInt64, flags: CommandFlags = []) async throws(NBDError) {
         let flags = try checked(flags, allowed: [.fua], for: "trim")
         try await forEachPiece(count: count, at: offset, limit: rangeLimit) { start, length throws(NBDError) in
@@ -231,7 +237,9 @@ public final class NBDConnection: Sendable {
     }
 
     /// Writes `count` zero bytes at `offset` (`NBD_CMD_WRITE_ZEROES`), with `.noHole` to keep the
-    /// range allocated and `.fastZero` to fail with `ENOTSUP` rather than write slowly.
+    /// range allocated and `.fastZero` to fail with `ENOTSUP` rather than write slowly. With
+    /// extended headers this is one request whatever `count`; without, it is split into requests
+    /// of less than 4 GiB.
     public func zero(count: UInt64, at offset: UInt64, flags: CommandFlags = []) async throws(NBDError) {
         let flags = try checked(flags, allowed: [.fua, .noHole, .fastZero], for: "write zeroes")
         try await forEachPiece(count: count, at: offset, limit: rangeLimit) { start, length throws(NBDError) in
@@ -239,23 +247,27 @@ public final class NBDConnection: Sendable {
         }
     }
 
-    /// Asks the server to prefetch `count` bytes at `offset` (`NBD_CMD_CACHE`).
+    /// Asks the server to prefetch `count` bytes at `offset` (`NBD_CMD_CACHE`), in requests of at
+    /// most the server's maximum payload, even with extended headers: qemu-nbd and nbdkit refuse a
+    /// longer cache request with `EINVAL`, as they do a longer read.
     public func cache(count: UInt64, at offset: UInt64) async throws(NBDError) {
-        try await forEachPiece(count: count, at: offset, limit: rangeLimit) { start, length throws(NBDError) in
+        try await forEachPiece(count: count, at: offset, limit: UInt64(export.maximumPayload)) {
+            start, length throws(NBDError) in
             _ = try await core.perform(.cache, offset: offset + start, length: length, flags: []).get()
         }
     }
 
     /// The allocation status of the range at `offset` (`NBD_CMD_BLOCK_STATUS`, `base:allocation`):
     /// at least one extent, together at most `count` bytes; with `.requestOne` exactly one.
-    /// `count` above 4 GiB is shortened to one request's worth.
+    /// With extended headers `count` is sent as it is (64 bits, and the extents are 64-bit);
+    /// without, a `count` above 4 GiB is shortened to one request's worth.
     public func blockStatus(count: UInt64, at offset: UInt64, flags: CommandFlags = []) async throws(NBDError)
         -> [Extent]
     {
         guard export.canBlockStatus else {
             throw NBDError(.notSupported, "the NBD server did not agree to report base:allocation on this connection")
         }
-        let length = UInt32(min(count, UInt64(rangeLimit)))
+        let length = min(count, rangeLimit)
         return try await core.perform(
             .blockStatus, offset: offset, length: length, flags: flags.intersection([.requestOne])
         )
@@ -270,11 +282,12 @@ public final class NBDConnection: Sendable {
 
     // MARK: Helpers
 
-    /// The longest range one trim, zero or cache request covers: 4 GiB less one block, aligned to
-    /// the server's minimum block size.
-    private var rangeLimit: Int {
-        let minimum = Int(max(export.blockSize?.minimum ?? 1, 1))
-        return (Int(UInt32.max) / minimum) * minimum
+    /// The longest range one trim, zero or block status request covers: any with extended
+    /// headers; otherwise 4 GiB less one block, aligned to the server's minimum block size.
+    private var rangeLimit: UInt64 {
+        if export.extendedHeaders { return UInt64.max }
+        let minimum = UInt64(max(export.blockSize?.minimum ?? 1, 1))
+        return (UInt64(UInt32.max) / minimum) * minimum
     }
 
     private func checked(_ flags: CommandFlags, allowed: CommandFlags, for what: String) throws(NBDError)
@@ -292,16 +305,16 @@ public final class NBDConnection: Sendable {
 
     /// Splits `count` bytes at `offset` into requests of at most `limit` bytes.
     private func forEachPiece(
-        count: UInt64, at offset: UInt64, limit: Int, _ body: (UInt64, UInt32) async throws(NBDError) -> Void
+        count: UInt64, at offset: UInt64, limit: UInt64, _ body: (UInt64, UInt64) async throws(NBDError) -> Void
     ) async throws(NBDError) {
         guard !offset.addingReportingOverflow(count).overflow else {
             throw NBDError(.invalidArgument, "\(count) bytes at offset \(offset) run past the largest offset")
         }
         var start: UInt64 = 0
-        let limit = UInt64(max(limit, 1))
+        let limit = max(limit, 1)
         while start < count {
             let length = min(count - start, limit)
-            try await body(start, UInt32(length))
+            try await body(start, length)
             start += length
         }
     }

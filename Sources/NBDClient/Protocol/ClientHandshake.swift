@@ -3,9 +3,12 @@ import NBDWire
 
 /// The client side of the fixed newstyle handshake, blocking, on the connection's own thread.
 ///
-/// Order: greeting and client flags; `NBD_OPT_STRUCTURED_REPLY`; `NBD_OPT_SET_META_CONTEXT` for
-/// `base:allocation`; `NBD_OPT_GO` asking for `NBD_INFO_BLOCK_SIZE`, falling back to
-/// `NBD_OPT_EXPORT_NAME` when the server does not know `GO`.
+/// Order: greeting and client flags; `NBD_OPT_STARTTLS` when asked for; `NBD_OPT_EXTENDED_HEADERS`,
+/// and only if the server refuses it `NBD_OPT_STRUCTURED_REPLY` (extended headers imply structured
+/// replies, and a server may refuse to go back to them: libnbd's order); `NBD_OPT_SET_META_CONTEXT`
+/// for `base:allocation`; `NBD_OPT_GO` asking for `NBD_INFO_BLOCK_SIZE`, falling back to
+/// `NBD_OPT_EXPORT_NAME` when the server does not know `GO` (never after extended headers, which
+/// forbid it).
 struct ClientHandshake: ~Copyable {
     /// The connection; replaced by its TLS form after `NBD_OPT_STARTTLS`.
     private(set) var socket: Socket
@@ -78,7 +81,8 @@ struct ClientHandshake: ~Copyable {
         }
         guard fixedNewstyle else {
             if options.mode == .on { return false }
-            throw NBDError(.notPermitted, "NBD server \(endpoint) cannot do TLS (it is not fixed newstyle) and TLS is required")
+            throw NBDError(
+                .notPermitted, "NBD server \(endpoint) cannot do TLS (it is not fixed newstyle) and TLS is required")
         }
         try sendOption(OptionCode.startTLS)
         let reply = try readReply(to: OptionCode.startTLS)
@@ -135,6 +139,27 @@ struct ClientHandshake: ~Copyable {
         let detail = text.isEmpty ? "" : ": \(text)"
         let code: NBDError.Code = type == OptionReply.errUnknown ? .invalidArgument : .ioError
         return NBDError(code, "NBD server \(endpoint) refused \(what) (\(OptionReply.name(type)))\(detail)")
+    }
+
+    /// Asks for extended headers; returns whether the server agreed. Any error reply (a server that
+    /// does not know the option answers `NBD_REP_ERR_UNSUP`) means compact headers.
+    mutating func negotiateExtendedHeaders() throws(NBDError) -> Bool {
+        guard fixedNewstyle else { return false }
+        try sendOption(OptionCode.extendedHeaders)
+        while true {
+            let reply = try readReply(to: OptionCode.extendedHeaders)
+            if reply.type == OptionReply.ack { return true }
+            if reply.type & OptionReply.errorBit != 0 { return false }
+        }
+    }
+
+    /// Extended headers, else structured replies, else neither, as `configuration` allows.
+    mutating func negotiateReplyForm(_ configuration: ClientConfiguration) throws(NBDError)
+        -> (structured: Bool, extended: Bool)
+    {
+        guard configuration.structuredReplies else { return (false, false) }
+        if configuration.extendedHeaders, try negotiateExtendedHeaders() { return (true, true) }
+        return (try negotiateStructuredReplies(), false)
     }
 
     /// Asks for structured replies; returns whether the server agreed.
@@ -267,15 +292,19 @@ struct ClientHandshake: ~Copyable {
             info.usesTLS = secure
             return info
         }
-        let structured = configuration.structuredReplies ? try negotiateStructuredReplies() : false
+        let (structured, extended) = try negotiateReplyForm(configuration)
         let context = structured && configuration.blockStatus ? try negotiateAllocationContext(export: export) : nil
         var info: ExportInfo
         if let answer = try go(export: export, enter: true) {
             info = answer
+        } else if extended {
+            // The protocol requires NBD_OPT_GO of a server that accepts extended headers.
+            throw failure("the server accepted extended headers but does not support NBD_OPT_GO")
         } else {
             info = try exportName(export)
         }
         info.structuredReplies = structured
+        info.extendedHeaders = extended
         info.allocationContextID = context
         info.usesTLS = secure
         return info

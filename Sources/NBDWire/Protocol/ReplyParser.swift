@@ -6,12 +6,13 @@ package struct RequestRecord: Sendable, Hashable {
     package var command: Command
     /// The request's offset.
     package var offset: UInt64
-    /// The request's length (for a write, the payload size).
-    package var length: UInt32
+    /// The request's length (for a write, the payload size). Above `UInt32.max` only with extended
+    /// headers (a zero, trim, cache or block status of more than 4 GiB in one request).
+    package var length: UInt64
     /// The command flags sent.
     package var flags: CommandFlags
 
-    package init(command: Command, offset: UInt64, length: UInt32, flags: CommandFlags) {
+    package init(command: Command, offset: UInt64, length: UInt64, flags: CommandFlags) {
         self.command = command
         self.offset = offset
         self.length = length
@@ -28,7 +29,8 @@ package enum ReplyEvent: Sendable, Hashable {
     case data(cookie: UInt64, position: Int, count: Int, done: Bool)
     /// `NBD_REPLY_TYPE_OFFSET_HOLE`: `count` zero bytes at position `position` of the request.
     case hole(cookie: UInt64, position: Int, count: Int, done: Bool)
-    /// `NBD_REPLY_TYPE_BLOCK_STATUS` for `base:allocation`, already clipped to the request.
+    /// `NBD_REPLY_TYPE_BLOCK_STATUS` (or, with extended headers, `NBD_REPLY_TYPE_BLOCK_STATUS_EXT`)
+    /// for `base:allocation`, already clipped to the request.
     case blockStatus(cookie: UInt64, extents: [Extent], done: Bool)
     /// An error chunk, with the server's errno and message.
     case error(cookie: UInt64, errno: UInt32, message: String, done: Bool)
@@ -45,13 +47,20 @@ package enum ReplyEvent: Sendable, Hashable {
     }
 }
 
-/// Decodes NBD transmission replies (simple replies and structured reply chunks) from bytes and checks
-/// each against the request it answers. Pure: no I/O and no state of its own, so it can be fuzzed
+/// Decodes NBD transmission replies (simple replies and structured reply chunks, or with extended
+/// headers the 32-byte extended reply chunks) from bytes and checks each against the request it
+/// answers. Pure: no I/O and no state of its own, so it can be fuzzed
 /// (`Fuzz/ClientReplies`) and every malformed case tested byte for byte.
 ///
 /// Data payloads are not part of the decoded event: the caller reads them straight into the
 /// request's buffer, so a 1 MiB read is copied once. Every other payload (holes, block status,
 /// errors) must be complete in the bytes given, and is bounded by ``maximumMetadataChunk``.
+///
+/// Extended headers change only the framing: the 32-byte header carries the request's offset (which
+/// must match) and a 64-bit payload length (above 32 bits it is refused: no reply payload can be
+/// that long), and block status arrives as `NBD_REPLY_TYPE_BLOCK_STATUS_EXT` with 64-bit extents.
+/// Once they are negotiated every compact reply (simple or structured) is a violation, and before
+/// that every extended one is.
 ///
 /// Anything the protocol does not allow throws an ``NBDError`` (`EIO`) whose message says what the
 /// server sent; the connection must then be closed, because the stream can no longer be trusted.
@@ -65,16 +74,22 @@ package struct ReplyParser: Sendable {
         case event(ReplyEvent, consumed: Int, payload: Int)
     }
 
-    /// Whether structured replies were negotiated.
+    /// Whether structured replies were negotiated (implied by extended headers).
     package var structuredReplies: Bool
+    /// Whether extended headers were negotiated: every reply then has the 32-byte extended header.
+    package var extendedHeaders: Bool
     /// The id the server gave `base:allocation`, if it was negotiated.
     package var allocationContextID: UInt32?
     /// The longest non-data chunk payload accepted (block status, errors). It must fit in the
     /// caller's receive buffer with the chunk header.
     package var maximumMetadataChunk: Int
 
-    package init(structuredReplies: Bool, allocationContextID: UInt32?, maximumMetadataChunk: Int = 256 << 10) {
-        self.structuredReplies = structuredReplies
+    package init(
+        structuredReplies: Bool, allocationContextID: UInt32?, extendedHeaders: Bool = false,
+        maximumMetadataChunk: Int = 256 << 10
+    ) {
+        self.structuredReplies = structuredReplies || extendedHeaders
+        self.extendedHeaders = extendedHeaders
         self.allocationContextID = allocationContextID
         self.maximumMetadataChunk = maximumMetadataChunk
     }
@@ -86,6 +101,9 @@ package struct ReplyParser: Sendable {
         guard bytes.count >= 4 else { return .needMore(4) }
         switch bytes.uint32(at: 0) {
         case ProtocolConstants.simpleReplyMagic:
+            guard !extendedHeaders else {
+                throw Self.violation("a compact simple reply, although extended headers were negotiated")
+            }
             guard bytes.count >= ProtocolConstants.simpleReplyHeaderSize else {
                 return .needMore(ProtocolConstants.simpleReplyHeaderSize)
             }
@@ -94,30 +112,71 @@ package struct ReplyParser: Sendable {
             guard let request = lookup(cookie) else { throw Self.unknownCookie(cookie) }
             let payload = error == 0 && request.command == .read ? Int(request.length) : 0
             return .event(
-                .simple(cookie: cookie, error: error), consumed: ProtocolConstants.simpleReplyHeaderSize, payload: payload)
+                .simple(cookie: cookie, error: error), consumed: ProtocolConstants.simpleReplyHeaderSize,
+                payload: payload)
         case ProtocolConstants.structuredReplyMagic:
+            guard !extendedHeaders else {
+                throw Self.violation("a compact structured reply chunk, although extended headers were negotiated")
+            }
             guard structuredReplies else {
                 throw Self.violation("a structured reply chunk, although structured replies were not negotiated")
             }
-            return try parseChunk(bytes, lookup: lookup)
+            let header = ProtocolConstants.structuredReplyHeaderSize
+            guard bytes.count >= header else { return .needMore(header) }
+            let cookie = bytes.uint64(at: 8)
+            guard let request = lookup(cookie) else { throw Self.unknownCookie(cookie) }
+            let chunk = Chunk(
+                header: header, flags: bytes.uint16(at: 4), type: bytes.uint16(at: 6), cookie: cookie,
+                length: Int(bytes.uint32(at: 16)), request: request)
+            return try parseChunk(chunk, bytes)
+        case ProtocolConstants.extendedReplyMagic:
+            guard extendedHeaders else {
+                throw Self.violation("an extended reply header, although extended headers were not negotiated")
+            }
+            let header = ProtocolConstants.extendedReplyHeaderSize
+            guard bytes.count >= header else { return .needMore(header) }
+            let cookie = bytes.uint64(at: 8)
+            guard let request = lookup(cookie) else { throw Self.unknownCookie(cookie) }
+            let offset = bytes.uint64(at: 16)
+            guard offset == request.offset else {
+                throw Self.violation(
+                    "an extended reply with offset \(offset) to the \(request.command) at offset \(request.offset) (they must match)"
+                )
+            }
+            // Reply payloads are bounded by the 32-bit block size limits; a longer one is garbage.
+            let length = bytes.uint64(at: 24)
+            guard length <= UInt64(UInt32.max) else {
+                throw Self.violation("an extended reply with a payload of \(length) bytes (more than 32 bits)")
+            }
+            let chunk = Chunk(
+                header: header, flags: bytes.uint16(at: 4), type: bytes.uint16(at: 6), cookie: cookie,
+                length: Int(length), request: request)
+            return try parseChunk(chunk, bytes)
         case let magic:
             throw Self.violation("a reply with bad magic 0x\(String(magic, radix: 16))")
         }
     }
 
-    private func parseChunk(_ bytes: UnsafeRawBufferPointer, lookup: (UInt64) -> RequestRecord?) throws(NBDError)
-        -> Outcome
-    {
-        let header = ProtocolConstants.structuredReplyHeaderSize
-        guard bytes.count >= header else { return .needMore(header) }
-        let flags = bytes.uint16(at: 4)
-        let type = bytes.uint16(at: 6)
-        let cookie = bytes.uint64(at: 8)
-        let length = Int(bytes.uint32(at: 16))
-        let done = flags & ChunkType.flagDone != 0
-        guard let request = lookup(cookie) else { throw Self.unknownCookie(cookie) }
+    /// A structured or extended chunk header, decoded.
+    private struct Chunk {
+        /// The header size: 20 (structured) or 32 (extended).
+        var header: Int
+        var flags: UInt16
+        var type: UInt16
+        var cookie: UInt64
+        /// The payload length, at most `UInt32.max`.
+        var length: Int
+        var request: RequestRecord
+    }
 
-        switch type {
+    private func parseChunk(_ chunk: Chunk, _ bytes: UnsafeRawBufferPointer) throws(NBDError) -> Outcome {
+        let header = chunk.header
+        let length = chunk.length
+        let cookie = chunk.cookie
+        let request = chunk.request
+        let done = chunk.flags & ChunkType.flagDone != 0
+
+        switch chunk.type {
         case ChunkType.none:
             guard length == 0 else { throw Self.violation("an NBD_REPLY_TYPE_NONE chunk with \(length) payload bytes") }
             guard done else { throw Self.violation("an NBD_REPLY_TYPE_NONE chunk without the DONE flag") }
@@ -140,6 +199,7 @@ package struct ReplyParser: Sendable {
             guard request.command == .read else {
                 throw Self.violation("a hole chunk in reply to a \(request.command)")
             }
+            // The hole size stays 32 bits with extended headers too.
             guard length == 12 else { throw Self.violation("a hole chunk of \(length) bytes (12 expected)") }
             guard bytes.count >= header + 12 else { return .needMore(header + 12) }
             let count = bytes.uint32(at: header + 8)
@@ -151,39 +211,23 @@ package struct ReplyParser: Sendable {
                 payload: 0)
 
         case ChunkType.blockStatus:
-            guard request.command == .blockStatus else {
-                throw Self.violation("a block status chunk in reply to a \(request.command)")
-            }
-            guard length >= 12, (length - 4) % 8 == 0 else {
-                throw Self.violation("a block status chunk of \(length) bytes (4 + 8 per extent expected)")
-            }
-            guard length <= maximumMetadataChunk else {
+            guard !extendedHeaders else {
                 throw Self.violation(
-                    "a block status chunk of \(length) bytes (at most \(maximumMetadataChunk) accepted)")
+                    "a 32-bit block status chunk (NBD_REPLY_TYPE_BLOCK_STATUS), although extended headers were negotiated"
+                )
             }
-            guard bytes.count >= header + length else { return .needMore(header + length) }
-            let context = bytes.uint32(at: header)
-            guard let allocationContextID, context == allocationContextID else {
-                throw Self.violation("block status for context id \(context), which was not negotiated")
+            return try parseBlockStatus(chunk, bytes, done: done, prefix: 4, descriptor: 8)
+
+        case ChunkType.blockStatusExtended:
+            guard extendedHeaders else {
+                throw Self.violation(
+                    "a 64-bit block status chunk (NBD_REPLY_TYPE_BLOCK_STATUS_EXT), although extended headers were not negotiated"
+                )
             }
-            var extents: [Extent] = []
-            var described: UInt64 = 0
-            var position = header + 4
-            while position < header + length && described < UInt64(request.length) {
-                let extentLength = UInt64(bytes.uint32(at: position))
-                let extentFlags = Extent.Flags(rawValue: bytes.uint32(at: position + 4))
-                guard extentLength > 0 else { throw Self.violation("a block status extent of length 0") }
-                // The final extent may reach past the request; the client sees only what it asked for.
-                let clipped = min(extentLength, UInt64(request.length) - described)
-                extents.append(Extent(length: clipped, flags: extentFlags.intersection([.hole, .zero])))
-                described += clipped
-                position += 8
-                if request.flags.contains(.requestOne) { break }
-            }
-            return .event(
-                .blockStatus(cookie: cookie, extents: extents, done: done), consumed: header + length, payload: 0)
+            return try parseBlockStatus(chunk, bytes, done: done, prefix: 8, descriptor: 16)
 
         default:
+            let type = chunk.type
             guard type & ChunkType.errorBit != 0 else {
                 throw Self.violation("a chunk of unknown type \(type)")
             }
@@ -214,6 +258,68 @@ package struct ReplyParser: Sendable {
                 .error(cookie: cookie, errno: errno, message: message, done: done), consumed: header + length,
                 payload: 0)
         }
+    }
+
+    /// A block status chunk in either form: `NBD_REPLY_TYPE_BLOCK_STATUS` (a 4-byte context id, then
+    /// 8-byte descriptors of a 32-bit length and 32-bit flags) or `NBD_REPLY_TYPE_BLOCK_STATUS_EXT`
+    /// (context id and a descriptor count, then 16-byte descriptors of 64-bit length and flags).
+    private func parseBlockStatus(
+        _ chunk: Chunk, _ bytes: UnsafeRawBufferPointer, done: Bool, prefix: Int, descriptor: Int
+    ) throws(NBDError) -> Outcome {
+        let header = chunk.header
+        let length = chunk.length
+        let request = chunk.request
+        let extended = descriptor == 16
+        guard request.command == .blockStatus else {
+            throw Self.violation("a block status chunk in reply to a \(request.command)")
+        }
+        guard length >= prefix + descriptor, (length - prefix) % descriptor == 0 else {
+            throw Self.violation(
+                "a block status chunk of \(length) bytes (\(prefix) + \(descriptor) per extent expected)")
+        }
+        guard length <= maximumMetadataChunk else {
+            throw Self.violation("a block status chunk of \(length) bytes (at most \(maximumMetadataChunk) accepted)")
+        }
+        guard bytes.count >= header + length else { return .needMore(header + length) }
+        let context = bytes.uint32(at: header)
+        guard let allocationContextID, context == allocationContextID else {
+            throw Self.violation("block status for context id \(context), which was not negotiated")
+        }
+        if extended {
+            let count = bytes.uint32(at: header + 4)
+            guard Int(count) == (length - prefix) / descriptor else {
+                throw Self.violation(
+                    "a block status chunk whose descriptor count \(count) disagrees with its \(length) bytes")
+            }
+        }
+        var extents: [Extent] = []
+        var described: UInt64 = 0
+        var position = header + prefix
+        while position < header + length && described < request.length {
+            let extentLength: UInt64
+            let rawFlags: UInt64
+            if extended {
+                extentLength = bytes.uint64(at: position)
+                rawFlags = bytes.uint64(at: position + 8)
+            } else {
+                extentLength = UInt64(bytes.uint32(at: position))
+                rawFlags = UInt64(bytes.uint32(at: position + 4))
+            }
+            guard extentLength > 0 else { throw Self.violation("a block status extent of length 0") }
+            // base:allocation is a 32-bit context: the high half of a 64-bit status must be zero.
+            guard rawFlags >> 32 == 0 else {
+                throw Self.violation("a base:allocation status 0x\(String(rawFlags, radix: 16)) wider than 32 bits")
+            }
+            let extentFlags = Extent.Flags(rawValue: UInt32(rawFlags))
+            // The final extent may reach past the request; the client sees only what it asked for.
+            let clipped = min(extentLength, request.length - described)
+            extents.append(Extent(length: clipped, flags: extentFlags.intersection([.hole, .zero])))
+            described += clipped
+            position += descriptor
+            if request.flags.contains(.requestOne) { break }
+        }
+        return .event(
+            .blockStatus(cookie: chunk.cookie, extents: extents, done: done), consumed: header + length, payload: 0)
     }
 
     /// The position within the request of `count` bytes at absolute `offset`, or a violation when

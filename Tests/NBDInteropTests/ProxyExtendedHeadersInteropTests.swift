@@ -1,0 +1,59 @@
+import Foundation
+import XCTest
+
+/// `nbd-serve nbd ...` in front of qemu-nbd 10, which speaks extended headers: the upstream
+/// connection negotiates them (seen in qemu-nbd's own trace of the options it was asked for) and a
+/// qemu-io client reads, writes, zeroes and trims beyond 4 GiB through the proxy.
+final class ProxyExtendedHeadersInteropTests: XCTestCase {
+    private var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = try InteropEnvironment.temporaryDirectory()
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Skips (fails under NBD_INTEROP=required) unless qemu-nbd is 8.2 or later.
+    private func requireQemuNbdWithExtendedHeaders() throws {
+        try InteropEnvironment.require("qemu-nbd", "qemu-io", "qemu-img")
+        let version = try InteropEnvironment.run(InteropEnvironment.path(of: "qemu-nbd")!, ["--version"]).stdout
+        let numbers =
+            version.split(separator: " ").dropFirst().first?.split(separator: ".").compactMap { Int($0) } ?? []
+        guard numbers.count >= 2, (numbers[0], numbers[1]) >= (8, 2) else {
+            let message =
+                "qemu-nbd has no extended headers (\(version.split(separator: "\n").first ?? ""); 8.2 or later needed: Debian package qemu-utils from bookworm-backports)"
+            if InteropEnvironment.isRequired { XCTFail("NBD_INTEROP=required but \(message)") }
+            throw XCTSkip(message)
+        }
+    }
+
+    func testQemuIoThroughTheProxyInFrontOfQemuNbdWithExtendedHeadersUpstream() throws {
+        try requireQemuNbdWithExtendedHeaders()
+        let result = try InteropEnvironment.shell(
+            """
+            truncate -s 8G backing.img
+            qemu-nbd --fork --pid-file qemu.pid -k "$DIR/qemu.sock" -f raw -t \\
+                --trace "enable=nbd_negotiate_options_check_option,file=$DIR/qemu.trace" backing.img
+            trap 'kill $(cat qemu.pid)' EXIT
+            "$SERVE" -U - nbd uri="nbd+unix:///?socket=$DIR/qemu.sock" --run '
+                qemu-io -f raw -c "write -P 0x55 0 64k" -c "write -P 0x66 5G 64k" -c "flush" \\
+                    -c "write -z -n 4G 512M" -c "discard 7G 1M" \\
+                    -c "read -P 0x55 0 64k" -c "read -P 0x66 5G 64k" -c "read -P 0 4G 64k" "$uri" &&
+                qemu-img map -f raw --output=json "$uri" > map.json'
+            cat qemu.trace
+            echo ===
+            cat map.json
+            """, in: directory)
+        assertSucceeded(result, "qemu-io through the proxy in front of qemu-nbd 10")
+        let parts = result.stdout.components(separatedBy: "===\n")
+        XCTAssertEqual(parts.count, 2, result.stdout)
+        let trace = parts.first ?? ""
+        XCTAssertTrue(trace.contains("Checking option 11 (extended headers)"), "the upstream asked for them: \(trace)")
+        XCTAssertFalse(trace.contains("Checking option 8 "), "no structured-reply fallback: \(trace)")
+        // qemu-img map sees the data at 0 and at 5 GiB over the 8 GiB export.
+        let map = parts.last ?? ""
+        XCTAssertTrue(map.contains("\"start\": 5368709120") || map.contains("\"start\":5368709120"), map)
+    }
+}
