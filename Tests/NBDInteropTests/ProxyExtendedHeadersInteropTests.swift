@@ -56,4 +56,33 @@ final class ProxyExtendedHeadersInteropTests: XCTestCase {
         let map = parts.last ?? ""
         XCTAssertTrue(map.contains("\"start\": 5368709120") || map.contains("\"start\":5368709120"), map)
     }
+
+    /// Extended headers on both sides: qemu-io 10 talks to nbd-serve, nbd-serve's `nbd` backend to
+    /// qemu-nbd 10, and a 5 GiB zero crosses both connections as one request each (nbd-serve's stats
+    /// filter counts one zero of 5 GiB; qemu-nbd's trace shows one 32-byte request of that length).
+    func testAFiveGiBZeroCrossesTheProxyAsOneRequestOnEachSide() throws {
+        try requireQemuNbdWithExtendedHeaders()
+        let result = try InteropEnvironment.shell(
+            """
+            truncate -s 8G backing.img
+            qemu-nbd --fork --pid-file qemu.pid -k "$DIR/qemu.sock" -f raw -t \\
+                --trace "enable=nbd_receive_request,file=$DIR/qemu.trace" backing.img
+            trap 'kill $(cat qemu.pid)' EXIT
+            "$SERVE" -U - --filter=stats nbd uri="nbd+unix:///?socket=$DIR/qemu.sock" statsfile="$DIR/stats.txt" --run '
+                qemu-io -f raw -c "write -P 0x66 5G 64k" -c "write -z -n 1G 5G" -c "read -P 0 5G 64k" "$uri"'
+            cat stats.txt
+            echo ===
+            cat qemu.trace
+            """, in: directory)
+        assertSucceeded(result, "a 5 GiB zero through the proxy between qemu 10 and qemu-nbd 10")
+        let parts = result.stdout.components(separatedBy: "===\n")
+        XCTAssertEqual(parts.count, 2, result.stdout)
+        let stats = parts.first ?? ""
+        XCTAssertTrue(stats.contains("zero: 1 ops") && stats.contains("5.00 GiB"), "one 5 GiB zero at nbd-serve: \(stats)")
+        let zeroes = (parts.last ?? "").split(separator: "\n").filter { $0.contains(".type = 0x6") }
+        XCTAssertEqual(zeroes.count, 1, "one zero upstream: \(zeroes)")
+        XCTAssertTrue(
+            zeroes.first.map { $0.contains("magic = 0x21e41c71") && $0.contains("len = 5368709120") } ?? false,
+            "an extended request of 5 GiB upstream: \(zeroes)")
+    }
 }
