@@ -4,6 +4,7 @@
 #
 #   Benchmarks/side-by-side.sh [--quick] [--reps N] [--runtime SECONDS] [--setups LIST]
 #                              [--workloads LIST] [--no-build] [--no-rss] [--out FILE]
+#                              [--serve PATH] [--baseline-serve PATH]
 #
 # For every rep, every setup and every workload the two servers run ALTERNATELY (nbd-serve, nbdkit,
 # nbd-serve, nbdkit, ...), each freshly started and prefilled, so slow drift on a shared machine
@@ -84,6 +85,16 @@
 #   nbdcopy1c        the same with 1 connection
 #   convert1g        qemu-img convert -O raw of the whole 1 GiB export to a file in /dev/shm, as CDI's
 #                    importer does (repeated for the runtime; MiB/s)
+# A/B of two builds of nbd-serve: --serve PATH runs that nbd-serve binary instead of building this
+# repository's (implies --no-build), and --baseline-serve PATH runs a second nbd-serve binary in
+# nbdkit's column, labelled "baseline" (the nbdproxy setup's upstream stays nbdkit for both). With a
+# baseline, even reps run the baseline first (A B in odd reps, B A in even reps), so that neither
+# build always follows the other; the ratios are nbd-serve / baseline. For example, two commits'
+# release builds in their own worktrees:
+#
+#   Benchmarks/side-by-side.sh --serve NEW/.build-release/release/nbd-serve \
+#       --baseline-serve OLD/.build-release/release/nbd-serve --setups memory --reps 5 --no-rss
+#
 # Then, unless --no-rss: the resident memory (VmRSS) of each server's memory backend after writing
 # 256 MiB into a 1 TiB export, sequentially from offset 0 and as 1 MiB blocks spread over the export.
 #
@@ -104,6 +115,8 @@ workloads="randread4k,randwrite4k,seqread1m,seqwrite1m,randwrite4k4c,randwrite4k
 build=1
 rss=1
 out=""
+serve_path=""
+baseline_serve=""
 
 usage() { awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" | sed 's/^# \{0,1\}//'; }
 
@@ -117,6 +130,8 @@ while [ $# -gt 0 ]; do
         --no-build) build=0 ;;
         --no-rss) rss=0 ;;
         --out) out="$2"; shift ;;
+        --serve) serve_path="$2"; build=0; shift ;;
+        --baseline-serve) baseline_serve="$2"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "side-by-side: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -242,8 +257,19 @@ if [ "$build" = 1 ]; then
     echo "== building nbd-serve (release, scratch path .build-release)" >&2
     (cd "$root" && swift build -c release --product nbd-serve --scratch-path .build-release >&2)
 fi
-nbd_serve="$(cd "$root" && swift build -c release --scratch-path .build-release --show-bin-path)/nbd-serve"
+if [ -n "$serve_path" ]; then
+    nbd_serve="$(cd "$(dirname "$serve_path")" && pwd)/$(basename "$serve_path")"
+else
+    nbd_serve="$(cd "$root" && swift build -c release --scratch-path .build-release --show-bin-path)/nbd-serve"
+fi
 [ -x "$nbd_serve" ] || { echo "side-by-side: $nbd_serve not found (run without --no-build)" >&2; exit 1; }
+# The second column: nbdkit, or with --baseline-serve another nbd-serve binary.
+other=nbdkit
+if [ -n "$baseline_serve" ]; then
+    [ -x "$baseline_serve" ] || { echo "side-by-side: $baseline_serve is not an executable" >&2; exit 1; }
+    baseline_serve="$(cd "$(dirname "$baseline_serve")" && pwd)/$(basename "$baseline_serve")"
+    other=baseline
+fi
 
 # The arguments after the listen options, per setup; the same for both servers.
 setup_args() {
@@ -281,6 +307,7 @@ start_server() {
     rm -f "$sock"
     case "$which:${setup:-}" in
         nbd-serve:*) "$nbd_serve" -f -U "$sock" "$@" >"$work/server.log" 2>&1 & ;;
+        baseline:*) "$baseline_serve" -f -U "$sock" "$@" >"$work/server.log" 2>&1 & ;;
         # nbdkit has no rbd plugin: the rbd setups compare with qemu-nbd's rbd driver.
         nbdkit:rbd*)
             qemu-nbd -t --shared=8 -f raw --cache=writeback -k "$sock" \
@@ -378,6 +405,7 @@ IFS=, read -r -a workload_list <<<"$workloads"
 
 echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "== nbd-serve: $nbd_serve; $(nbdkit --version | head -1); fio $(fio --version)" >&2
+[ -z "$baseline_serve" ] || echo "== baseline (in nbdkit's column): $baseline_serve" >&2
 echo "== $reps rep(s), ${runtime} s per workload" >&2
 
 real_home="$HOME"
@@ -437,7 +465,9 @@ for rep in $(seq 1 "$reps"); do
                 ;;
         esac
         for workload in "${workload_list[@]}"; do
-            for server in nbd-serve nbdkit; do
+            order="nbd-serve $other"
+            [ "$other" = baseline ] && [ $((rep % 2)) = 0 ] && order="baseline nbd-serve"
+            for server in $order; do
                 [ "$setup" = nbdproxy ] && start_upstream
                 start_server "$server" "${args[@]}"
                 # raslow reads a sparse image through the slow layer: a prefill through the cache
@@ -464,8 +494,9 @@ for rep in $(seq 1 "$reps"); do
     done
 done
 
-python3 - "$results" <<'EOF'
+python3 - "$results" "$other" <<'EOF'
 import csv, statistics, sys
+other = sys.argv[2]
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 order, data = [], {}
 for r in rows:
@@ -481,10 +512,10 @@ for r in rows:
 
 med = statistics.median
 print()
-print("| setup | workload | unit | nbd-serve | nbdkit | ratio | paired ratio (per rep) | nbd-serve µs CPU/req | nbdkit µs CPU/req | nbd-serve CPU % | nbdkit CPU % |")
+print(f"| setup | workload | unit | nbd-serve | {other} | ratio | paired ratio (per rep) | nbd-serve µs CPU/req | {other} µs CPU/req | nbd-serve CPU % | {other} CPU % |")
 print("|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|")
 for key in order:
-    a, b = data[key].get("nbd-serve"), data[key].get("nbdkit")
+    a, b = data[key].get("nbd-serve"), data[key].get(other)
     if not a or not b:
         continue
     ratio = med(a["value"]) / med(b["value"]) if med(b["value"]) else float("nan")
@@ -493,8 +524,8 @@ for key in order:
     print(f"| {key[0]} | {key[1]} | {a['unit']} | {med(a['value']):.0f} | {med(b['value']):.0f} | {ratio:.2f} | {paired} "
           f"| {med(a['cpu_us']):.2f} | {med(b['cpu_us']):.2f} | {med(a['cpu_pct']):.0f} | {med(b['cpu_pct']):.0f} |")
 print()
-print("Medians over the reps; ratio = nbd-serve / nbdkit of the medians (throughput, higher is better for")
-print("nbd-serve); paired ratio = median of each rep's nbd-serve / nbdkit, the two run back to back.")
+print(f"Medians over the reps; ratio = nbd-serve / {other} of the medians (throughput, higher is better for")
+print(f"nbd-serve); paired ratio = median of each rep's nbd-serve / {other}, the two run back to back.")
 print("CPU per request = server utime+stime / requests completed (nbdcopy: 256 KiB requests).")
 EOF
 
@@ -505,7 +536,7 @@ if [ "$rss" = 1 ]; then
     echo "| server | 1 TiB export, 256 MiB written | VmRSS MiB | VmHWM MiB |"
     echo "|---|---|---:|---:|"
     for pattern in sequential spread; do
-        for server in nbd-serve nbdkit; do
+        for server in nbd-serve $other; do
             start_server "$server" memory 1T
             if [ "$pattern" = sequential ]; then
                 fio $(fio_common) --rw=write --bs=1m --iodepth=8 --size=256m >/dev/null
