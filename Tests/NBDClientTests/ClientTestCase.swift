@@ -53,7 +53,7 @@ class ClientTestCase: XCTestCase {
         children.append((process, exited))
         let ready = await waitUntil("\(executable) to listen on \(path)") {
             if !process.isRunning { return true }
-            return Self.canConnect(path)
+            return unixSocketAcceptsConnections(path)
         }
         guard ready, process.isRunning else {
             throw XCTSkip(
@@ -84,24 +84,6 @@ class ClientTestCase: XCTestCase {
             InteropRequirement.path(of: "qemu-nbd")!,
             ["-k", path, "-f", "raw", "-t", "--cache=writeback"] + extraArguments + [image], socket: path)
         return path
-    }
-
-    static func canConnect(_ path: String) -> Bool {
-        let descriptor = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { return false }
-        defer { close(descriptor) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(path.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
-            }
-        }
     }
 
     override func tearDown() async throws {

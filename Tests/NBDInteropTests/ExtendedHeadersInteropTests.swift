@@ -5,30 +5,10 @@ import XCTest
 /// compact headers still served to libnbd 1.14 (which does not ask) and to qemu when nbd-serve runs
 /// with `--no-extended-headers`.
 final class ExtendedHeadersInteropTests: XCTestCase {
-    /// Skips (or, with `NBD_INTEROP=required`, fails) unless qemu 8.2 or newer is installed: older
-    /// qemu does not speak extended headers.
-    private func requireQemuWithExtendedHeaders() throws {
-        try InteropEnvironment.require("qemu-img", "qemu-io")
-        let version = try InteropEnvironment.run(InteropEnvironment.path(of: "qemu-img") ?? "qemu-img", ["--version"])
-        // "qemu-img version 10.0.2 (Debian ...)"
-        let numbers = version.stdout.split(separator: " ").dropFirst(2).first?.split(separator: ".").compactMap {
-            Int($0)
-        }
-        guard let numbers, numbers.count >= 2, (numbers[0], numbers[1]) >= (8, 2) else {
-            let message =
-                "qemu \(version.stdout.prefix(40)) does not speak NBD extended headers (8.2 or newer does): install qemu-utils from bookworm-backports (apt-get install -t bookworm-backports qemu-utils), as .ci/run does"
-            if InteropEnvironment.isRequired {
-                XCTFail("NBD_INTEROP=required but \(message)")
-                throw XCTSkip("failed: \(message)")
-            }
-            throw XCTSkip(message)
-        }
-    }
-
     /// qemu negotiates 64-bit transactions, zeroes 5 GiB of an 8 GiB memory export in one request
     /// (the stats filter counts one zero of 5 GiB), reads zeroes back, and maps the export.
     func testQemuZeroesFiveGiBInOneRequestAndMapsTheExport() throws {
-        try requireQemuWithExtendedHeaders()
+        try InteropEnvironment.requireQemuWithExtendedHeaders()
         let directory = try InteropEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let stats = directory.appendingPathComponent("stats").path
@@ -57,7 +37,7 @@ final class ExtendedHeadersInteropTests: XCTestCase {
     /// With `--no-extended-headers` qemu falls back to 32-bit transactions and still works; libnbd
     /// 1.14 (no extended headers) is served compact headers by the default server.
     func testCompactHeadersForQemuWhenTurnedOffAndForLibnbd() throws {
-        try requireQemuWithExtendedHeaders()
+        try InteropEnvironment.requireQemuWithExtendedHeaders()
         try InteropEnvironment.require("nbdinfo")
         let off = try InteropEnvironment.serve(
             ["--no-extended-headers", "memory", "8G"],

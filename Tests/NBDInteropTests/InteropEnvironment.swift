@@ -56,6 +56,25 @@ enum InteropEnvironment {
         }
     }
 
+    /// Skips (or, when required, fails) unless qemu-img, qemu-io and qemu-nbd are installed and are
+    /// 8.2 or newer, the first qemu that speaks NBD extended headers (Debian 12 has 7.2; its
+    /// bookworm-backports suite has 10, which .ci/run installs).
+    static func requireQemuWithExtendedHeaders(file: StaticString = #filePath, line: UInt = #line) throws {
+        try require("qemu-img", "qemu-io", "qemu-nbd", file: file, line: line)
+        let version = try run(path(of: "qemu-nbd") ?? "qemu-nbd", ["--version"]).stdout
+        // "qemu-nbd 10.0.2 (Debian ...)"
+        let numbers = version.split(separator: " ").dropFirst().first?.split(separator: ".").compactMap { Int($0) } ?? []
+        guard numbers.count >= 2, (numbers[0], numbers[1]) >= (8, 2) else {
+            let message =
+                "qemu \(version.split(separator: "\n").first ?? "") does not speak NBD extended headers (8.2 or newer does): install qemu-utils from bookworm-backports (apt-get install -t bookworm-backports qemu-utils), as .ci/run does"
+            if isRequired {
+                XCTFail("NBD_INTEROP=required but \(message)", file: file, line: line)
+                throw XCTSkip("failed: \(message)")
+            }
+            throw XCTSkip(message)
+        }
+    }
+
     /// The `nbd-serve` executable built next to this test bundle (or `NBD_SERVE` if set).
     static var nbdServe: String {
         get throws {

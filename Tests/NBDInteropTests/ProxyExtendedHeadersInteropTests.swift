@@ -15,22 +15,8 @@ final class ProxyExtendedHeadersInteropTests: XCTestCase {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    /// Skips (fails under NBD_INTEROP=required) unless qemu-nbd is 8.2 or later.
-    private func requireQemuNbdWithExtendedHeaders() throws {
-        try InteropEnvironment.require("qemu-nbd", "qemu-io", "qemu-img")
-        let version = try InteropEnvironment.run(InteropEnvironment.path(of: "qemu-nbd")!, ["--version"]).stdout
-        let numbers =
-            version.split(separator: " ").dropFirst().first?.split(separator: ".").compactMap { Int($0) } ?? []
-        guard numbers.count >= 2, (numbers[0], numbers[1]) >= (8, 2) else {
-            let message =
-                "qemu-nbd has no extended headers (\(version.split(separator: "\n").first ?? ""); 8.2 or later needed: Debian package qemu-utils from bookworm-backports)"
-            if InteropEnvironment.isRequired { XCTFail("NBD_INTEROP=required but \(message)") }
-            throw XCTSkip(message)
-        }
-    }
-
     func testQemuIoThroughTheProxyInFrontOfQemuNbdWithExtendedHeadersUpstream() throws {
-        try requireQemuNbdWithExtendedHeaders()
+        try InteropEnvironment.requireQemuWithExtendedHeaders()
         let result = try InteropEnvironment.shell(
             """
             truncate -s 8G backing.img
@@ -61,7 +47,7 @@ final class ProxyExtendedHeadersInteropTests: XCTestCase {
     /// qemu-nbd 10, and a 5 GiB zero crosses both connections as one request each (nbd-serve's stats
     /// filter counts one zero of 5 GiB; qemu-nbd's trace shows one 32-byte request of that length).
     func testAFiveGiBZeroCrossesTheProxyAsOneRequestOnEachSide() throws {
-        try requireQemuNbdWithExtendedHeaders()
+        try InteropEnvironment.requireQemuWithExtendedHeaders()
         let result = try InteropEnvironment.shell(
             """
             truncate -s 8G backing.img

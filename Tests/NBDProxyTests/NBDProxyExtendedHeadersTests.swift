@@ -61,29 +61,11 @@ final class NBDProxyExtendedHeadersTests: XCTestCase {
         try process.run()
         children.append((process, exited))
         let ready = await waitUntil("\(executable) to listen on \(socket)") {
-            !process.isRunning || Self.canConnect(socket)
+            !process.isRunning || unixSocketAcceptsConnections(socket)
         }
         guard ready, process.isRunning else {
             XCTFail("\(executable) did not start")
             throw XCTSkip("\(executable) did not start")
-        }
-    }
-
-    private static func canConnect(_ path: String) -> Bool {
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { return false }
-        defer { close(descriptor) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(path.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
-            }
         }
     }
 
