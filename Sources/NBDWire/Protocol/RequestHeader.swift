@@ -14,22 +14,25 @@ package struct RequestHeader: Sendable {
     /// Parses the compact header at the start of `bytes` (at least 28 bytes). The cookie is copied
     /// as it is, byte for byte, so it is echoed unchanged whatever its endianness.
     package init(parsing bytes: UnsafeRawBufferPointer) {
-        magic = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
-        flags = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
-        type = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
-        cookie = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-        offset = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-        length = UInt64(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt32.self)))
+        self.init(parsing: bytes, extended: false)
     }
 
     /// Parses the extended header at the start of `bytes` (at least 32 bytes).
     package init(parsingExtended bytes: UnsafeRawBufferPointer) {
+        self.init(parsing: bytes, extended: true)
+    }
+
+    /// The two forms differ only in the length field at byte 24: 32 or 64 bits.
+    private init(parsing bytes: UnsafeRawBufferPointer, extended: Bool) {
         magic = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
         flags = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
         type = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
         cookie = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
         offset = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-        length = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+        length =
+            extended
+            ? UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+            : UInt64(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt32.self)))
     }
 
     /// A request header; `extended` chooses the magic.
@@ -46,21 +49,22 @@ package struct RequestHeader: Sendable {
     /// length must fit in 32 bits (the caller checked; compact headers cannot say more).
     package func store(into bytes: UnsafeMutableRawBufferPointer) {
         precondition(length <= UInt64(UInt32.max), "a compact request header holds a 32-bit length")
-        bytes.storeBytes(of: magic.bigEndian, toByteOffset: 0, as: UInt32.self)
-        bytes.storeBytes(of: flags.bigEndian, toByteOffset: 4, as: UInt16.self)
-        bytes.storeBytes(of: type.bigEndian, toByteOffset: 6, as: UInt16.self)
-        bytes.storeBytes(of: cookie.bigEndian, toByteOffset: 8, as: UInt64.self)
-        bytes.storeBytes(of: offset.bigEndian, toByteOffset: 16, as: UInt64.self)
+        storeFieldsBeforeLength(into: bytes)
         bytes.storeBytes(of: UInt32(length).bigEndian, toByteOffset: 24, as: UInt32.self)
     }
 
     /// Stores the extended header at the start of `bytes` (at least 32 bytes), big-endian.
     package func storeExtended(into bytes: UnsafeMutableRawBufferPointer) {
+        storeFieldsBeforeLength(into: bytes)
+        bytes.storeBytes(of: length.bigEndian, toByteOffset: 24, as: UInt64.self)
+    }
+
+    /// Magic, flags, type, cookie and offset: the first 24 bytes, the same in both forms.
+    private func storeFieldsBeforeLength(into bytes: UnsafeMutableRawBufferPointer) {
         bytes.storeBytes(of: magic.bigEndian, toByteOffset: 0, as: UInt32.self)
         bytes.storeBytes(of: flags.bigEndian, toByteOffset: 4, as: UInt16.self)
         bytes.storeBytes(of: type.bigEndian, toByteOffset: 6, as: UInt16.self)
         bytes.storeBytes(of: cookie.bigEndian, toByteOffset: 8, as: UInt64.self)
         bytes.storeBytes(of: offset.bigEndian, toByteOffset: 16, as: UInt64.self)
-        bytes.storeBytes(of: length.bigEndian, toByteOffset: 24, as: UInt64.self)
     }
 }
