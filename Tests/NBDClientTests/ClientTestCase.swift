@@ -14,7 +14,7 @@ import XCTest
 /// directory, and stops them after each test.
 class ClientTestCase: XCTestCase {
     private var servers: [NBDServer] = []
-    private var children: [(process: Process, exited: DispatchSemaphore)] = []
+    private var children: [ChildServer] = []
     private var directory: URL?
 
     /// A fresh socket path in this test's directory.
@@ -40,26 +40,13 @@ class ClientTestCase: XCTestCase {
     /// Starts `executable` with `arguments` (which must make it listen on `path`) and waits, bounded,
     /// until the socket accepts a connection.
     func startChild(_ executable: String, _ arguments: [String], socket path: String) async throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        // A termination handler rather than waitUntilExit, whose run-loop wait leaks a weak
-        // reference under LeakSanitizer.
-        let exited = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in exited.signal() }
-        try process.run()
-        children.append((process, exited))
-        let ready = await waitUntil("\(executable) to listen on \(path)") {
-            if !process.isRunning { return true }
-            return unixSocketAcceptsConnections(path)
+        do {
+            let child = try await ChildServer.start(executable, arguments, socket: path)
+            children.append(child)
+            return child.process
+        } catch let error as ChildServer.DidNotStart {
+            throw XCTSkip(error.description)
         }
-        guard ready, process.isRunning else {
-            throw XCTSkip(
-                "\(executable) did not start (exit status \(process.isRunning ? -1 : process.terminationStatus))")
-        }
-        return process
     }
 
     /// Starts `nbdkit -f -U PATH ARGS` and returns the socket path.
@@ -89,11 +76,7 @@ class ClientTestCase: XCTestCase {
     override func tearDown() async throws {
         for server in servers { await server.shutdown() }
         servers = []
-        for (child, exited) in children {
-            // SIGKILL: children inherit a signal mask in which SIGTERM may be blocked.
-            if child.isRunning { kill(child.processIdentifier, SIGKILL) }
-            _ = exited.waitOrFail("child \(child.processIdentifier) to exit")
-        }
+        for child in children { child.stop() }
         children = []
         if let directory { try? FileManager.default.removeItem(at: directory) }
         directory = nil

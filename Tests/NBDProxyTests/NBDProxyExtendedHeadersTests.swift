@@ -17,7 +17,7 @@ import XCTest
 final class NBDProxyExtendedHeadersTests: XCTestCase {
     private static let gib: UInt64 = 1 << 30
     private var directory: String!
-    private var children: [(Process, DispatchSemaphore)] = []
+    private var children: [ChildServer] = []
 
     override func setUpWithError() throws {
         directory = "/tmp/nbd-proxy-ext-\(UUID().uuidString.prefix(8))"
@@ -25,21 +25,9 @@ final class NBDProxyExtendedHeadersTests: XCTestCase {
     }
 
     override func tearDown() async throws {
-        for (child, exited) in children {
-            if child.isRunning { kill(child.processIdentifier, SIGKILL) }
-            _ = exited.waitOrFail("child \(child.processIdentifier) to exit")
-        }
+        for child in children { child.stop() }
         children = []
         try? FileManager.default.removeItem(atPath: directory)
-    }
-
-    /// The path of `tool`, or a skip naming its Debian package (a failure under NBD_INTEROP=required).
-    private func require(_ tool: String, package: String) throws -> String {
-        for candidate in ["/usr/bin/\(tool)", "/usr/sbin/\(tool)", "/usr/local/bin/\(tool)"]
-        where FileManager.default.isExecutableFile(atPath: candidate) {
-            return candidate
-        }
-        try skip("\(tool) is not installed (Debian package \(package))")
     }
 
     private func skip(_ message: String) throws -> Never {
@@ -51,21 +39,11 @@ final class NBDProxyExtendedHeadersTests: XCTestCase {
 
     /// Starts `executable` (which must listen on `socket`) and waits, bounded, until it accepts.
     private func start(_ executable: String, _ arguments: [String], socket: String) async throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        let exited = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in exited.signal() }
-        try process.run()
-        children.append((process, exited))
-        let ready = await waitUntil("\(executable) to listen on \(socket)") {
-            !process.isRunning || unixSocketAcceptsConnections(socket)
-        }
-        guard ready, process.isRunning else {
-            XCTFail("\(executable) did not start")
-            throw XCTSkip("\(executable) did not start")
+        do {
+            children.append(try await ChildServer.start(executable, arguments, socket: socket))
+        } catch let error as ChildServer.DidNotStart {
+            XCTFail("\(error)")
+            throw XCTSkip("\(error)")
         }
     }
 
@@ -79,7 +57,7 @@ final class NBDProxyExtendedHeadersTests: XCTestCase {
     }
 
     func testAFiveGiBZeroAndTrimReachQemuNbdAsOneRequestEach() async throws {
-        let qemuNbd = try require("qemu-nbd", package: "qemu-utils")
+        let qemuNbd = try ToolRunner.require("qemu-nbd")
         let socket = directory + "/qemu.sock"
         try await start(qemuNbd, ["-k", socket, "-f", "raw", "-t", try sparseImage(8 * Self.gib)], socket: socket)
         let provider = try await NBDProxyProvider(endpoint: .unix(socket))
@@ -109,7 +87,7 @@ final class NBDProxyExtendedHeadersTests: XCTestCase {
     }
 
     func testAFiveGiBZeroReachesNbdkitInPiecesBelowFourGiB() async throws {
-        let nbdkit = try require("nbdkit", package: "nbdkit")
+        let nbdkit = try ToolRunner.require("nbdkit")
         let socket = directory + "/nbdkit.sock"
         try await start(nbdkit, ["-f", "-U", socket, "memory", "8G"], socket: socket)
         let provider = try await NBDProxyProvider(endpoint: .unix(socket))

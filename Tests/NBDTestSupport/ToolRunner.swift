@@ -7,7 +7,7 @@ import XCTest
 public enum ToolRunner {
     public static let packages = ["xz": "xz-utils", "gzip": "gzip", "bzip2": "bzip2", "tar": "tar", "lzip": "lzip",
         "mkfs.ext4": "e2fsprogs", "mkfs.ext3": "e2fsprogs", "mkfs.ext2": "e2fsprogs", "debugfs": "e2fsprogs", "e2fsck": "e2fsprogs",
-        "cryptsetup": "cryptsetup-bin", "qemu-img": "qemu-utils",
+        "cryptsetup": "cryptsetup-bin", "qemu-img": "qemu-utils", "qemu-nbd": "qemu-utils", "nbdkit": "nbdkit",
     ]
 
     /// The path of `tool`, or a skip (a failure under NBD_INTEROP=required).
