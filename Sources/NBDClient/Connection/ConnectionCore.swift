@@ -249,7 +249,12 @@ final class ConnectionCore: Sendable {
             // send close_notify while another thread sends a record.
             writer.closeWriting()
         }
-        if idle { socket.shutdownBoth(notifyingPeer: false) }
+        if idle {
+            // The writer closes the sending side once NBD_CMD_DISC has left (a thread that was
+            // still flushing sends it later): shutting both down here could cut it off, and the
+            // server would see the connection end without it.
+            if first { socket.shutdownReading() } else { socket.shutdownBoth(notifyingPeer: false) }
+        }
         await withUnsafeContinuation { (resume: UnsafeContinuation<Void, Never>) in
             let finished = state.withLock { state -> Bool in
                 if state.readerFinished { return true }
