@@ -102,7 +102,14 @@ public struct NBDProxyProvider: BackendProvider {
         capabilities.slowOperations = []
         capabilities.suspendingOperations = .all
         if isReadOnly || connection.isReadOnly { capabilities = capabilities.readOnly }
-        return NBDProxyBackend(upstream: upstream, ownsConnection: sharedConnection == nil, capabilities: capabilities)
+        // Large writes are sent from a thread of their own while the connection thread receives the
+        // next request. Not over a shared connection, whose replies resume on the server's pool.
+        let forwarder =
+            sharedConnection == nil && configuration.resumesCallersOnReaderThread && capabilities.isWritable
+            ? ForwardingExecutor() : nil
+        return NBDProxyBackend(
+            upstream: upstream, ownsConnection: sharedConnection == nil, capabilities: capabilities,
+            forwarder: forwarder)
     }
 
     public func shutdown() async {

@@ -4,6 +4,7 @@ import NBDCore
 import NBDProxy
 import NBDServer
 import NBDTestSupport
+import Synchronization
 import XCTest
 
 /// Opens the same backend for every connection.
@@ -122,6 +123,62 @@ final class NBDProxyTests: XCTestCase {
         XCTAssertEqual(one.count, 1)
         await backend.close()
         XCTAssertNotNil(backend.upstream.closedReason, "closing the backend disconnects its own upstream connection")
+    }
+
+    func testLargeWritesAreSentUpstreamFromTheForwardingThread() async throws {
+        let (path, upstreamBackend) = try upstream(Capabilities(size: 4 << 20))
+        let provider = try await NBDProxyProvider(parameters: ["socket": path], options: BackendOptions())
+        let backend = try await provider.open(ConnectionInfo())
+        guard let forwarder = backend.forwarder else { return XCTFail("a writable proxy has a forwarding thread") }
+        try await backend.writeBytes(Array(repeating: 3, count: 4096), at: 0)
+        XCTAssertEqual(forwarder.jobsRunOnThread.withLock { $0 }, 0, "a small write is sent from the caller's thread")
+        let large = (0..<16).flatMap { [UInt8](repeating: UInt8($0 + 1), count: 65536) }
+        try await backend.writeBytes(large, at: 1 << 20, flags: .fua)
+        XCTAssertEqual(forwarder.jobsRunOnThread.withLock { $0 }, 1, "the 1 MiB write started on the forwarding thread")
+        do {
+            let actual = try await upstreamBackend.readBytes(1 << 20, at: 1 << 20)
+            XCTAssertEqual(actual, large)
+        }
+        do {
+            let actual = try await upstreamBackend.readBytes(4096, at: 0)
+            XCTAssertEqual(actual, Array(repeating: 3, count: 4096))
+        }
+        await backend.close()
+    }
+
+    func testLargeWritesThroughAFrontServerArriveIntactAndASharedUpstreamHasNoForwardingThread() async throws {
+        let (path, upstreamBackend) = try upstream(Capabilities(size: 4 << 20))
+        let provider = try await NBDProxyProvider(parameters: ["socket": path], options: BackendOptions())
+        let front = NBDServer(provider: provider)
+        let frontPath = "\(directory!)/front"
+        try front.listen(on: .unix(path: frontPath))
+        servers.append(front)
+        let client = try await NBDConnection.connect(to: .unix(frontPath))
+        // Several 1 MiB writes in flight at once, then a read of everything back through the proxy.
+        let expected = (0..<64).flatMap { [UInt8](repeating: UInt8($0 * 3 + 1), count: 65536) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<4 {
+                let piece = Array(expected[index << 20..<(index + 1) << 20])
+                group.addTask { try await client.write(piece, at: UInt64(index) << 20) }
+            }
+            try await group.waitForAll()
+        }
+        do {
+            let actual = try await client.read(count: 4 << 20, at: 0)
+            XCTAssertEqual(actual, expected)
+        }
+        do {
+            let actual = try await upstreamBackend.readBytes(4 << 20, at: 0)
+            XCTAssertEqual(actual, expected)
+        }
+        await client.disconnect()
+
+        let shared = try await NBDProxyProvider(
+            parameters: ["socket": path, "shared": "true"], options: BackendOptions())
+        let sharedBackend = try await shared.open(ConnectionInfo())
+        XCTAssertNil(sharedBackend.forwarder, "replies over a shared connection resume on the pool")
+        await sharedBackend.close()
+        await shared.shutdown()
     }
 
     func testFlushAndFUAWriteAreAcknowledgedOnlyAfterTheUpstreamAcknowledgedThem() async throws {
