@@ -89,7 +89,7 @@ let package = Package(
         .target(name: "NBDClient", dependencies: ["NBDCore", "NBDWire"], swiftSettings: upcomingFeatures),
         // The `nbd` backend: an upstream NBD server through NBDClient.
         .target(
-            name: "NBDProxy", dependencies: ["NBDCore", "NBDClient", "NBDTLSClient"], swiftSettings: upcomingFeatures),
+            name: "NBDProxy", dependencies: ["NBDCore", "NBDWire", "NBDClient", "NBDTLSClient"], swiftSettings: upcomingFeatures),
         // Declarations and variadic-call trampolines for libcurl, which NBDCurl opens with dlopen:
         // no libcurl headers or library are needed to build.
         .target(name: "CCurlShim"),
@@ -273,7 +273,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NBDProxyTests",
-            dependencies: ["NBDCore", "NBDClient", "NBDProxy", "NBDServer", "NBDTestSupport"],
+            dependencies: ["NBDCore", "NBDClient", "NBDProxy", "NBDServer", "NBDWire", "NBDTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

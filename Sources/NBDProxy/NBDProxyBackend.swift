@@ -1,5 +1,6 @@
 import NBDClient
 import NBDCore
+import NBDWire
 
 /// One client connection's view of an upstream NBD export: each operation is the same NBD command
 /// sent upstream, with its flags, and the upstream's reply (data, extents or error) is the answer.
@@ -11,7 +12,7 @@ public struct NBDProxyBackend: BlockBackend {
     public let capabilities: Capabilities
     /// The thread that sends large write payloads upstream, or `nil` to send every request from
     /// the calling thread.
-    package let forwarder: ForwardingExecutor?
+    package let forwarder: ThreadExecutor?
 
     /// Wraps an upstream connection.
     public init(upstream: NBDConnection, ownsConnection: Bool, capabilities: Capabilities) {
@@ -21,7 +22,7 @@ public struct NBDProxyBackend: BlockBackend {
     /// Wraps an upstream connection; writes of at least ``forwardedPayloadMinimum`` bytes are sent
     /// from `forwarder`'s thread, which ``close()`` stops.
     package init(
-        upstream: NBDConnection, ownsConnection: Bool, capabilities: Capabilities, forwarder: ForwardingExecutor?
+        upstream: NBDConnection, ownsConnection: Bool, capabilities: Capabilities, forwarder: ThreadExecutor?
     ) {
         self.upstream = upstream
         self.ownsConnection = ownsConnection

@@ -1,5 +1,6 @@
 import NBDClient
 import NBDCore
+import NBDWire
 import NBDTLSClient
 
 /// An export served from another NBD server (nbdkit's `nbd` plugin): each client connection gets an
@@ -106,7 +107,7 @@ public struct NBDProxyProvider: BackendProvider {
         // next request. Not over a shared connection, whose replies resume on the server's pool.
         let forwarder =
             sharedConnection == nil && configuration.resumesCallersOnReaderThread && capabilities.isWritable
-            ? ForwardingExecutor() : nil
+            ? ThreadExecutor(name: "nbd-forward", runsResumptionsInline: true) : nil
         return NBDProxyBackend(
             upstream: upstream, ownsConnection: sharedConnection == nil, capabilities: capabilities,
             forwarder: forwarder)

@@ -12,8 +12,8 @@ import XCTest
 #endif
 
 final class ConcurrencyPrimitivesTests: XCTestCase {
-    func testConnectionExecutorRunsItsTaskOnItsOwnThread() async throws {
-        let executor = try XCTUnwrap(ConnectionExecutor(name: "test"))
+    func testThreadExecutorRunsItsTaskOnItsOwnThread() async throws {
+        let executor = try XCTUnwrap(ThreadExecutor(name: "test"))
         let threads = LockedValue<Set<UInt>>([])
         let task = Task(executorPreference: executor) {
             for _ in 0..<3 {

@@ -4,7 +4,7 @@ import NBDWire
 /// One client connection: handshake, then the transmission loop, then closing the backend.
 ///
 /// ## Threading
-/// A connection is one long-lived task pinned to a thread of its own (``ConnectionExecutor``). The
+/// A connection is one long-lived task pinned to a thread of its own (`ThreadExecutor`). The
 /// task blocks in `recv` and `send` on that thread and awaits the stack inline, so a backend that does
 /// not suspend costs no thread hop. Requests whose operation the stack lists in
 /// `Capabilities.slowOperations` run instead as tasks on the server's
@@ -39,7 +39,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
 
     /// Starts the connection's thread and task. Returns `false` if no thread could be created.
     static func start(id: UInt64, socket: Socket, provider: Provider, context: ServerContext) -> Bool {
-        guard let executor = ConnectionExecutor(name: "nbd-conn-\(id)") else { return false }
+        guard let executor = ThreadExecutor(name: "nbd-conn-\(id)") else { return false }
         let connection = Connection(id: id, socket: socket, provider: provider, context: context)
         Task(executorPreference: executor) {
             await connection.run()

@@ -135,8 +135,8 @@ package enum FuzzEntryPoints {
     }()
 
     /// The thread the fuzzed connection runs on, as a real connection runs on its own.
-    private static let executor: ConnectionExecutor = {
-        guard let executor = ConnectionExecutor(name: "nbd-fuzz") else { fatalError("cannot start the fuzz thread") }
+    private static let executor: ThreadExecutor = {
+        guard let executor = ThreadExecutor(name: "nbd-fuzz") else { fatalError("cannot start the fuzz thread") }
         return executor
     }()
 

@@ -4,13 +4,13 @@
 
 /// A counting semaphore on a POSIX `sem_t`: the one primitive a blocking thread waits on.
 ///
-/// Only threads the server owns wait on it (connection and pool threads), never cooperative-pool
-/// threads.
-final class Semaphore: @unchecked Sendable {
+/// Only threads of their own wait on it (the server's connection and pool threads, the `nbd`
+/// backend's forwarding threads), never cooperative-pool threads.
+package final class Semaphore: @unchecked Sendable {
     // @unchecked Sendable: sem_t is designed for concurrent use; the pointer never changes.
     private let handle: UnsafeMutablePointer<sem_t>
 
-    init(value: UInt32 = 0) {
+    package init(value: UInt32 = 0) {
         handle = .allocate(capacity: 1)
         sem_init(handle, 0, value)
     }
@@ -20,16 +20,16 @@ final class Semaphore: @unchecked Sendable {
         handle.deallocate()
     }
 
-    func signal() {
+    package func signal() {
         sem_post(handle)
     }
 
-    func wait() {
+    package func wait() {
         while sem_wait(handle) != 0 && errno == EINTR {}
     }
 
     /// Takes one count if available without waiting.
-    func tryWait() -> Bool {
+    package func tryWait() -> Bool {
         sem_trywait(handle) == 0
     }
 }
