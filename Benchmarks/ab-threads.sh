@@ -29,10 +29,12 @@ work=$(mktemp -d /tmp/nbd-ab-threads.XXXXXX)
 chmod 755 "$work"
 image=/dev/shm/nbd-ab-threads.$$.img
 sock="$work/sock"
-nginx_pid="" server_pid=""
+server_pid=""
+# shellcheck source=nginx.sh
+source "$(dirname "${BASH_SOURCE[0]}")/nginx.sh"
 cleanup() {
     [ -z "$server_pid" ] || { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
-    [ -z "$nginx_pid" ] || { kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; }
+    stop_nginx
     rm -rf "$work" "$image" "/dev/shm/nbd-ab-threads.$$.out"
 }
 trap cleanup EXIT
@@ -40,36 +42,8 @@ trap 'exit 130' INT TERM
 
 head -c 1G /dev/urandom >"$image"
 chmod 644 "$image"
-port=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-mkdir -p "$work/nginx/tmp"
-cat >"$work/nginx/nginx.conf" <<NGINX
-daemon off;
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    sendfile on;
-    keepalive_requests 1000000;
-    client_body_temp_path $work/nginx/tmp/body;
-    proxy_temp_path $work/nginx/tmp/proxy;
-    fastcgi_temp_path $work/nginx/tmp/fastcgi;
-    uwsgi_temp_path $work/nginx/tmp/uwsgi;
-    scgi_temp_path $work/nginx/tmp/scgi;
-    server {
-        listen 127.0.0.1:$port;
-        location = /disk.img { alias $image; }
-    }
-}
-NGINX
-/usr/sbin/nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" >"$work/nginx/output.log" 2>&1 &
-nginx_pid=$!
-for _ in $(seq 1 200); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port)).close()" 2>/dev/null && break
-    sleep 0.05
-done
-url="http://127.0.0.1:$port/disk.img"
+start_nginx "$work/nginx" "$image"
+url="http://127.0.0.1:$nginx_port/disk.img"
 
 # threads PID: {name: [cpu ticks, context switches]} of the process's threads, as JSON.
 threads() {

@@ -6,8 +6,8 @@
 #
 #   Benchmarks/convert-cpu.sh [REPS] [-- EXTRA CURL PARAMETERS FOR nbd-serve]
 #
-# nginx is started on 127.0.0.1 with a configuration of its own (as side-by-side.sh does) and
-# stopped by PID; the image and the copies are in /dev/shm. The environment variable SERVE names the
+# nginx is started on 127.0.0.1 with a configuration of its own (Benchmarks/nginx.sh, as
+# side-by-side.sh does) and stopped by PID; the image and the copies are in /dev/shm. The environment variable SERVE names the
 # nbd-serve binary (default .build-release/release/nbd-serve, as side-by-side.sh builds it).
 set -euo pipefail
 reps=${1:-3}
@@ -18,43 +18,23 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 serve=${SERVE:-$root/.build-release/release/nbd-serve}
 work=$(mktemp -d /tmp/convert-cpu.XXXXXX)
 image=/dev/shm/convert-cpu-disk.img
-nginx_pid=""
 server_pid=""
+# shellcheck source=nginx.sh
+source "$(dirname "${BASH_SOURCE[0]}")/nginx.sh"
 cleanup() {
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-    [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null
+    stop_nginx
     rm -rf "$work" /dev/shm/convert-cpu-out.img
 }
 trap cleanup EXIT
 [ -f "$image" ] || head -c 1G /dev/urandom >"$image"
 chmod 644 "$image"
-port=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-mkdir -p "$work/nginx/tmp"
-cat >"$work/nginx/nginx.conf" <<NGINX
-daemon off;
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 1024; }
-http {
-    access_log off; sendfile on; keepalive_requests 1000000;
-    client_body_temp_path $work/nginx/tmp/body; proxy_temp_path $work/nginx/tmp/proxy;
-    fastcgi_temp_path $work/nginx/tmp/fastcgi; uwsgi_temp_path $work/nginx/tmp/uwsgi;
-    scgi_temp_path $work/nginx/tmp/scgi;
-    server { listen 127.0.0.1:$port; location = /disk.img { alias $image; } }
-}
-NGINX
-/usr/sbin/nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" &
-nginx_pid=$!
-for _ in $(seq 1 100); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port)).close()" 2>/dev/null && break
-    sleep 0.05
-done
+start_nginx "$work/nginx" "$image"
 worker=$(pgrep -P "$nginx_pid")
 ticks=$(getconf CLK_TCK)
 # cpu PID: utime + stime of a process, in clock ticks.
 cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-url="http://127.0.0.1:$port/disk.img"
+url="http://127.0.0.1:$nginx_port/disk.img"
 printf '%-4s %-9s %8s %10s %10s %10s %10s\n' rep server wall_s server_s nginx_s qemu-img_s sum_s
 for rep in $(seq 1 "$reps"); do
     for server in nbd-serve nbdkit; do

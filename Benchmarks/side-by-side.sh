@@ -151,7 +151,6 @@ ext2_image="/dev/shm/nbd-side-by-side.$$.ext4"
 luks_image="/dev/shm/nbd-side-by-side.$$.luks"
 upsock="$work/upstream.sock"
 upstream_pid=""
-nginx_pid=""
 results="$work/results.tsv"
 server_pid=""
 
@@ -194,53 +193,10 @@ start_ceph() {
     rbd -c "$ceph_dir/ceph.conf" create --size 1G rbd/bench
 }
 
-# The curl setups' web server: nginx on 127.0.0.1:$nginx_port serving $image, configured in
-# $work/nginx, stopped by its PID.
-start_nginx() {
-    local dir="$work/nginx"
-    mkdir -p "$dir/tmp"
-    nginx_port=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-    cat >"$dir/nginx.conf" <<NGINX
-daemon off;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    sendfile on;
-    keepalive_requests 1000000;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    server {
-        listen 127.0.0.1:$nginx_port;
-        # The image itself, where nginx's worker (another user when run as root) can read it:
-        # the private work directory is not readable by others.
-        location = /disk.img { alias $image; }
-    }
-}
-NGINX
-    /usr/sbin/nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/output.log" 2>&1 &
-    nginx_pid=$!
-    for _ in $(seq 1 200); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1', $nginx_port)).close()" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "side-by-side: nginx did not start:" >&2
-    cat "$dir/output.log" "$dir/error.log" >&2
-    exit 1
-}
-
-stop_nginx() {
-    if [ -n "$nginx_pid" ]; then
-        kill "$nginx_pid" 2>/dev/null || true
-        wait "$nginx_pid" 2>/dev/null || true
-        nginx_pid=""
-    fi
-}
+# The curl setups' web server (Benchmarks/nginx.sh): nginx on 127.0.0.1:$nginx_port serving
+# $image, configured in $work/nginx, stopped by its PID.
+# shellcheck source=nginx.sh
+source "$(dirname "${BASH_SOURCE[0]}")/nginx.sh"
 
 cleanup() {
     stop_server
@@ -414,7 +370,7 @@ case ",$setups," in *,rbd*) start_ceph ;; esac
 case ",$setups," in
     *,curl,* | *,curlcdi,*)
         head -c 1G /dev/urandom >"$image"
-        start_nginx
+        start_nginx "$work/nginx" "$image"
         ;;
 esac
 case ",$setups," in
