@@ -3,6 +3,7 @@ import NBDCore
 import NBDServer
 import NBDTestSupport
 import NBDWire
+import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -19,9 +20,11 @@ final class FileDataSendTests: ServerTestCase {
     /// The file's bytes: a pattern no shifted read matches by accident.
     private var contents: [UInt8] = []
 
+    /// Made once: a multiplicative hash of each offset, which no shifted read matches.
+    private static let pattern = (0..<((2 << 20) + 12345)).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 13) }
+
     override func setUp() async throws {
-        var generator = SeededGenerator(seed: 22)
-        contents = (0..<((2 << 20) + 12345)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        contents = Self.pattern
         var template = Array("/tmp/nbd-file-data-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         XCTAssertGreaterThanOrEqual(fd, 0)
@@ -219,10 +222,52 @@ final class FileDataSendTests: ServerTestCase {
             try client.disconnect()
         }
     }
+
+    /// A file region whose data can be neither sent nor read: the header already promised the data,
+    /// so the connection is closed, with a warning that says why.
+    func testUnreadableRegionDisconnectsWithAWarning() throws {
+        var template = Array("/tmp/nbd-unreadable-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        XCTAssertGreaterThanOrEqual(made, 0)
+        close(made)
+        let writeOnly = template.withUnsafeBufferPointer { open($0.baseAddress!, O_WRONLY) }
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        defer { close(writeOnly) }
+        let events = LockedValue<[ServerEvent]>([])
+        var configuration = ServerConfiguration()
+        configuration.eventHandler = { event in events.withLock { $0.append(event) } }
+        let state = TestExportState(size: 1 << 20)
+        let provider = TestProvider(state: state, capabilities: Capabilities(size: 1 << 20)).wrapped { next, _ in
+            RegionFilter(next: next, descriptor: writeOnly)
+        }
+        let server = NBDServer(provider: provider, configuration: configuration)
+        let path = try socketPath()
+        try server.listen(on: .unix(path: path))
+        track(server)
+        let client = try Client(unixPath: path)
+        try client.connect()
+        try client.sendRequest(type: Cmd.read, cookie: 4, length: 100_000)
+        let reply = try client.readSimpleReply()
+        XCTAssertEqual(reply.error, 0, "the header went out before the data failed")
+        XCTAssertTrue(client.serverClosed())
+        let warning = events.withLock { $0.first { $0.kind == .requestFailed && $0.message.contains("disconnecting") } }
+        XCTAssertNotNil(warning)
+        XCTAssertEqual(warning?.level, .error)
+    }
 }
 
 /// A filter that implements nothing: it passes reads through but, like every filter that does not
 /// opt in, reports no file region.
 private struct PassThroughFilter<Next: BlockBackend>: Filter {
     let next: Next
+}
+
+/// A filter that says its bytes lie in `descriptor`, at the same offsets.
+private struct RegionFilter<Next: BlockBackend>: Filter {
+    let next: Next
+    let descriptor: Int32
+
+    func fileRegion(count: Int, at offset: UInt64) async -> FileRegion? {
+        FileRegion(descriptor: descriptor, offset: offset)
+    }
 }
