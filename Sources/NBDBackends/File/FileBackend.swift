@@ -7,8 +7,8 @@ import NBDCore
 /// `lseek(SEEK_DATA/SEEK_HOLE)` for extents and `posix_fadvise(WILLNEED)` for cache. Flush and FUA
 /// requests wait for the disk, so the capabilities list them as slow operations.
 ///
-/// Reads within the file also report their ``FileRegion`` (the shared descriptor, at the same
-/// offset), so the server may send them to the client with `sendfile` instead of copying them.
+/// Reads within the file also report where they lie (``fileRegion(count:at:)``: the shared
+/// descriptor, at the same offset), so the server may send them with `sendfile` instead of copying.
 public struct FileBackend: BlockBackend {
     public let capabilities: Capabilities
     let store: FileStore
