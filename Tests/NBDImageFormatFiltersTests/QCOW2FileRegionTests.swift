@@ -93,7 +93,8 @@ final class QCOW2FileRegionTests: XCTestCase {
     }
 
     func testALayerBelowWithoutRegionsGivesNone() async throws {
-        let export = try await QCOW2DecLayer().wrap(AnyBlockBackend(BytesBackend(image().build())), for: ConnectionInfo())
+        let export = try await QCOW2DecLayer().wrap(
+            AnyBlockBackend(BytesBackend(image().build())), for: ConnectionInfo())
         let region = await export.fileRegion(count: 512, at: 0)
         XCTAssertNil(region)
     }

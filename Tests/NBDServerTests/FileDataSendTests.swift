@@ -21,7 +21,9 @@ final class FileDataSendTests: ServerTestCase {
     private var contents: [UInt8] = []
 
     /// Made once: a multiplicative hash of each offset, which no shifted read matches.
-    private static let pattern = (0..<((2 << 20) + 12345)).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 13) }
+    private static let pattern = (0..<((2 << 20) + 12345)).map {
+        UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 13)
+    }
 
     override func setUp() async throws {
         contents = Self.pattern

@@ -63,7 +63,8 @@ final class CombiningWriterTests: XCTestCase {
             }
             XCTAssertEqual(outcome, .sent(fromFile: min(limit, 200_001)))
             writer.closeWriting()
-            XCTAssertEqual(received.value("the peer's bytes"), header + contents[4097..<(4097 + 200_001)], "limit \(limit)")
+            XCTAssertEqual(
+                received.value("the peer's bytes"), header + contents[4097..<(4097 + 200_001)], "limit \(limit)")
         }
     }
 

@@ -204,7 +204,9 @@ package final class QCOW2Image: Sendable {
             let index = cluster >> l2Bits
             guard index < UInt64(l1.count) else { return nil }
             if Int(index) != l1Index {
-                guard let tableOffset = try? QCOW2Cluster.l2TableOffset(l1Entry: l1[Int(index)], index: Int(index), header: header),
+                guard
+                    let tableOffset = try? QCOW2Cluster.l2TableOffset(
+                        l1Entry: l1[Int(index)], index: Int(index), header: header),
                     let cached = tables.table(at: tableOffset)
                 else { return nil }
                 table = cached

@@ -372,7 +372,9 @@ struct Connection<Provider: BackendProvider>: Sendable {
             // a scratch buffer kept for the connection's life would hold the largest write it saw).
             var largeWrite: PayloadPool.Buffer?
             var largeWriteCharge = 0
-            if command == .read && sendsFileData && !slow && length >= UInt64(ServerConfiguration.fileDataMinimumLength) {
+            if command == .read && sendsFileData && !slow
+                && length >= UInt64(ServerConfiguration.fileDataMinimumLength)
+            {
                 switch await sendFromFile(
                     executor, header: header, length: Int(length), flags: flags, output: &output, tail: &tail,
                     writer: writer)

@@ -149,7 +149,8 @@ package final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
             let wanted = min(chunk, count - done)
             var filled = 0
             while filled < wanted {
-                let result = pread(file, buffer.baseAddress! + filled, wanted - filled, off_t(offset) + off_t(done + filled))
+                let position = off_t(offset) + off_t(done + filled)
+                let result = pread(file, buffer.baseAddress! + filled, wanted - filled, position)
                 if result > 0 {
                     filled += result
                 } else if result < 0 && errno == EINTR {
