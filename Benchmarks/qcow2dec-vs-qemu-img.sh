@@ -11,7 +11,10 @@
 # natively, is the reference (issue #22 asks for >= 1.0x). Prints each run's seconds, the medians,
 # and the ratio qemu-img / nbd-serve of the medians (higher is better for nbd-serve).
 #
-#   Benchmarks/qcow2dec-vs-qemu-img.sh [--reps N] [--size MiB] [--compressed] [--no-build]
+#   Benchmarks/qcow2dec-vs-qemu-img.sh [--reps N] [--size MiB] [--compressed] [--no-build] [--serve PATH]
+#
+# --serve times that nbd-serve binary (say, another branch's release build, copied aside) instead of
+# this checkout's .build-release one, and builds nothing.
 #
 # The image: SIZE MiB (default 1024) of which the first three quarters are random data and the
 # rest zeroes, converted once to qcow2 with qemu-img's defaults (64 KiB clusters, compat 1.1);
@@ -24,12 +27,14 @@ reps=5
 size=1024
 compressed=""
 build=yes
+serve_override=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --reps) reps=$2; shift 2 ;;
         --size) size=$2; shift 2 ;;
         --compressed) compressed=yes; shift ;;
         --no-build) build=""; shift ;;
+        --serve) serve_override=$2; build=""; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -39,7 +44,11 @@ for tool in qemu-img nbdcopy; do
 done
 # The release build side-by-side.sh uses (its own scratch path, so a debug .build is never taken).
 if [ -n "$build" ]; then swift build -c release --product nbd-serve --scratch-path .build-release >&2; fi
-serve="$(swift build -c release --scratch-path .build-release --show-bin-path)/nbd-serve"
+if [ -n "$serve_override" ]; then
+    serve=$serve_override
+else
+    serve="$(swift build -c release --scratch-path .build-release --show-bin-path)/nbd-serve"
+fi
 
 work=$(mktemp -d /dev/shm/qcow2dec-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -37,6 +37,10 @@ public final class NBDServer: Sendable {
     private let shutdownProvider: @Sendable () async -> Void
     private let state = LockedValue(State())
 
+    /// How many bytes of read data all connections sent straight from files with `sendfile` so far
+    /// (see ``ServerConfiguration/sendsFileDataWithoutCopying``).
+    package var bytesSentFromFiles: Int { context.bytesSentFromFiles.load(ordering: .relaxed) }
+
     /// Creates a server for `provider`. Nothing listens until ``listen(on:)``.
     public init<Provider: BackendProvider>(
         provider: Provider, configuration: ServerConfiguration = ServerConfiguration()

@@ -139,6 +139,24 @@ public struct ServerConfiguration: Sendable {
     /// machine can make any read take longer and would turn the overlap off.
     package var overlappedReadLimit: Duration = .milliseconds(1)
 
+    /// Whether reads of at least 64 KiB (``fileDataMinimumLength``) whose bytes lie in a file, as
+    /// the stack reports through `BlockBackend.fileRegion(count:at:)`, are sent with `sendfile`:
+    /// the kernel passes the page-cache pages to the socket, so the data is not copied into the
+    /// server's buffer and out again. Only over plain kernel sockets (never over TLS), for reads the
+    /// connection performs itself (not slow or suspending ones), and where structured-read hole
+    /// detection (``holeDetectionThreshold``) does not apply. The reply's bytes are the same either
+    /// way. The default is `true`; `false` copies every read, as before.
+    /// See `Documentation/Server.md`, "Reads sent from files".
+    public var sendsFileDataWithoutCopying = true
+
+    /// The smallest read sent with `sendfile` (see ``sendsFileDataWithoutCopying``): below it the
+    /// copy is cheap, and a small reply is better sent with the others of its batch in one `send`.
+    public static var fileDataMinimumLength: Int { 64 << 10 }
+
+    /// Makes `sendfile` stop after this many bytes of each read, as if it had failed there, so
+    /// tests can check the fallback (`pread` and a copy). `Int.max` (the default) never does.
+    package var sendFileLimit: Int = .max
+
     /// The most memory, in bytes, that large request and reply payloads (reads and writes of more
     /// than 64 KiB) may take at once, over all connections; `nil` for no limit. Past it the server
     /// stops reading new requests until replies have been sent and buffers freed, so no set of

@@ -24,6 +24,14 @@ final class OffsetFilterTests: XCTestCase {
         XCTAssertEqual(seen, "hello")
     }
 
+    func testFileRegionsAreMovedByTheOffsetAndStayInTheWindow() async throws {
+        let filter = try OffsetFilter(wrapping: RegionReportingBackend(), offset: 4096, range: 8192)
+        let region = await filter.fileRegion(count: 8000, at: 100)
+        XCTAssertEqual(region, FileRegion(descriptor: 42, offset: 4196))
+        let outside = await filter.fileRegion(count: 100, at: 8100)
+        XCTAssertNil(outside, "past the window")
+    }
+
     func testWithoutRangeTheWindowRunsToTheEnd() async throws {
         let filter = try OffsetFilter(wrapping: TestMemoryBackend(size: 1 << 20), offset: 1000)
         XCTAssertEqual(filter.capabilities.size, (1 << 20) - 1000)
@@ -47,5 +55,23 @@ final class OffsetFilterTests: XCTestCase {
         XCTAssertThrowsError(try OffsetLayer(parameters: ["offset": "lots"])) { error in
             XCTAssertTrue("\(error)".contains("offset=lots"), "\(error)")
         }
+    }
+}
+
+/// A 1 MiB layer that says every byte lies in descriptor 42 at the same offset.
+private struct RegionReportingBackend: BlockBackend {
+    var capabilities: Capabilities { Capabilities(size: 1 << 20) }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError)
+    {
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+    }
+
+    func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {}
+
+    func zero(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) {}
+
+    func fileRegion(count: Int, at offset: UInt64) async -> FileRegion? {
+        FileRegion(descriptor: 42, offset: offset)
     }
 }

@@ -37,6 +37,62 @@ final class CombiningWriterTests: XCTestCase {
         }
     }
 
+    /// A temporary file holding `bytes`, open read-only (or write-only, which no read can use).
+    private func file(_ bytes: [UInt8], writeOnly: Bool = false) -> Int32 {
+        var template = Array("/tmp/nbd-writer-file-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        XCTAssertEqual(bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress!, $0.count) }, bytes.count)
+        let reopened = template.withUnsafeBufferPointer { Glibc.open($0.baseAddress!, writeOnly ? O_WRONLY : O_RDONLY) }
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        close(fd)
+        descriptors.append(reopened)
+        return reopened
+    }
+
+    func testFileDataFollowsItsHeaderWithSendfileOrACopyWhereSendfileStops() throws {
+        let contents = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        let source = file(contents)
+        for limit in [Int.max, 1000, 0] {
+            let (socket, peer) = socketPair()
+            let received = receiveUntilEnd(peer)
+            let writer = CombiningWriter(socket: socket)
+            let header: [UInt8] = [1, 2, 3, 4, 5]
+            let outcome = header.withUnsafeBytes {
+                writer.write($0, file: source, at: 4097, count: 200_001, sendFileLimit: limit)
+            }
+            XCTAssertEqual(outcome, .sent(fromFile: min(limit, 200_001)))
+            writer.closeWriting()
+            XCTAssertEqual(
+                received.value("the peer's bytes"), header + contents[4097..<(4097 + 200_001)], "limit \(limit)")
+        }
+    }
+
+    func testUnreadableFileDataFailsTheConnectionAfterItsHeader() throws {
+        let source = file([UInt8](repeating: 9, count: 100_000), writeOnly: true)
+        let (socket, peer) = socketPair()
+        let received = receiveUntilEnd(peer)
+        let writer = CombiningWriter(socket: socket)
+        let outcome = [UInt8](repeating: 1, count: 16).withUnsafeBytes {
+            writer.write($0, file: source, at: 0, count: 70_000)
+        }
+        XCTAssertEqual(outcome, .dataUnavailable)
+        XCTAssertTrue(writer.hasFailed)
+        socket.shutdownBoth()
+        XCTAssertEqual(received.value("the peer's bytes"), [UInt8](repeating: 1, count: 16), "only the header")
+    }
+
+    func testOnlyPlainKernelSocketsSendFiles() throws {
+        let (socket, _) = socketPair()
+        XCTAssertTrue(socket.isKernel)
+        let memory = Socket(memory: MemoryTransport(input: []))
+        XCTAssertFalse(memory.isKernel)
+        XCTAssertEqual(memory.sendFile(0, at: 0, count: 10), 0)
+        let secure = Socket(secure: PlainSession(), over: socket)
+        XCTAssertFalse(secure.isKernel, "TLS encrypts what it sends: never sendfile")
+        XCTAssertEqual(secure.sendFile(0, at: 0, count: 10), 0)
+    }
+
     func testHeaderAndPayloadArriveTogetherAndTheCloseComesAfterThem() throws {
         let (socket, peer) = socketPair()
         let writer = CombiningWriter(socket: socket, shutsDownWhenBatchFails: true)
@@ -64,4 +120,12 @@ final class CombiningWriterTests: XCTestCase {
         writer.closeWriting()
         XCTAssertEqual(received.value("the peer to see the end of the stream"), first + second + first)
     }
+}
+
+/// A session that does nothing: what a TLS socket looks like to ``Socket``.
+private final class PlainSession: WireSession {
+    func receive(into buffer: UnsafeMutableRawBufferPointer) -> Int { 0 }
+    func send(_ bytes: UnsafeRawBufferPointer) -> Bool { true }
+    func sendWithoutWaiting(_ bytes: UnsafeRawBufferPointer) -> Int? { bytes.count }
+    func close() {}
 }

@@ -6,6 +6,9 @@ import NBDCore
 /// `fdatasync` for flush, `pwritev2(RWF_DSYNC)` for FUA writes, `fallocate` for zero and trim,
 /// `lseek(SEEK_DATA/SEEK_HOLE)` for extents and `posix_fadvise(WILLNEED)` for cache. Flush and FUA
 /// requests wait for the disk, so the capabilities list them as slow operations.
+///
+/// Reads within the file also report where they lie (``fileRegion(count:at:)``: the shared
+/// descriptor, at the same offset), so the server may send them with `sendfile` instead of copying.
 public struct FileBackend: BlockBackend {
     public let capabilities: Capabilities
     let store: FileStore
@@ -75,5 +78,12 @@ public struct FileBackend: BlockBackend {
     /// systems without hole support report everything as data.
     public func extents(count: UInt64, at offset: UInt64, flags: CommandFlags) async throws(NBDError) -> [Extent] {
         try store.extents(count: count, at: offset, one: flags.contains(.requestOne))
+    }
+
+    /// The file's descriptor at `offset`, when the whole range lies within the size the export
+    /// opened with. The descriptor stays open while any backend of the provider is open.
+    public func fileRegion(count: Int, at offset: UInt64) async -> FileRegion? {
+        guard count >= 0, offset <= store.size, UInt64(count) <= store.size - offset else { return nil }
+        return FileRegion(descriptor: store.descriptor.rawValue, offset: offset)
     }
 }

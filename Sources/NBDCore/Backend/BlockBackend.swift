@@ -54,6 +54,18 @@ public protocol BlockBackend: Sendable {
     /// configured one. Filters pass the layer below's through unless they change it; the default
     /// is `nil`.
     var exportDescription: String? { get }
+
+    /// The open file and position that hold exactly the `count` bytes at `offset`, as a read would
+    /// return them, when this layer can tell without reading them; `nil` otherwise.
+    ///
+    /// The server uses it to send large reads straight from the file with `sendfile`, without
+    /// copying the data through its own buffers (see ``FileRegion``). Returning `nil` is always
+    /// correct: the read then runs as usual. The call must be cheap and must not block for long
+    /// (no reads of data; metadata already in memory only). The default is `nil`, also for
+    /// ``Filter``s: a filter that changes or observes the data it reads must not let the server
+    /// bypass it, so a filter opts in by implementing this, usually by asking ``Filter/next`` for
+    /// the range it would read.
+    func fileRegion(count: Int, at offset: UInt64) async -> FileRegion?
 }
 
 extension BlockBackend {
@@ -76,4 +88,7 @@ extension BlockBackend {
 
     /// No description of their own: the server's configured one is used.
     public var exportDescription: String? { nil }
+
+    /// Unknown: reads go through ``read(into:at:flags:)``.
+    public func fileRegion(count: Int, at offset: UInt64) async -> FileRegion? { nil }
 }

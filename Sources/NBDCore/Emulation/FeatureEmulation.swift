@@ -72,4 +72,10 @@ public struct FeatureEmulation<Next: BlockBackend>: Filter {
             done += UInt64(n)
         }
     }
+
+    /// Passes through: emulation never changes read data, so the layer below's file region holds it.
+    @inlinable
+    public func fileRegion(count: Int, at offset: UInt64) async -> FileRegion? {
+        await next.fileRegion(count: count, at: offset)
+    }
 }

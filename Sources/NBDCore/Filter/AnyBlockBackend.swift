@@ -53,4 +53,8 @@ public struct AnyBlockBackend: BlockBackend {
     }
 
     public var exportDescription: String? { base.exportDescription }
+
+    public func fileRegion(count: Int, at offset: UInt64) async -> FileRegion? {
+        await base.fileRegion(count: count, at: offset)
+    }
 }

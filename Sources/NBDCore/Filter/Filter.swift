@@ -12,6 +12,10 @@
 /// ```
 ///
 /// To offer the filter to stacks built at run time, also provide a ``FilterLayer``.
+///
+/// One operation does not pass through: ``BlockBackend/fileRegion(count:at:)`` is `nil` unless the
+/// filter implements it, because a filter that changes or observes read data must not let the
+/// server send the bytes straight from the file below it.
 public protocol Filter: BlockBackend {
     /// The layer this filter wraps.
     associatedtype Next: BlockBackend

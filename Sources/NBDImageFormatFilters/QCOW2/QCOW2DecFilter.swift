@@ -63,6 +63,14 @@ package struct QCOW2DecFilter<Next: BlockBackend>: BlockBackend {
 
     package var exportDescription: String? { next.exportDescription }
 
+    /// Where the layer below holds the bytes, when they lie in stored clusters one after the other
+    /// in the file and their tables are cached (``QCOW2Image/hostOffset(ofContiguous:at:)``): then
+    /// a read is a plain read of the file, and the server may send it from there.
+    package func fileRegion(count: Int, at offset: UInt64) async -> FileRegion? {
+        guard let host = image.hostOffset(ofContiguous: count, at: offset) else { return nil }
+        return await next.fileRegion(count: count, at: host)
+    }
+
     private static var readOnly: NBDError {
         NBDError(.notPermitted, "qcow2dec: the export is read-only (qcow2dec decodes, it never writes the image)")
     }

@@ -181,6 +181,57 @@ package final class QCOW2Image: Sendable {
         }
     }
 
+    // MARK: - File regions
+
+    /// Where the file holds the `count` guest bytes at `offset` as they read, in one piece: the host
+    /// offset of the first, when the whole range lies in stored clusters (not compressed, not
+    /// zero-flagged, allocated) that follow one another in the file and end inside it, and every L2
+    /// table it needs is already cached. `nil` otherwise; it never reads the file (a table not yet
+    /// cached is left to the read, which caches it).
+    package func hostOffset(ofContiguous count: Int, at offset: UInt64) -> UInt64? {
+        guard count > 0 else { return nil }
+        let bits = UInt64(header.clusterBits)
+        let clusterSize = header.clusterSize
+        let l2Bits = bits - 3
+        let end = offset + UInt64(count)
+        var position = offset
+        var start: UInt64? = nil
+        var next: UInt64 = 0
+        var l1Index = -1
+        var table: [UInt64] = []
+        while position < end {
+            let cluster = position >> bits
+            let index = cluster >> l2Bits
+            guard index < UInt64(l1.count) else { return nil }
+            if Int(index) != l1Index {
+                guard
+                    let tableOffset = try? QCOW2Cluster.l2TableOffset(
+                        l1Entry: l1[Int(index)], index: Int(index), header: header),
+                    let cached = tables.table(at: tableOffset)
+                else { return nil }
+                table = cached
+                l1Index = Int(index)
+            }
+            guard
+                case .data(let host)? = try? QCOW2Cluster(
+                    l2Entry: table[Int(cluster & ((1 << l2Bits) - 1))], cluster: cluster, header: header)
+            else { return nil }
+            let within = position & (clusterSize - 1)
+            let hostPosition = host + within
+            if start != nil {
+                guard hostPosition == next else { return nil }
+            } else {
+                start = hostPosition
+            }
+            let length = min(clusterSize - within, end - position)
+            next = hostPosition + length
+            position += length
+        }
+        // A stored cluster may end past the end of the file, where it reads as zeroes: not in the file.
+        guard next <= header.fileSize else { return nil }
+        return start
+    }
+
     // MARK: - Block status
 
     /// The allocation of the guest range at `offset`: clusters that read as zero without data in

@@ -53,6 +53,12 @@ public struct OffsetFilter<Next: BlockBackend>: Filter {
         try await next.read(into: buffer, at: offset + self.offset, flags: flags)
     }
 
+    /// Moved up like a read: the layer below's file region of the same bytes, if it has one.
+    public func fileRegion(count: Int, at offset: UInt64) async -> FileRegion? {
+        guard count >= 0, offset <= capabilities.size, UInt64(count) <= capabilities.size - offset else { return nil }
+        return await next.fileRegion(count: count, at: offset + self.offset)
+    }
+
     @inlinable
     public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, flags: CommandFlags)
         async throws(NBDError)

@@ -1,5 +1,6 @@
 import NBDCore
 import NBDWire
+import Synchronization
 
 /// One client connection: handshake, then the transmission loop, then closing the backend.
 ///
@@ -156,6 +157,9 @@ struct Connection<Provider: BackendProvider>: Sendable {
         let readsRunInline = !slowOperations.contains(.read) && !suspendingOperations.contains(.read)
         let overlappedReads = SlowOperationEstimate()
         let overlappedReadLimit = configuration.overlappedReadLimit
+        // Large reads whose bytes the stack finds in a file leave with sendfile (ServerConfiguration
+        // .sendsFileDataWithoutCopying): over a plain kernel socket only, never TLS or in memory.
+        let sendsFileData = configuration.sendsFileDataWithoutCopying && socket.isKernel && readsRunInline
 
         // The thread is marked for the whole loop, so requests that suspend start here and the
         // upstream requests they send while one batch of client requests is served leave together
@@ -368,6 +372,18 @@ struct Connection<Provider: BackendProvider>: Sendable {
             // a scratch buffer kept for the connection's life would hold the largest write it saw).
             var largeWrite: PayloadPool.Buffer?
             var largeWriteCharge = 0
+            if command == .read && sendsFileData && !slow
+                && length >= UInt64(ServerConfiguration.fileDataMinimumLength)
+            {
+                switch await sendFromFile(
+                    executor, header: header, length: Int(length), flags: flags, output: &output, tail: &tail,
+                    writer: writer)
+                {
+                case .sent: continue loop
+                case .notSent: break
+                case .failed: break loop
+                }
+            }
             if command == .read && charge > 0 {
                 // The reply gets a buffer of exactly its size, freed (and the charge returned) once
                 // sent, so the charge is what the read really takes. The batch before it goes first.
@@ -451,6 +467,56 @@ struct Connection<Provider: BackendProvider>: Sendable {
         // A failed send leaves the buffers unsent; their memory goes with the connection.
         charges.releaseTail()
         charges.releaseOutput()
+    }
+
+    /// What became of a read offered to ``sendFromFile(_:header:length:flags:output:tail:writer:)``.
+    private enum FileReadOutcome {
+        /// The reply went out, its data with `sendfile`.
+        case sent
+        /// The stack has no file region for it, or another thread was sending: read it as usual.
+        case notSent
+        /// The connection failed: stop serving it.
+        case failed
+    }
+
+    /// Answers a read whose bytes the stack reports in a file (`BlockBackend.fileRegion`): sends
+    /// the batch so far and the reply header, then the data straight from the file with `sendfile`,
+    /// through the writer, so other threads' replies never interleave with it.
+    private func sendFromFile(
+        _ executor: RequestExecutor<Provider.Backend>, header: RequestHeader, length: Int, flags: CommandFlags,
+        output: inout OutputBuffer, tail: inout ReplyTail, writer: CombiningWriter
+    ) async -> FileReadOutcome {
+        InlineResumption.leave()
+        let region = await executor.fileRegion(forReadOf: length, at: header.offset, flags: flags)
+        InlineResumption.enter()
+        guard let region else { return .notSent }
+        InlineResumption.endBatch()
+        guard finish(&tail, on: writer) else { return .failed }
+        let mark = output.count
+        executor.appendReadHeader(cookie: header.cookie, offset: header.offset, length: length, into: &output)
+        let outcome = writer.write(
+            output.bytes, file: region.descriptor, at: region.offset, count: length,
+            sendFileLimit: configuration.sendFileLimit)
+        switch outcome {
+        case .busy:
+            output.truncate(to: mark)
+            return .notSent
+        case .sent(let fromFile):
+            context.bytesSentFromFiles.add(fromFile, ordering: .relaxed)
+            output.removeAll()
+            output.shrink(to: retainedCapacity)
+            charges.releaseOutput()
+            return .sent
+        case .connectionFailed:
+            return .failed
+        case .dataUnavailable:
+            warn(
+                .requestFailed,
+                "read of \(length) bytes at \(header.offset) failed after its reply header was sent: the file "
+                    + "(descriptor \(region.descriptor), offset \(region.offset)) could be neither sent nor read; "
+                    + "disconnecting, since the client was promised the data")
+            return .failed
+        }
     }
 
     /// Sends the rest of `tail`, then `output`.

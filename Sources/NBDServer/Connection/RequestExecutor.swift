@@ -68,13 +68,31 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
     private func read(flags: CommandFlags, cookie: UInt64, offset: UInt64, length: Int, into output: inout OutputBuffer)
         async throws(NBDError)
     {
-        if structuredReplies, stackReportsExtents, !flags.contains(.dontFragment),
-            let threshold = holeDetectionThreshold, length >= threshold,
-            let pieces = await sparsePieces(offset: offset, length: length)
-        {
+        if detectsHoles(flags: flags, length: length), let pieces = await sparsePieces(offset: offset, length: length) {
             return try await readSparse(pieces, flags: flags, cookie: cookie, offset: offset, into: &output)
         }
         let mark = output.count
+        appendReadHeader(cookie: cookie, offset: offset, length: length, into: &output)
+        let region = output.append(uninitialized: length)
+        do {
+            try await backend.read(into: region, at: offset, flags: flags)
+        } catch {
+            output.truncate(to: mark)
+            throw error
+        }
+    }
+
+    /// Whether a read asks the stack for extents first, to send zero runs as hole chunks.
+    private func detectsHoles(flags: CommandFlags, length: Int) -> Bool {
+        guard structuredReplies, stackReportsExtents, !flags.contains(.dontFragment),
+            let threshold = holeDetectionThreshold
+        else { return false }
+        return length >= threshold
+    }
+
+    /// Appends the header of a successful read's reply that carries all `length` bytes in one piece:
+    /// a simple reply, or one `OFFSET_DATA` chunk (flagged done) and its offset. The data follows.
+    func appendReadHeader(cookie: UInt64, offset: UInt64, length: Int, into output: inout OutputBuffer) {
         if structuredReplies {
             // One OFFSET_DATA chunk for the whole read, so DF is always satisfied.
             output.appendChunkHeader(
@@ -84,13 +102,13 @@ struct RequestExecutor<Backend: BlockBackend>: Sendable {
         } else {
             output.appendSimpleReply(cookie: cookie, error: 0)
         }
-        let region = output.append(uninitialized: length)
-        do {
-            try await backend.read(into: region, at: offset, flags: flags)
-        } catch {
-            output.truncate(to: mark)
-            throw error
-        }
+    }
+
+    /// Where the stack holds a read's bytes in a file, so the reply's data can be sent from it
+    /// (`sendfile`); `nil` when it cannot say or when the read would be split at holes instead.
+    func fileRegion(forReadOf length: Int, at offset: UInt64, flags: CommandFlags) async -> FileRegion? {
+        guard !detectsHoles(flags: flags, length: length) else { return nil }
+        return await backend.fileRegion(count: length, at: offset)
     }
 
     /// One run of a sparse read: data to read, or zeroes to describe with a hole chunk.

@@ -20,6 +20,8 @@ final class ServerContext: Sendable {
     let state = LockedValue(State())
     /// The budget every connection's large payloads are charged to.
     let payloadBudget: PayloadBudget
+    /// The read data every connection sent with `sendfile` so far, in bytes (for tests).
+    let bytesSentFromFiles = Atomic<Int>(0)
 
     init(configuration: ServerConfiguration) {
         self.configuration = configuration

@@ -1,6 +1,10 @@
 import NBDCore
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Serializes messages from several threads onto one socket without holding a lock across `send`:
 /// the server's replies and the client's requests.
 ///
@@ -75,6 +79,106 @@ package final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
             return drain()
         case .flush:
             return drain()
+        }
+    }
+
+    /// What became of ``write(_:file:at:count:sendFileLimit:)``.
+    package enum FileWriteOutcome: Equatable, Sendable {
+        /// Everything went out, `fromFile` bytes of the data with `sendfile` and the rest copied.
+        case sent(fromFile: Int)
+        /// Another thread is sending: nothing was sent, the caller sends the message the usual way.
+        case busy
+        /// The connection failed, now or before; nothing more can be sent.
+        case connectionFailed
+        /// `header` went out but the file's data could be neither sent nor read: the peer was
+        /// promised bytes that cannot come, and the connection is failed.
+        case dataUnavailable
+    }
+
+    /// Sends what others queued, then `header` followed by `count` bytes of the file open as `file`
+    /// from `offset` on, as one unit, never interleaved with another writer's: the data with
+    /// `sendfile`, so it is not copied through this process (see ``Socket/sendFile(_:at:count:)``).
+    /// Where `sendfile` stops short (a file or socket that does not support it), the rest is read
+    /// with `pread` and sent from a buffer. Only when nobody else is sending; otherwise returns
+    /// ``FileWriteOutcome/busy`` having sent nothing. `sendFileLimit` makes `sendfile` stop after
+    /// that many bytes, for tests of the fallback.
+    package func write(
+        _ header: UnsafeRawBufferPointer, file: Int32, at offset: UInt64, count: Int, sendFileLimit: Int = .max
+    ) -> FileWriteOutcome {
+        enum Start { case own, busy, failed }
+        let start = state.withLock { state -> Start in
+            if state.failed { return .failed }
+            if state.flushing { return .busy }
+            state.flushing = true
+            return .own
+        }
+        switch start {
+        case .failed: return .connectionFailed
+        case .busy: return .busy
+        case .own: break
+        }
+        // What appendForBatch left pending was queued first, so it leaves first.
+        guard sendPendingKeepingTurn(), socket.sendAll(header) else {
+            fail()
+            return .connectionFailed
+        }
+        let fromFile = socket.sendFile(file, at: offset, count: min(count, max(sendFileLimit, 0)))
+        if fromFile < count {
+            switch sendCopy(of: file, at: offset + UInt64(fromFile), count: count - fromFile) {
+            case .sent: break
+            case .sendFailed:
+                fail()
+                return .connectionFailed
+            case .readFailed:
+                fail()
+                return .dataUnavailable
+            }
+        }
+        return drain() ? .sent(fromFile: fromFile) : .connectionFailed
+    }
+
+    private enum CopyOutcome { case sent, sendFailed, readFailed }
+
+    /// Reads `count` bytes of `file` at `offset` with `pread`, a MiB at a time, and sends them.
+    private func sendCopy(of file: Int32, at offset: UInt64, count: Int) -> CopyOutcome {
+        let chunk = min(count, 1 << 20)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { buffer.deallocate() }
+        var done = 0
+        while done < count {
+            let wanted = min(chunk, count - done)
+            var filled = 0
+            while filled < wanted {
+                let position = off_t(offset) + off_t(done + filled)
+                let result = pread(file, buffer.baseAddress! + filled, wanted - filled, position)
+                if result > 0 {
+                    filled += result
+                } else if result < 0 && errno == EINTR {
+                    continue
+                } else {
+                    return .readFailed
+                }
+            }
+            guard socket.sendAll(UnsafeRawBufferPointer(rebasing: buffer[0..<wanted])) else { return .sendFailed }
+            done += wanted
+        }
+        return .sent
+    }
+
+    /// Sends what others appended, keeping the flusher's turn. Returns `false` if a send failed.
+    private func sendPendingKeepingTurn() -> Bool {
+        while true {
+            let taken = state.withLock { state -> [UInt8]? in
+                if state.pending.isEmpty { return nil }
+                let out = state.pending
+                state.pending = state.spare
+                state.spare = []
+                return out
+            }
+            guard var buffer = taken else { return true }
+            guard buffer.withUnsafeBytes({ socket.sendAll($0) }) else { return false }
+            buffer.removeAll(keepingCapacity: true)
+            state.withLock { $0.spare = buffer }
         }
     }
 

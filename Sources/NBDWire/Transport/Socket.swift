@@ -136,6 +136,54 @@ package final class Socket: Sendable {
         }
     }
 
+    /// Whether this is a plain kernel socket (no TLS session, no in-memory peer): only then can
+    /// ``sendFile(_:at:count:)`` move file data into it.
+    package var isKernel: Bool {
+        if case .kernel = peer { return descriptor >= 0 }
+        return false
+    }
+
+    /// Sends `count` bytes of the file open as `file`, from `offset` on, with `sendfile`: the kernel
+    /// moves page-cache pages into the socket without copying them through this process. Returns
+    /// how many bytes went out: `count`, or fewer when `sendfile` failed (`errno` tells why: EINVAL
+    /// or ENOSYS where the file or socket does not support it, EPIPE when the peer left) or the file
+    /// ended early. Never moves the file's position; only for ``isKernel`` sockets (0 otherwise).
+    package func sendFile(_ file: Int32, at offset: UInt64, count: Int) -> Int {
+        guard isKernel else { return 0 }
+        // sendfile has no MSG_NOSIGNAL: a peer that left raises SIGPIPE, which would kill a program
+        // that embeds the server without ignoring it. Blocked on this thread for the call; one it
+        // raised is taken back before the mask is restored.
+        var pipeSignal = sigset_t()
+        var previousMask = sigset_t()
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &pipeSignal, &previousMask)
+        var raisedPipeSignal = false
+        defer {
+            if raisedPipeSignal {
+                var zero = timespec(tv_sec: 0, tv_nsec: 0)
+                while sigtimedwait(&pipeSignal, nil, &zero) == SIGPIPE {}
+            }
+            pthread_sigmask(SIG_SETMASK, &previousMask, nil)
+        }
+        var position = off_t(offset)
+        var sent = 0
+        while sent < count {
+            // At most 1 GiB per call, below what sendfile moves in one call (0x7ffff000 bytes).
+            let result = Glibc.sendfile(descriptor, file, &position, min(count - sent, 1 << 30))
+            if result < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                raisedPipeSignal = code == EPIPE
+                errno = code
+                return sent
+            }
+            if result == 0 { return sent }
+            sent += result
+        }
+        return sent
+    }
+
     /// Sends a leading part of `bytes`, as much as the socket takes without waiting, and returns its
     /// length; `nil` if the peer went away or the socket failed. The rest (from the returned length
     /// on, the same memory) must go to ``sendAll(_:)`` before anything else is sent: a secure
