@@ -192,39 +192,34 @@ final class FileDataSendTests: ServerTestCase {
 
     func testFilterThatDoesNotOptInIsNotBypassed() throws {
         let (server, path) = try startFileServer(filtered: true)
-        let client = try Client(unixPath: path)
-        try client.connect()
-        let (error, data) = try client.read(200_000, at: 4097)
-        XCTAssertEqual(error, 0)
-        XCTAssertEqual(data, expected(200_000, at: 4097))
-        try settle(client)
-        XCTAssertEqual(server.bytesSentFromFiles, 0)
-        try client.disconnect()
+        try assertReadIsCopied(200_000, at: 4097, from: server, at: path)
     }
 
     func testSwitchedOffCopiesEveryRead() throws {
         var configuration = ServerConfiguration()
         configuration.sendsFileDataWithoutCopying = false
         let (server, path) = try startFileServer(configuration: configuration)
-        let client = try Client(unixPath: path)
-        try client.connect()
-        let (error, data) = try client.read(200_000, at: 4097)
-        XCTAssertEqual(error, 0)
-        XCTAssertEqual(data, expected(200_000, at: 4097))
-        try settle(client)
-        XCTAssertEqual(server.bytesSentFromFiles, 0)
-        try client.disconnect()
+        try assertReadIsCopied(200_000, at: 4097, from: server, at: path)
     }
 
     func testReadsBelow64KiBAreCopied() throws {
         let (server, path) = try startFileServer()
+        try assertReadIsCopied(65_535, at: 1, from: server, at: path)
+    }
+
+    /// Reads `count` bytes at `offset` over a new connection and checks they are right and that none
+    /// of them left with sendfile.
+    private func assertReadIsCopied(
+        _ count: Int, at offset: Int, from server: NBDServer, at path: String, file: StaticString = #filePath,
+        line: UInt = #line
+    ) throws {
         let client = try Client(unixPath: path)
         try client.connect()
-        let (error, data) = try client.read(65_535, at: 1)
-        XCTAssertEqual(error, 0)
-        XCTAssertEqual(data, expected(65_535, at: 1))
+        let (error, data) = try client.read(UInt32(count), at: UInt64(offset))
+        XCTAssertEqual(error, 0, file: file, line: line)
+        XCTAssertEqual(data, expected(count, at: offset), file: file, line: line)
         try settle(client)
-        XCTAssertEqual(server.bytesSentFromFiles, 0)
+        XCTAssertEqual(server.bytesSentFromFiles, 0, file: file, line: line)
         try client.disconnect()
     }
 

@@ -96,21 +96,10 @@ package enum ProcessLauncher {
     ) {
         var written = 0
         // A script may exit without reading what it was given (nbdkit allows it). The write then
-        // fails with EPIPE and raises SIGPIPE on this thread: block it here and take it back below,
+        // fails with EPIPE and raises SIGPIPE on this thread: blocked here and taken back at the end,
         // so the process is not killed whatever its SIGPIPE disposition is.
-        var pipeSignal = sigset_t()
-        var previousMask = sigset_t()
-        sigemptyset(&pipeSignal)
-        sigaddset(&pipeSignal, SIGPIPE)
-        pthread_sigmask(SIG_BLOCK, &pipeSignal, &previousMask)
-        var raisedPipeSignal = false
-        defer {
-            if raisedPipeSignal {
-                var zero = timespec(tv_sec: 0, tv_nsec: 0)
-                while sigtimedwait(&pipeSignal, nil, &zero) == SIGPIPE {}
-            }
-            pthread_sigmask(SIG_SETMASK, &previousMask, nil)
-        }
+        var pipeSignal = BrokenPipeSignalBlock()
+        defer { pipeSignal.end() }
         var chunk = [UInt8](repeating: 0, count: 64 << 10)
         if outputLimit < 1 << 20 { run.output.reserveCapacity(outputLimit) }
         while outputFD >= 0 || errorFD >= 0 {
@@ -131,7 +120,7 @@ package enum ProcessLauncher {
                 } else if count < 0 && (errno == EAGAIN || errno == EINTR) {
                     // Not ready after all; poll again.
                 } else {
-                    raisedPipeSignal = raisedPipeSignal || errno == EPIPE
+                    if errno == EPIPE { pipeSignal.raised = true }
                     written = input.count
                 }
                 if written == input.count {

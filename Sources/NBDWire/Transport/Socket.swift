@@ -153,19 +153,8 @@ package final class Socket: Sendable {
         // sendfile has no MSG_NOSIGNAL: a peer that left raises SIGPIPE, which would kill a program
         // that embeds the server without ignoring it. Blocked on this thread for the call; one it
         // raised is taken back before the mask is restored.
-        var pipeSignal = sigset_t()
-        var previousMask = sigset_t()
-        sigemptyset(&pipeSignal)
-        sigaddset(&pipeSignal, SIGPIPE)
-        pthread_sigmask(SIG_BLOCK, &pipeSignal, &previousMask)
-        var raisedPipeSignal = false
-        defer {
-            if raisedPipeSignal {
-                var zero = timespec(tv_sec: 0, tv_nsec: 0)
-                while sigtimedwait(&pipeSignal, nil, &zero) == SIGPIPE {}
-            }
-            pthread_sigmask(SIG_SETMASK, &previousMask, nil)
-        }
+        var pipeSignal = BrokenPipeSignalBlock()
+        defer { pipeSignal.end() }
         var position = off_t(offset)
         var sent = 0
         while sent < count {
@@ -174,7 +163,7 @@ package final class Socket: Sendable {
             if result < 0 {
                 let code = errno
                 if code == EINTR { continue }
-                raisedPipeSignal = code == EPIPE
+                pipeSignal.raised = code == EPIPE
                 errno = code
                 return sent
             }
