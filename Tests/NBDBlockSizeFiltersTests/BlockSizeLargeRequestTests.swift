@@ -112,12 +112,3 @@ final class BlockSizeLargeRequestTests: XCTestCase {
             code: .invalidArgument)
     }
 }
-
-/// Asserts that what `value` returns equals `expected` (XCTAssertEqual cannot await).
-private func assertEqual<T: Equatable>(
-    _ value: () async throws -> T, _ expected: T, _ message: String = "", file: StaticString = #filePath,
-    line: UInt = #line
-) async rethrows {
-    let observed = try await value()
-    XCTAssertEqual(observed, expected, message, file: file, line: line)
-}

@@ -2,15 +2,6 @@ import Foundation
 import NBDCore
 import XCTest
 
-/// Asserts that what `value` returns equals `expected` (XCTAssertEqual cannot await).
-func assertEqual<T: Equatable>(
-    _ value: () async throws -> T, _ expected: T, _ message: String = "", file: StaticString = #filePath,
-    line: UInt = #line
-) async rethrows {
-    let observed = try await value()
-    XCTAssertEqual(observed, expected, message, file: file, line: line)
-}
-
 /// A pass-through that claims everything is a hole, to see what a filter above adds.
 struct HoleFilter<Next: BlockBackend>: Filter {
     let next: Next

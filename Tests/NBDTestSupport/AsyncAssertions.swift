@@ -48,3 +48,12 @@ extension BlockBackend {
         try await writeBytes(Array(text.utf8), at: offset, flags: flags)
     }
 }
+
+/// Asserts that what `value` returns equals `expected` (XCTAssertEqual cannot await).
+public func assertEqual<T: Equatable>(
+    _ value: () async throws -> T, _ expected: T, _ message: String = "", file: StaticString = #filePath,
+    line: UInt = #line
+) async rethrows {
+    let observed = try await value()
+    XCTAssertEqual(observed, expected, message, file: file, line: line)
+}
