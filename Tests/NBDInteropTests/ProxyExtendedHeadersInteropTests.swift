@@ -15,14 +15,22 @@ final class ProxyExtendedHeadersInteropTests: XCTestCase {
         try? FileManager.default.removeItem(at: directory)
     }
 
+    /// Shell lines that start qemu-nbd on an 8 GiB sparse raw file at `$DIR/qemu.sock`, tracing `event`
+    /// into `qemu.trace`, and stop it by its PID when the script ends.
+    private static func qemuNbdUpstream(tracing event: String) -> String {
+        """
+        truncate -s 8G backing.img
+        qemu-nbd --fork --pid-file qemu.pid -k "$DIR/qemu.sock" -f raw -t \\
+            --trace "enable=\(event),file=$DIR/qemu.trace" backing.img
+        trap 'kill $(cat qemu.pid)' EXIT
+        """
+    }
+
     func testQemuIoThroughTheProxyInFrontOfQemuNbdWithExtendedHeadersUpstream() throws {
         try InteropEnvironment.requireQemuWithExtendedHeaders()
         let result = try InteropEnvironment.shell(
             """
-            truncate -s 8G backing.img
-            qemu-nbd --fork --pid-file qemu.pid -k "$DIR/qemu.sock" -f raw -t \\
-                --trace "enable=nbd_negotiate_options_check_option,file=$DIR/qemu.trace" backing.img
-            trap 'kill $(cat qemu.pid)' EXIT
+            \(Self.qemuNbdUpstream(tracing: "nbd_negotiate_options_check_option"))
             "$SERVE" -U - nbd uri="nbd+unix:///?socket=$DIR/qemu.sock" --run '
                 qemu-io -f raw -c "write -P 0x55 0 64k" -c "write -P 0x66 5G 64k" -c "flush" \\
                     -c "write -z -n 4G 512M" -c "discard 7G 1M" \\
@@ -50,10 +58,7 @@ final class ProxyExtendedHeadersInteropTests: XCTestCase {
         try InteropEnvironment.requireQemuWithExtendedHeaders()
         let result = try InteropEnvironment.shell(
             """
-            truncate -s 8G backing.img
-            qemu-nbd --fork --pid-file qemu.pid -k "$DIR/qemu.sock" -f raw -t \\
-                --trace "enable=nbd_receive_request,file=$DIR/qemu.trace" backing.img
-            trap 'kill $(cat qemu.pid)' EXIT
+            \(Self.qemuNbdUpstream(tracing: "nbd_receive_request"))
             "$SERVE" -U - --filter=stats nbd uri="nbd+unix:///?socket=$DIR/qemu.sock" statsfile="$DIR/stats.txt" --run '
                 qemu-io -f raw -c "write -P 0x66 5G 64k" -c "write -z -n 1G 5G" -c "read -P 0 5G 64k" "$uri"'
             cat stats.txt
