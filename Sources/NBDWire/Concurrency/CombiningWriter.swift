@@ -118,7 +118,7 @@ package final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
         case .own: break
         }
         // What appendForBatch left pending was queued first, so it leaves first.
-        guard sendPendingKeepingTurn(), socket.sendAll(header) else {
+        guard sendPending(releasingTurn: false), socket.sendAll(header) else {
             fail()
             return .connectionFailed
         }
@@ -163,23 +163,6 @@ package final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
             done += wanted
         }
         return .sent
-    }
-
-    /// Sends what others appended, keeping the flusher's turn. Returns `false` if a send failed.
-    private func sendPendingKeepingTurn() -> Bool {
-        while true {
-            let taken = state.withLock { state -> [UInt8]? in
-                if state.pending.isEmpty { return nil }
-                let out = state.pending
-                state.pending = state.spare
-                state.spare = []
-                return out
-            }
-            guard var buffer = taken else { return true }
-            guard buffer.withUnsafeBytes({ socket.sendAll($0) }) else { return false }
-            buffer.removeAll(keepingCapacity: true)
-            state.withLock { $0.spare = buffer }
-        }
     }
 
     /// Starts sending `bytes` as one unit without waiting for a full socket: sends what the socket
@@ -281,9 +264,17 @@ package final class CombiningWriter: Sendable, InlineResumption.BatchEndAction {
 
     /// Sends what others appended while this thread was the flusher, then stops being the flusher.
     private func drain() -> Bool {
+        sendPending(releasingTurn: true)
+    }
+
+    /// Sends what others appended while this thread is the flusher, until nothing is pending. With
+    /// `releasingTurn` it then stops being the flusher (or, after ``closeWriting()``, closes the
+    /// sending side and stays the flusher for good). Returns `false` if a send failed.
+    private func sendPending(releasingTurn: Bool) -> Bool {
         while true {
             let taken = state.withLock { state -> [UInt8]? in
                 if state.pending.isEmpty {
+                    guard releasingTurn else { return nil }
                     if state.closeWhenDrained {
                         // Stays the flusher for good: nobody sends after the close.
                         state.failed = true
