@@ -486,6 +486,8 @@ struct Connection<Provider: BackendProvider>: Sendable {
         _ executor: RequestExecutor<Provider.Backend>, header: RequestHeader, length: Int, flags: CommandFlags,
         output: inout OutputBuffer, tail: inout ReplyTail, writer: CombiningWriter
     ) async -> FileReadOutcome {
+        // Unmarked while the stack answers, as around `perform` in the loop (a suspending layer's
+        // upstream request must not wait for a batch end).
         InlineResumption.leave()
         let region = await executor.fileRegion(forReadOf: length, at: header.offset, flags: flags)
         InlineResumption.enter()
@@ -503,9 +505,7 @@ struct Connection<Provider: BackendProvider>: Sendable {
             return .notSent
         case .sent(let fromFile):
             context.bytesSentFromFiles.add(fromFile, ordering: .relaxed)
-            output.removeAll()
-            output.shrink(to: retainedCapacity)
-            charges.releaseOutput()
+            emptyAfterSending(&output)
             return .sent
         case .connectionFailed:
             return .failed
@@ -524,12 +524,17 @@ struct Connection<Provider: BackendProvider>: Sendable {
         guard finish(&tail, on: writer) else { return false }
         guard !output.isEmpty else { return !writer.hasFailed }
         let ok = writer.write(output.bytes)
+        emptyAfterSending(&output)
+        return ok
+    }
+
+    /// Empties `output` once its bytes went to the writer, and returns its charge.
+    private func emptyAfterSending(_ output: inout OutputBuffer) {
         output.removeAll()
         // A rare huge read (up to the payload limit) must not pin its buffer for the connection's
         // life; ordinary batches and 1-4 MiB reads stay below this and keep their buffer.
         output.shrink(to: retainedCapacity)
         charges.releaseOutput()
-        return ok
     }
 
     /// Sends the rest of `tail` and returns its charge.
