@@ -192,30 +192,13 @@ package final class QCOW2Image: Sendable {
         guard count > 0 else { return nil }
         let bits = UInt64(header.clusterBits)
         let clusterSize = header.clusterSize
-        let l2Bits = bits - 3
         let end = offset + UInt64(count)
         var position = offset
         var start: UInt64? = nil
         var next: UInt64 = 0
-        var l1Index = -1
-        var table: [UInt64] = []
+        var cursor = TableCursor()
         while position < end {
-            let cluster = position >> bits
-            let index = cluster >> l2Bits
-            guard index < UInt64(l1.count) else { return nil }
-            if Int(index) != l1Index {
-                guard
-                    let tableOffset = try? QCOW2Cluster.l2TableOffset(
-                        l1Entry: l1[Int(index)], index: Int(index), header: header),
-                    let cached = tables.table(at: tableOffset)
-                else { return nil }
-                table = cached
-                l1Index = Int(index)
-            }
-            guard
-                case .data(let host)? = try? QCOW2Cluster(
-                    l2Entry: table[Int(cluster & ((1 << l2Bits) - 1))], cluster: cluster, header: header)
-            else { return nil }
+            guard case .data(let host)? = cursor.cachedCluster(position >> bits, in: self) else { return nil }
             let within = position & (clusterSize - 1)
             let hostPosition = host + within
             if start != nil {
@@ -273,20 +256,52 @@ package final class QCOW2Image: Sendable {
         mutating func cluster(_ cluster: UInt64, in image: QCOW2Image, from next: some BlockBackend)
             async throws(NBDError) -> QCOW2Cluster
         {
-            let header = image.header
-            let l2Bits = UInt64(header.clusterBits) - 3
-            let index = cluster >> l2Bits
+            let index = try Self.l1Index(of: cluster, in: image)
+            if index != l1Index {
+                table = try await image.l2Table(index, from: next)
+                l1Index = index
+            }
+            return try Self.entry(of: cluster, in: table, header: image.header)
+        }
+
+        /// Where guest cluster `cluster` is, from the tables already cached: `nil` when its table is
+        /// not (or is not allocated), or its entry is corrupt. Reads nothing.
+        mutating func cachedCluster(_ cluster: UInt64, in image: QCOW2Image) -> QCOW2Cluster? {
+            guard let index = try? Self.l1Index(of: cluster, in: image) else { return nil }
+            if index != l1Index {
+                guard let cached = image.cachedL2Table(index) else { return nil }
+                table = cached
+                l1Index = index
+            }
+            return try? Self.entry(of: cluster, in: table, header: image.header)
+        }
+
+        /// The L1 entry that covers guest cluster `cluster`.
+        private static func l1Index(of cluster: UInt64, in image: QCOW2Image) throws(NBDError) -> Int {
+            let index = cluster >> (UInt64(image.header.clusterBits) - 3)
             guard index < UInt64(image.l1.count) else {
                 throw NBDError(.ioError, "qcow2dec: guest cluster \(cluster) is past the end of the L1 table")
             }
-            if Int(index) != l1Index {
-                table = try await image.l2Table(Int(index), from: next)
-                l1Index = Int(index)
-            }
+            return Int(index)
+        }
+
+        /// Guest cluster `cluster`'s entry in `table` (its L2 table, `nil` when not allocated).
+        private static func entry(of cluster: UInt64, in table: [UInt64]?, header: QCOW2Header) throws(NBDError)
+            -> QCOW2Cluster
+        {
             guard let table else { return .unallocated }
+            let l2Bits = UInt64(header.clusterBits) - 3
             return try QCOW2Cluster(
                 l2Entry: table[Int(cluster & ((1 << l2Bits) - 1))], cluster: cluster, header: header)
         }
+    }
+
+    /// The L2 table of L1 entry `index` if it is cached; `nil` when it is not, or not allocated.
+    func cachedL2Table(_ index: Int) -> [UInt64]? {
+        guard let offset = try? QCOW2Cluster.l2TableOffset(l1Entry: l1[index], index: index, header: header) else {
+            return nil
+        }
+        return tables.table(at: offset)
     }
 
     /// The L2 table of L1 entry `index`, from the cache or the file, or `nil` when not allocated.
